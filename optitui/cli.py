@@ -1,0 +1,257 @@
+"""The ``optitui`` command line. Imports no torch until a job is started."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from optitui import __version__
+
+DESCRIPTION = """\
+Watch and steer PyTorch training from the terminal.
+
+  optitui run train.py --headless        train a script's setup(device) Job, no viewer
+  optitui ls                             runs under ./runs with state, step, loss
+  optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
+  optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
+  optitui export RUN --format csv        per-step metrics for pandas
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    return v
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="optitui",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"optitui {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a script's Job (setup(device) -> optitui.Job)")
+    run.add_argument("script", type=Path, help="a Python file defining setup(device)")
+    run.add_argument("--headless", action="store_true", help="no viewer (for nohup, sbatch)")
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--root", type=Path, default=Path("runs"), help="where runs go (./runs)")
+    run.add_argument("--run-dir", type=Path, help="use exactly this run directory")
+    run.add_argument("--max-steps", type=_positive_int, help="stop after N optimizer steps")
+    run.add_argument("--seed", type=_int, help="seed python, numpy and torch before setup()")
+
+    ls = sub.add_parser("ls", help="list runs with state, step, last loss and age")
+    ls.add_argument("--root", type=Path, default=Path("runs"))
+
+    send = sub.add_parser(
+        "send",
+        help="send a command to a running job and wait for its answer",
+        description="Commands: set FIELD=VALUE [...], scale-lr FACTOR, pause, resume, "
+        "step [N], stop. Exit status: 0 applied, 1 rejected, 2 bad command, 3 no answer.",
+    )
+    send.add_argument("run", help="run directory (or its name under --root)")
+    send.add_argument("command", help="set, scale-lr, pause, resume, step, stop")
+    send.add_argument("args", nargs="*", help="FIELD=VALUE pairs for set; FACTOR; N")
+    send.add_argument("--group", help="param group index or name (default: all groups)")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+    send.add_argument("--root", type=Path, default=Path("runs"))
+
+    ex = sub.add_parser("export", help="write a run's per-step metrics as CSV or JSON lines")
+    ex.add_argument("run", help="run directory (or its name under --root)")
+    ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    ex.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    ex.add_argument("--root", type=Path, default=Path("runs"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:
+        parser.print_help()
+        return 2
+    handler = {"run": cmd_run, "ls": cmd_ls, "send": cmd_send, "export": cmd_export}[args.cmd]
+    try:
+        return handler(args)
+    except BrokenPipeError:  # `optitui export RUN | head`
+        sys.stderr.close()
+        return 0
+
+
+def _err(msg: str) -> None:
+    print(f"optitui: {msg}", file=sys.stderr)
+
+
+# -- run -------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.headless:
+        _err("the dashboard is not part of this build; use --headless")
+        return 2
+    from optitui.trainer.headless import RunOptions, run_headless
+
+    opts = RunOptions(
+        script=args.script,
+        device=args.device,
+        root=args.root,
+        run_dir=args.run_dir,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        argv=tuple(sys.argv),
+    )
+    return run_headless(opts)
+
+
+# -- ls --------------------------------------------------------------------------
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from optitui.store.layout import find_runs
+    from optitui.store.reader import open_reader
+
+    runs = find_runs(args.root)
+    if not runs:
+        print(f"no runs under {args.root}/")
+        return 0
+    now = time.time()
+    table = [("RUN", "STATE", "STEP", "LOSS", "AGE", "SCRIPT")]
+    for paths in runs:
+        try:
+            with open_reader(paths.root) as r:
+                st = r.status()
+                loss = r.last_loss()
+                script = Path(str(r.meta().get("script", "?"))).name
+                age = _age(now - (st.last_record or st.heartbeat))
+                table.append(
+                    (
+                        paths.root.name,
+                        st.state,
+                        str(st.step),
+                        "-" if loss is None else f"{loss:.4g}",
+                        age,
+                        script,
+                    )
+                )
+        except Exception as exc:
+            table.append((paths.root.name, "unreadable", "-", "-", "-", str(exc)[:40]))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+# -- send ------------------------------------------------------------------------
+def parse_send(command: str, words: list[str], group: str | None) -> tuple[str, dict[str, Any]]:
+    """CLI words to (kind, args). Raises ValueError with a message for the user."""
+    from optitui.store.fields import parse_text
+
+    args: dict[str, Any] = {}
+    if group is not None:
+        args["group"] = int(group) if group.isdigit() else group
+    if command == "set":
+        if not words:
+            raise ValueError("set needs FIELD=VALUE, e.g. set lr=3e-4")
+        values: dict[str, Any] = {}
+        for w in words:
+            name, eq, text = w.partition("=")
+            if not eq or not name:
+                raise ValueError(f"{w!r}: expected FIELD=VALUE, e.g. lr=3e-4")
+            try:
+                values[name] = parse_text(text)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        args["values"] = values
+    elif command == "scale-lr":
+        if len(words) != 1:
+            raise ValueError("scale-lr needs one FACTOR, e.g. scale-lr 0.5")
+        try:
+            args["factor"] = float(words[0])
+        except ValueError:
+            raise ValueError(f"factor: {words[0]!r} is not a number") from None
+    elif command == "step":
+        if len(words) > 1:
+            raise ValueError("step takes at most one N")
+        if words:
+            try:
+                args["n"] = int(words[0])
+            except ValueError:
+                raise ValueError(f"n: {words[0]!r} is not a whole number") from None
+    elif command in ("pause", "resume", "stop"):
+        if words:
+            raise ValueError(f"{command} takes no arguments")
+        if group is not None:
+            raise ValueError(f"{command} takes no --group")
+    else:
+        raise ValueError(
+            f"unknown command {command!r}; use set, scale-lr, pause, resume, step or stop"
+        )
+    return command, args
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from optitui.store.client import NoAnswer, resolve_run, send
+
+    try:
+        kind, cargs = parse_send(args.command, args.args, args.group)
+        paths = resolve_run(args.run, args.root)
+        sent = send(paths, kind, cargs, timeout=args.timeout)
+    except (ValueError, FileNotFoundError) as exc:  # CommandError is a ValueError
+        _err(str(exc))
+        return 2 if not isinstance(exc, FileNotFoundError) else 3
+    except NoAnswer as exc:
+        _err(str(exc))
+        return 3
+    out = sent.outcome
+    if out is None:
+        print(f"sent {sent.id}")
+        return 0
+    if out.applied:
+        print(f"applied after step {out.step}: {kind} ({sent.id})")
+        return 0
+    print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
+    return 1
+
+
+# -- export ----------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from optitui.store import export
+    from optitui.store.client import resolve_run
+    from optitui.store.reader import open_reader
+
+    try:
+        paths = resolve_run(args.run, args.root)
+        with open_reader(paths.root) as reader:
+            if args.output is None:
+                export.write(reader, sys.stdout, args.format)
+            else:
+                with open(args.output, "w", newline="") as f:
+                    n = export.write(reader, f, args.format)
+                print(f"{n} rows written to {args.output}", file=sys.stderr)
+    except FileNotFoundError as exc:
+        _err(str(exc))
+        return 2
+    return 0

@@ -1,0 +1,74 @@
+"""Sending a command and waiting for the job's answer (``optitui send``, the viewer)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optitui.store import commands
+from optitui.store.layout import RunPaths
+from optitui.store.reader import CommandOutcome, RunReader, open_reader
+
+
+class NoAnswer(Exception):
+    """No job answered: it is not running, or did not reply in time."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: str
+    outcome: CommandOutcome | None
+
+
+def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
+    """A run directory given as a path, or as a name under ``root``."""
+    p = Path(run)
+    if (p / "store.sqlite").is_file():
+        return RunPaths(p)
+    q = Path(root) / p
+    if (q / "store.sqlite").is_file():
+        return RunPaths(q)
+    raise FileNotFoundError(f"{run}: not a run directory (and not a run under {root}/)")
+
+
+def wait_outcome(reader: RunReader, cid: str, timeout: float) -> CommandOutcome | None:
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        out = reader.outcome(cid)
+        if out is not None:
+            return out
+        if time.monotonic() >= deadline:
+            return None
+        if not reader.status().alive:
+            return reader.outcome(cid)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
+def send(
+    paths: RunPaths, kind: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
+) -> Sent:
+    """Send one command; wait up to ``timeout`` s for its outcome (0: do not wait).
+
+    Raises CommandError for a malformed command (nothing is sent) and NoAnswer
+    when the run is not alive or did not answer in time.
+    """
+    with open_reader(paths.root) as reader:
+        status = reader.status()
+        if not status.alive:
+            raise NoAnswer(f"the run is {status.state}; no job is there to answer")
+        cid = commands.send(paths, kind, args)
+        if timeout <= 0:
+            return Sent(cid, None)
+        out = wait_outcome(reader, cid, timeout)
+        if out is None:
+            state = reader.status().state
+            raise NoAnswer(
+                f"no answer within {timeout:g} s (run is {state}); command {cid} stays queued"
+                if state in ("running", "paused", "starting")
+                else f"the run ended ({state}) before answering command {cid}"
+            )
+        return Sent(cid, out)

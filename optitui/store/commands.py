@@ -1,0 +1,263 @@
+"""Commands from viewers to the job: their shape, limits, and how they travel.
+
+A command is a small JSON file written atomically into the run's inbox
+(temporary name, then ``rename``). This module checks the *shape* of a
+command (known kind, known argument names, JSON types, sizes); whether a
+value suits the optimizer is decided by the job with :mod:`optitui.store.fields`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optitui.store.layout import RunPaths
+
+MAX_COMMAND_BYTES = 16 * 1024
+MAX_VALUES = 32
+MAX_STEPS = 1_000_000
+ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+Value = bool | int | float | tuple[float, ...]
+
+
+class CommandError(ValueError):
+    """A command that is malformed; the message says what and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    kind: str
+    args: dict[str, Any]
+    raw: str
+
+    @property
+    def group(self) -> int | str | None:
+        g = self.args.get("group")
+        return g if isinstance(g, int | str) and not isinstance(g, bool) else None
+
+
+# kind -> {argument: required}
+KINDS: dict[str, dict[str, bool]] = {
+    "set": {"values": True, "group": False},
+    "scale-lr": {"factor": True, "group": False},
+    "pause": {},
+    "resume": {},
+    "step": {"n": False},
+    "stop": {},
+}
+
+
+def new_id() -> str:
+    """Sortable and unique: nanoseconds, pid, randomness."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CommandError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CommandError(f"{name}: expected a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > 2**53:
+        raise CommandError(f"{name}: {value} is out of range")
+    return float(value)
+
+
+def check_value(name: str, value: Any) -> Value:
+    """A hyperparameter value as it may travel: bool, finite number, or a short tuple of them."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        _number(name, value)
+        return value
+    if isinstance(value, list | tuple):
+        if not 1 <= len(value) <= 8:
+            raise CommandError(f"{name}: expected 1 to 8 numbers, got {len(value)}")
+        return tuple(_number(f"{name}[{i}]", v) for i, v in enumerate(value))
+    raise CommandError(
+        f"{name}: expected a number, true/false or a list of numbers, got {type(value).__name__}"
+    )
+
+
+def _check_group(value: Any) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise CommandError(f"group: expected a group index or name, got {value!r}")
+    if isinstance(value, int) and not 0 <= value < 100_000:
+        raise CommandError(f"group: index {value} is out of range")
+    if isinstance(value, str) and not 1 <= len(value) <= 100:
+        raise CommandError("group: a name must have 1 to 100 characters")
+    return value
+
+
+def validate(kind: Any, args: Any) -> dict[str, Any]:
+    """Check a command's kind and arguments; returns normalised arguments."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise CommandError(f"unknown command {kind!r}; known: {', '.join(KINDS)}")
+    if not isinstance(args, dict):
+        raise CommandError(f"{kind}: arguments must be an object")
+    spec = KINDS[kind]
+    extra = set(args) - set(spec)
+    if extra:
+        raise CommandError(f"{kind}: unknown argument(s) {sorted(map(str, extra))}")
+    missing = [a for a, req in spec.items() if req and a not in args]
+    if missing:
+        raise CommandError(f"{kind}: missing argument(s) {missing}")
+    out: dict[str, Any] = {}
+    if "group" in args:
+        out["group"] = _check_group(args["group"])
+    if kind == "set":
+        values = args["values"]
+        if not isinstance(values, dict) or not values:
+            raise CommandError("set: values must be a non-empty object of field: value")
+        if len(values) > MAX_VALUES:
+            raise CommandError(f"set: at most {MAX_VALUES} fields at once")
+        checked: dict[str, Value] = {}
+        for name, v in values.items():
+            if not isinstance(name, str) or not FIELD_RE.match(name):
+                raise CommandError(f"set: {name!r} is not a field name")
+            checked[name] = check_value(name, v)
+        out["values"] = checked
+    elif kind == "scale-lr":
+        factor = _number("factor", args["factor"])
+        if not factor > 0:
+            raise CommandError(f"factor: must be > 0, got {factor}")
+        out["factor"] = factor
+    elif kind == "step":
+        n = args.get("n", 1)
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_STEPS:
+            raise CommandError(f"n: expected a whole number of steps in 1..{MAX_STEPS}, got {n!r}")
+        out["n"] = n
+    return out
+
+
+def parse(raw: bytes, fallback_id: str) -> Command:
+    """Decode and check one command file. Raises CommandError with the reason."""
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise CommandError(f"command is {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CommandError(f"not a JSON command: {exc}") from None
+    if not isinstance(obj, dict):
+        raise CommandError("a command must be a JSON object")
+    cid = obj.get("id", fallback_id)
+    if not isinstance(cid, str) or not ID_RE.match(cid):
+        raise CommandError(f"id: {cid!r} is not a valid command id")
+    extra = set(obj) - {"id", "kind", "args", "sent"}
+    if extra:
+        raise CommandError(f"unknown key(s) {sorted(map(str, extra))}")
+    kind = obj.get("kind")
+    args = validate(kind, obj.get("args", {}))
+    return Command(cid, str(kind), args, text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise CommandError(f"{name} is not a finite number")
+
+
+# -- sending ---------------------------------------------------------------------
+def send(paths: RunPaths, kind: str, args: dict[str, Any] | None = None) -> str:
+    """Write a command into the run's inbox atomically; returns its id."""
+    args = dict(args or {})
+    validate(kind, args)  # fail here, with the same message, rather than at the job
+    cid = new_id()
+    body = json.dumps({"id": cid, "kind": kind, "args": args, "sent": time.time()})
+    tmp = paths.inbox / f".{cid}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, body.encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, paths.inbox / f"{cid}.json")
+    return cid
+
+
+# -- receiving -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rejected:
+    id: str
+    kind: str
+    payload: str
+    reason: str
+
+
+def loose_permissions(path: Path) -> str | None:
+    """Why a run directory is not private to its owner, or None when it is."""
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        return f"{path} is owned by uid {st.st_uid}, not by this user"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def take_inbox(paths: RunPaths) -> list[Command | Rejected]:
+    """Read and remove every command file in the inbox, oldest first.
+
+    Files not owned by the run's user, symlinks, oversized or malformed files,
+    and everything in a directory others can write to, are refused.
+    """
+    try:
+        names = sorted(n for n in os.listdir(paths.inbox) if n.endswith(".json"))
+    except FileNotFoundError:
+        return []
+    if not names:
+        return []
+    loose = loose_permissions(paths.root) or loose_permissions(paths.inbox)
+    out: list[Command | Rejected] = []
+    for name in names:
+        path = paths.inbox / name
+        stem = name[: -len(".json")]
+        fid = stem if ID_RE.match(stem) else f"bad-{secrets.token_hex(4)}"
+        raw = b""
+        try:
+            st = os.lstat(path)
+            if loose:
+                raise CommandError(f"refused: {loose}")
+            if not stat.S_ISREG(st.st_mode):
+                raise CommandError("refused: not a regular file")
+            if st.st_uid != os.geteuid():
+                raise CommandError(f"refused: file owned by uid {st.st_uid}, not the run's user")
+            if st.st_size > MAX_COMMAND_BYTES:
+                raise CommandError(
+                    f"command is {st.st_size} bytes; the limit is {MAX_COMMAND_BYTES}"
+                )
+            # O_NOFOLLOW | O_NONBLOCK: a symlink or FIFO swapped in after lstat cannot block us
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                raw = os.read(fd, MAX_COMMAND_BYTES + 1)
+            finally:
+                os.close(fd)
+            out.append(parse(raw, fid))
+        except CommandError as exc:
+            out.append(Rejected(fid, _kind_hint(raw), name, str(exc)))
+        except OSError as exc:
+            out.append(Rejected(fid, "?", name, f"cannot read command: {exc.strerror}"))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    return out
+
+
+def _kind_hint(raw: bytes) -> str:
+    """The command's kind for the outcome row, when the file says one we know."""
+    try:
+        obj = json.loads(raw)
+        kind = obj.get("kind") if isinstance(obj, dict) else None
+        return kind if isinstance(kind, str) and kind in KINDS else "?"
+    except Exception:
+        return "?"

@@ -1,0 +1,92 @@
+"""Where things live inside a run directory, and how run directories are found."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DB_NAME = "store.sqlite"
+INBOX = "inbox"
+OUTPUT = "output.log"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / INBOX
+
+    @property
+    def output(self) -> Path:
+        return self.root / OUTPUT
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / CHECKPOINTS
+
+    def exists(self) -> bool:
+        return self.db.is_file()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
+
+
+def create_run_dir(root: Path | str, name: str, run_dir: Path | str | None = None) -> RunPaths:
+    """Make a fresh run directory (mode 0700: commands are only taken from its owner).
+
+    With ``run_dir`` given, that exact directory is used (created if missing, and
+    it must not already hold a run); otherwise ``root/<name>-<time>-<rand>``.
+    """
+    if run_dir is not None:
+        path = Path(run_dir)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{_slug(name)}-{stamp}-{secrets.token_hex(2)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    paths = RunPaths(path)
+    if paths.db.exists():
+        raise FileExistsError(f"{path} already holds a run; choose another --run-dir")
+    paths.inbox.mkdir(mode=0o700, exist_ok=True)
+    paths.checkpoints.mkdir(mode=0o700, exist_ok=True)
+    return paths
+
+
+def find_runs(root: Path | str) -> list[RunPaths]:
+    """Every run directory directly under ``root``, oldest first by creation time."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    runs = [RunPaths(p) for p in base.iterdir() if (p / DB_NAME).is_file()]
+    runs.sort(key=lambda r: r.db.stat().st_mtime if r.db.exists() else 0.0)
+    runs.sort(key=lambda r: r.root.stat().st_ctime)
+    return runs
+
+
+def latest_running_run(root: Path | str) -> RunPaths | None:
+    """The most recently started run under ``root`` whose job is alive, if any."""
+    from optitui.store.reader import RunReader
+
+    for paths in reversed(find_runs(root)):
+        try:
+            with RunReader(paths.root) as reader:
+                if reader.status().state in ("running", "paused"):
+                    return paths
+        except Exception:  # a damaged store is not a candidate
+            continue
+    return None

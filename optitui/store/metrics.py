@@ -1,0 +1,42 @@
+"""Columnar encoding of metric batches: n steps x k columns of float64.
+
+A batch is stored as one BLOB of k consecutive little-endian float64 arrays,
+one per column, so a reader decodes a million steps with a few hundred
+``array.frombytes`` calls instead of a million row fetches. Missing values
+(a gradient norm that was not computed) are NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
+
+NAN = math.nan
+
+
+def encode(columns: Mapping[str, Sequence[float]]) -> tuple[list[str], int, bytes]:
+    """Pack equal-length columns; returns (names, n, blob)."""
+    names = list(columns)
+    n = len(columns[names[0]]) if names else 0
+    buf = array("d")
+    for name in names:
+        col = columns[name]
+        if len(col) != n:
+            raise ValueError(f"column {name!r} has {len(col)} values, expected {n}")
+        buf.extend(col)
+    if sys.byteorder != "little":
+        buf.byteswap()
+    return names, n, buf.tobytes()
+
+
+def decode(names: Sequence[str], n: int, blob: bytes) -> dict[str, array[float]]:
+    """Unpack a blob written by :func:`encode`. Raises ValueError on a size mismatch."""
+    if len(blob) != 8 * n * len(names):
+        raise ValueError(f"metric blob of {len(blob)} bytes does not hold {n}x{len(names)} values")
+    buf = array("d")
+    buf.frombytes(blob)
+    if sys.byteorder != "little":
+        buf.byteswap()
+    return {name: buf[i * n : (i + 1) * n] for i, name in enumerate(names)}

@@ -1,0 +1,231 @@
+"""The viewer side of the run store: read-only, incremental, tolerant of a live writer.
+
+Readers never write the database. Every query reads whole committed rows (WAL
+gives each query a consistent snapshot), so a store that is being written is
+always safe to read. A job that stopped refreshing its heartbeat, or whose
+process is gone, reads as ``crashed`` rather than ``running``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from array import array
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from optitui.store import metrics
+from optitui.store.layout import RunPaths
+from optitui.store.schema import SCHEMA_VERSION, connect
+
+#: A live job refreshes its heartbeat every fraction of a second; this much
+#: silence means the process is gone (or frozen hard enough to count as gone).
+STALE_AFTER_S = 15.0
+LIVE_STATES = ("starting", "running", "paused")
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str  # starting running paused stopped finished failed crashed
+    step: int
+    epoch: int
+    heartbeat: float
+    last_record: float | None
+    steps_per_s: float | None
+    samples_per_s: float | None
+    device_mem: int | None
+    message: str | None
+
+    @property
+    def alive(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    id: str
+    kind: str
+    payload: str
+    applied: bool
+    step: int
+    reason: str | None
+    time: float
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    time: float
+    step: int
+    kind: str
+    message: str
+    data: dict[str, Any] | None
+
+
+@dataclass
+class MetricColumns:
+    """Columns of per-step metrics, extended in place by :meth:`RunReader.read_metrics`."""
+
+    columns: dict[str, array[float]] = field(default_factory=dict)
+    length: int = 0
+    last_id: int = 0
+
+    def extend(self, new: dict[str, array[float]], n: int) -> None:
+        for name in [k for k in new if k not in self.columns]:
+            # a column that appears later (a new group) is NaN before it existed
+            self.columns[name] = array("d", [metrics.NAN]) * self.length
+        for name, col in self.columns.items():
+            if name in new:
+                col.extend(new[name])
+            else:
+                col.extend(array("d", [metrics.NAN]) * n)
+        self.length += n
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunReader:
+    """Read one run directory. Cheap to open; use as a context manager."""
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.paths = RunPaths(Path(run_dir))
+        self.conn = connect(self.paths.db)
+        self.conn.execute("PRAGMA query_only = ON")
+        self._meta: dict[str, Any] | None = None
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- metadata and status -------------------------------------------------
+    def meta(self, refresh: bool = False) -> dict[str, Any]:
+        if self._meta is None or refresh:
+            rows = self.conn.execute("SELECT key, value FROM meta").fetchall()
+            self._meta = {k: json.loads(v) for k, v in rows}
+        return self._meta
+
+    def schema_problem(self) -> str | None:
+        """Why this store cannot be read by this version, or None."""
+        version = self.meta().get("schema_version")
+        if version != SCHEMA_VERSION:
+            return (
+                f"run store schema version {version!r}; this optitui reads version {SCHEMA_VERSION}"
+            )
+        return None
+
+    def status(self, now: float | None = None) -> Status:
+        row = self.conn.execute(
+            "SELECT state, step, epoch, heartbeat, last_record, steps_per_s, samples_per_s, "
+            "device_mem, message FROM status WHERE id = 1"
+        ).fetchone()
+        if row is None:
+            return Status("starting", 0, 0, 0.0, None, None, None, None, None)
+        st = Status(*row)
+        if st.state in LIVE_STATES and self._looks_dead(st, now):
+            return replace(
+                st, state="crashed", message=st.message or "the job stopped without a word"
+            )
+        return st
+
+    def _looks_dead(self, st: Status, now: float | None) -> bool:
+        meta = self.meta()
+        pid, host = meta.get("pid"), meta.get("host")
+        if isinstance(pid, int) and host == socket.gethostname() and not _pid_alive(pid):
+            return True
+        return ((now or time.time()) - st.heartbeat) > STALE_AFTER_S
+
+    # -- incremental reads ---------------------------------------------------
+    def read_metrics(self, into: MetricColumns | None = None) -> MetricColumns:
+        """Append every metric row newer than ``into.last_id`` (all rows when None)."""
+        out = into if into is not None else MetricColumns()
+        cur = self.conn.execute(
+            "SELECT id, n, columns, data FROM metrics WHERE id > ? ORDER BY id", (out.last_id,)
+        )
+        names_cache: dict[str, list[str]] = {}
+        for row_id, n, cols, blob in cur:
+            names = names_cache.get(cols)
+            if names is None:
+                names = names_cache[cols] = json.loads(cols)
+            out.extend(metrics.decode(names, n, blob), n)
+            out.last_id = row_id
+        return out
+
+    def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]:
+        """(id, step, epoch, loss) of validation records newer than ``after_id``."""
+        return list(
+            self.conn.execute(
+                "SELECT id, step, epoch, loss FROM val WHERE id > ? ORDER BY id", (after_id,)
+            )
+        )
+
+    def events(self, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
+        q = "SELECT id, time, step, kind, message, data FROM events WHERE id > ? ORDER BY id"
+        args: tuple[Any, ...] = (after_id,)
+        if limit is not None:
+            q += " LIMIT ?"
+            args = (after_id, limit)
+        return [
+            EventRow(i, t, s, k, m, None if d is None else json.loads(d))
+            for i, t, s, k, m, d in self.conn.execute(q, args)
+        ]
+
+    def outcome(self, command_id: str) -> CommandOutcome | None:
+        row = self.conn.execute(
+            "SELECT id, kind, payload, outcome, step, reason, time FROM commands WHERE id = ?",
+            (command_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        i, k, p, o, s, r, t = row
+        return CommandOutcome(i, k, p, o == "applied", s, r, t)
+
+    def groups(self) -> tuple[int, list[dict[str, Any]]]:
+        """(step, groups) of the newest param-group snapshot; (0, []) before the first."""
+        row = self.conn.execute("SELECT step, data FROM groups ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return 0, []
+        return int(row[0]), list(json.loads(row[1]))
+
+    def last_loss(self) -> float | None:
+        row = self.conn.execute(
+            "SELECT n, columns, data FROM metrics ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        cols = metrics.decode(json.loads(row[1]), row[0], row[2])
+        loss = cols.get("loss")
+        return float(loss[-1]) if loss else None
+
+
+def open_reader(run_dir: Path | str) -> RunReader:
+    """Open a reader with a clear error when the directory holds no run."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.exists():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no {paths.db.name})")
+    try:
+        return RunReader(paths.root)
+    except sqlite3.DatabaseError as exc:
+        raise FileNotFoundError(f"{run_dir}: the run store cannot be read: {exc}") from exc

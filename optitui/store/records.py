@@ -1,0 +1,75 @@
+"""What a job sends to its run store. Plain, torch-free values only."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """Consecutive steps as columns; ``columns['step']`` is required."""
+
+    columns: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class ValRecord:
+    step: int
+    epoch: int
+    loss: float
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class Event:
+    step: int
+    kind: str
+    message: str
+    data: dict[str, Any] | None = None
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one command: applied at ``step``, or rejected with ``reason``."""
+
+    id: str
+    kind: str
+    payload: str
+    applied: bool
+    step: int
+    reason: str | None = None
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    step: int
+    groups: list[dict[str, Any]]
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    state: str
+    step: int
+    epoch: int
+    steps_per_s: float | None = None
+    samples_per_s: float | None = None
+    device_mem: int | None = None
+    last_record: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class MetaUpdate:
+    values: dict[str, Any]
+
+
+Record = MetricBatch | ValRecord | Event | Outcome | GroupSnapshot | StatusUpdate | MetaUpdate

@@ -1,0 +1,82 @@
+"""The SQLite schema of a run store, and how connections are opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL              -- JSON
+);
+CREATE TABLE IF NOT EXISTS status (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL,             -- starting running paused stopped finished failed
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    heartbeat REAL NOT NULL,         -- unix time; the writer thread refreshes it
+    last_record REAL,                -- unix time of the newest metric record
+    steps_per_s REAL,
+    samples_per_s REAL,
+    device_mem INTEGER,              -- bytes allocated on the accelerator, NULL on CPU
+    message TEXT
+);
+-- Per-step metrics, batched: each row holds n consecutive steps as columns of
+-- float64 values (see metrics.py). Readers decode only whole rows.
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY,
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    columns TEXT NOT NULL,           -- JSON list of column names
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS val (
+    id INTEGER PRIMARY KEY,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    loss REAL,
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    step INTEGER NOT NULL,
+    kind TEXT NOT NULL,              -- command, warning, info, error, output, ...
+    message TEXT NOT NULL,
+    data TEXT                        -- JSON or NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,           -- JSON as received (or a note when unreadable)
+    outcome TEXT NOT NULL,           -- applied | rejected
+    step INTEGER NOT NULL,           -- optimizer steps completed when it took effect
+    reason TEXT,
+    time REAL NOT NULL
+);
+-- Snapshots of every param group's hyperparameters and editable fields,
+-- written at start and after each change.
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY,
+    step INTEGER NOT NULL,
+    time REAL NOT NULL,
+    data TEXT NOT NULL               -- JSON list, one object per group
+);
+"""
+
+
+def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
+    """Open the store. Readers pass ``create=False`` and never create a file."""
+    if not create and not db.is_file():
+        raise FileNotFoundError(f"no run store at {db}")
+    conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if create:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(SCHEMA)
+    return conn

@@ -1,0 +1,232 @@
+"""The job side of the run store: a bounded queue drained by one writer thread.
+
+The training thread only ever calls :meth:`Recorder.put`, which never blocks
+and never touches the disk: when the queue is full the record is dropped and
+counted, and the count is reported as a warning event once there is room.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from optitui.store import metrics
+from optitui.store.layout import RunPaths
+from optitui.store.records import (
+    Event,
+    GroupSnapshot,
+    MetaUpdate,
+    MetricBatch,
+    Outcome,
+    Record,
+    StatusUpdate,
+    ValRecord,
+)
+from optitui.store.schema import SCHEMA_VERSION, connect
+
+_STOP = object()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, separators=(",", ":"), default=str)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+class StoreWriter:
+    """Writes records to the database. Owned by exactly one thread."""
+
+    def __init__(self, paths: RunPaths, meta: dict[str, Any]) -> None:
+        self.conn = connect(paths.db, create=True)
+        self._last_step = 0
+        self._last_epoch = 0
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self._meta({"schema_version": SCHEMA_VERSION, **meta})
+            self.conn.execute(
+                "INSERT OR REPLACE INTO status (id, state, step, epoch, heartbeat) "
+                "VALUES (1, 'starting', 0, 0, ?)",
+                (time.time(),),
+            )
+
+    def _meta(self, values: dict[str, Any]) -> None:
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, _json(v)) for k, v in values.items()],
+        )
+
+    def write(self, records: Iterable[Record]) -> None:
+        """Write a batch in one transaction, then refresh the heartbeat."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            for r in records:
+                self._write_one(r)
+            c.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (time.time(),))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _write_one(self, r: Record) -> None:
+        c = self.conn
+        if isinstance(r, MetricBatch):
+            names, n, blob = metrics.encode(r.columns)
+            if n == 0:
+                return
+            steps = r.columns["step"]
+            c.execute(
+                "INSERT INTO metrics (first_step, last_step, n, columns, data) VALUES (?,?,?,?,?)",
+                (int(steps[0]), int(steps[-1]), n, _json(names), blob),
+            )
+        elif isinstance(r, ValRecord):
+            c.execute(
+                "INSERT INTO val (step, epoch, loss, time) VALUES (?,?,?,?)",
+                (r.step, r.epoch, _finite_or_none(r.loss), r.time),
+            )
+        elif isinstance(r, Event):
+            c.execute(
+                "INSERT INTO events (time, step, kind, message, data) VALUES (?,?,?,?,?)",
+                (r.time, r.step, r.kind, r.message, None if r.data is None else _json(r.data)),
+            )
+        elif isinstance(r, Outcome):
+            c.execute(
+                "INSERT OR REPLACE INTO commands (id, kind, payload, outcome, step, reason, time) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (
+                    r.id,
+                    r.kind,
+                    r.payload,
+                    "applied" if r.applied else "rejected",
+                    r.step,
+                    r.reason,
+                    r.time,
+                ),
+            )
+        elif isinstance(r, GroupSnapshot):
+            c.execute(
+                "INSERT INTO groups (step, time, data) VALUES (?,?,?)",
+                (r.step, r.time, _json(r.groups)),
+            )
+        elif isinstance(r, StatusUpdate):
+            c.execute(
+                "UPDATE status SET state=?, step=?, epoch=?, "
+                "steps_per_s=COALESCE(?, steps_per_s), samples_per_s=COALESCE(?, samples_per_s), "
+                "device_mem=COALESCE(?, device_mem), last_record=COALESCE(?, last_record), "
+                "message=? WHERE id = 1",
+                (
+                    r.state,
+                    r.step,
+                    r.epoch,
+                    _finite_or_none(r.steps_per_s),
+                    _finite_or_none(r.samples_per_s),
+                    r.device_mem,
+                    r.last_record,
+                    r.message,
+                ),
+            )
+        elif isinstance(r, MetaUpdate):
+            self._meta(r.values)
+        else:  # pragma: no cover - a programming error, not input
+            raise TypeError(f"unknown record {type(r).__name__}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Recorder:
+    """Bounded queue + writer thread. ``put`` is safe to call from any thread."""
+
+    def __init__(
+        self,
+        paths: RunPaths,
+        meta: dict[str, Any],
+        *,
+        max_queue: int = 4096,
+        flush_interval: float = 0.2,
+    ) -> None:
+        self.paths = paths
+        self._writer = StoreWriter(paths, meta)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._flush_interval = flush_interval
+        self.dropped = 0
+        self._reported_dropped = 0
+        self._thread = threading.Thread(target=self._run, name="optitui-store-writer", daemon=True)
+        self._started = False
+        self._closed = False
+
+    def start(self) -> None:
+        self._started = True
+        self._thread.start()
+
+    def put(self, record: Record) -> bool:
+        """Queue a record without blocking; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(record)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def _drain(self, first: Any) -> tuple[list[Record], bool]:
+        batch: list[Record] = []
+        stop = False
+        item = first
+        while True:
+            if item is _STOP:
+                stop = True
+            elif item is not None:
+                batch.append(item)
+            if len(batch) >= 1024:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return batch, stop
+
+    def _run(self) -> None:
+        warned = False
+        while True:
+            try:
+                first = self._queue.get(timeout=self._flush_interval)
+            except queue.Empty:
+                first = None
+            batch, stop = self._drain(first)
+            if self.dropped > self._reported_dropped:
+                lost = self.dropped - self._reported_dropped
+                self._reported_dropped = self.dropped
+                batch.append(Event(0, "warning", f"store queue full: {lost} records dropped"))
+            try:
+                self._writer.write(batch)
+            except sqlite3.Error as exc:  # a full disk must not stop training
+                if not warned:
+                    print(f"optitui: cannot write run store: {exc}", file=sys.stderr)
+                    warned = True
+            if stop:
+                return
+
+    def close(self, final: StatusUpdate | None = None, timeout: float = 30.0) -> None:
+        """Flush everything queued (plus ``final``), stop the thread, close the db."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._started:
+            if final is not None:
+                self._writer.write([final])
+            self._writer.close()
+            return
+        if final is not None:
+            self._queue.put(final)
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._writer.close()

@@ -1,0 +1,104 @@
+"""``optitui run --headless``: train a script's Job with no viewer attached."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from optitui.store.layout import create_run_dir
+from optitui.trainer.device import DeviceError, resolve_device
+from optitui.trainer.loop import Trainer, seed_everything
+from optitui.trainer.script import ScriptError, load_job
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    script: Path
+    device: str = "auto"
+    root: Path = Path("runs")
+    run_dir: Path | None = None
+    max_steps: int | None = None
+    seed: int | None = None
+    argv: tuple[str, ...] = ()
+    mode: str = "headless"
+
+
+class SetupFailed(Exception):
+    """The job could not start; the message is for the user, no traceback needed."""
+
+
+def prepare(opts: RunOptions) -> Trainer:
+    """Resolve the device, load the script's Job and create its run store."""
+    try:
+        device = resolve_device(opts.device)
+    except DeviceError as exc:
+        raise SetupFailed(str(exc)) from None
+    if opts.seed is not None:
+        seed_everything(opts.seed)  # before setup: model init is seeded too
+    try:
+        job = load_job(opts.script, device)
+    except ScriptError as exc:
+        raise SetupFailed(str(exc)) from exc
+    paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
+    meta = {
+        "script": str(opts.script.resolve()),
+        "argv": list(opts.argv),
+        "mode": opts.mode,
+        "seed": opts.seed if opts.seed is not None else job.seed,
+    }
+    return Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps)
+
+
+def install_signal_handlers(trainer: Trainer) -> None:
+    """Ctrl+C or SIGTERM: finish the step, flush, exit. A second Ctrl+C interrupts at once.
+
+    SIGHUP is ignored: a job never depends on the terminal that started it.
+    """
+    interrupts = 0
+
+    def on_int(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        trainer.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_int)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def run_headless(opts: RunOptions) -> int:
+    try:
+        trainer = prepare(opts)
+    except SetupFailed as exc:
+        print(f"optitui: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"optitui: training on {trainer.device}; run directory {trainer.paths.root}",
+        file=sys.stderr,
+        flush=True,
+    )
+    install_signal_handlers(trainer)
+    try:
+        state = trainer.run()
+    except KeyboardInterrupt:
+        print("optitui: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        print(
+            f"optitui: the run failed at step {trainer.step}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        print(f"optitui: traceback stored in {trainer.paths.db}", file=sys.stderr)
+        return 1
+    print(
+        f"optitui: {state} at step {trainer.step}; run directory {trainer.paths.root}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,106 @@
+"""The script contract: ``setup(device)`` returns a :class:`Job`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+LossFn = Callable[[Any, Any], torch.Tensor]
+StepFn = Callable[[nn.Module, Any], torch.Tensor]
+Scheduler = LRScheduler | ReduceLROnPlateau
+
+
+class JobError(ValueError):
+    """A Job that cannot be trained; the message names the field."""
+
+
+@dataclass
+class Job:
+    """Everything the trainer needs to run a training loop.
+
+    Give ``loss_fn(output, target)`` for ``(x, y)`` batches, or
+    ``step_fn(model, batch) -> loss`` for anything else (dict batches, models
+    that compute their own loss). Param groups may carry a ``name`` key; it
+    is shown instead of the group's index.
+    """
+
+    model: nn.Module
+    """The model; the trainer does not move it, ``setup(device)`` does."""
+    optimizer: Optimizer
+    """Any torch optimizer, with any number of param groups."""
+    train_data: Iterable[Any]
+    """Any re-iterable (a DataLoader, a list of batches). One pass is one epoch."""
+    loss_fn: LossFn | None = None
+    """``loss_fn(model(x), y)`` for ``(x, y)`` batches."""
+    step_fn: StepFn | None = None
+    """``step_fn(model, batch) -> scalar loss`` for any other batch."""
+    scheduler: Scheduler | None = None
+    """Stepped by the trainer after every optimizer step (or epoch, see below)."""
+    scheduler_interval: Literal["step", "epoch"] = "step"
+    """When the scheduler steps. ReduceLROnPlateau always steps after validation."""
+    val_data: Iterable[Any] | None = None
+    """Validation batches; evaluated with the same loss every ``val_every`` steps."""
+    val_every: int | None = None
+    """Steps between evaluations; default: once per epoch."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (also shown as the ETA target)."""
+    max_epochs: int | None = None
+    """Stop after this many passes over ``train_data``."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; the loss is averaged over them."""
+    clip_grad_norm: float | None = None
+    """Clip the gradients' global 2-norm to this value (also records the norm)."""
+    seed: int | None = None
+    """Seed python, numpy and torch before training; ``--seed`` overrides it."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form metadata stored with the run (hyperparameters, notes)."""
+
+    def validate(self) -> None:
+        """Raise JobError naming the first field that cannot work."""
+        if not isinstance(self.model, nn.Module):
+            raise JobError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
+        if not isinstance(self.optimizer, Optimizer):
+            raise JobError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(self.optimizer).__name__}"
+            )
+        if not hasattr(self.train_data, "__iter__"):
+            raise JobError(f"train_data must be iterable, got {type(self.train_data).__name__}")
+        if (self.loss_fn is None) == (self.step_fn is None):
+            raise JobError("give exactly one of loss_fn (for (x, y) batches) or step_fn")
+        for name in ("loss_fn", "step_fn"):
+            fn = getattr(self, name)
+            if fn is not None and not callable(fn):
+                raise JobError(f"{name} must be callable")
+        if self.scheduler is not None and not isinstance(self.scheduler, Scheduler):
+            raise JobError(
+                "scheduler must be a torch.optim.lr_scheduler scheduler, got "
+                f"{type(self.scheduler).__name__}"
+            )
+        if self.scheduler is not None and self.scheduler.optimizer is not self.optimizer:
+            raise JobError("scheduler drives a different optimizer than the Job's")
+        if self.scheduler_interval not in ("step", "epoch"):
+            raise JobError("scheduler_interval must be 'step' or 'epoch'")
+        if self.val_data is not None and not hasattr(self.val_data, "__iter__"):
+            raise JobError("val_data must be iterable")
+        for name in ("val_every", "max_steps", "max_epochs"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise JobError(f"{name} must be a whole number >= 1, got {v!r}")
+        if isinstance(self.grad_accum, bool) or not isinstance(self.grad_accum, int):
+            raise JobError(f"grad_accum must be a whole number >= 1, got {self.grad_accum!r}")
+        if self.grad_accum < 1:
+            raise JobError(f"grad_accum must be a whole number >= 1, got {self.grad_accum!r}")
+        if self.clip_grad_norm is not None and not (
+            isinstance(self.clip_grad_norm, int | float) and self.clip_grad_norm > 0
+        ):
+            raise JobError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm!r}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise JobError(f"seed must be an int, got {self.seed!r}")

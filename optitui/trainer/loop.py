@@ -1,0 +1,408 @@
+"""The training loop: one optimizer step per iteration, commands at the boundaries.
+
+The hot path keeps to cheap host-side work: losses stay on the device in a
+list and are read with one ``tolist()`` every ``flush_every`` steps (the only
+host-device sync), records go to a bounded queue, and pending commands are
+noticed by checking a deque.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from optitui.store.commands import Command, Rejected
+from optitui.store.inbox import CommandPump
+from optitui.store.layout import RunPaths
+from optitui.store.records import (
+    Event,
+    GroupSnapshot,
+    MetricBatch,
+    Outcome,
+    StatusUpdate,
+    ValRecord,
+)
+from optitui.store.writer import Recorder
+from optitui.trainer import control, hparams
+from optitui.trainer.device import batch_size, memory_allocated, to_device
+from optitui.trainer.job import Job, JobError
+from optitui.trainer.lr import LrControl
+
+
+class _EndOfData(Exception):
+    """max_epochs reached, or a one-shot iterable ran out."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+class Trainer:
+    """Runs a :class:`Job` and serves its run store. Use :meth:`run` once."""
+
+    def __init__(
+        self,
+        job: Job,
+        device: torch.device,
+        paths: RunPaths,
+        *,
+        meta: dict[str, Any] | None = None,
+        flush_every: int = 64,
+        flush_seconds: float = 0.5,
+        max_steps: int | None = None,
+    ) -> None:
+        job.validate()
+        self.job = job
+        self.device = device
+        self.paths = paths
+        self.model = job.model
+        self.optimizer = job.optimizer
+        self.lr = LrControl(job.optimizer, job.scheduler)
+        self.max_steps = max_steps if max_steps is not None else job.max_steps
+        self.flush_every = max(1, flush_every)
+        self.flush_seconds = flush_seconds
+        self.step = 0
+        self.epoch = 0
+        self.state = "starting"
+        self._paused = False
+        self._budget = 0  # steps left before pausing again ("step N")
+        self._stop_reason: str | None = None
+        self._data: Iterator[Any] | None = None
+        self._batches_this_epoch = 0
+        self._last_val: float | None = None
+        self._buf_loss: list[torch.Tensor] = []
+        self._buf_gn: list[torch.Tensor] = []
+        self._buf_lr: list[list[Any]] = []
+        self._buf_time: list[float] = []
+        self._buf_epoch: list[int] = []
+        self._samples = 0
+        self._last_flush = (time.time(), 0, 0)  # (time, step, samples)
+        self._checked_loss = False
+        self.recorder = Recorder(paths, self._meta(meta or {}))
+        self.pump = CommandPump(paths, self._reject)
+        self.commands = self.pump.queue
+
+    # -- metadata --------------------------------------------------------------
+    def _meta(self, extra: dict[str, Any]) -> dict[str, Any]:
+        job = self.job
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start": time.time(),
+            "device": str(self.device),
+            "optimizer": type(job.optimizer).__name__,
+            "scheduler": None if job.scheduler is None else type(job.scheduler).__name__,
+            "max_steps": self.max_steps,
+            "max_epochs": job.max_epochs,
+            "grad_accum": job.grad_accum,
+            "clip_grad_norm": job.clip_grad_norm,
+            "groups": [
+                control.group_label(g, i) for i, g in enumerate(self.optimizer.param_groups)
+            ],
+            "torch": torch.__version__,
+            "python": sys.version.split()[0],
+            "extra": job.extra,
+            **extra,
+        }
+
+    def group_snapshot(self) -> list[dict[str, Any]]:
+        """Every group's values and editable fields, as plain data (syncs on tensor lrs)."""
+        out = []
+        for i, g in enumerate(self.optimizer.param_groups):
+            out.append(
+                {
+                    "index": i,
+                    "name": control.group_label(g, i),
+                    "params": sum(int(p.numel()) for p in g["params"]),
+                    "frozen": all(not p.requires_grad for p in g["params"]),
+                    "lr_multiplier": self.lr.mult[i],
+                    "values": {
+                        k: hparams.plain(v) for k, v in g.items() if k not in hparams.HIDDEN
+                    },
+                    "fields": {
+                        k: s.to_json() for k, s in hparams.group_fields(self.optimizer, g).items()
+                    },
+                }
+            )
+        return out
+
+    # -- control, called at step boundaries -------------------------------------
+    def pause(self) -> None:
+        self._paused = True
+        self._budget = 0
+
+    def resume(self) -> None:
+        self._paused = False
+        self._budget = 0
+
+    def step_then_pause(self, n: int) -> None:
+        self._paused = True
+        self._budget = n
+
+    def request_stop(self, reason: str) -> None:
+        """Finish the current step, flush, and end. Safe from signal handlers and threads."""
+        self._stop_reason = reason
+        self.pump.arrived.set()
+
+    def _reject(self, r: Rejected) -> None:
+        self.recorder.put(Outcome(r.id, r.kind, r.payload, False, self.step, r.reason))
+        self.recorder.put(Event(self.step, "command", f"{r.kind}: rejected: {r.reason}"))
+
+    def _apply_commands(self) -> None:
+        changed = False
+        while self.commands:
+            cmd: Command = self.commands.popleft()
+            what = control.describe(cmd)
+            try:
+                changed |= control.apply(self, cmd)
+            except control.Rejection as exc:
+                self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
+                self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
+                continue
+            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
+            self.recorder.put(
+                Event(
+                    self.step,
+                    "command",
+                    f"{what}: applied after step {self.step}",
+                    {"kind": cmd.kind, "args": cmd.args},
+                )
+            )
+        if changed:
+            self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        self._set_state("paused" if self._paused and not self._budget else "running")
+
+    def _set_state(self, state: str, message: str | None = None) -> None:
+        if state != self.state or message:
+            self.state = state
+            self.recorder.put(StatusUpdate(state, self.step, self.epoch, message=message))
+
+    # -- data --------------------------------------------------------------------
+    def _next_batch(self) -> Any:
+        while True:
+            if self._data is None:
+                self._data = iter(self.job.train_data)
+                self._batches_this_epoch = 0
+            try:
+                batch = next(self._data)
+            except StopIteration:
+                self._data = None
+                if self._batches_this_epoch == 0:
+                    raise _EndOfData("train_data yielded no batches") from None
+                self._end_epoch()
+                continue
+            self._batches_this_epoch += 1
+            return batch
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        job = self.job
+        if job.val_data is not None and job.val_every is None:
+            self._validate()
+        if job.scheduler_interval == "epoch":
+            self.lr.step_scheduler()
+        if job.max_epochs is not None and self.epoch >= job.max_epochs:
+            raise _EndOfData(f"{job.max_epochs} epoch(s) done")
+
+    # -- the step ------------------------------------------------------------------
+    def _loss(self, batch: Any) -> torch.Tensor:
+        job = self.job
+        if job.step_fn is not None:
+            return job.step_fn(self.model, batch)
+        assert job.loss_fn is not None
+        try:
+            x, y = batch
+        except (TypeError, ValueError):
+            raise JobError(
+                f"loss_fn needs (x, y) batches, got a {type(batch).__name__}; "
+                "use step_fn(model, batch) for other batches"
+            ) from None
+        return job.loss_fn(self.model(x), y)
+
+    def _check_loss(self, loss: Any) -> None:
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            what = (
+                type(loss).__name__
+                if not isinstance(loss, torch.Tensor)
+                else (f"a tensor of shape {tuple(loss.shape)}")
+            )
+            raise JobError(f"the loss must be a scalar tensor, got {what}")
+        if not loss.requires_grad:
+            raise JobError("the loss does not require grad (is the model frozen, or detached?)")
+        self._checked_loss = True
+
+    def _train_step(self) -> None:
+        job, device = self.job, self.device
+        self.optimizer.zero_grad(set_to_none=True)
+        accum = job.grad_accum
+        total: torch.Tensor | None = None
+        for _ in range(accum):
+            batch = to_device(self._next_batch(), device)
+            self._samples += batch_size(batch)
+            loss = self._loss(batch)
+            if not self._checked_loss:
+                self._check_loss(loss)
+            (loss / accum if accum > 1 else loss).backward()  # type: ignore[no-untyped-call]
+            d = loss.detach()
+            total = d if total is None else total + d
+        assert total is not None
+        if job.clip_grad_norm is not None:
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            self._buf_gn.append(torch.nn.utils.clip_grad_norm_(params, job.clip_grad_norm))
+        self.optimizer.step()
+        # record the lr this step used, before the scheduler moves it
+        self._buf_lr.append([g["lr"] for g in self.optimizer.param_groups])
+        if job.scheduler_interval == "step":
+            self.lr.step_scheduler()
+        self._buf_loss.append(total / accum if accum > 1 else total)
+        self._buf_time.append(time.time())
+        self._buf_epoch.append(self.epoch)
+
+    def _validate(self) -> None:
+        job = self.job
+        if job.val_data is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        n = 0
+        with torch.no_grad():
+            for batch in job.val_data:
+                total += self._loss(to_device(batch, self.device)).detach().float()
+                n += 1
+        self.model.train(was_training)
+        value = (total / max(n, 1)).item() if n else math.nan  # one sync per evaluation
+        self._last_val = value
+        self.recorder.put(ValRecord(self.step, self.epoch, value))
+        if isinstance(job.scheduler, ReduceLROnPlateau) and math.isfinite(value):
+            self.lr.step_scheduler(value)
+
+    # -- records -------------------------------------------------------------------
+    def flush(self) -> None:
+        """Read the buffered losses (one sync for the whole batch) and queue the records."""
+        n = len(self._buf_loss)
+        if n == 0:
+            return
+        losses = torch.stack(self._buf_loss).float().tolist()
+        cols: dict[str, list[float]] = {
+            "step": [float(s) for s in range(self.step - n + 1, self.step + 1)],
+            "epoch": [float(e) for e in self._buf_epoch],
+            "time": self._buf_time,
+            "loss": losses,
+        }
+        if self._buf_gn:
+            cols["grad_norm"] = torch.stack(self._buf_gn).float().tolist()
+        lrs = self._buf_lr
+        for i in range(len(lrs[0])):
+            cols[f"lr/{i}"] = [float(row[i]) for row in lrs]
+        self.recorder.put(MetricBatch(cols))
+        now = time.time()
+        t0, s0, n0 = self._last_flush
+        dt = max(now - t0, 1e-9)
+        self.recorder.put(
+            StatusUpdate(
+                self.state,
+                self.step,
+                self.epoch,
+                steps_per_s=(self.step - s0) / dt,
+                samples_per_s=(self._samples - n0) / dt,
+                device_mem=memory_allocated(self.device),
+                last_record=now,
+            )
+        )
+        self._last_flush = (now, self.step, self._samples)
+        self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
+        self._buf_time, self._buf_epoch = [], []
+
+    # -- the loop ------------------------------------------------------------------
+    def _start(self) -> None:
+        if self.job.seed is not None:
+            seed_everything(self.job.seed)
+        self.model.train()
+        self.recorder.start()
+        self.recorder.put(GroupSnapshot(0, self.group_snapshot()))
+        self.pump.start()
+        self.pump.poll_now()  # commands sent before the job started
+        self._last_flush = (time.time(), 0, 0)
+        self._set_state("running")
+
+    def _wait_while_paused(self) -> None:
+        self.flush()
+        self._set_state("paused")
+        self.pump.arrived.wait(0.5)
+        self.pump.arrived.clear()
+
+    def run(self) -> str:
+        """Train until max steps/epochs, a stop command, or an error. Returns the end state."""
+        self._start()
+        final, message = "finished", None
+        try:
+            while True:
+                if self.commands:
+                    self._apply_commands()
+                if self._stop_reason is not None:
+                    final, message = "stopped", self._stop_reason
+                    break
+                if self._paused and not self._budget:
+                    self._wait_while_paused()
+                    continue
+                if self.max_steps is not None and self.step >= self.max_steps:
+                    message = f"{self.max_steps} steps done"
+                    break
+                self._train_step()
+                self.step += 1
+                if self._budget:
+                    self._budget -= 1
+                val_every = self.job.val_every
+                if val_every is not None and self.step % val_every == 0:
+                    self._validate()
+                if len(self._buf_loss) >= self.flush_every or (
+                    self._buf_time[-1] - self._last_flush[0] >= self.flush_seconds
+                ):
+                    self.flush()
+        except _EndOfData as end:
+            message = str(end)
+        except BaseException as exc:
+            final = "failed"
+            message = f"{type(exc).__name__}: {exc}"
+            self.recorder.put(
+                Event(self.step, "error", message, {"traceback": traceback.format_exc()})
+            )
+            raise
+        finally:
+            self._finish(final, message)
+        return final
+
+    def _finish(self, final: str, message: str | None) -> None:
+        try:
+            self.flush()
+        except Exception as exc:  # a failed read must not hide the original error
+            self.recorder.put(Event(self.step, "error", f"could not flush metrics: {exc}"))
+        self.pump.stop()
+        # answer commands that arrived too late to be applied
+        while self.commands:
+            cmd = self.commands.popleft()
+            reason = f"the run has ended ({final})"
+            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, reason))
+        self.state = final
+        self.recorder.put(
+            Event(self.step, "info", f"run {final}" + (f": {message}" if message else ""))
+        )
+        self.recorder.close(StatusUpdate(final, self.step, self.epoch, message=message))

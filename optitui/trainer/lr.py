@@ -1,0 +1,108 @@
+"""Live lr edits that keep the scheduler's shape.
+
+Each group carries a persistent multiplier m: its lr is schedule(t) * m. The
+scheduler itself only ever sees the unscaled value (we swap it in around
+``scheduler.step()``), so chainable schedulers that compute from
+``group['lr']`` keep their own course; "set lr=X" picks m = X / schedule(t).
+ReduceLROnPlateau has no base schedule: edits set the lr directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from optitui.store.fields import FieldError
+
+
+def read_lr(group: dict[str, Any]) -> float:
+    lr = group["lr"]
+    return float(lr) if isinstance(lr, torch.Tensor) else lr  # type: ignore[no-any-return]
+
+
+def write_lr(group: dict[str, Any], value: float) -> None:
+    lr = group["lr"]
+    if isinstance(lr, torch.Tensor):
+        lr.fill_(value)
+    else:
+        group["lr"] = value
+
+
+class LrControl:
+    """Owns every group's lr multiplier and steps the scheduler around it."""
+
+    def __init__(self, optimizer: Optimizer, scheduler: Any | None) -> None:
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.mult = [1.0 for _ in optimizer.param_groups]
+        # the schedule's own value for groups with a multiplier, kept exactly
+        # rather than recomputed as lr / m (which would drift by rounding)
+        self._base: dict[int, float] = {}
+
+    @property
+    def scheduled(self) -> bool:
+        """True when a scheduler computes the lr (a multiplier is needed to keep its shape)."""
+        return self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau)
+
+    def _groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def unscaled(self, i: int) -> float:
+        """The lr the schedule gives group i now (its lr when no multiplier is set)."""
+        return self._base.get(i, read_lr(self._groups()[i]))
+
+    def check_set(self, i: int, value: float) -> None:
+        """Raise FieldError when lr=value cannot be expressed for group i."""
+        if self.scheduled and self.unscaled(i) == 0.0 and value != 0.0:
+            raise FieldError(
+                "lr",
+                value,
+                "0 while the schedule is at lr 0 (a multiplier cannot lift it); "
+                "detach the scheduler to set it directly",
+            )
+
+    def _set_mult(self, i: int, base: float, m: float) -> None:
+        self.mult[i] = m
+        if m == 1.0:
+            self._base.pop(i, None)
+        else:
+            self._base[i] = base
+
+    def set_lr(self, i: int, value: float) -> None:
+        if self.scheduled:
+            base = self.unscaled(i)
+            if base != 0.0:
+                self._set_mult(i, base, value / base)
+        write_lr(self._groups()[i], value)
+
+    def scale(self, i: int, factor: float) -> None:
+        group = self._groups()[i]
+        if self.scheduled:
+            base = self.unscaled(i)
+            self._set_mult(i, base, self.mult[i] * factor)
+            write_lr(group, base * self.mult[i])
+        else:
+            write_lr(group, read_lr(group) * factor)
+
+    def step_scheduler(self, metric: float | None = None) -> None:
+        """``scheduler.step()`` with every group's multiplier taken out and put back."""
+        sched = self.scheduler
+        if sched is None:
+            return
+        if isinstance(sched, ReduceLROnPlateau):
+            if metric is not None:
+                sched.step(metric)
+            return
+        if not self._base:  # the common case: no multiplier, nothing to swap
+            sched.step()
+            return
+        groups = self._groups()
+        for i, base in self._base.items():
+            write_lr(groups[i], base)
+        sched.step()
+        for i in self._base:
+            self._base[i] = read_lr(groups[i])
+            write_lr(groups[i], self._base[i] * self.mult[i])
