@@ -61,9 +61,9 @@ class CommandPump:
         except Exception:  # no inotify here: poll instead
             return None
 
-    def poll_now(self) -> None:
-        """Take the inbox at once (used at start and by tests)."""
-        self._wake.set()
+    def take_now(self) -> None:
+        """Take the inbox on the calling thread (at start: commands sent before the job ran)."""
+        self._take()
 
     def _run(self) -> None:
         interval = WATCHED_POLL_S if self.watching else UNWATCHED_POLL_S

@@ -51,7 +51,7 @@ class StoreWriter:
         self._last_epoch = 0
         with self.conn:
             self.conn.execute("BEGIN")
-            self._meta({"schema_version": SCHEMA_VERSION, **meta})
+            self._meta({**meta, "schema_version": SCHEMA_VERSION})
             self.conn.execute(
                 "INSERT OR REPLACE INTO status (id, state, step, epoch, heartbeat) "
                 "VALUES (1, 'starting', 0, 0, ?)",

@@ -11,6 +11,7 @@ are shown read-only.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -83,8 +84,37 @@ def plain(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def field_spec(optimizer: Optimizer, key: str, value: Any) -> FieldSpec:
+def _capped(spec: FieldSpec, limit: float) -> FieldSpec:
+    """Bound a number by what the parameters' dtype can hold (torch fails on overflow)."""
+    if spec.kind == "tuple":
+        return replace(spec, items=tuple(_capped(s, limit) for s in spec.items))
+    if spec.kind not in ("float", "int"):
+        return spec
+    low = spec.low if spec.low is not None else -limit
+    high = spec.high if spec.high is not None else limit
+    return replace(spec, low=low, high=high)
+
+
+#: No hyperparameter is anywhere near this big, and values derived from it inside
+#: step() (lr / bias_correction, ...) still fit in float32; torch raises on overflow.
+SANE_LIMIT = float(torch.finfo(torch.float32).max) ** 0.5
+
+
+def dtype_limit(group: Mapping[str, Any]) -> float:
+    """The largest magnitude a value may have for this group's parameters."""
+    limits = [torch.finfo(p.dtype).max for p in group["params"] if p.is_floating_point()]
+    return min([SANE_LIMIT, *limits])
+
+
+def field_spec(
+    optimizer: Optimizer, key: str, value: Any, limit: float | None = None
+) -> FieldSpec:
     """The spec of one param-group field, from its name, class and current value."""
+    spec = _field_spec(optimizer, key, value)
+    return spec if limit is None else _capped(spec, limit)
+
+
+def _field_spec(optimizer: Optimizer, key: str, value: Any) -> FieldSpec:
     cls = type(optimizer).__name__
     if key in READONLY:
         return FieldSpec(key, "readonly", note=READONLY[key])
@@ -106,7 +136,8 @@ def field_spec(optimizer: Optimizer, key: str, value: Any) -> FieldSpec:
 
 
 def group_fields(optimizer: Optimizer, group: Mapping[str, Any]) -> dict[str, FieldSpec]:
-    return {k: field_spec(optimizer, k, v) for k, v in group.items() if k not in HIDDEN}
+    limit = dtype_limit(group)
+    return {k: field_spec(optimizer, k, v, limit) for k, v in group.items() if k not in HIDDEN}
 
 
 def check_values(

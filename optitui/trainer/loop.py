@@ -338,8 +338,8 @@ class Trainer:
         self.model.train()
         self.recorder.start()
         self.recorder.put(GroupSnapshot(0, self.group_snapshot()))
+        self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
-        self.pump.poll_now()  # commands sent before the job started
         self._last_flush = (time.time(), 0, 0)
         self._set_state("running")
 

@@ -1,0 +1,150 @@
+"""Per-step overhead of the optitui trainer against a bare loop, side by side.
+
+    python benchmarks/overhead.py            # full run (about a minute)
+    python benchmarks/overhead.py --quick    # seconds; what CI runs so it cannot rot
+
+The same model, data and optimizer run as a bare PyTorch loop and under the
+trainer (headless, with its run store, writer thread and command watcher),
+interleaved, several rounds each. Both record a timestamp per step; a
+variant's cost is the time from its first to its last step, so process start
+and store creation are left out. Two workloads: the digits sample's MLP on
+pre-made batches (a tiny step, where overhead shows most) and the digits
+sample as shipped, with its shuffling DataLoader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from optitui.store.layout import create_run_dir
+from optitui.store.reader import RunReader
+from optitui.trainer.job import Job
+from optitui.trainer.loop import Trainer
+
+torch.set_num_threads(1)
+
+
+def digits() -> TensorDataset:
+    x, y = load_digits(return_X_y=True)
+    return TensorDataset(torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y))
+
+
+def model_and_opt() -> tuple[nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU())
+    head = nn.Linear(64, 10)
+    opt = torch.optim.SGD(
+        [{"params": body.parameters(), "lr": 0.05}, {"params": head.parameters(), "lr": 0.02}],
+        momentum=0.9,
+    )
+    return nn.Sequential(body, head), opt
+
+
+def bare(data: Callable[[], Iterable[Any]], steps: int) -> list[float]:
+    model, opt = model_and_opt()
+    loss_fn = nn.functional.cross_entropy
+    times = [0.0] * steps
+    done = 0
+    while done < steps:
+        for x, y in data():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            times[done] = time.time()
+            done += 1
+            if done == steps:
+                break
+    return times
+
+
+def trained(data: Callable[[], Iterable[Any]], steps: int, root: Path, i: int) -> list[float]:
+    model, opt = model_and_opt()
+    job = Job(model=model, optimizer=opt, train_data=data(), loss_fn=nn.functional.cross_entropy)
+    paths = create_run_dir(root, "bench", root / f"run{i}")
+    trainer = Trainer(job, torch.device("cpu"), paths, max_steps=steps)
+    trainer.run()
+    with RunReader(paths.root) as r:
+        return list(r.read_metrics().columns["time"])
+
+
+def summarize(times: list[float]) -> tuple[float, float]:
+    """(seconds per step over the whole run, median step in seconds)."""
+    diffs = [b - a for a, b in zip(times, times[1:], strict=False)]
+    return (times[-1] - times[0]) / (len(times) - 1), statistics.median(diffs)
+
+
+def measure(
+    name: str, data: Callable[[], Iterable[Any]], steps: int, rounds: int
+) -> dict[str, Any]:
+    per_step: dict[str, list[float]] = {"bare": [], "optitui": []}
+    medians: dict[str, list[float]] = {"bare": [], "optitui": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(rounds):
+            order = ("bare", "optitui") if i % 2 == 0 else ("optitui", "bare")
+            for variant in order:
+                t = bare(data, steps) if variant == "bare" else trained(data, steps, Path(tmp), i)
+                mean, med = summarize(t)
+                per_step[variant].append(mean)
+                medians[variant].append(med)
+    b, o = statistics.median(per_step["bare"]), statistics.median(per_step["optitui"])
+    # pair each round's two runs: the spread of their difference says how much to trust it
+    deltas = [(oo - bb) * 1e6 for oo, bb in zip(per_step["optitui"], per_step["bare"], strict=True)]
+    return {
+        "workload": name,
+        "bare_us": b * 1e6,
+        "optitui_us": o * 1e6,
+        "added_us": (o - b) * 1e6,
+        "added_median_step_us": (
+            statistics.median(medians["optitui"]) - statistics.median(medians["bare"])
+        )
+        * 1e6,
+        "ratio": o / b,
+        "delta_min_us": min(deltas),
+        "delta_max_us": max(deltas),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="a few seconds, for CI")
+    args = ap.parse_args()
+    steps, rounds = (300, 2) if args.quick else (4000, 9)
+    ds = digits()
+    premade = [ds[i : i + 64] for i in range(0, len(ds) - 63, 64)]
+    loader = DataLoader(ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    rows = [
+        measure("digits MLP, pre-made batches", lambda: premade, steps, rounds),
+        measure("digits MLP, shuffling DataLoader", lambda: loader, steps, rounds),
+    ]
+    print(f"torch {torch.__version__}, 1 thread, {steps} steps x {rounds} rounds, interleaved")
+    print(
+        f"{'workload':34} {'bare us':>9} {'optitui us':>11} {'added us':>9} "
+        f"{'median-step added':>18} {'ratio':>7} {'round deltas us':>18}"
+    )
+    for r in rows:
+        print(
+            f"{r['workload']:34} {r['bare_us']:9.1f} {r['optitui_us']:11.1f} "
+            f"{r['added_us']:9.2f} {r['added_median_step_us']:18.2f} {r['ratio']:7.4f} "
+            f"{r['delta_min_us']:8.1f}..{r['delta_max_us']:.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny deterministic jobs on the CPU, and a trainer running in a thread."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import optitui
+
+def setup(device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).to(device)
+    opt = torch.optim.SGD([
+        {"params": model[0].parameters(), "name": "body"},
+        {"params": model[2].parameters(), "name": "head", "lr": 0.01},
+    ], lr=0.05, momentum=0.9)
+    return optitui.Job(model=model, optimizer=opt,
+        train_data=DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=g),
+        loss_fn=nn.functional.mse_loss, STEP_DELAY)
+"""
+
+
+def write_script(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.fixture
+def tiny_script(tmp_path: Path) -> Path:
+    """A fast two-group SGD regression script (runs forever unless capped)."""
+    return write_script(tmp_path, TINY_SCRIPT.replace(", STEP_DELAY", ""))
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Running:
+    """A Trainer running in a background thread, for tests that send it commands."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.result: str | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.trainer.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.trainer.request_stop("test over")
+        self.thread.join(30)
+
+
+@pytest.fixture
+def run_in_thread() -> Iterator[Callable[[Any], Running]]:
+    started: list[Running] = []
+
+    def start(trainer: Any) -> Running:
+        r = Running(trainer)
+        started.append(r)
+        return r
+
+    yield start
+    for r in started:
+        if r.thread.is_alive():
+            r.stop()
