@@ -1,0 +1,95 @@
+"""Turning a window of history into at most a few points per plot column.
+
+Every function here costs O(buckets x pyramid depth), not O(window length):
+that is what keeps a frame at a million steps as cheap as at a thousand.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from optitui.tui.history import HistoryView
+from optitui.tui.pyramid import PyramidView
+
+
+@dataclass
+class Points:
+    """x and y lists for one plotted series."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+    def add(self, x: float, y: float, positive: bool) -> None:
+        if math.isfinite(y) and (y > 0.0 or not positive):
+            self.xs.append(x)
+            self.ys.append(y)
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+
+def window(view: HistoryView, last: int | None) -> tuple[int, int]:
+    """Row range [start, stop) of the last ``last`` rows, or of all rows when None."""
+    n = view.length
+    return (0 if last is None else max(0, n - last)), n
+
+
+def _bounds(start: int, stop: int, buckets: int) -> list[int]:
+    count = stop - start
+    if count <= buckets:
+        return list(range(start, stop + 1))
+    return [start + count * i // buckets for i in range(buckets + 1)]
+
+
+def minmax(
+    x: array[float], col: PyramidView, start: int, stop: int, buckets: int, positive: bool = False
+) -> Points:
+    """Min and max of each bucket, placed at the bucket's last x (one point when equal)."""
+    out = Points()
+    stop = min(stop, col.length)
+    b = _bounds(start, stop, max(1, buckets))
+    for s, e in pairwise(b):
+        lo, hi = col.minmax(s, e)
+        xe = x[e - 1]
+        if positive and lo <= 0.0 < hi:  # a log axis cannot show <= 0: keep what it can
+            lo = _positive_min(col.raw, s, e)
+        out.add(xe, lo, positive)
+        if hi != lo:
+            out.add(xe, hi, positive)
+    return out
+
+
+def _positive_min(raw: array[float], s: int, e: int) -> float:
+    if e - s > 4096:  # too long to scan each frame; the max still shows
+        return math.nan
+    return min((v for v in raw[s:e] if v > 0.0), default=math.nan)
+
+
+def last(
+    x: array[float],
+    col: array[float],
+    start: int,
+    stop: int,
+    buckets: int,
+    positive: bool = False,
+) -> Points:
+    """The value at the end of each bucket: for smooth series (the EMA)."""
+    out = Points()
+    stop = min(stop, len(col), len(x))
+    b = _bounds(start, stop, max(1, buckets))
+    for e in b[1:]:
+        out.add(x[e - 1], col[e - 1], positive)
+    return out
+
+
+def val_range(view: HistoryView, x_lo: float, x_hi: float) -> tuple[int, int]:
+    """Indices of validation records with x_lo <= step <= x_hi."""
+    n = view.val_length
+    steps = view.val_step
+    lo = bisect_left(steps, x_lo, 0, n)
+    hi = bisect_right(steps, x_hi, lo, n)
+    return lo, hi

@@ -1,0 +1,130 @@
+"""Polling a run store for what is new: the viewer's only way of reading a job.
+
+Textual-free on purpose: :func:`follow` runs in a worker thread, checks a
+``threading.Event`` to stop, and hands each :class:`FeedUpdate` to a callback
+(the app's ``post_message``). It waits until the UI has consumed one update
+before reading the next, so a slow screen slows the reads instead of
+queueing messages without bound.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optitui.store.layout import RunPaths
+from optitui.store.reader import EventRow, RunReader, Status
+from optitui.tui.history import History, HistoryView
+from optitui.tui.output_tail import OutputTail
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    """Everything new since the previous update. ``view`` always covers the full history."""
+
+    view: HistoryView
+    grew: bool
+    status: Status
+    meta: dict[str, Any] | None  # only when changed
+    groups: list[dict[str, Any]] | None  # only when a new snapshot arrived
+    group_step: int
+    events: tuple[EventRow, ...]
+    output: tuple[str, ...]
+    first: bool  # the first update: the full history so far
+
+
+class StoreFeed:
+    """Reads one run store incrementally. Owned by one thread."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        ema_beta: float = 0.98,
+        clock: Callable[[], float] = time.time,
+        events_per_poll: int = 2000,
+    ) -> None:
+        self.paths = RunPaths(run_dir)
+        self.history = History(ema_beta=ema_beta)
+        self.clock = clock
+        self.events_per_poll = events_per_poll
+        self._reader: RunReader | None = None
+        self._tail = OutputTail(self.paths.output)
+        self._last_event = 0
+        self._meta: dict[str, Any] | None = None
+        self._groups: list[dict[str, Any]] | None = None
+        self._polls = 0
+
+    def poll(self) -> FeedUpdate:
+        if self._reader is None:
+            self._reader = RunReader(self.paths.root)
+        r = self._reader
+        grew = self.history.read(r)
+        meta = r.meta(refresh=True)
+        new_meta = meta if meta != self._meta else None
+        self._meta = meta
+        step, groups = r.groups()
+        new_groups = groups if groups != self._groups else None
+        self._groups = groups
+        events = r.events(self._last_event, limit=self.events_per_poll)
+        if events:
+            self._last_event = events[-1].id
+        self._polls += 1
+        return FeedUpdate(
+            view=self.history.view(),
+            grew=grew,
+            status=r.status(now=self.clock()),
+            meta=new_meta,
+            groups=new_groups,
+            group_step=step,
+            events=tuple(events),
+            output=tuple(self._tail.read()),
+            first=self._polls == 1,
+        )
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+def follow(
+    feed: StoreFeed,
+    deliver: Callable[[FeedUpdate], None],
+    consumed: threading.Event,
+    stop: threading.Event,
+    interval: float = 0.25,
+    problem: Callable[[str], None] | None = None,
+) -> None:
+    """Poll ``feed`` until ``stop`` is set, delivering one update at a time.
+
+    A store that cannot be read (not created yet, damaged, a disk gone) is
+    reported once through ``problem`` and retried: a viewer outlives hiccups.
+    """
+    last_problem = ""
+    try:
+        while not stop.is_set():
+            try:
+                update = feed.poll()
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                text = f"cannot read the run store: {exc}"
+                if text != last_problem and problem is not None:
+                    problem(text)
+                last_problem = text
+                feed.close()  # reopen on the next try
+                stop.wait(max(interval, 0.5))
+                continue
+            last_problem = ""
+            consumed.clear()
+            deliver(update)
+            while not consumed.wait(0.1):  # backpressure: the UI takes one at a time
+                if stop.is_set():
+                    return
+            stop.wait(interval)
+    finally:
+        feed.close()

@@ -1,0 +1,55 @@
+"""Which events become vertical markers on the plots, so cause and effect line up.
+
+A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
+a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests, as
+those features arrive), and every applied command that changed a
+hyperparameter (``set`` and ``scale-lr``; pausing is not a change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optitui.store.reader import EventRow
+
+MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "marker"})
+HPARAM_COMMANDS = frozenset({"set", "scale-lr"})
+
+#: plot colour per marker kind (plotext colour names)
+COLORS = {"command": "orange", "checkpoint": "green", "restore": "green+", "marker": "magenta"}
+DEFAULT_COLOR = "magenta"
+
+
+@dataclass(frozen=True)
+class Marker:
+    step: int
+    kind: str
+    label: str
+
+    @property
+    def color(self) -> str:
+        return COLORS.get(self.kind, DEFAULT_COLOR)
+
+
+def marker_for(event: EventRow) -> Marker | None:
+    """The marker an event puts on the plots, or None."""
+    data = event.data or {}
+    if "marker" in data:
+        return Marker(event.step, event.kind, str(data["marker"]) or event.message)
+    if event.kind in MARKER_KINDS:
+        return Marker(event.step, event.kind, event.message)
+    if event.kind == "command" and data.get("kind") in HPARAM_COMMANDS:
+        return Marker(event.step, "command", event.message)
+    return None
+
+
+def in_view(markers: list[Marker], lo: float, hi: float, buckets: int) -> list[Marker]:
+    """Markers with lo <= step <= hi, at most one per plot column (the newest wins)."""
+    if hi < lo:
+        return []
+    width = max((hi - lo) / max(buckets, 1), 1e-9)
+    seen: dict[int, Marker] = {}
+    for m in markers:
+        if lo <= m.step <= hi:
+            seen[int((m.step - lo) / width)] = m
+    return list(seen.values())

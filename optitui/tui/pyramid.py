@@ -1,0 +1,148 @@
+"""Min/max pyramids: decimating a long series to a plot's width in time independent of length.
+
+A pyramid keeps, for a growing column of floats, the min and max of every
+block of 8, 64, 512, ... consecutive values. The min and max of any index
+range then costs a handful of short slices per level (about 8 x levels
+values), so splitting a million points into 100 plot columns reads a few
+thousand numbers, not a million. Blocks are only ever appended, which is
+what lets a reader thread extend a pyramid while the UI thread reads a view
+of it (see :class:`PyramidView`).
+
+NaN never wins a min or max (a NaN-only range has no extent); infinities are
+kept and filtered when points are emitted.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FACTOR = 8
+INF = math.inf
+
+
+def _min(seg: array[float]) -> float:
+    """min ignoring NaN (builtin min returns NaN only when the first value is NaN)."""
+    if not seg:
+        return INF
+    m = min(seg)
+    if m != m:
+        return min((x for x in seg if x == x), default=INF)
+    return m
+
+
+def _max(seg: array[float]) -> float:
+    if not seg:
+        return -INF
+    m = max(seg)
+    if m != m:
+        return max((x for x in seg if x == x), default=-INF)
+    return m
+
+
+def _blocks(src: array[float], lo: int, hi: int, fn: Callable[..., float]) -> array[float]:
+    """fn over each block of FACTOR values of src[lo:hi] (hi - lo a multiple of FACTOR)."""
+    return array("d", map(fn, *(src[lo + j : hi : FACTOR] for j in range(FACTOR))))
+
+
+@dataclass(frozen=True)
+class Level:
+    mins: array[float]
+    maxs: array[float]
+    length: int
+
+
+@dataclass(frozen=True)
+class PyramidView:
+    """A frozen prefix of a raw column and its pyramid: safe to read while both grow."""
+
+    raw: array[float]
+    length: int
+    levels: tuple[Level, ...]
+
+    def minmax(self, start: int, stop: int) -> tuple[float, float]:
+        """(min, max) of raw[start:stop], NaN ignored; (inf, -inf) when nothing is finite."""
+        stop = min(stop, self.length)
+        lo_arr = hi_arr = self.raw
+        mn, mx = INF, -INF
+        s, e = max(0, start), stop
+        for level in self.levels:
+            if e - s < 2 * FACTOR:
+                break
+            su = -(-s // FACTOR)
+            eu = min(e // FACTOR, level.length)
+            if su >= eu:
+                break
+            if s < su * FACTOR:
+                mn = min(mn, _min(lo_arr[s : su * FACTOR]))
+                mx = max(mx, _max(hi_arr[s : su * FACTOR]))
+            if eu * FACTOR < e:
+                mn = min(mn, _min(lo_arr[eu * FACTOR : e]))
+                mx = max(mx, _max(hi_arr[eu * FACTOR : e]))
+            s, e = su, eu
+            lo_arr, hi_arr = level.mins, level.maxs
+        if s < e:
+            mn = min(mn, _min(lo_arr[s:e]))
+            mx = max(mx, _max(hi_arr[s:e]))
+        return mn, mx
+
+
+class Pyramid:
+    """The min/max pyramid of one append-only column. Extended by one thread only."""
+
+    def __init__(self) -> None:
+        self.mins: list[array[float]] = []
+        self.maxs: list[array[float]] = []
+
+    def update(self, raw: array[float], length: int) -> None:
+        """Add the blocks completed since the last update (raw[:length] is final)."""
+        src_lo = src_hi = raw
+        src_len = length
+        k = 0
+        while src_len // FACTOR:
+            if k == len(self.mins):
+                self.mins.append(array("d"))
+                self.maxs.append(array("d"))
+            have, want = len(self.mins[k]), src_len // FACTOR
+            if want > have:
+                lo, hi = have * FACTOR, want * FACTOR
+                a, b = src_lo, src_hi
+                if k == 0:
+                    a, b = _clean(raw, lo, hi)
+                    lo, hi = 0, hi - lo
+                value = _constant(a, lo, hi)
+                if value is not None and (
+                    a is b or _constant(b, lo, hi) == value
+                ):  # an lr without a schedule: no block-by-block pass
+                    run = array("d", [value]) * (want - have)
+                    self.mins[k].extend(run)
+                    self.maxs[k].extend(run)
+                else:
+                    self.mins[k].extend(_blocks(a, lo, hi, min))
+                    self.maxs[k].extend(_blocks(b, lo, hi, max))
+            src_lo, src_hi, src_len = self.mins[k], self.maxs[k], want
+            k += 1
+
+    def view(self, raw: array[float], length: int) -> PyramidView:
+        levels = tuple(Level(lo, hi, len(lo)) for lo, hi in zip(self.mins, self.maxs, strict=True))
+        return PyramidView(raw, length, levels)
+
+
+def _clean(raw: array[float], lo: int, hi: int) -> tuple[array[float], array[float]]:
+    """raw[lo:hi] for the min and max passes; NaN becomes +inf / -inf so it never wins."""
+    chunk = raw[lo:hi]
+    if math.isfinite(sum(chunk)):  # the common case: one fast pass, no copies
+        return chunk, chunk
+    lows = array("d", (x if x == x else INF for x in chunk))
+    highs = array("d", (x if x == x else -INF for x in chunk))
+    return lows, highs
+
+
+def _constant(src: array[float], lo: int, hi: int) -> float | None:
+    """The value of src[lo:hi] when all of it is one finite value, else None."""
+    first, last = src[lo], src[hi - 1]
+    if first != last or not math.isfinite(first):
+        return None
+    return first if src[lo:hi].count(first) == hi - lo else None

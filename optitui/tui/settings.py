@@ -1,0 +1,39 @@
+"""The viewer's settings: one typed object shared by the CLI, the app and the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ViewerSettings:
+    """How the dashboard reads, draws and steers."""
+
+    fine_factor: float = 1.1
+    """``+`` multiplies the selected group's lr by this, ``-`` divides by it."""
+    coarse_factor: float = 2.0
+    """``*`` multiplies the lr by this, ``/`` divides by it."""
+    window: int = 2000
+    """Steps shown when the window is "last N" (``w`` toggles last N / all)."""
+    ema_beta: float = 0.98
+    """Smoothing of the loss curve: the weight of the past in the bias-corrected EMA."""
+    poll_interval: float = 0.25
+    """Seconds between reads of the run store."""
+    redraw_hz: float = 4.0
+    """Plot redraws per second at most; data arrives on its own clock."""
+    log_y: bool = False
+    """Start with a logarithmic loss axis."""
+    show_all: bool = True
+    """Start with the whole history in view (else the last ``window`` steps)."""
+    clock: Callable[[], float] = field(default=time.time)
+    """Wall clock for ages and ETAs; tests pass a fixed one."""
+
+    def __post_init__(self) -> None:
+        if not self.fine_factor > 1.0 or not self.coarse_factor > 1.0:
+            raise ValueError("lr factors must be > 1")
+        if self.window < 10:
+            raise ValueError(f"window must be at least 10 steps, got {self.window}")
+        if not 0.0 < self.redraw_hz <= 30.0:
+            raise ValueError(f"redraw_hz must be in (0, 30], got {self.redraw_hz}")
