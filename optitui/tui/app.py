@@ -1,0 +1,214 @@
+"""The dashboard app: one run, its job process (if any), and the quit question.
+
+Thin on purpose: the screen does the viewing and steering
+(:mod:`optitui.tui.screens.dashboard`); the app supervises what runs the
+training (a child process, or a loop in a thread for ``--inline``) and asks
+detach / stop / cancel on quit. The CLI, the tests and the benchmark all
+build it with :func:`build_app`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import IO
+
+from textual import events, on, work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from optitui.store.layout import RunPaths
+from optitui.tui.messages import InlineJobEnded, JobExited
+from optitui.tui.screens.dashboard import KEYS, DashboardScreen
+from optitui.tui.screens.quit import QuitScreen
+from optitui.tui.settings import ViewerSettings
+from optitui.tui.widgets.event_log import EventLog
+
+#: how long "stop training" waits for the job to answer before quitting anyway
+STOP_WAIT_S = 20.0
+
+JobRunner = Callable[[], str]
+Stopper = Callable[[str], None]
+
+
+class DashboardApp(App[int]):
+    """Live dashboard of one run directory."""
+
+    TITLE = "optitui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        settings: ViewerSettings | None = None,
+        process: subprocess.Popen[bytes] | None = None,
+        job_runner: JobRunner | None = None,
+        stopper: Stopper | None = None,
+    ) -> None:
+        super().__init__()
+        if (job_runner is None) != (stopper is None):
+            raise ValueError("an inline job needs both job_runner and stopper")
+        self.paths = RunPaths(Path(run_dir))
+        self.settings = settings or ViewerSettings()
+        self.process = process
+        self.job_runner = job_runner
+        self.stopper = stopper
+        self.stop_event = threading.Event()
+        note = "inline" if job_runner is not None else ""
+        if process is not None:
+            note = f"job pid {process.pid}"
+        self.dashboard = DashboardScreen(self.paths, self.settings, self.stop_event, note)
+        self.job_returncode: int | None = None
+        self.inline_state: str | None = None  # set when the inline loop has returned
+        self._inline_running = False
+        self._stop_sent: str | None = None  # id of our stop command while quitting
+        self._quitting = False
+        self.quit_choice: str | None = None  # "detach" or "stop" once the user chose
+        self._output: IO[str] | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.job_runner is not None
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dashboard)
+        if self.process is not None:
+            self._supervise()
+        if self.inline:
+            self._output = open(self.paths.output, "a", encoding="utf-8")  # noqa: SIM115
+            self.begin_capture_print(self)
+            self._inline_running = True
+            self._run_inline()
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()
+        if self.inline and self._inline_running and self.stopper is not None:
+            self.stopper("the dashboard closed")  # training ends with the app
+        if self._output is not None:
+            self._output.close()
+
+    # -- the job -----------------------------------------------------------------------
+    @work(thread=True, group="supervisor", exit_on_error=False)
+    def _supervise(self) -> None:
+        proc = self.process
+        assert proc is not None
+        while not self.stop_event.is_set():
+            try:
+                code = proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            self.post_message(JobExited(code))
+            return
+
+    @work(thread=True, group="inline-job", exit_on_error=False)
+    def _run_inline(self) -> None:
+        assert self.job_runner is not None
+        try:
+            state = self.job_runner()
+        except BaseException as exc:  # reported on screen; the store holds the traceback
+            self.post_message(InlineJobEnded(None, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(InlineJobEnded(state, None))
+
+    @on(JobExited)
+    def _job_exited(self, message: JobExited) -> None:
+        self.job_returncode = message.returncode
+        log = self.dashboard.query_one(EventLog)
+        style = "magenta" if message.returncode == 0 else "bold red"
+        log.note(f"job process exited with code {message.returncode}", style)
+        if self._quitting:
+            self.exit(0)
+
+    @on(InlineJobEnded)
+    def _inline_ended(self, message: InlineJobEnded) -> None:
+        self._inline_running = False
+        self.inline_state = message.state or "failed"
+        log = self.dashboard.query_one(EventLog)
+        if message.error:
+            log.note(f"training failed: {message.error}", "bold red")
+        else:
+            log.note(f"training ended: {message.state}")
+        if self._quitting:
+            self.exit(0)
+
+    def on_print(self, event: events.Print) -> None:
+        """--inline: the script's prints go to output.log, where the log tail shows them."""
+        if self._output is not None:
+            self._output.write(event.text)
+            self._output.flush()
+
+    def job_alive(self) -> bool:
+        if self.inline:
+            return self._inline_running
+        if self.process is not None and self.job_returncode is not None:
+            return False
+        status = self.dashboard.status
+        return status is None or status.alive
+
+    # -- quitting ----------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """q, ctrl+q and the palette: ask detach / stop / cancel while the job runs."""
+        if self._quitting:
+            return
+        if not self.job_alive():
+            self.exit(0)
+            return
+        self.push_screen(QuitScreen(inline=self.inline), self._quit_choice)
+
+    def _quit_choice(self, choice: str | None) -> None:
+        if choice in ("detach", "stop"):
+            self.quit_choice = choice
+        if choice == "detach":
+            self.exit(0)
+        elif choice == "stop":
+            self.stop_job()
+
+    def stop_job(self) -> None:
+        """Stop training, then quit once the job has answered (or after STOP_WAIT_S)."""
+        self._quitting = True
+        self.notify("stopping training…", timeout=STOP_WAIT_S)
+        if self.inline:
+            assert self.stopper is not None
+            self.stopper("stopped from the dashboard")
+        else:
+            self.dashboard.send("stop", {}, "stop", None)
+            changes = self.dashboard.steering.recent(1)
+            self._stop_sent = changes[0].id if changes else None
+            self.set_interval(0.1, self._check_stopped)
+        self.set_timer(STOP_WAIT_S, lambda: self.exit(0))
+
+    def _check_stopped(self) -> None:
+        change = self.dashboard.steering.changes.get(self._stop_sent or "")
+        if change is None or change.state != "pending":
+            self.exit(0)
+
+    # -- command palette -----------------------------------------------------------------
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, DashboardScreen):
+            for key in KEYS:
+                if key.show:
+                    title = key.long[0].upper() + key.long[1:]
+                    help_text = f"key: {key.display or key.keys}"
+                    yield SystemCommand(
+                        title, help_text, partial(self.run_action, key.action, screen)
+                    )
+
+
+def build_app(
+    run_dir: Path | str,
+    *,
+    settings: ViewerSettings | None = None,
+    process: subprocess.Popen[bytes] | None = None,
+    job_runner: JobRunner | None = None,
+    stopper: Stopper | None = None,
+) -> DashboardApp:
+    """The dashboard on ``run_dir``: attached (no process), supervising one, or inline."""
+    return DashboardApp(
+        Path(run_dir), settings=settings, process=process, job_runner=job_runner, stopper=stopper
+    )

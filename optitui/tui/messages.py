@@ -1,0 +1,51 @@
+"""Messages from the viewer's worker threads to the UI (posted, never called)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from optitui.store.reader import CommandOutcome
+from optitui.tui.feed import FeedUpdate
+
+
+class StoreUpdated(Message):
+    """The feed read the run store; the UI must call ``consumed.set()`` when done."""
+
+    def __init__(self, update: FeedUpdate) -> None:
+        super().__init__()
+        self.update = update
+
+
+class CommandAnswered(Message):
+    """The job answered a command (``outcome``), or never will (``note`` says why)."""
+
+    def __init__(self, command_id: str, outcome: CommandOutcome | None, note: str | None) -> None:
+        super().__init__()
+        self.command_id = command_id
+        self.outcome = outcome
+        self.note = note
+
+
+class JobExited(Message):
+    """The supervised job process ended with ``returncode``."""
+
+    def __init__(self, returncode: int) -> None:
+        super().__init__()
+        self.returncode = returncode
+
+
+class InlineJobEnded(Message):
+    """The in-process training loop returned ``state``, or raised ``error``."""
+
+    def __init__(self, state: str | None, error: str | None) -> None:
+        super().__init__()
+        self.state = state
+        self.error = error
+
+
+class FeedProblem(Message):
+    """The run store could not be read this time; the feed keeps trying."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -1,0 +1,151 @@
+"""Editing one hyperparameter of a group: checked as you type, sent only when valid."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from optitui.store.fields import FieldSpec
+from optitui.tui import fmt
+
+
+class FieldEditor(ModalScreen[tuple[str, Any] | None]):
+    """Pick a field (↑↓), type a value, Enter sends; the job's own rules check it first.
+
+    Dismisses with ``(field, value)`` (value already parsed and normalised),
+    or None when cancelled. Invalid input keeps the dialog open with the
+    error shown inline, and nothing is sent.
+    """
+
+    DEFAULT_CSS = """
+    FieldEditor {
+        align: center middle;
+    }
+    FieldEditor > Vertical {
+        width: 72;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    FieldEditor OptionList {
+        height: auto;
+        max-height: 8;
+    }
+    FieldEditor #error {
+        color: $error;
+        text-style: bold;
+        height: auto;
+    }
+    FieldEditor #allowed, FieldEditor #hint {
+        color: $text-muted;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("up", "move(-1)", "Previous field", show=False),
+        Binding("down", "move(1)", "Next field", show=False),
+    ]
+
+    def __init__(self, group: dict[str, Any], target: str, field: str = "lr") -> None:
+        super().__init__()
+        self.target = target
+        self.values: dict[str, Any] = dict(group.get("values") or {})
+        self.specs: dict[str, FieldSpec] = {}
+        for name, spec in (group.get("fields") or {}).items():
+            parsed = FieldSpec.from_json(spec)
+            if parsed.editable:
+                self.specs[name] = parsed
+        names = list(self.specs)
+        self.field = field if field in self.specs else (names[0] if names else "")
+        self.error = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Edit a hyperparameter of {self.target}", id="title")
+            yield OptionList(
+                *[
+                    Option(f"{name:<16} {fmt.value(self.values.get(name))}", id=name)
+                    for name in self.specs
+                ],
+                id="fields",
+            )
+            yield Input(id="value", placeholder="new value")
+            yield Label("", id="error")
+            yield Label("", id="allowed")
+            yield Label("Enter sends · Esc cancels · ↑↓ field", id="hint")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        options.can_focus = False
+        if self.field:
+            options.highlighted = list(self.specs).index(self.field)
+        self._select(self.field)
+        self.query_one(Input).focus()
+
+    def _select(self, name: str) -> None:
+        self.field = name
+        spec = self.specs.get(name)
+        inp = self.query_one(Input)
+        inp.value = fmt.editable_text(self.values.get(name)) if spec else ""
+        self.query_one("#allowed", Label).update(f"allowed: {spec.allowed()}" if spec else "")
+        self._show_error("")
+
+    def _show_error(self, message: str) -> None:
+        self.error = message
+        self.query_one("#error", Label).update(message)
+
+    def action_move(self, delta: int) -> None:
+        names = list(self.specs)
+        if not names:
+            return
+        i = (names.index(self.field) + delta) % len(names)
+        self.query_one(OptionList).highlighted = i
+        self._select(names[i])
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self._select(event.option.id)
+            self.query_one(Input).focus()
+
+    def check(self, text: str) -> Any:
+        """The parsed value; raises ValueError with the message to show."""
+        spec = self.specs.get(self.field)
+        if spec is None:
+            raise ValueError("this group has no editable fields")
+        if not text.strip():
+            raise ValueError(f"{self.field}: enter a value; allowed: {spec.allowed()}")
+        return spec.parse(text)
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        if not self.error:
+            return
+        try:  # once an error shows, it goes away as soon as the text is valid
+            self.check(event.value)
+            self._show_error("")
+        except ValueError as exc:
+            self._show_error(str(exc))
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        try:
+            value = self.check(event.value)
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self.dismiss((self.field, value))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,59 @@
+"""The event log: the job's events (commands with outcome and step, warnings,
+errors), the tail of its captured output, and the viewer's own notes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+from optitui.store.reader import EventRow
+
+KIND_STYLES = {
+    "command": "cyan",
+    "warning": "yellow",
+    "error": "bold red",
+    "info": "green",
+    "output": "dim",
+}
+
+
+class EventLog(RichLog):
+    """A bounded, scrolling log. Lines carry steps, never wall times (stable snapshots)."""
+
+    DEFAULT_CSS = """
+    EventLog {
+        height: 1fr;
+        min-height: 3;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None, max_lines: int = 1000) -> None:
+        super().__init__(id=id, max_lines=max_lines, wrap=False, markup=False, auto_scroll=True)
+        self.can_focus = False
+        self.count = 0
+
+    def _line(self, step: str, kind: str, message: str, style: str) -> None:
+        t = Text(no_wrap=True)
+        t.append(f"{step:>8} ", "dim")
+        t.append(f"{kind:<8}", style)
+        t.append(message, style if kind in ("error", "viewer") else "")
+        self.write(t)
+        self.count += 1
+
+    def add_events(self, events: tuple[EventRow, ...] | list[EventRow]) -> None:
+        for e in events:
+            message = e.message.splitlines()[0] if e.message else ""
+            self._line(str(e.step), e.kind, message, KIND_STYLES.get(e.kind, ""))
+
+    def add_output(self, lines: tuple[str, ...] | list[str]) -> None:
+        for line in lines:
+            t = Text(no_wrap=True)
+            t.append(f"{'':>8} ", "dim")
+            t.append(f"{'out':<8}", "dim")
+            t.append(line, "dim")
+            self.write(t)
+            self.count += 1
+
+    def note(self, message: str, style: str = "magenta") -> None:
+        """A line from the viewer itself (job exit, read errors)."""
+        self._line("", "viewer", message, style)
