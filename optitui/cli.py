@@ -13,7 +13,9 @@ from optitui import __version__
 DESCRIPTION = """\
 Watch and steer PyTorch training from the terminal.
 
-  optitui run train.py --headless        train a script's setup(device) Job, no viewer
+  optitui run train.py                   train a script's setup(device) Job, with the dashboard
+  optitui run train.py --headless        the same without a viewer (nohup, sbatch)
+  optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
   optitui ls                             runs under ./runs with state, step, loss
   optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
   optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
@@ -50,11 +52,25 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a script's Job (setup(device) -> optitui.Job)")
     run.add_argument("script", type=Path, help="a Python file defining setup(device)")
     run.add_argument("--headless", action="store_true", help="no viewer (for nohup, sbatch)")
+    run.add_argument(
+        "--inline",
+        action="store_true",
+        help="train inside the dashboard's process (training ends when it closes)",
+    )
     run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--root", type=Path, default=Path("runs"), help="where runs go (./runs)")
     run.add_argument("--run-dir", type=Path, help="use exactly this run directory")
     run.add_argument("--max-steps", type=_positive_int, help="stop after N optimizer steps")
     run.add_argument("--seed", type=_int, help="seed python, numpy and torch before setup()")
+
+    att = sub.add_parser(
+        "attach",
+        help="open the dashboard on a run (default: the newest running one under --root)",
+        description="Shows the run's whole history, then live updates; q detaches or stops. "
+        "Several dashboards may attach to one run.",
+    )
+    att.add_argument("run", nargs="?", help="run directory (or its name under --root)")
+    att.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
 
     ls = sub.add_parser("ls", help="list runs with state, step, last loss and age")
     ls.add_argument("--root", type=Path, default=Path("runs"))
@@ -86,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd is None:
         parser.print_help()
         return 2
-    handler = {"run": cmd_run, "ls": cmd_ls, "send": cmd_send, "export": cmd_export}[args.cmd]
+    handler = {
+        "run": cmd_run,
+        "attach": cmd_attach,
+        "ls": cmd_ls,
+        "send": cmd_send,
+        "export": cmd_export,
+    }[args.cmd]
     try:
         return handler(args)
     except BrokenPipeError:  # `optitui export RUN | head`
@@ -101,8 +123,9 @@ def _err(msg: str) -> None:
 # -- run -------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
-        _err("the dashboard is not part of this build; use --headless")
-        return 2
+        if args.inline:
+            return _run_inline(args)
+        return _run_with_dashboard(args)
     from optitui.trainer.headless import RunOptions, run_headless
 
     opts = RunOptions(
@@ -115,6 +138,108 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv=tuple(sys.argv),
     )
     return run_headless(opts)
+
+
+def _run_with_dashboard(args: argparse.Namespace) -> int:
+    """The job in its own session (it outlives the terminal), the dashboard attached."""
+    from optitui.launch import JobOptions, LaunchError, start_job
+
+    device = args.device
+    if device == "auto":
+        picked = _pick_device()
+        if picked is None:
+            return 1
+        device = picked
+    opts = JobOptions(args.script, device, args.root, args.run_dir, args.max_steps, args.seed)
+    print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
+
+    def waiting(elapsed: float) -> None:
+        if int(elapsed) % 5 == 0:
+            print(f"optitui: still starting ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+
+    try:
+        job = start_job(opts, progress=waiting)
+    except (LaunchError, FileExistsError) as exc:
+        _err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted before training started")
+        return 130
+    from optitui.tui.app import build_app
+
+    app = build_app(job.paths.root, process=job.process)
+    app.run()
+    if app.quit_choice != "stop" and job.process.poll() is None:
+        print(f"optitui: detached; the job trains on. `optitui attach {job.paths.root}`")
+    return app.return_code or 0
+
+
+def _pick_device() -> str | None:
+    """ "auto", or the device picked among several accelerators (None: cancelled)."""
+    from optitui.tui.devices import accelerators
+
+    devices = accelerators()
+    if len(devices) < 2:
+        return "auto"
+    from optitui.tui.screens.device_picker import DevicePickerApp
+
+    return DevicePickerApp(devices).run()
+
+
+def _run_inline(args: argparse.Namespace) -> int:
+    """The training loop in a thread of the dashboard's process: it ends with the app."""
+    from optitui.trainer.headless import RunOptions, SetupFailed, prepare
+
+    opts = RunOptions(
+        script=args.script,
+        device=args.device,
+        root=args.root,
+        run_dir=args.run_dir,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        argv=tuple(sys.argv),
+        mode="inline",
+    )
+    try:
+        trainer = prepare(opts)
+    except (SetupFailed, FileExistsError) as exc:
+        _err(str(exc))
+        return 2
+    from optitui.tui.app import build_app
+
+    app = build_app(trainer.paths.root, job_runner=trainer.run, stopper=trainer.request_stop)
+    app.run()
+    return app.return_code or 0
+
+
+# -- attach ----------------------------------------------------------------------
+def cmd_attach(args: argparse.Namespace) -> int:
+    from optitui.store.client import resolve_run
+    from optitui.store.layout import latest_running_run
+    from optitui.store.reader import open_reader
+
+    try:
+        if args.run is not None:
+            paths = resolve_run(args.run, args.root)
+        else:
+            found = latest_running_run(args.root)
+            if found is None:
+                _err(f"no running job under {args.root}/; give a RUN_DIR (see `optitui ls`)")
+                return 2
+            paths = found
+        with open_reader(paths.root) as reader:
+            problem = reader.schema_problem()
+    except FileNotFoundError as exc:
+        _err(str(exc))
+        return 2
+    if problem:
+        _err(problem)
+        return 2
+    from optitui.tui.app import build_app
+
+    app = build_app(paths.root)
+    app.run()
+    return app.return_code or 0
 
 
 # -- ls --------------------------------------------------------------------------
