@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from optitui import __version__
+from optitui.store.words import USAGE
 
 DESCRIPTION = """\
 Watch and steer PyTorch training from the terminal.
@@ -78,12 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser(
         "send",
         help="send a command to a running job and wait for its answer",
-        description="Commands: set FIELD=VALUE [...], scale-lr FACTOR, pause, resume, "
-        "step [N], stop. Exit status: 0 applied, 1 rejected, 2 bad command, 3 no answer.",
+        description="Commands:\n  "
+        + "\n  ".join(USAGE.values())
+        + "\n\nExit status: 0 applied, 1 rejected, 2 bad command, 3 no answer.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     send.add_argument("run", help="run directory (or its name under --root)")
-    send.add_argument("command", help="set, scale-lr, pause, resume, step, stop")
+    send.add_argument("command", help="set, scale-lr, pause, resume, step, stop, ... (below)")
     send.add_argument("args", nargs="*", help="FIELD=VALUE pairs for set; FACTOR; N")
+    send.add_argument("--ramp", type=_positive_int, help="spread set/scale-lr over N steps")
     send.add_argument("--group", help="param group index or name (default: all groups)")
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
     send.add_argument("--root", type=Path, default=Path("runs"))
@@ -290,58 +293,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 # -- send ------------------------------------------------------------------------
-def parse_send(command: str, words: list[str], group: str | None) -> tuple[str, dict[str, Any]]:
-    """CLI words to (kind, args). Raises ValueError with a message for the user."""
-    from optitui.store.fields import parse_text
-
-    args: dict[str, Any] = {}
-    if group is not None:
-        args["group"] = int(group) if group.isdigit() else group
-    if command == "set":
-        if not words:
-            raise ValueError("set needs FIELD=VALUE, e.g. set lr=3e-4")
-        values: dict[str, Any] = {}
-        for w in words:
-            name, eq, text = w.partition("=")
-            if not eq or not name:
-                raise ValueError(f"{w!r}: expected FIELD=VALUE, e.g. lr=3e-4")
-            try:
-                values[name] = parse_text(text)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-        args["values"] = values
-    elif command == "scale-lr":
-        if len(words) != 1:
-            raise ValueError("scale-lr needs one FACTOR, e.g. scale-lr 0.5")
-        try:
-            args["factor"] = float(words[0])
-        except ValueError:
-            raise ValueError(f"factor: {words[0]!r} is not a number") from None
-    elif command == "step":
-        if len(words) > 1:
-            raise ValueError("step takes at most one N")
-        if words:
-            try:
-                args["n"] = int(words[0])
-            except ValueError:
-                raise ValueError(f"n: {words[0]!r} is not a whole number") from None
-    elif command in ("pause", "resume", "stop"):
-        if words:
-            raise ValueError(f"{command} takes no arguments")
-        if group is not None:
-            raise ValueError(f"{command} takes no --group")
-    else:
-        raise ValueError(
-            f"unknown command {command!r}; use set, scale-lr, pause, resume, step or stop"
-        )
-    return command, args
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     from optitui.store.client import NoAnswer, resolve_run, send
+    from optitui.store.words import parse_send
 
     try:
-        kind, cargs = parse_send(args.command, args.args, args.group)
+        kind, cargs = parse_send(args.command, args.args, args.group, args.ramp)
         paths = resolve_run(args.run, args.root)
         sent = send(paths, kind, cargs, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as exc:  # CommandError is a ValueError

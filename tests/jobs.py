@@ -50,3 +50,33 @@ def tiny_job(
 def make_trainer(tmp_path: Path, job: Job, name: str = "run", **kwargs: Any) -> Trainer:
     paths = create_run_dir(tmp_path, name, tmp_path / name)
     return Trainer(job, torch.device("cpu"), paths, **kwargs)
+
+
+def command(kind: str, **args: Any) -> Any:
+    """A checked command, as the job would receive it from the inbox."""
+    from optitui.store.commands import Command, validate
+
+    return Command(f"test-{kind}", kind, validate(kind, args), "{}")
+
+
+def drive(
+    trainer: Trainer, steps: int, at: dict[int, list[Any]] | None = None
+) -> list[list[float]]:
+    """Run ``steps`` optimizer steps the way ``Trainer.run`` does, applying the commands
+    in ``at[s]`` at the boundary after step s. Returns each step's lr per group."""
+    from optitui.trainer import control
+    from optitui.trainer.lr import read_lr
+
+    at = at or {}
+    lrs: list[list[float]] = []
+    if trainer.state == "starting":
+        trainer._start()
+    for _ in range(steps):
+        if trainer._ramps:
+            trainer._advance_ramps()
+        for cmd in at.get(trainer.step, []):
+            control.apply(trainer, cmd)
+        lrs.append([read_lr(g) for g in trainer.optimizer.param_groups])
+        trainer._train_step()
+        trainer.step += 1
+    return lrs

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from optitui.cli import parse_send
 from optitui.store.reader import RunReader
+from optitui.store.words import parse_send
 
 
 def optitui(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -134,7 +134,7 @@ def test_parse_send(words: list[str], expected: tuple[str, dict[str, object]]) -
     ("words", "message"),
     [
         (["set", "lr=abc"], "is not a number"),
-        (["scale-lr"], "needs one FACTOR"),
+        (["scale-lr"], "usage: scale-lr FACTOR"),
         (["step", "x"], "not a whole number"),
         (["pause", "now"], "takes no arguments"),
     ],

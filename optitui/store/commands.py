@@ -50,13 +50,21 @@ class Command:
 
 # kind -> {argument: required}
 KINDS: dict[str, dict[str, bool]] = {
-    "set": {"values": True, "group": False},
-    "scale-lr": {"factor": True, "group": False},
+    "set": {"values": True, "group": False, "ramp": False},
+    "scale-lr": {"factor": True, "group": False, "ramp": False},
     "pause": {},
     "resume": {},
     "step": {"n": False},
     "stop": {},
+    "reset-state": {"group": False},
+    "freeze": {"group": True},
+    "unfreeze": {"group": True},
+    "swap-optimizer": {"name": True, "values": False},
+    "lookahead": {"enabled": True, "k": False, "alpha": False},
+    "clip": {"max_norm": True},
+    "scheduler": {"action": True},
 }
+OPTIMIZER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
 
 
 def new_id() -> str:
@@ -118,29 +126,99 @@ def validate(kind: Any, args: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "group" in args:
         out["group"] = _check_group(args["group"])
-    if kind == "set":
-        values = args["values"]
-        if not isinstance(values, dict) or not values:
-            raise CommandError("set: values must be a non-empty object of field: value")
-        if len(values) > MAX_VALUES:
-            raise CommandError(f"set: at most {MAX_VALUES} fields at once")
-        checked: dict[str, Value] = {}
-        for name, v in values.items():
-            if not isinstance(name, str) or not FIELD_RE.match(name):
-                raise CommandError(f"set: {name!r} is not a field name")
-            checked[name] = check_value(name, v)
-        out["values"] = checked
-    elif kind == "scale-lr":
-        factor = _number("factor", args["factor"])
-        if not factor > 0:
-            raise CommandError(f"factor: must be > 0, got {factor}")
-        out["factor"] = factor
-    elif kind == "step":
-        n = args.get("n", 1)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_STEPS:
-            raise CommandError(f"n: expected a whole number of steps in 1..{MAX_STEPS}, got {n!r}")
-        out["n"] = n
+    check = _CHECKS.get(kind)
+    if check is not None:
+        out |= check(args)
     return out
+
+
+def _values(kind: str, values: Any, *, allow_empty: bool = False) -> dict[str, Value]:
+    if not isinstance(values, dict) or (not values and not allow_empty):
+        raise CommandError(f"{kind}: values must be a non-empty object of field: value")
+    if len(values) > MAX_VALUES:
+        raise CommandError(f"{kind}: at most {MAX_VALUES} fields at once")
+    checked: dict[str, Value] = {}
+    for name, v in values.items():
+        if not isinstance(name, str) or not FIELD_RE.match(name):
+            raise CommandError(f"{kind}: {name!r} is not a field name")
+        checked[name] = check_value(name, v)
+    return checked
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CommandError(f"{name}: expected a whole number in {low}..{high}, got {value!r}")
+    return value
+
+
+def _ramp(args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("ramp") is None:
+        return {}
+    return {"ramp": _whole("ramp", args["ramp"], 1, MAX_STEPS)}
+
+
+def _check_set(args: dict[str, Any]) -> dict[str, Any]:
+    return {"values": _values("set", args["values"])} | _ramp(args)
+
+
+def _check_scale(args: dict[str, Any]) -> dict[str, Any]:
+    factor = _number("factor", args["factor"])
+    if not factor > 0:
+        raise CommandError(f"factor: must be > 0, got {factor}")
+    return {"factor": factor} | _ramp(args)
+
+
+def _check_step(args: dict[str, Any]) -> dict[str, Any]:
+    return {"n": _whole("n", args.get("n", 1), 1, MAX_STEPS)}
+
+
+def _check_swap(args: dict[str, Any]) -> dict[str, Any]:
+    name = args["name"]
+    if not isinstance(name, str) or not OPTIMIZER_RE.match(name):
+        raise CommandError(f"name: {name!r} is not an optimizer class name")
+    return {
+        "name": name,
+        "values": _values("swap-optimizer", args.get("values", {}), allow_empty=True),
+    }
+
+
+def _check_lookahead(args: dict[str, Any]) -> dict[str, Any]:
+    enabled = args["enabled"]
+    if not isinstance(enabled, bool):
+        raise CommandError(f"enabled: expected true or false, got {enabled!r}")
+    k = _whole("k", args.get("k", 5), 1, 10_000)
+    alpha = _number("alpha", args.get("alpha", 0.5))
+    if not 0 < alpha <= 1:
+        raise CommandError(f"alpha: expected a number in (0, 1], got {alpha:g}")
+    return {"enabled": enabled, "k": k, "alpha": alpha}
+
+
+def _check_clip(args: dict[str, Any]) -> dict[str, Any]:
+    value = args["max_norm"]
+    if value is None:
+        return {"max_norm": None}
+    max_norm = _number("max_norm", value)
+    if not max_norm > 0:
+        raise CommandError(f"max_norm: must be > 0 (or null to turn clipping off), got {value!r}")
+    return {"max_norm": max_norm}
+
+
+def _check_scheduler(args: dict[str, Any]) -> dict[str, Any]:
+    action = args["action"]
+    if action not in ("detach", "attach"):
+        raise CommandError(f"action: expected 'detach' or 'attach', got {action!r}")
+    return {"action": action}
+
+
+_CHECKS: dict[str, Any] = {
+    "set": _check_set,
+    "scale-lr": _check_scale,
+    "step": _check_step,
+    "swap-optimizer": _check_swap,
+    "lookahead": _check_lookahead,
+    "clip": _check_clip,
+    "scheduler": _check_scheduler,
+}
 
 
 def parse(raw: bytes, fallback_id: str) -> Command:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError
-from optitui.trainer import hparams
+from optitui.trainer import hparams, ramps, surgery
+from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
 
 if TYPE_CHECKING:
@@ -16,6 +18,10 @@ if TYPE_CHECKING:
 
 class Rejection(Exception):
     """A command that cannot be applied; nothing was changed."""
+
+
+#: fields a momentum-cycling scheduler (OneCycleLR, CyclicLR) writes every step
+CYCLED = ("momentum", "betas")
 
 
 def group_label(group: dict[str, Any], index: int) -> str:
@@ -43,58 +49,81 @@ def resolve_groups(trainer: Trainer, group: int | str | None) -> list[int]:
 def describe(cmd: Command) -> str:
     a = cmd.args
     where = "" if a.get("group") is None else f" group={a['group']}"
+    ramp = f" over {a['ramp']} steps" if a.get("ramp") else ""
     if cmd.kind == "set":
         vals = " ".join(f"{k}={v}" for k, v in a["values"].items())
-        return f"set {vals}{where}"
+        return f"set {vals}{where}{ramp}"
     if cmd.kind == "scale-lr":
-        return f"scale-lr {a['factor']:g}{where}"
+        return f"scale-lr {a['factor']:g}{where}{ramp}"
     if cmd.kind == "step":
         return f"step {a.get('n', 1)}"
-    return cmd.kind
+    if cmd.kind == "swap-optimizer":
+        vals = "".join(f" {k}={v}" for k, v in a.get("values", {}).items())
+        return f"swap-optimizer {a['name']}{vals}"
+    if cmd.kind == "lookahead":
+        return f"lookahead k={a['k']} alpha={a['alpha']:g}" if a["enabled"] else "lookahead off"
+    if cmd.kind == "clip":
+        return "clip off" if a["max_norm"] is None else f"clip {a['max_norm']:g}"
+    if cmd.kind == "scheduler":
+        return f"scheduler {a['action']}"
+    return f"{cmd.kind}{where}"
 
 
 def apply(trainer: Trainer, cmd: Command) -> bool:
     """Apply ``cmd``; returns True when param groups changed. Raises Rejection."""
+    handler = _HANDLERS.get(cmd.kind)
+    if handler is None:
+        raise Rejection(f"unknown command {cmd.kind!r}")
     try:
-        if cmd.kind == "set":
-            return _set(trainer, cmd.args)
-        if cmd.kind == "scale-lr":
-            return _scale(trainer, cmd.args)
-        if cmd.kind == "pause":
-            trainer.pause()
-        elif cmd.kind == "resume":
-            trainer.resume()
-        elif cmd.kind == "step":
-            trainer.step_then_pause(int(cmd.args.get("n", 1)))
-        elif cmd.kind == "stop":
-            trainer.request_stop("stop command")
-        else:
-            raise Rejection(f"unknown command {cmd.kind!r}")
-    except (FieldError, CommandError) as exc:
+        return handler(trainer, cmd.args)
+    except (FieldError, CommandError, surgery.SurgeryError, ValueError) as exc:
         raise Rejection(str(exc)) from None
-    return False
+
+
+def _check_cycled(trainer: Trainer, fields: set[str]) -> None:
+    drives = trainer.lr.drives_momentum()
+    hit = sorted(fields & set(CYCLED))
+    if drives and hit:
+        raise Rejection(
+            f"{hit[0]}: driven by {drives} (cycle_momentum=True) every step; "
+            "detach the scheduler to set it"
+        )
 
 
 def _set(trainer: Trainer, args: dict[str, Any]) -> bool:
     targets = resolve_groups(trainer, args.get("group"))
     groups = trainer.optimizer.param_groups
     values: dict[str, Any] = args["values"]
+    _check_cycled(trainer, set(values))
+    steps = args.get("ramp")
     checked: list[dict[str, Any]] = []
     for i in targets:  # check every group before touching any
         try:
             vals = hparams.check_values(trainer.optimizer, groups[i], values)
             if "lr" in vals:
                 trainer.lr.check_set(i, vals["lr"])
+            if steps:
+                for k, v in vals.items():
+                    if k != "lr":
+                        ramps.start_field_ramp(trainer, i, k, v, steps)  # raises for bools
         except FieldError as exc:
-            label = group_label(groups[i], i)
-            raise Rejection(f"group {label}: {exc}") from None
+            raise Rejection(f"group {group_label(groups[i], i)}: {exc}") from None
         checked.append(vals)
     for i, vals in zip(targets, checked, strict=True):
         for key, value in vals.items():
-            if key == "lr":
-                trainer.lr.set_lr(i, value)
+            if steps:
+                ramp = (
+                    ramps.start_lr_ramp(trainer, i, value, steps)
+                    if key == "lr"
+                    else ramps.start_field_ramp(trainer, i, key, value, steps)
+                )
+                trainer.start_ramp(ramp)
             else:
-                hparams.assign(trainer.optimizer, groups[i], key, value)
+                trainer.cancel_ramp(i, key)
+                if key == "lr":
+                    trainer.lr.set_lr(i, value)
+                else:
+                    hparams.assign(trainer.optimizer, groups[i], key, value)
     return True
 
 
@@ -102,10 +131,99 @@ def _scale(trainer: Trainer, args: dict[str, Any]) -> bool:
     targets = resolve_groups(trainer, args.get("group"))
     factor = float(args["factor"])
     groups = trainer.optimizer.param_groups
-    for i in targets:
+    limit = [hparams.dtype_limit(groups[i]) for i in targets]
+    for i, lim in zip(targets, limit, strict=True):
         new = read_lr(groups[i]) * factor
-        if not math.isfinite(new):
-            raise Rejection(f"group {group_label(groups[i], i)}: lr * {factor:g} is not finite")
+        if not math.isfinite(new) or new > lim:
+            raise Rejection(
+                f"group {group_label(groups[i], i)}: lr * {factor:g} = {new:g} is "
+                f"out of range (at most {lim:g})"
+            )
+    steps = args.get("ramp")
     for i in targets:
-        trainer.lr.scale(i, factor)
+        if steps:
+            target = read_lr(groups[i]) * factor
+            trainer.start_ramp(ramps.start_lr_ramp(trainer, i, target, steps))
+        else:
+            trainer.cancel_ramp(i, "lr")
+            trainer.lr.scale(i, factor)
     return True
+
+
+def _pause(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.pause()
+    return False
+
+
+def _resume(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.resume()
+    return False
+
+
+def _step(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.step_then_pause(int(args.get("n", 1)))
+    return False
+
+
+def _stop(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.request_stop("stop command")
+    return False
+
+
+def _reset(trainer: Trainer, args: dict[str, Any]) -> bool:
+    surgery.reset_state(trainer.optimizer, resolve_groups(trainer, args.get("group")))
+    return True
+
+
+def _freeze(trainer: Trainer, args: dict[str, Any], freeze: bool) -> bool:
+    surgery.set_frozen(trainer.optimizer, resolve_groups(trainer, args.get("group")), freeze)
+    return True
+
+
+def _swap(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.swap_optimizer(surgery.build_swapped(trainer, args["name"], args.get("values", {})))
+    return True
+
+
+def _lookahead(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.lookahead = (
+        Lookahead(trainer.optimizer, args["k"], args["alpha"]) if args["enabled"] else None
+    )
+    trainer.publish_controls()
+    return False
+
+
+def _clip(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.flush()  # so a batch of records has a grad norm for every step or for none
+    trainer.clip = args["max_norm"]
+    trainer.publish_controls()
+    return False
+
+
+def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
+    if trainer.lr.scheduler is None:
+        raise Rejection("this run has no scheduler")
+    if args["action"] == "detach":
+        trainer.cancel_ramp(None, "lr")
+        trainer.lr.detach()
+    else:
+        trainer.lr.attach()
+    trainer.publish_controls()
+    return True
+
+
+_HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool]] = {
+    "set": _set,
+    "scale-lr": _scale,
+    "pause": _pause,
+    "resume": _resume,
+    "step": _step,
+    "stop": _stop,
+    "reset-state": _reset,
+    "freeze": lambda t, a: _freeze(t, a, True),
+    "unfreeze": lambda t, a: _freeze(t, a, False),
+    "swap-optimizer": _swap,
+    "lookahead": _lookahead,
+    "clip": _clip,
+    "scheduler": _scheduler,
+}

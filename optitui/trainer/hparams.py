@@ -103,12 +103,10 @@ SANE_LIMIT = float(torch.finfo(torch.float32).max) ** 0.5
 def dtype_limit(group: Mapping[str, Any]) -> float:
     """The largest magnitude a value may have for this group's parameters."""
     limits = [torch.finfo(p.dtype).max for p in group["params"] if p.is_floating_point()]
-    return min([SANE_LIMIT, *limits])
+    return float(min([SANE_LIMIT, *limits]))
 
 
-def field_spec(
-    optimizer: Optimizer, key: str, value: Any, limit: float | None = None
-) -> FieldSpec:
+def field_spec(optimizer: Optimizer, key: str, value: Any, limit: float | None = None) -> FieldSpec:
     """The spec of one param-group field, from its name, class and current value."""
     spec = _field_spec(optimizer, key, value)
     return spec if limit is None else _capped(spec, limit)

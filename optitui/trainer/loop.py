@@ -27,15 +27,17 @@ from optitui.store.layout import RunPaths
 from optitui.store.records import (
     Event,
     GroupSnapshot,
+    MetaUpdate,
     MetricBatch,
     Outcome,
     StatusUpdate,
     ValRecord,
 )
 from optitui.store.writer import Recorder
-from optitui.trainer import control, hparams
+from optitui.trainer import control, hparams, ramps, surgery
 from optitui.trainer.device import batch_size, memory_allocated, to_device
 from optitui.trainer.job import Job, JobError
+from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import LrControl
 
 
@@ -95,6 +97,9 @@ class Trainer:
         self._samples = 0
         self._last_flush = (time.time(), 0, 0)  # (time, step, samples)
         self._checked_loss = False
+        self.clip: float | None = job.clip_grad_norm
+        self.lookahead: Lookahead | None = None
+        self._ramps: list[ramps.Ramp] = []
         self.recorder = Recorder(paths, self._meta(meta or {}))
         self.pump = CommandPump(paths, self._reject)
         self.commands = self.pump.queue
@@ -133,6 +138,7 @@ class Trainer:
                     "params": sum(int(p.numel()) for p in g["params"]),
                     "frozen": all(not p.requires_grad for p in g["params"]),
                     "lr_multiplier": self.lr.mult[i],
+                    "ramping": sorted(r.field for r in self._ramps if r.group == i),
                     "values": {
                         k: hparams.plain(v) for k, v in g.items() if k not in hparams.HIDDEN
                     },
@@ -143,7 +149,49 @@ class Trainer:
             )
         return out
 
+    def controls(self) -> dict[str, Any]:
+        """Run-wide settings shown beside the group table."""
+        sched = self.lr.scheduler
+        return {
+            "scheduler": None if sched is None else type(sched).__name__,
+            "scheduler_attached": self.lr.attached,
+            "cycles_momentum": self.lr.drives_momentum(),
+            "lookahead": None if self.lookahead is None else self.lookahead.describe(),
+            "clip": self.clip,
+            "optimizer": type(self.optimizer).__name__,
+        }
+
+    def publish_controls(self) -> None:
+        self.recorder.put(MetaUpdate({"controls": self.controls()}))
+
     # -- control, called at step boundaries -------------------------------------
+    def start_ramp(self, ramp: ramps.Ramp) -> None:
+        """Replace any ramp of the same field; its first value applies to the next step."""
+        self.cancel_ramp(ramp.group, ramp.field)
+        self._ramps.append(ramp)
+        if ramps.advance(self, ramp):
+            self._ramps.remove(ramp)
+
+    def cancel_ramp(self, group: int | None, field: str) -> None:
+        self._ramps = [
+            r for r in self._ramps if not (r.field == field and group in (None, r.group))
+        ]
+
+    def _advance_ramps(self) -> None:
+        finished = [r for r in self._ramps if ramps.advance(self, r)]
+        if finished:
+            self._ramps = [r for r in self._ramps if r not in finished]
+            self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+
+    def swap_optimizer(self, new: torch.optim.Optimizer) -> None:
+        """Train on with ``new``: same groups, fresh state, the scheduler drives it."""
+        self.optimizer = self.job.optimizer = new
+        self.lr.rebind(new)
+        if self.lr.scheduler is not None:
+            surgery.rebind_scheduler(self.lr.scheduler, new)
+        self._ramps = [r for r in self._ramps if r.field == "lr"]
+        self.publish_controls()
+
     def pause(self) -> None:
         self._paused = True
         self._budget = 0
@@ -263,10 +311,12 @@ class Trainer:
             d = loss.detach()
             total = d if total is None else total + d
         assert total is not None
-        if job.clip_grad_norm is not None:
+        if self.clip is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            self._buf_gn.append(torch.nn.utils.clip_grad_norm_(params, job.clip_grad_norm))
+            self._buf_gn.append(torch.nn.utils.clip_grad_norm_(params, self.clip))
         self.optimizer.step()
+        if self.lookahead is not None:
+            self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
         self._buf_lr.append([g["lr"] for g in self.optimizer.param_groups])
         if job.scheduler_interval == "step":
@@ -307,7 +357,7 @@ class Trainer:
             "time": self._buf_time,
             "loss": losses,
         }
-        if self._buf_gn:
+        if len(self._buf_gn) == n:
             cols["grad_norm"] = torch.stack(self._buf_gn).float().tolist()
         lrs = self._buf_lr
         for i in range(len(lrs[0])):
@@ -338,6 +388,7 @@ class Trainer:
         self.model.train()
         self.recorder.start()
         self.recorder.put(GroupSnapshot(0, self.group_snapshot()))
+        self.publish_controls()
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
         self._last_flush = (time.time(), 0, 0)
@@ -355,6 +406,8 @@ class Trainer:
         final, message = "finished", None
         try:
             while True:
+                if self._ramps:
+                    self._advance_ramps()
                 if self.commands:
                     self._apply_commands()
                 if self._stop_reason is not None:

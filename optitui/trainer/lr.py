@@ -38,6 +38,8 @@ class LrControl:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.mult = [1.0 for _ in optimizer.param_groups]
+        #: False while the user has detached the scheduler: the lr stays where it is put
+        self.attached = True
         # the schedule's own value for groups with a multiplier, kept exactly
         # rather than recomputed as lr / m (which would drift by rounding)
         self._base: dict[int, float] = {}
@@ -45,7 +47,43 @@ class LrControl:
     @property
     def scheduled(self) -> bool:
         """True when a scheduler computes the lr (a multiplier is needed to keep its shape)."""
-        return self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau)
+        return (
+            self.attached
+            and self.scheduler is not None
+            and not isinstance(self.scheduler, ReduceLROnPlateau)
+        )
+
+    def drives_momentum(self) -> str | None:
+        """The scheduler cycling momentum/betas (OneCycleLR, CyclicLR), if one is attached."""
+        if not self.attached or self.scheduler is None:
+            return None
+        stack = [self.scheduler]
+        while stack:
+            s = stack.pop()
+            if getattr(s, "cycle_momentum", False):
+                return type(s).__name__
+            stack.extend(getattr(s, "_schedulers", []))
+        return None
+
+    def detach(self) -> None:
+        """Stop stepping the scheduler; every lr stays where it is (multipliers fold in)."""
+        self.attached = False
+        self._base.clear()
+        self.mult = [1.0 for _ in self.mult]
+
+    def attach(self) -> None:
+        """Step the scheduler again, from where it was detached, starting at the current lr."""
+        self.attached = True
+
+    def rebind(self, optimizer: Optimizer) -> None:
+        """Follow a swapped optimizer (same groups, same order)."""
+        self.optimizer = optimizer
+
+    def set_multiplier(self, i: int, m: float) -> None:
+        """Group i's lr becomes schedule(t) * m (scheduled groups only)."""
+        base = self.unscaled(i)
+        self._set_mult(i, base, m)
+        write_lr(self._groups()[i], base * m)
 
     def _groups(self) -> list[dict[str, Any]]:
         return self.optimizer.param_groups
@@ -90,7 +128,7 @@ class LrControl:
     def step_scheduler(self, metric: float | None = None) -> None:
         """``scheduler.step()`` with every group's multiplier taken out and put back."""
         sched = self.scheduler
-        if sched is None:
+        if sched is None or not self.attached:
             return
         if isinstance(sched, ReduceLROnPlateau):
             if metric is not None:

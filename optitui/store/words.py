@@ -1,0 +1,100 @@
+"""Commands as a person types them (``optitui send RUN set lr=3e-4 --group head``).
+
+Shared by the CLI and the viewer, so a command reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optitui.store.fields import parse_text
+
+USAGE = {
+    "set": "set FIELD=VALUE [FIELD=VALUE ...] [--group G] [--ramp N]",
+    "scale-lr": "scale-lr FACTOR [--group G] [--ramp N]",
+    "pause": "pause",
+    "resume": "resume",
+    "step": "step [N]",
+    "stop": "stop",
+    "reset-state": "reset-state [--group G]",
+    "freeze": "freeze --group G",
+    "unfreeze": "unfreeze --group G",
+    "swap-optimizer": "swap-optimizer CLASS [FIELD=VALUE ...]",
+    "lookahead": "lookahead off | lookahead [k=5] [alpha=0.5]",
+    "clip": "clip MAX_NORM | clip off",
+    "scheduler": "scheduler detach | scheduler attach",
+}
+GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze"}
+RAMPED = {"set", "scale-lr"}
+
+
+def _pairs(words: list[str], example: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for w in words:
+        name, eq, text = w.partition("=")
+        if not eq or not name:
+            raise ValueError(f"{w!r}: expected FIELD=VALUE, e.g. {example}")
+        try:
+            values[name] = parse_text(text)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return values
+
+
+def _one_number(command: str, words: list[str], what: str) -> float:
+    if len(words) != 1:
+        raise ValueError(f"usage: {USAGE[command]}")
+    try:
+        return float(words[0])
+    except ValueError:
+        raise ValueError(f"{what}: {words[0]!r} is not a number") from None
+
+
+def parse_send(
+    command: str, words: list[str], group: str | None, ramp: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Words to (kind, args). Raises ValueError with a message for the user."""
+    if command not in USAGE:
+        raise ValueError(f"unknown command {command!r}; use {', '.join(USAGE)}")
+    if group is not None and command not in GROUPED:
+        raise ValueError(f"{command} takes no --group")
+    if ramp is not None and command not in RAMPED:
+        raise ValueError(f"{command} takes no --ramp")
+    args: dict[str, Any] = {}
+    if group is not None:
+        args["group"] = int(group) if group.isdigit() else group
+    if ramp is not None:
+        args["ramp"] = ramp
+    if command == "set":
+        if not words:
+            raise ValueError("set needs FIELD=VALUE, e.g. set lr=3e-4")
+        args["values"] = _pairs(words, "lr=3e-4")
+    elif command == "scale-lr":
+        args["factor"] = _one_number(command, words, "factor")
+    elif command == "step":
+        if len(words) > 1:
+            raise ValueError("step takes at most one N")
+        if words:
+            try:
+                args["n"] = int(words[0])
+            except ValueError:
+                raise ValueError(f"n: {words[0]!r} is not a whole number") from None
+    elif command == "swap-optimizer":
+        if not words:
+            raise ValueError(f"usage: {USAGE[command]}")
+        args["name"] = words[0]
+        args["values"] = _pairs(words[1:], "momentum=0.9")
+    elif command == "lookahead":
+        if words == ["off"]:
+            return command, {"enabled": False}
+        args["enabled"] = True
+        args |= _pairs(words, "k=5")
+    elif command == "clip":
+        args["max_norm"] = None if words == ["off"] else _one_number(command, words, "max_norm")
+    elif command == "scheduler":
+        if words not in (["detach"], ["attach"]):
+            raise ValueError(f"usage: {USAGE[command]}")
+        args["action"] = words[0]
+    elif words:
+        raise ValueError(f"{command} takes no arguments")
+    return command, args
