@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
@@ -188,7 +188,7 @@ class DashboardApp(App[int]):
             self.exit(0)
 
     # -- command palette -----------------------------------------------------------------
-    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, DashboardScreen):
             for key in KEYS:

@@ -2,8 +2,10 @@
 
 A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
 a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests, as
-those features arrive), and every applied command that changed a
-hyperparameter (``set`` and ``scale-lr``; pausing is not a change).
+those features arrive), and every applied command that changed the
+optimization (``set``, ``scale-lr``, freezing, ...; pausing or stepping is
+run control, not a change). Applied commands are the command events that
+carry ``data`` with the command's ``kind``; rejections carry none.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from optitui.store.reader import EventRow
 
 MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "marker"})
-HPARAM_COMMANDS = frozenset({"set", "scale-lr"})
+RUN_CONTROL = frozenset({"pause", "resume", "step", "stop"})
 
 #: plot colour per marker kind (plotext colour names)
 COLORS = {"command": "orange", "checkpoint": "green", "restore": "green+", "marker": "magenta"}
@@ -38,7 +40,8 @@ def marker_for(event: EventRow) -> Marker | None:
         return Marker(event.step, event.kind, str(data["marker"]) or event.message)
     if event.kind in MARKER_KINDS:
         return Marker(event.step, event.kind, event.message)
-    if event.kind == "command" and data.get("kind") in HPARAM_COMMANDS:
+    kind = data.get("kind")
+    if event.kind == "command" and isinstance(kind, str) and kind not in RUN_CONTROL:
         return Marker(event.step, "command", event.message)
     return None
 

@@ -72,12 +72,13 @@ class DashboardScreen(Screen[None]):
     """Live view and keyboard control of one run."""
 
     DEFAULT_CSS = """
-    DashboardScreen #plots { height: 1fr; min-height: 8; }
+    DashboardScreen #plots { height: 3fr; min-height: 8; }
     DashboardScreen LossPlot { width: 3fr; }
     DashboardScreen LrPlot { width: 2fr; }
-    DashboardScreen EventLog { height: 1fr; max-height: 12; }
+    DashboardScreen EventLog { height: 1fr; min-height: 3; max-height: 12; }
     DashboardScreen.-narrow LossPlot, DashboardScreen.-narrow LrPlot { width: 1fr; }
-    DashboardScreen.-short EventLog { max-height: 4; }
+    DashboardScreen.-narrow GroupTable { scrollbar-size-horizontal: 0; }
+    DashboardScreen.-short EventLog { max-height: 5; }
     DashboardScreen.-short GroupTable { max-height: 5; }
     """
 

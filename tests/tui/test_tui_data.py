@@ -1,0 +1,242 @@
+"""The viewer's data layer, without a screen: pyramids, EMA, decimation, tails, launching."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from array import array
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tui_support import FIXED_NOW, write_fixed_store
+
+from optitui.launch import JobOptions, LaunchError, child_argv, start_job, store_ready
+from optitui.store.layout import RunPaths
+from optitui.store.reader import EventRow
+from optitui.tui import decimate, fmt
+from optitui.tui.devices import parse_nvidia_smi
+from optitui.tui.feed import StoreFeed
+from optitui.tui.history import Ema, History
+from optitui.tui.markers import Marker, in_view, marker_for
+from optitui.tui.output_tail import OutputTail, clean
+from optitui.tui.pyramid import Pyramid
+
+floats = st.one_of(
+    st.floats(-1e6, 1e6, allow_nan=False),
+    st.just(math.nan),
+    st.just(math.inf),
+)
+
+
+def brute(values: list[float], s: int, e: int) -> tuple[float, float]:
+    seg = [v for v in values[s:e] if v == v]
+    return (min(seg), max(seg)) if seg else (math.inf, -math.inf)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(floats, min_size=0, max_size=700),
+    chunks=st.lists(st.integers(1, 200), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_pyramid_minmax_matches_brute_force(
+    values: list[float], chunks: list[int], data: st.DataObject
+) -> None:
+    raw: array[float] = array("d")
+    pyr = Pyramid()
+    i = 0
+    while i < len(values):  # grown in uneven chunks, as a live store grows
+        n = chunks[i % len(chunks)]
+        raw.extend(values[i : i + n])
+        pyr.update(raw, len(raw))
+        i += n
+    view = pyr.view(raw, len(raw))
+    for _ in range(10):
+        s = data.draw(st.integers(0, len(values)))
+        e = data.draw(st.integers(s, len(values)))
+        assert view.minmax(s, e) == brute(values, s, e)
+
+
+def test_pyramid_constant_run_and_a_frozen_view() -> None:
+    raw = array("d", [0.1]) * 10_000
+    pyr = Pyramid()
+    pyr.update(raw, len(raw))
+    view = pyr.view(raw, len(raw))
+    assert view.minmax(0, 10_000) == (0.1, 0.1)
+    raw.extend([5.0] * 100)  # growth after the view was taken is not seen by it
+    pyr.update(raw, len(raw))
+    assert view.minmax(0, 10_100) == (0.1, 0.1)
+    assert pyr.view(raw, len(raw)).minmax(0, 10_100) == (0.1, 5.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(floats, min_size=1, max_size=3000), st.floats(0.0, 0.999))
+def test_ema_is_the_bias_corrected_average(values: list[float], beta: float) -> None:
+    out: array[float] = array("d")
+    ema = Ema(beta)
+    half = len(values) // 2
+    src = array("d", values)
+    ema.extend(src[:half], 0, out)  # in two pieces, like live data
+    ema.extend(src, half, out)
+    m = w = 0.0
+    for x, got in zip(values, out, strict=True):
+        if math.isfinite(x):
+            m = beta * m + (1 - beta) * x
+            w = beta * w + (1 - beta)
+        want = m / w if w > 0 else math.nan
+        if math.isnan(want):
+            assert math.isnan(got)
+        else:
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+
+def test_decimation_is_bounded_by_the_plot_width() -> None:
+    h = History()
+    for n in (1_000, 100_000):
+        raw = array("d", (math.sin(i * 0.01) + 2 for i in range(n)))
+        pyr = Pyramid()
+        pyr.update(raw, n)
+        steps = array("d", range(1, n + 1))
+        pts = decimate.minmax(steps, pyr.view(raw, n), 0, n, 100)
+        assert 100 <= len(pts) <= 200
+        assert min(pts.ys) == pytest.approx(1.0, abs=1e-3) and max(pts.ys) == pytest.approx(
+            3.0, abs=1e-3
+        )
+        assert pts.xs[-1] == n
+        smooth = decimate.last(steps, raw, n - 500, n, 100)
+        assert len(smooth) == 100 and smooth.xs[-1] == n
+    assert h.view().length == 0
+
+
+def test_log_axis_drops_what_it_cannot_show() -> None:
+    raw = array("d", [1.0, -1.0, 0.0, 2.0, math.nan, 3.0])
+    pyr = Pyramid()
+    pyr.update(raw, 6)
+    pts = decimate.minmax(array("d", range(6)), pyr.view(raw, 6), 0, 6, 10, positive=True)
+    assert pts.ys == [1.0, 2.0, 3.0]
+
+
+def test_history_reads_incrementally(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    feed = StoreFeed(paths.root, clock=lambda: FIXED_NOW)
+    first = feed.poll()
+    assert first.first and first.grew and first.view.length == 600
+    assert first.view.val_length == 6 and [i for i, _ in first.view.lrs] == [0, 1]
+    assert first.groups is not None and first.meta is not None and len(first.events) == 2
+    assert first.output == ("optitui: training on cpu", "epoch 5: accuracy 0.93")
+    again = feed.poll()
+    assert not again.first and not again.grew and again.groups is None and again.meta is None
+    assert again.events == () and again.output == () and again.status.state == "running"
+    feed.close()
+
+
+def test_output_tail(tmp_path: Path) -> None:
+    log = tmp_path / "out.log"
+    tail = OutputTail(log, start_bytes=20)
+    assert tail.read() == []
+    log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(10)))
+    assert tail.read() == ["line 8", "line 9"]  # a late viewer starts near the end
+    with open(log, "ab") as f:
+        f.write(b"no newline yet")
+    assert tail.read() == []
+    with open(log, "ab") as f:
+        f.write(b"\n\x1b[31mred\x1b[0m\n10%\r55%\r100%\n")
+    assert tail.read() == ["no newline yet", "red", "100%"]
+    log.write_bytes(b"restarted\n")  # truncated: start over
+    assert tail.read() == ["restarted"]
+    assert clean("a\tb\x07c") == "a   bc"
+
+
+def test_markers() -> None:
+    def ev(kind: str, data: dict[str, object] | None, step: int = 5) -> EventRow:
+        return EventRow(1, 0.0, step, kind, "m", data)
+
+    assert marker_for(ev("command", {"kind": "set", "args": {}})) == Marker(5, "command", "m")
+    assert marker_for(ev("command", {"kind": "pause", "args": {}})) is None
+    assert marker_for(ev("command", None)) is None  # a rejection changed nothing
+    assert marker_for(ev("checkpoint", None)) == Marker(5, "checkpoint", "m")
+    assert marker_for(ev("info", {"marker": "range test"})) == Marker(5, "info", "range test")
+    assert marker_for(ev("warning", None)) is None
+    ms = [Marker(s, "command", "") for s in (1, 2, 3, 50, 200)]
+    assert [m.step for m in in_view(ms, 0, 100, 10)] == [3, 50]
+
+
+def test_formats() -> None:
+    assert [fmt.count(x) for x in (0, 999, 1000, 16576, 2_500_000)] == [
+        "0",
+        "999",
+        "1k",
+        "16.6k",
+        "2.5M",
+    ]
+    assert [fmt.duration(s) for s in (0, 59, 252, 11100, 180000)] == [
+        "0s",
+        "59s",
+        "4m12s",
+        "3h05m",
+        "2d02h",
+    ]
+    assert fmt.nbytes(3 * 1024**3) == "3.0 GiB" and fmt.nbytes(None) == "-"
+    assert fmt.value(True) == "on" and fmt.value([0.9, 0.999]) == "(0.9, 0.999)"
+    assert fmt.editable_text([0.9, 0.999]) == "0.9, 0.999" and fmt.editable_text(False) == "false"
+
+
+def test_nvidia_smi_parsing() -> None:
+    out = "0, NVIDIA A100-SXM4-40GB, 1234, 40960\n1, NVIDIA A100-SXM4-40GB, 0, 40960\nbad line\n"
+    devices = parse_nvidia_smi(out)
+    assert [d.spec for d in devices] == ["cuda:0", "cuda:1"]
+    assert "1,234 / 40,960 MiB in use" in devices[0].describe()
+
+
+def test_the_viewer_never_imports_torch() -> None:
+    code = (
+        "import sys, optitui.cli, optitui.launch, optitui.tui.app\n"
+        "import optitui.tui.screens.device_picker\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'torch' or 'trainer' in m]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_child_argv_passes_the_options_on(tmp_path: Path) -> None:
+    argv = child_argv(JobOptions(Path("t.py"), "cuda:1", max_steps=5, seed=3), tmp_path)
+    assert argv[:3] == [sys.executable, "-m", "optitui"]
+    assert argv[3:] == [
+        "run",
+        "t.py",
+        "--headless",
+        "--run-dir",
+        str(tmp_path),
+        "--device",
+        "cuda:1",
+        "--max-steps",
+        "5",
+        "--seed",
+        "3",
+    ]
+
+
+def test_a_job_that_fails_to_start_shows_its_output(tmp_path: Path) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text("raise RuntimeError('no data here')\n")
+    with pytest.raises(LaunchError) as info:
+        start_job(JobOptions(script, root=tmp_path / "runs"), timeout=60)
+    msg = str(info.value)
+    assert "exited with code 2" in msg and "RuntimeError: no data here" in msg
+    [run] = (tmp_path / "runs").iterdir()
+    assert oct(run.stat().st_mode & 0o777) == "0o700"
+    assert not store_ready(RunPaths(run))
+
+
+def test_attach_without_a_running_job_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optitui.cli import main
+
+    assert main(["attach", "--root", str(tmp_path)]) == 2
+    assert "no running job under" in capsys.readouterr().err
+    assert main(["attach", str(tmp_path / "nope")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

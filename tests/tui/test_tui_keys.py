@@ -1,0 +1,233 @@
+"""Every key of the dashboard, driven with Pilot against a stand-in job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tui_support import (
+    commands_table,
+    fixed_app,
+    live,
+    loaded,
+    pilot_test,
+    status_text,
+    wait_until,
+    write_fixed_store,
+)
+
+from optitui.tui.app import DashboardApp
+from optitui.tui.screens.help import HelpScreen
+from optitui.tui.screens.quit import QuitScreen
+from optitui.tui.widgets.group_table import PENDING_MARK, GroupTable
+from optitui.tui.widgets.loss_plot import LossPlot
+from optitui.tui.widgets.lr_plot import LrPlot
+
+
+def on_dashboard(app: DashboardApp) -> bool:
+    return app.screen is app.dashboard
+
+
+def table(app: DashboardApp) -> GroupTable:
+    return app.dashboard.query_one(GroupTable)
+
+
+@pilot_test
+async def test_up_down_select_groups_and_wrap(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        assert table(app).selected == 0
+        await pilot.press("down")
+        assert table(app).selected == 1
+        await pilot.press("down")  # two groups: wraps to the first
+        assert table(app).selected == 0
+        await pilot.press("up")
+        assert table(app).selected == 1
+        assert app.dashboard.target() == (1, "group head")
+
+
+@pytest.mark.parametrize(
+    ("key", "factor"), [("plus", 1.1), ("minus", 1 / 1.1), ("asterisk", 2.0), ("slash", 0.5)]
+)
+@pilot_test
+async def test_lr_keys_scale_the_selected_group(tmp_path: Path, key: str, factor: float) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("down", key)
+            change = app.dashboard.steering.recent(1)[0]
+            await wait_until(
+                pilot, lambda: app.dashboard.steering.changes[change.id].state != "pending"
+            )
+            done = app.dashboard.steering.changes[change.id]
+            assert done.state == "applied" and done.step == 600
+            await wait_until(pilot, lambda: "applied after step 600" in str(status_text(app)))
+    [(kind, args, outcome, step)] = commands_table(paths)
+    assert (kind, outcome, step) == ("scale-lr", "applied", 600)
+    assert args["group"] == 1 and args["factor"] == pytest.approx(factor)
+
+
+@pilot_test
+async def test_change_is_pending_until_the_job_answers(tmp_path: Path) -> None:
+    paths, job = live(tmp_path)
+    job.hold.set()
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("plus")
+            await wait_until(
+                pilot, lambda: job.paths.inbox.exists() and not list(job.paths.inbox.glob("*.json"))
+            )
+            await pilot.pause(0.2)  # the job holds it: still pending
+            assert "pending" in status_text(app)
+            assert table(app).get_cell("0", "") == PENDING_MARK
+            job.hold.clear()
+            await wait_until(pilot, lambda: "applied after step 600" in status_text(app))
+            assert table(app).get_cell("0", "") == ""
+            # the job's new group snapshot reaches the table
+            await wait_until(pilot, lambda: table(app).get_cell("0", "lr") == "0.055")
+
+
+@pilot_test
+async def test_all_toggle_sends_without_a_group(tmp_path: Path) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("a")
+            assert app.dashboard.all_groups and table(app).border_title == "all groups"
+            await pilot.press("asterisk")
+            await wait_until(pilot, lambda: "applied" in status_text(app))
+            assert "all groups" in status_text(app)
+            await pilot.press("a")
+            assert not app.dashboard.all_groups and table(app).border_title is None
+    [(kind, args, _, _)] = commands_table(paths)
+    assert kind == "scale-lr" and "group" not in args and args["factor"] == 2.0
+
+
+@pilot_test
+async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: Path) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("n")  # running: nothing is sent
+            assert app.dashboard.steering.changes == {}
+            await pilot.press("space")
+            await wait_until(
+                pilot,
+                lambda: app.dashboard.status is not None and app.dashboard.status.state == "paused",
+            )
+            await pilot.press("n")
+            await wait_until(
+                pilot, lambda: app.dashboard.status is not None and app.dashboard.status.step == 601
+            )
+            await pilot.press("space")
+            await wait_until(
+                pilot,
+                lambda: (
+                    app.dashboard.status is not None and app.dashboard.status.state == "running"
+                ),
+            )
+    kinds = [(k, a) for k, a, o, _ in commands_table(paths) if o == "applied"]
+    assert kinds == [("pause", {}), ("step", {"n": 1}), ("resume", {})]
+
+
+@pilot_test
+async def test_l_and_w_toggle_log_axis_and_window(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root, window=100)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        loss, lr = app.dashboard.query_one(LossPlot), app.dashboard.query_one(LrPlot)
+        assert not loss.log_y and "linear" in str(loss.render())
+        await pilot.press("l")
+        assert loss.log_y and "log-y" in str(loss.render())
+        assert loss.window_rows() == (0, 600)
+        await pilot.press("w")
+        assert loss.window_rows() == (500, 600) and lr.window_rows() == (500, 600)
+        assert "last 100 steps" in str(loss.render()) and "last 100 steps" in str(lr.render())
+        await pilot.press("w", "l")
+        assert loss.window_rows() == (0, 600) and not loss.log_y
+
+
+@pilot_test
+async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = "\n".join(f"{k} {v}" for k, v in app.screen.keys)
+        for key in ("↑↓", "+", "-", "*", "/", "a", "e", "spc", "n", "l", "w", "q"):
+            assert any(k == key for k, _ in app.screen.keys), key
+        assert "detach" in text and "pause" in text
+        await pilot.press("escape")
+        assert on_dashboard(app)
+
+
+@pilot_test
+async def test_command_palette_offers_the_dashboard_actions(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        commands = {c.title: c for c in app.get_system_commands(app.dashboard)}
+        assert "Loss plot: toggle log-y" in commands and "Pause / resume training" in commands
+        await commands["Loss plot: toggle log-y"].callback()
+        assert app.dashboard.log_y
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette")
+
+
+@pilot_test
+async def test_q_cancel_then_detach_leaves_the_job_alone(tmp_path: Path) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitScreen)
+            assert {b.id for b in app.screen.query("Button")} == {"detach", "stop", "cancel"}
+            await pilot.press("escape")
+            assert on_dashboard(app)
+            await pilot.press("q", "d")
+            await wait_until(pilot, lambda: app.return_value == 0)
+        assert app.quit_choice == "detach"
+    assert commands_table(paths) == []
+
+
+@pilot_test
+async def test_q_stop_stops_the_job_then_quits(tmp_path: Path) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            await pilot.press("q", "s")
+            await wait_until(pilot, lambda: app.return_value == 0, what="exit after the stop")
+        assert app.quit_choice == "stop"
+    assert [(k, o) for k, _, o, _ in commands_table(paths)] == [("stop", "applied")]
+
+
+@pilot_test
+async def test_q_quits_at_once_when_the_run_is_over(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run", state="finished")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        await pilot.press("plus")  # not sent: nobody would answer
+        assert "not sent: the run is finished" in status_text(app)
+        assert not list(paths.inbox.iterdir())
+        await pilot.press("q")
+        await wait_until(pilot, lambda: app.return_value == 0)
+        assert not isinstance(app.screen, QuitScreen)
