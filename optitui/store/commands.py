@@ -63,7 +63,11 @@ KINDS: dict[str, dict[str, bool]] = {
     "lookahead": {"enabled": True, "k": False, "alpha": False},
     "clip": {"max_norm": True},
     "scheduler": {"action": True},
+    "save": {"tag": False},
+    "restore": {"id": True},
+    "checkpoint-policy": {"every": False, "minutes": False, "keep_last": False, "keep_best": False},
 }
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 OPTIMIZER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
 
 
@@ -210,7 +214,44 @@ def _check_scheduler(args: dict[str, Any]) -> dict[str, Any]:
     return {"action": action}
 
 
+def _check_save(args: dict[str, Any]) -> dict[str, Any]:
+    tag = args.get("tag")
+    if tag is not None and (not isinstance(tag, str) or not TAG_RE.match(tag)):
+        raise CommandError(f"tag: {tag!r}: use 1 to 64 letters, digits and _ . : + -")
+    return {"tag": tag}
+
+
+def _check_restore(args: dict[str, Any]) -> dict[str, Any]:
+    ref = args["id"]
+    if not isinstance(ref, str) or not ID_RE.match(ref):
+        raise CommandError(f"id: {ref!r} is not a checkpoint id, step or 'latest'")
+    return {"id": ref}
+
+
+def _check_policy(args: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.get("every") is not None:
+        out["every"] = _whole("every", args["every"], 0, 10**9)  # 0 turns it off
+    if args.get("minutes") is not None:
+        minutes = _number("minutes", args["minutes"])
+        if not 0 <= minutes <= 10**6:
+            raise CommandError(f"minutes: expected 0 (off) to 1e6, got {minutes:g}")
+        out["minutes"] = minutes
+    if args.get("keep_last") is not None:
+        out["keep_last"] = _whole("keep_last", args["keep_last"], 0, 10_000)
+    if args.get("keep_best") is not None:
+        if not isinstance(args["keep_best"], bool):
+            raise CommandError(f"keep_best: expected true or false, got {args['keep_best']!r}")
+        out["keep_best"] = args["keep_best"]
+    if not out:
+        raise CommandError("checkpoint-policy: give every, minutes, keep_last or keep_best")
+    return out
+
+
 _CHECKS: dict[str, Any] = {
+    "save": _check_save,
+    "restore": _check_restore,
+    "checkpoint-policy": _check_policy,
     "set": _check_set,
     "scale-lr": _check_scale,
     "step": _check_step,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -73,10 +74,18 @@ def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
     """Open the store. Readers pass ``create=False`` and never create a file."""
     if not create and not db.is_file():
         raise FileNotFoundError(f"no run store at {db}")
+    if create and not db.exists():
+        # build the schema under a temporary name, then rename: a reader that sees
+        # store.sqlite always finds its tables
+        tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+        conn.close()  # checkpoints the WAL into the file and removes it
+        os.rename(tmp, db)
     conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     if create:
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
     return conn

@@ -23,6 +23,9 @@ USAGE = {
     "lookahead": "lookahead off | lookahead [k=5] [alpha=0.5]",
     "clip": "clip MAX_NORM | clip off",
     "scheduler": "scheduler detach | scheduler attach",
+    "save": "save [TAG]",
+    "restore": "restore CHECKPOINT (an id, a unique id prefix, a step, or latest)",
+    "checkpoint-policy": "checkpoint-policy [every=STEPS] [minutes=M] [keep_last=K] [keep_best=B]",
 }
 GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze"}
 RAMPED = {"set", "scale-lr"}
@@ -95,6 +98,17 @@ def parse_send(
         if words not in (["detach"], ["attach"]):
             raise ValueError(f"usage: {USAGE[command]}")
         args["action"] = words[0]
+    elif command == "save":
+        if len(words) > 1:
+            raise ValueError(f"usage: {USAGE[command]}")
+        if words:
+            args["tag"] = words[0]
+    elif command == "restore":
+        if len(words) != 1:
+            raise ValueError(f"usage: {USAGE[command]}")
+        args["id"] = words[0]
+    elif command == "checkpoint-policy":
+        args |= _pairs(words, "every=1000")
     elif words:
         raise ValueError(f"{command} takes no arguments")
     return command, args

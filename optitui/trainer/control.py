@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError
-from optitui.trainer import hparams, ramps, surgery
+from optitui.trainer import checkpoint, hparams, ramps, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
 
@@ -66,6 +66,12 @@ def describe(cmd: Command) -> str:
         return "clip off" if a["max_norm"] is None else f"clip {a['max_norm']:g}"
     if cmd.kind == "scheduler":
         return f"scheduler {a['action']}"
+    if cmd.kind == "save":
+        return "save" + (f" {a['tag']}" if a.get("tag") else "")
+    if cmd.kind == "restore":
+        return f"restore {a['id']}"
+    if cmd.kind == "checkpoint-policy":
+        return "checkpoint-policy " + " ".join(f"{k}={v}" for k, v in a.items())
     return f"{cmd.kind}{where}"
 
 
@@ -76,7 +82,13 @@ def apply(trainer: Trainer, cmd: Command) -> bool:
         raise Rejection(f"unknown command {cmd.kind!r}")
     try:
         return handler(trainer, cmd.args)
-    except (FieldError, CommandError, surgery.SurgeryError, ValueError) as exc:
+    except (
+        FieldError,
+        CommandError,
+        surgery.SurgeryError,
+        checkpoint.CheckpointError,
+        ValueError,
+    ) as exc:
         raise Rejection(str(exc)) from None
 
 
@@ -212,7 +224,39 @@ def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
     return True
 
 
+def _save(trainer: Trainer, args: dict[str, Any]) -> bool:
+    trainer.save_checkpoint("manual", args.get("tag"))
+    return False
+
+
+def _restore(trainer: Trainer, args: dict[str, Any]) -> bool:
+    folder = trainer.paths.checkpoints
+    m = checkpoint.find(folder, args["id"])
+    snap = checkpoint.load(folder / m.file, m)
+    checkpoint.check_compatible(trainer, snap)
+    trainer.rewind(snap, m.id)
+    return True
+
+
+def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:
+    p = trainer.policy
+    every = args.get("every", p.every)
+    minutes = args.get("minutes", p.minutes)
+    trainer.set_policy(
+        type(p)(
+            every=every or None,
+            minutes=minutes or None,
+            keep_last=args.get("keep_last", p.keep_last),
+            keep_best=args.get("keep_best", p.keep_best),
+        )
+    )
+    return False
+
+
 _HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool]] = {
+    "save": _save,
+    "restore": _restore,
+    "checkpoint-policy": _policy,
     "set": _set,
     "scale-lr": _scale,
     "pause": _pause,

@@ -8,8 +8,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from optitui.store.layout import create_run_dir
+from optitui.store.records import StatusUpdate
+from optitui.trainer import checkpoint
 from optitui.trainer.device import DeviceError, resolve_device
 from optitui.trainer.loop import Trainer, seed_everything
 from optitui.trainer.script import ScriptError, load_job
@@ -25,6 +28,7 @@ class RunOptions:
     seed: int | None = None
     argv: tuple[str, ...] = ()
     mode: str = "headless"
+    resume: Path | None = None
 
 
 class SetupFailed(Exception):
@@ -43,6 +47,7 @@ def prepare(opts: RunOptions) -> Trainer:
         job = load_job(opts.script, device)
     except ScriptError as exc:
         raise SetupFailed(str(exc)) from exc
+    resume = None if opts.resume is None else _load_resume(opts.resume)
     paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
     meta = {
         "script": str(opts.script.resolve()),
@@ -50,7 +55,30 @@ def prepare(opts: RunOptions) -> Trainer:
         "mode": opts.mode,
         "seed": opts.seed if opts.seed is not None else job.seed,
     }
-    return Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps)
+    if resume is not None:
+        meta["resumed_from"] = str(resume[1])
+    trainer = Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps)
+    if resume is not None:
+        try:
+            checkpoint.check_compatible(trainer, resume[0])
+        except checkpoint.CheckpointError as exc:
+            trainer.recorder.close(StatusUpdate("failed", 0, 0, message=str(exc)))
+            raise SetupFailed(f"--resume {opts.resume}: {exc}") from None
+        trainer.resume_from = resume
+    return trainer
+
+
+def _load_resume(ref: Path) -> tuple[dict[str, Any], str]:
+    """A checkpoint file, or a run directory (its newest checkpoint)."""
+    try:
+        if ref.is_dir():
+            folder = ref / "checkpoints" if (ref / "checkpoints").is_dir() else ref
+            m = checkpoint.find(folder, "latest")
+            return checkpoint.load(folder / m.file, m), f"{ref}:{m.id}"
+        manifest = next((m for m in checkpoint.listing(ref.parent) if m.file == ref.name), None)
+        return checkpoint.load(ref, manifest), str(ref)
+    except checkpoint.CheckpointError as exc:
+        raise SetupFailed(f"--resume {ref}: {exc}") from None
 
 
 def install_signal_handlers(trainer: Trainer) -> None:

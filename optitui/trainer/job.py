@@ -56,6 +56,14 @@ class Job:
     """Micro-batches per optimizer step; the loss is averaged over them."""
     clip_grad_norm: float | None = None
     """Clip the gradients' global 2-norm to this value (also records the norm)."""
+    checkpoint_every: int | None = None
+    """Save a checkpoint every N optimizer steps (kept: the last ``keep_last``)."""
+    checkpoint_minutes: float | None = None
+    """Save a checkpoint every M minutes of training."""
+    keep_last: int = 3
+    """How many periodic checkpoints to keep (manual ones are always kept)."""
+    keep_best: bool = True
+    """Save and keep the checkpoint with the best validation loss."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +96,7 @@ class Job:
             raise JobError("scheduler_interval must be 'step' or 'epoch'")
         if self.val_data is not None and not hasattr(self.val_data, "__iter__"):
             raise JobError("val_data must be iterable")
-        for name in ("val_every", "max_steps", "max_epochs"):
+        for name in ("val_every", "max_steps", "max_epochs", "checkpoint_every"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise JobError(f"{name} must be a whole number >= 1, got {v!r}")
@@ -100,6 +108,14 @@ class Job:
             isinstance(self.clip_grad_norm, int | float) and self.clip_grad_norm > 0
         ):
             raise JobError(f"clip_grad_norm must be > 0, got {self.clip_grad_norm!r}")
+        if self.checkpoint_minutes is not None and not (
+            isinstance(self.checkpoint_minutes, int | float) and self.checkpoint_minutes > 0
+        ):
+            raise JobError(f"checkpoint_minutes must be > 0, got {self.checkpoint_minutes!r}")
+        if isinstance(self.keep_last, bool) or not isinstance(self.keep_last, int):
+            raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
+        if self.keep_last < 0:
+            raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):

@@ -34,11 +34,12 @@ from optitui.store.records import (
     ValRecord,
 )
 from optitui.store.writer import Recorder
-from optitui.trainer import control, hparams, ramps, surgery
+from optitui.trainer import checkpoint, control, hparams, ramps, state, surgery
 from optitui.trainer.device import batch_size, memory_allocated, to_device
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import LrControl
+from optitui.trainer.saver import Policy, Saver
 
 
 class _EndOfData(Exception):
@@ -88,6 +89,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._data: Iterator[Any] | None = None
         self._batches_this_epoch = 0
+        self._epoch_rng: dict[str, Any] | None = None
         self._last_val: float | None = None
         self._buf_loss: list[torch.Tensor] = []
         self._buf_gn: list[torch.Tensor] = []
@@ -100,6 +102,13 @@ class Trainer:
         self.clip: float | None = job.clip_grad_norm
         self.lookahead: Lookahead | None = None
         self._ramps: list[ramps.Ramp] = []
+        self.policy = Policy(
+            job.checkpoint_every, job.checkpoint_minutes, job.keep_last, job.keep_best
+        )
+        self.saver: Saver | None = None  # started with the run
+        self._ckpt_at = float("inf")
+        #: a checkpoint to start from (``--resume``), restored when the run starts
+        self.resume_from: tuple[dict[str, Any], str] | None = None
         self.recorder = Recorder(paths, self._meta(meta or {}))
         self.pump = CommandPump(paths, self._reject)
         self.commands = self.pump.queue
@@ -159,6 +168,7 @@ class Trainer:
             "lookahead": None if self.lookahead is None else self.lookahead.describe(),
             "clip": self.clip,
             "optimizer": type(self.optimizer).__name__,
+            "checkpoints": self.policy.describe(),
         }
 
     def publish_controls(self) -> None:
@@ -182,6 +192,50 @@ class Trainer:
         if finished:
             self._ramps = [r for r in self._ramps if r not in finished]
             self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+
+    # -- checkpoints ----------------------------------------------------------------
+    def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
+        assert self.saver is not None
+        cid = self.saver.save(reason, tag)
+        self._ckpt_at = self.saver.next_due_step()
+        return cid
+
+    def rewind(self, snap: dict[str, Any], cid: str) -> None:
+        """Go back to a checkpoint; the state left behind is saved first (undo)."""
+        assert self.saver is not None
+        self.flush()  # the old branch's records end here
+        here = state.capture(self)
+        undo = self.saver.save("before-restore", snap=here)
+        old = self.step
+        try:
+            state.restore(self, snap)
+        except Exception as exc:
+            state.restore(self, here)
+            raise checkpoint.CheckpointError(f"restore failed, nothing changed: {exc}") from exc
+        self._last_flush = (time.time(), self.step, self._samples)
+        self._ckpt_at = self.saver.next_due_step()
+        self.recorder.put(
+            Event(
+                self.step,
+                "checkpoint",
+                f"restored {cid}: rewound from step {old} to {self.step}",
+                {
+                    "marker": "restore",
+                    "id": cid,
+                    "from_step": old,
+                    "to_step": self.step,
+                    "undo": undo,
+                },
+            )
+        )
+        self.publish_controls()
+
+    def set_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        if self.saver is not None:
+            self.saver.policy = policy
+            self._ckpt_at = self.saver.next_due_step()
+        self.publish_controls()
 
     def swap_optimizer(self, new: torch.optim.Optimizer) -> None:
         """Train on with ``new``: same groups, fresh state, the scheduler drives it."""
@@ -246,6 +300,9 @@ class Trainer:
     def _next_batch(self) -> Any:
         while True:
             if self._data is None:
+                # the RNG states the epoch's order is drawn from: a checkpoint replays them
+                gens = state.data_generators(self.job.train_data)
+                self._epoch_rng = state.to_host(state.rng_state(gens))
                 self._data = iter(self.job.train_data)
                 self._batches_this_epoch = 0
             try:
@@ -341,6 +398,15 @@ class Trainer:
         value = (total / max(n, 1)).item() if n else math.nan  # one sync per evaluation
         self._last_val = value
         self.recorder.put(ValRecord(self.step, self.epoch, value))
+        saver = self.saver
+        if (
+            saver is not None
+            and self.policy.keep_best
+            and math.isfinite(value)
+            and (saver.best_val is None or value < saver.best_val)
+        ):
+            saver.best_val = value
+            self.save_checkpoint("best")
         if isinstance(job.scheduler, ReduceLROnPlateau) and math.isfinite(value):
             self.lr.step_scheduler(value)
 
@@ -351,6 +417,8 @@ class Trainer:
         if n == 0:
             return
         losses = torch.stack(self._buf_loss).float().tolist()
+        if self.saver is not None:
+            self.saver.last_loss = losses[-1]
         cols: dict[str, list[float]] = {
             "step": [float(s) for s in range(self.step - n + 1, self.step + 1)],
             "epoch": [float(e) for e in self._buf_epoch],
@@ -378,6 +446,8 @@ class Trainer:
             )
         )
         self._last_flush = (now, self.step, self._samples)
+        if self.policy.minutes is not None and self.saver is not None and self.saver.due():
+            self.save_checkpoint("periodic")
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch = [], []
 
@@ -387,11 +457,34 @@ class Trainer:
             seed_everything(self.job.seed)
         self.model.train()
         self.recorder.start()
-        self.recorder.put(GroupSnapshot(0, self.group_snapshot()))
+        leftovers = checkpoint.cleanup(self.paths.checkpoints)
+        if leftovers:
+            self.recorder.put(
+                Event(
+                    0,
+                    "warning",
+                    "removed the remains of an interrupted "
+                    f"checkpoint write: {', '.join(leftovers)}",
+                )
+            )
+        self.saver = Saver(self, self.policy)
+        if self.resume_from is not None:
+            snap, source = self.resume_from
+            state.restore(self, snap)
+            self.recorder.put(
+                Event(
+                    self.step,
+                    "checkpoint",
+                    f"resumed from {source} at step {self.step}",
+                    {"marker": "restore", "to_step": self.step},
+                )
+            )
+        self._ckpt_at = self.saver.next_due_step()
+        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         self.publish_controls()
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
-        self._last_flush = (time.time(), 0, 0)
+        self._last_flush = (time.time(), self.step, 0)
         self._set_state("running")
 
     def _wait_while_paused(self) -> None:
@@ -423,6 +516,8 @@ class Trainer:
                 self.step += 1
                 if self._budget:
                     self._budget -= 1
+                if self.step >= self._ckpt_at:
+                    self.save_checkpoint("periodic")
                 val_every = self.job.val_every
                 if val_every is not None and self.step % val_every == 0:
                     self._validate()
@@ -449,6 +544,8 @@ class Trainer:
         except Exception as exc:  # a failed read must not hide the original error
             self.recorder.put(Event(self.step, "error", f"could not flush metrics: {exc}"))
         self.pump.stop()
+        if self.saver is not None:
+            self.saver.close()
         # answer commands that arrived too late to be applied
         while self.commands:
             cmd = self.commands.popleft()

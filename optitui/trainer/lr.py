@@ -42,7 +42,7 @@ class LrControl:
         self.attached = True
         # the schedule's own value for groups with a multiplier, kept exactly
         # rather than recomputed as lr / m (which would drift by rounding)
-        self._base: dict[int, float] = {}
+        self.base: dict[int, float] = {}
 
     @property
     def scheduled(self) -> bool:
@@ -68,7 +68,7 @@ class LrControl:
     def detach(self) -> None:
         """Stop stepping the scheduler; every lr stays where it is (multipliers fold in)."""
         self.attached = False
-        self._base.clear()
+        self.base.clear()
         self.mult = [1.0 for _ in self.mult]
 
     def attach(self) -> None:
@@ -90,7 +90,7 @@ class LrControl:
 
     def unscaled(self, i: int) -> float:
         """The lr the schedule gives group i now (its lr when no multiplier is set)."""
-        return self._base.get(i, read_lr(self._groups()[i]))
+        return self.base.get(i, read_lr(self._groups()[i]))
 
     def check_set(self, i: int, value: float) -> None:
         """Raise FieldError when lr=value cannot be expressed for group i."""
@@ -105,9 +105,9 @@ class LrControl:
     def _set_mult(self, i: int, base: float, m: float) -> None:
         self.mult[i] = m
         if m == 1.0:
-            self._base.pop(i, None)
+            self.base.pop(i, None)
         else:
-            self._base[i] = base
+            self.base[i] = base
 
     def set_lr(self, i: int, value: float) -> None:
         if self.scheduled:
@@ -134,13 +134,13 @@ class LrControl:
             if metric is not None:
                 sched.step(metric)
             return
-        if not self._base:  # the common case: no multiplier, nothing to swap
+        if not self.base:  # the common case: no multiplier, nothing to swap
             sched.step()
             return
         groups = self._groups()
-        for i, base in self._base.items():
+        for i, base in self.base.items():
             write_lr(groups[i], base)
         sched.step()
-        for i in self._base:
-            self._base[i] = read_lr(groups[i])
-            write_lr(groups[i], self._base[i] * self.mult[i])
+        for i in self.base:
+            self.base[i] = read_lr(groups[i])
+            write_lr(groups[i], self.base[i] * self.mult[i])

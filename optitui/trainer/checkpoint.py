@@ -1,0 +1,261 @@
+"""Checkpoint files: written atomically, listed only when complete, loaded safely.
+
+A checkpoint is two files in the run's ``checkpoints/`` folder: ``ID.pt``, the
+state (one plain dict, loaded with ``weights_only=True``), and ``ID.json``, a
+small readable manifest with the state file's size and SHA-256. Each is
+written to a temporary name in the same folder, fsynced, renamed, and the
+folder fsynced; the manifest goes last. So a crash at any moment leaves
+either a complete checkpoint or files that are never listed (and are removed
+at the next start). Deletion goes the other way: manifest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "optitui-checkpoint"
+VERSION = 1
+REASONS = ("manual", "periodic", "best", "before-restore", "failure")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be written, read or used here; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    step: int
+    epoch: int
+    loss: float | None
+    val_loss: float | None
+    time: float
+    reason: str
+    tag: str | None
+    file: str
+    size: int
+    sha256: str
+    optimizer: str
+    format: str = FORMAT
+    version: int = VERSION
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def non_finite(snap: dict[str, Any]) -> str | None:
+    """The first model entry holding NaN or inf, if any (such a state is never written)."""
+    for name, t in snap["model"].items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(t.isfinite().all()):
+            return str(name)
+    return None
+
+
+def new_id(step: int, reason: str) -> str:
+    return f"step{step:08d}-{reason}-{secrets.token_hex(2)}"
+
+
+def write(
+    folder: Path,
+    snap: dict[str, Any],
+    cid: str,
+    *,
+    reason: str,
+    tag: str | None = None,
+    loss: float | None = None,
+    val_loss: float | None = None,
+) -> Manifest:
+    """Write ``snap`` (host tensors only) as a complete checkpoint; returns its manifest."""
+    bad = non_finite(snap)
+    if bad is not None:
+        raise CheckpointError(f"not saved: {bad} holds NaN or inf")
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **snap}, buf)
+    data = buf.getvalue()
+    state_path = folder / f"{cid}.pt"
+    _write_atomic(state_path, data)
+    manifest = Manifest(
+        id=cid,
+        step=int(snap["step"]),
+        epoch=int(snap["epoch"]),
+        loss=loss if loss is None or math.isfinite(loss) else None,
+        val_loss=val_loss if val_loss is None or math.isfinite(val_loss) else None,
+        time=time.time(),
+        reason=reason,
+        tag=tag,
+        file=state_path.name,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        optimizer=str(snap["optimizer_class"]),
+    )
+    _write_atomic(folder / f"{cid}.json", json.dumps(asdict(manifest), indent=1).encode())
+    return manifest
+
+
+def _read_manifest(path: Path) -> Manifest | None:
+    try:
+        d = json.loads(path.read_text())
+        m = Manifest(**d)
+    except (OSError, ValueError, TypeError):
+        return None
+    if m.format != FORMAT or m.id != path.stem or m.file != f"{m.id}.pt":
+        return None
+    state = path.with_name(m.file)
+    try:
+        if state.stat().st_size != m.size:
+            return None
+    except OSError:
+        return None
+    return m
+
+
+def listing(folder: Path) -> list[Manifest]:
+    """Every complete checkpoint, oldest first. Files without a valid manifest are not listed."""
+    if not folder.is_dir():
+        return []
+    found = [m for p in folder.glob("*.json") if (m := _read_manifest(p)) is not None]
+    return sorted(found, key=lambda m: (m.time, m.id))
+
+
+def cleanup(folder: Path) -> list[str]:
+    """Remove what an interrupted write left: temporary files and states with no manifest."""
+    removed: list[str] = []
+    if not folder.is_dir():
+        return removed
+    listed = {m.file for m in listing(folder)}
+    for p in folder.iterdir():
+        orphan = p.suffix == ".pt" and p.name not in listed
+        if p.name.endswith(".tmp") or orphan or (p.suffix == ".json" and not _read_manifest(p)):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+def find(folder: Path, ref: str) -> Manifest:
+    """A checkpoint by id, unique id prefix, step number, or ``latest``."""
+    found = listing(folder)
+    if not found:
+        raise CheckpointError("this run has no checkpoints")
+    if ref == "latest":
+        return found[-1]
+    exact = [m for m in found if m.id == ref]
+    hits = exact or [m for m in found if m.id.startswith(ref)]
+    if not hits and ref.isdigit():
+        hits = [m for m in found if m.step == int(ref)]
+    if len(hits) == 1 or (hits and len({m.step for m in hits}) == 1):
+        return hits[-1]
+    if not hits:
+        raise CheckpointError(f"no checkpoint {ref!r}; have: {', '.join(m.id for m in found)}")
+    raise CheckpointError(f"{ref!r} matches {len(hits)} checkpoints; give more of the id")
+
+
+def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (never retried without it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path.name}: cannot read: {exc.strerror}") from None
+    if manifest is not None and (
+        len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256
+    ):
+        raise CheckpointError(f"{path.name}: contents do not match the manifest (damaged file)")
+    try:
+        snap = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign pickles, not a torch file at all
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path.name}: not a loadable checkpoint: {first[:200]}") from None
+    if not isinstance(snap, dict) or snap.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name}: not an optitui checkpoint")
+    if snap.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path.name}: checkpoint version {snap.get('version')!r}; "
+            f"this optitui reads version {VERSION}"
+        )
+    return snap
+
+
+def delete(folder: Path, manifest: Manifest) -> None:
+    (folder / f"{manifest.id}.json").unlink(missing_ok=True)  # unlisted first
+    (folder / manifest.file).unlink(missing_ok=True)
+
+
+def prune(folder: Path, keep_last: int, keep_best: bool) -> list[str]:
+    """Keep the newest ``keep_last`` periodic checkpoints and the best one; manual and
+    before-restore checkpoints are the user's and stay."""
+    found = listing(folder)
+    periodic = [m for m in found if m.reason == "periodic"]
+    best = [m for m in found if m.reason == "best"]
+    doomed = periodic[: max(0, len(periodic) - keep_last)]
+    doomed += best[:-1] if keep_best else best
+    for m in doomed:
+        delete(folder, m)
+    return [m.id for m in doomed]
+
+
+def check_compatible(trainer: Any, snap: dict[str, Any]) -> None:
+    """Raise CheckpointError unless ``snap`` fits this run's model, optimizer and scheduler."""
+    cls = type(trainer.optimizer).__name__
+    if snap.get("optimizer_class") != cls:
+        raise CheckpointError(
+            f"saved with optimizer {snap.get('optimizer_class')}; this run uses {cls}"
+        )
+    saved, here = snap.get("model"), trainer.model.state_dict()
+    if not isinstance(saved, dict):
+        raise CheckpointError("the checkpoint holds no model state")
+    missing, extra = sorted(here.keys() - saved.keys()), sorted(saved.keys() - here.keys())
+    if missing or extra:
+        raise CheckpointError(
+            f"other model: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}"
+        )
+    for k, t in here.items():
+        s = saved[k]
+        if not isinstance(s, torch.Tensor) or s.shape != t.shape or s.dtype != t.dtype:
+            what = (tuple(s.shape), s.dtype) if isinstance(s, torch.Tensor) else type(s).__name__
+            raise CheckpointError(
+                f"other model: {k} is {what} there, {(tuple(t.shape), t.dtype)} here"
+            )
+    groups = snap["optimizer"].get("param_groups", [])
+    sizes = [len(g["params"]) for g in trainer.optimizer.param_groups]
+    if [len(g["params"]) for g in groups] != sizes:
+        raise CheckpointError(f"other param groups: {len(groups)} group(s) there, sizes differ")
+    has = trainer.lr.scheduler is not None
+    if has != (snap.get("scheduler") is not None):
+        raise CheckpointError(
+            "saved " + ("without" if has else "with") + " a scheduler; "
+            "this run has " + ("one" if has else "none")
+        )

@@ -1,0 +1,119 @@
+"""Saving checkpoints without holding up training.
+
+The training thread only copies the state to host memory (``state.capture``);
+a writer thread serialises, writes, fsyncs, prunes and reports. Periodic
+saves (every N steps and/or M minutes), the best by validation loss, manual
+saves and the state before a restore all go through here.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optitui.store.records import Event
+from optitui.trainer import checkpoint, state
+
+if TYPE_CHECKING:
+    from optitui.trainer.loop import Trainer
+
+
+@dataclass
+class Policy:
+    every: int | None = None  # steps
+    minutes: float | None = None
+    keep_last: int = 3
+    keep_best: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "every": self.every,
+            "minutes": self.minutes,
+            "keep_last": self.keep_last,
+            "keep_best": self.keep_best,
+        }
+
+
+class Saver:
+    def __init__(self, trainer: Trainer, policy: Policy) -> None:
+        self.trainer = trainer
+        self.folder = trainer.paths.checkpoints
+        self.policy = policy
+        self.best_val: float | None = None
+        self.last_loss: float | None = None
+        self._last_save_step = 0
+        self._last_save_time = time.time()
+        self._jobs: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="optitui-checkpoints", daemon=True)
+        self._thread.start()
+
+    def due(self) -> bool:
+        """A periodic save is due (called at flush time and every step when `every` is set)."""
+        p, step = self.policy, self.trainer.step
+        if p.every is not None and step - self._last_save_step >= p.every:
+            return True
+        return p.minutes is not None and time.time() - self._last_save_time >= p.minutes * 60
+
+    def next_due_step(self) -> float:
+        """The step at which a step-based periodic save falls due (inf when there is none)."""
+        every = self.policy.every
+        return float("inf") if every is None else self._last_save_step + every
+
+    def save(self, reason: str, tag: str | None = None, snap: dict[str, Any] | None = None) -> str:
+        """Capture now (on the training thread) and write in the background; returns the id."""
+        trainer = self.trainer
+        snap = state.capture(trainer) if snap is None else snap
+        cid = checkpoint.new_id(trainer.step, reason)
+        self._last_save_step, self._last_save_time = trainer.step, time.time()
+        self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer._last_val))
+        return cid
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                self._jobs.task_done()
+                return
+            try:
+                self._write(*job)
+            finally:
+                self._jobs.task_done()
+
+    def _write(
+        self,
+        snap: dict[str, Any],
+        cid: str,
+        reason: str,
+        tag: str | None,
+        loss: float | None,
+        val: float | None,
+    ) -> None:
+        rec = self.trainer.recorder
+        step = int(snap["step"])
+        try:
+            m = checkpoint.write(
+                self.folder, snap, cid, reason=reason, tag=tag, loss=loss, val_loss=val
+            )
+            checkpoint.prune(self.folder, self.policy.keep_last, self.policy.keep_best)
+            rec.put(
+                Event(
+                    step,
+                    "checkpoint",
+                    f"saved {m.id} ({reason})",
+                    {"marker": "save", "id": m.id, "reason": reason, "tag": tag},
+                )
+            )
+        except (checkpoint.CheckpointError, OSError) as exc:
+            rec.put(Event(step, "warning", f"checkpoint {cid} not written: {exc}"))
+
+    def wait(self) -> None:
+        """Block until every queued checkpoint is on disk (or has failed)."""
+        self._jobs.join()
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Wait for queued writes to finish."""
+        self._jobs.put(None)
+        self._thread.join(timeout)

@@ -1,0 +1,170 @@
+"""Everything a step depends on, copied to host memory and put back exactly.
+
+Used for checkpoints (saved to disk) and for the range test (kept in memory):
+parameters and buffers, optimizer and scheduler state, lr multipliers and
+controls, RNG states (python, numpy, torch CPU and every CUDA device), step
+and epoch, and the data position. Copies always land on the host, so a
+snapshot never doubles accelerator memory.
+
+The data position is the epoch, the number of batches taken from it, and the
+RNG states from just before the epoch's iterator was created (global RNGs and
+the generators a DataLoader or iterable keeps). Replaying it recreates the
+iterator under those states and skips the batches already taken, so a
+shuffled order comes out the same.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from optitui.trainer.loop import Trainer
+
+
+def to_host(obj: Any) -> Any:
+    """A deep copy with every tensor on the CPU (cloned: training goes on mutating them)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        return t.to("cpu", copy=True) if t.device.type != "cpu" else t.clone()
+    if isinstance(obj, dict):
+        return {k: to_host(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_host(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_host(v) for v in obj)
+    return obj
+
+
+# -- random number generators ------------------------------------------------------
+def data_generators(data: Any) -> list[torch.Generator]:
+    """The torch.Generators a DataLoader (its sampler, batch sampler) or iterable keeps."""
+    found: list[torch.Generator] = []
+    holders = [data]
+    for name in ("sampler", "batch_sampler"):
+        holder = getattr(data, name, None)
+        if holder is not None:
+            holders.append(holder)
+            inner = getattr(holder, "sampler", None)
+            if inner is not None:
+                holders.append(inner)
+    for h in holders:
+        values: Iterable[Any] = vars(h).values() if hasattr(h, "__dict__") else ()
+        for v in values:
+            if isinstance(v, torch.Generator) and all(v is not g for g in found):
+                found.append(v)
+    return found
+
+
+def rng_state(generators: list[torch.Generator]) -> dict[str, Any]:
+    """Python, numpy, torch CPU, every initialised CUDA device, and ``generators``."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],  # type: ignore[no-untyped-call]
+        "generators": [g.get_state() for g in generators],
+    }
+    try:
+        import numpy as np
+
+        np_state: Any = np.random.get_state()
+        kind, keys, pos, has_gauss, cached = np_state
+        state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]
+    except ImportError:
+        state["numpy"] = None
+    return state
+
+
+def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for g, s in zip(generators, state["generators"], strict=False):
+        g.set_state(s)
+    if state.get("numpy") is not None:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+
+
+# -- the whole training state ----------------------------------------------------------
+def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
+    """A host-memory snapshot of everything the next steps depend on."""
+    gens = data_generators(trainer.job.train_data)
+    lr = trainer.lr
+    look = trainer.lookahead
+    snap: dict[str, Any] = {
+        "model": to_host(trainer.model.state_dict()),
+        "optimizer": to_host(trainer.optimizer.state_dict()),
+        "optimizer_class": type(trainer.optimizer).__name__,
+        "scheduler": None if lr.scheduler is None else to_host(lr.scheduler.state_dict()),
+        "lr_control": {"mult": list(lr.mult), "base": dict(lr.base), "attached": lr.attached},
+        "requires_grad": [p.requires_grad for p in trainer.model.parameters()],
+        "clip": trainer.clip,
+        "lookahead": None
+        if look is None
+        else {
+            "k": look.k,
+            "alpha": look.alpha,
+            "count": look.count,
+            "slow": to_host(look.slow),
+        },
+        "step": trainer.step,
+        "epoch": trainer.epoch,
+        "rng": to_host(rng_state(gens)),
+    }
+    if data:
+        snap["data"] = {
+            "batch": trainer._batches_this_epoch if trainer._data is not None else 0,
+            "started": trainer._data is not None,
+            "epoch_rng": trainer._epoch_rng,
+        }
+    return snap
+
+
+def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> None:
+    """Put a snapshot back. ``data=False`` leaves the main loop's iterator as it is."""
+    from optitui.trainer.lookahead import Lookahead
+
+    device = trainer.device
+    trainer.model.load_state_dict(snap["model"])
+    for p, rg in zip(trainer.model.parameters(), snap["requires_grad"], strict=True):
+        p.requires_grad_(rg)
+    trainer.optimizer.load_state_dict(snap["optimizer"])  # moves state to the params' device
+    lr = trainer.lr
+    if lr.scheduler is not None and snap["scheduler"] is not None:
+        lr.scheduler.load_state_dict(snap["scheduler"])
+    lr.mult = list(snap["lr_control"]["mult"])
+    lr.base = {int(k): v for k, v in snap["lr_control"]["base"].items()}
+    lr.attached = snap["lr_control"]["attached"]
+    trainer.clip = snap["clip"]
+    look = snap["lookahead"]
+    if look is None:
+        trainer.lookahead = None
+    else:
+        la = Lookahead(trainer.optimizer, look["k"], look["alpha"])
+        la.count = look["count"]
+        la.slow = [s.to(device) for s in look["slow"]]
+        trainer.lookahead = la
+    trainer.step = snap["step"]
+    trainer.epoch = snap["epoch"]
+    gens = data_generators(trainer.job.train_data)
+    if data:
+        pos = snap["data"]
+        trainer._epoch_rng = pos["epoch_rng"]
+        trainer._data = None
+        trainer._batches_this_epoch = 0
+        if pos["started"] and pos["epoch_rng"] is not None:
+            set_rng_state(pos["epoch_rng"], gens)
+            trainer._data = iter(trainer.job.train_data)
+            for _ in range(pos["batch"]):  # replay the order; these batches are skipped
+                next(trainer._data)
+            trainer._batches_this_epoch = pos["batch"]
+    set_rng_state(snap["rng"], gens)
