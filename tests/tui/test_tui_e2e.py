@@ -1,0 +1,186 @@
+"""End to end in a real terminal (tmux): run, steer, lose the terminal, attach, steer again."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optitui.store.client import NoAnswer, send
+from optitui.store.layout import RunPaths
+from optitui.store.reader import RunReader
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+BRAILLE = range(0x2800, 0x2900)
+
+
+class Tmux:
+    """A private tmux server (its own socket), so tests never touch the user's sessions."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+
+    def __call__(self, *args: str) -> str:
+        res = subprocess.run(
+            ["tmux", "-f", "/dev/null", "-S", str(self.socket), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return res.stdout
+
+    def start(self, name: str, command: str, size: tuple[int, int] = (120, 36)) -> None:
+        w, h = str(size[0]), str(size[1])
+        # the shell tmux starts may export COLUMNS/LINES of the moment; the app must
+        # ask the terminal instead (and follow resizes)
+        command = f"exec env -u COLUMNS -u LINES {command}"
+        self("new-session", "-d", "-s", name, "-x", w, "-y", h, "-c", str(REPO), command)
+        # no client is attached: without "manual", tmux may fall back to 80x24 later
+        self("set-option", "-g", "window-size", "manual")
+        self("resize-window", "-t", name, "-x", w, "-y", h)
+
+    def screen(self, name: str) -> str:
+        return self("capture-pane", "-p", "-t", name)
+
+    def size(self, name: str) -> str:
+        return self("display-message", "-p", "-t", name, "#{window_width}x#{window_height}").strip()
+
+    def keys(self, name: str, *keys: str) -> None:
+        self("send-keys", "-t", name, *keys)
+
+    def kill_server(self) -> None:
+        self("kill-server")
+
+
+def wait_for(
+    cond: Callable[[], Any], timeout: float, what: str, show: Callable[[], str] | None = None
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.1)
+    seen = f"; the screen:\n{show()}" if show is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
+
+
+def braille(text: str) -> int:
+    return sum(ord(c) in BRAILLE for c in text)
+
+
+def filled(screen: str, *words: str) -> str | None:
+    """The screen once it shows the loss plot with data (braille dots) and ``words``."""
+    ok = "loss ·" in screen and braille(screen) > 150 and all(w in screen for w in words)
+    return screen if ok else None
+
+
+def status(run: Path) -> Any:
+    with RunReader(run) as r:
+        return r.status()
+
+
+def lrs(run: Path) -> list[float]:
+    with RunReader(run) as r:
+        return [g["values"]["lr"] for g in r.groups()[1]]
+
+
+def applied(run: Path) -> list[tuple[str, str]]:
+    with RunReader(run) as r:
+        rows = r.conn.execute(
+            "SELECT kind, payload FROM commands WHERE outcome = 'applied' ORDER BY id"
+        )
+        return list(rows)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    t = Tmux(tmp_path / "tmux.sock")
+    yield t
+    t.kill_server()
+    # whatever happened, leave no job training: the job is in its own session
+    for run in (tmp_path / "runs").glob("*"):
+        try:
+            pid = RunReader(run).meta().get("pid")
+        except Exception:
+            continue
+        if isinstance(pid, int) and pid_alive(pid):
+            with contextlib.suppress(NoAnswer):
+                send(RunPaths(run), "stop", {}, timeout=10)
+            deadline = time.monotonic() + 20
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if pid_alive(pid):
+                os.kill(pid, 9)
+
+
+def test_run_detach_by_losing_the_terminal_then_attach(tmux: Tmux, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    py = shlex.quote(sys.executable)
+    tmux.start("run", f"{py} -m optitui run sample_runs/digits.py --root {shlex.quote(str(root))}")
+    # the plots fill
+    screen = wait_for(
+        lambda: filled(tmux.screen("run"), "body"),
+        90,
+        "the dashboard with filled plots",
+        lambda: tmux.size("run") + "\n" + tmux.screen("run"),
+    )
+    assert "running" in screen and "head" in screen
+    [run] = [p for p in root.iterdir() if (p / "store.sqlite").exists()]
+    with RunReader(run) as reader:
+        pid = reader.meta()["pid"]
+    # steer from the keyboard: select "head", lr x1.1
+    before = lrs(run)
+    tmux.keys("run", "Down")
+    time.sleep(0.3)
+    tmux.keys("run", "+")
+    wait_for(lambda: lrs(run)[1] != before[1], 30, "the head group's lr to change")
+    assert lrs(run)[1] == pytest.approx(before[1] * 1.1) and lrs(run)[0] == before[0]
+    wait_for(lambda: "applied after step" in tmux.screen("run"), 10, "the change on screen")
+    # lose the terminal: the viewer dies with it, the job trains on
+    tmux.kill_server()
+    step = status(run).step
+    wait_for(lambda: status(run).step > step + 50, 30, "the job's step count to keep growing")
+    assert pid_alive(pid) and status(run).state == "running"
+    # attach again: the whole history, and steering still works
+    tmux.start("attach", f"{py} -m optitui attach {shlex.quote(str(run))}")
+    screen = wait_for(
+        lambda: filled(tmux.screen("attach")),
+        30,
+        "the attached dashboard",
+        lambda: tmux.screen("attach"),
+    )
+    assert run.name in screen and "scale-lr" in screen  # the earlier change is in the log
+    count = len(applied(run))
+    tmux.keys("attach", "*")
+    wait_for(lambda: len(applied(run)) > count, 30, "the attached viewer's command applied")
+    assert lrs(run)[0] == pytest.approx(before[0] * 2)
+    wait_for(lambda: "applied after step" in tmux.screen("attach"), 10, "the change on screen")
+    # quit the viewer with "stop training": the job ends
+    tmux.keys("attach", "q")
+    wait_for(lambda: "Detach" in tmux.screen("attach"), 10, "the quit question")
+    tmux.keys("attach", "s")
+    wait_for(lambda: not pid_alive(pid), 60, "the job to stop")
+    assert status(run).state == "stopped"
