@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from optitui import __version__
 from optitui.store.words import USAGE
@@ -91,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
     send.add_argument("--root", type=Path, default=Path("runs"))
 
+    lf = sub.add_parser(
+        "lr-find",
+        help="LR range test on a script's Job before training (prints a plot and suggestions)",
+    )
+    lf.add_argument("script", type=Path, help="a Python file defining setup(device)")
+    lf.add_argument("sweep", nargs="*", help="start_lr=1e-7 end_lr=10 num_iter=100 mode=exp ...")
+    lf.add_argument("--group", help="sweep one param group; the others keep their lr")
+    lf.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    lf.add_argument("--seed", type=_int, help="seed python, numpy and torch before setup()")
+    lf.add_argument("--json", action="store_true", help="print the curve and suggestions as JSON")
+
     ex = sub.add_parser("export", help="write a run's per-step metrics as CSV or JSON lines")
     ex.add_argument("run", help="run directory (or its name under --root)")
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -111,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "ls": cmd_ls,
         "send": cmd_send,
         "export": cmd_export,
+        "lr-find": cmd_lr_find,
     }[args.cmd]
     try:
         return handler(args)
@@ -313,9 +326,53 @@ def cmd_send(args: argparse.Namespace) -> int:
         return 0
     if out.applied:
         print(f"applied after step {out.step}: {kind} ({sent.id})")
+        if kind == "lr-find":
+            return _follow_range_test(paths, sent.id)
         return 0
     print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
     return 1
+
+
+def _follow_range_test(paths: Any, test_id: str) -> int:
+    """Wait for a range test sent to a live job, then print its curve and suggestions."""
+    from optitui.lrfind_report import as_dict, report
+    from optitui.store.reader import open_reader
+
+    with open_reader(paths.root) as reader:
+        while True:
+            tests = reader.range_tests(test_id)
+            if tests and tests[0].status != "running":
+                print(report(as_dict(tests[0])))
+                return 0 if tests[0].status == "done" else 1
+            if not reader.status().alive:
+                _err("the run ended before the range test finished")
+                return 3
+            time.sleep(0.2)
+
+
+# -- lr-find -----------------------------------------------------------------------
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from optitui.store.words import parse_send
+
+    try:
+        _, sweep = parse_send("lr-find", args.sweep, args.group)
+        from optitui.store.commands import validate
+
+        sweep = validate("lr-find", sweep)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
+    from optitui.lrfind_report import report, run_before_training, to_json
+    from optitui.trainer.headless import SetupFailed
+    from optitui.trainer.rangetest import RangeTestError
+
+    try:
+        d = run_before_training(args.script, args.device, sweep, args.seed)
+    except (SetupFailed, RangeTestError) as exc:
+        _err(str(exc))
+        return 2
+    print(to_json(d) if args.json else report(d, color=sys.stdout.isatty()))
+    return 0 if d["status"] == "done" else 1
 
 
 # -- export ----------------------------------------------------------------------

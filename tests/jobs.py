@@ -76,6 +76,8 @@ def drive(
             trainer._advance_ramps()
         for cmd in at.get(trainer.step, []):
             control.apply(trainer, cmd)
+        if trainer.pending_test is not None:
+            trainer.run_range_test(trainer.pending_test)
         lrs.append([read_lr(g) for g in trainer.optimizer.param_groups])
         trainer._train_step()
         trainer.step += 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from optitui.store import commands
 from optitui.store.layout import RunPaths
-from optitui.store.reader import CommandOutcome, RunReader, open_reader
+from optitui.store.reader import LIVE_STATES, CommandOutcome, RunReader, open_reader
 
 
 class NoAnswer(Exception):
@@ -68,7 +68,7 @@ def send(
             state = reader.status().state
             raise NoAnswer(
                 f"no answer within {timeout:g} s (run is {state}); command {cid} stays queued"
-                if state in ("running", "paused", "starting")
+                if state in LIVE_STATES
                 else f"the run ended ({state}) before answering command {cid}"
             )
         return Sent(cid, out)

@@ -66,6 +66,18 @@ KINDS: dict[str, dict[str, bool]] = {
     "save": {"tag": False},
     "restore": {"id": True},
     "checkpoint-policy": {"every": False, "minutes": False, "keep_last": False, "keep_best": False},
+    "lr-find": {
+        "start_lr": False,
+        "end_lr": False,
+        "num_iter": False,
+        "mode": False,
+        "group": False,
+        "smooth_f": False,
+        "diverge_th": False,
+        "to_disk": False,
+    },
+    "lr-find-cancel": {},
+    "lr-find-apply": {"id": True, "rule": True},
 }
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 OPTIMIZER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
@@ -248,7 +260,44 @@ def _check_policy(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_lr_find(args: dict[str, Any]) -> dict[str, Any]:
+    from optitui.lrfind.schedule import SweepConfig
+
+    out: dict[str, Any] = {}
+    for key in ("start_lr", "end_lr", "smooth_f", "diverge_th"):
+        if args.get(key) is not None:
+            out[key] = _number(key, args[key])
+    if args.get("num_iter") is not None:
+        out["num_iter"] = _whole("num_iter", args["num_iter"], 2, 100_000)
+    if args.get("mode") is not None:
+        if args["mode"] not in ("exp", "linear"):
+            raise CommandError(f"mode: expected 'exp' or 'linear', got {args['mode']!r}")
+        out["mode"] = args["mode"]
+    if args.get("to_disk") is not None:
+        if not isinstance(args["to_disk"], bool):
+            raise CommandError(f"to_disk: expected true or false, got {args['to_disk']!r}")
+        out["to_disk"] = args["to_disk"]
+    try:  # the same checks the sweep itself makes, before anything runs
+        SweepConfig(**{k: v for k, v in out.items() if k != "to_disk"})
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return out
+
+
+def _check_lr_apply(args: dict[str, Any]) -> dict[str, Any]:
+    from optitui.lrfind.suggest import RULES
+
+    ref, rule = args["id"], args["rule"]
+    if not isinstance(ref, str) or not ID_RE.match(ref):
+        raise CommandError(f"id: {ref!r} is not a range test id (or 'latest')")
+    if rule not in RULES:
+        raise CommandError(f"rule: {rule!r}; use one of {', '.join(RULES)}")
+    return {"id": ref, "rule": rule}
+
+
 _CHECKS: dict[str, Any] = {
+    "lr-find": _check_lr_find,
+    "lr-find-apply": _check_lr_apply,
     "save": _check_save,
     "restore": _check_restore,
     "checkpoint-policy": _check_policy,

@@ -85,7 +85,7 @@ def latest_running_run(root: Path | str) -> RunPaths | None:
     for paths in reversed(find_runs(root)):
         try:
             with RunReader(paths.root) as reader:
-                if reader.status().state in ("running", "paused"):
+                if reader.status().alive:
                     return paths
         except Exception:  # a damaged store is not a candidate
             continue

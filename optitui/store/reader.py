@@ -26,7 +26,7 @@ from optitui.store.schema import SCHEMA_VERSION, connect
 #: A live job refreshes its heartbeat every fraction of a second; this much
 #: silence means the process is gone (or frozen hard enough to count as gone).
 STALE_AFTER_S = 15.0
-LIVE_STATES = ("starting", "running", "paused")
+LIVE_STATES = ("starting", "running", "paused", "lr-find")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,20 @@ class MetricColumns:
             else:
                 col.extend(array("d", [metrics.NAN]) * n)
         self.length += n
+
+
+@dataclass(frozen=True)
+class RangeTest:
+    id: str
+    step: int
+    status: str  # running done cancelled failed
+    config: dict[str, Any]
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestions: list[dict[str, Any]]
+    message: str | None
+    time: float
 
 
 def _pid_alive(pid: int) -> bool:
@@ -208,6 +222,33 @@ class RunReader:
         if row is None:
             return 0, []
         return int(row[0]), list(json.loads(row[1]))
+
+    def range_tests(self, test_id: str | None = None) -> list[RangeTest]:
+        """Every LR range test, oldest first (or just ``test_id``)."""
+        q = "SELECT id, step, status, config, data, suggestions, message, time FROM lr_tests"
+        rows = (
+            self.conn.execute(q + " WHERE id = ?", (test_id,))
+            if test_id is not None
+            else self.conn.execute(q + " ORDER BY time")
+        )
+        out = []
+        for i, step, status, config, data, sugg, msg, t in rows:
+            d = json.loads(data)
+            out.append(
+                RangeTest(
+                    i,
+                    step,
+                    status,
+                    json.loads(config),
+                    d.get("lrs", []),
+                    d.get("losses", []),
+                    d.get("smoothed", []),
+                    json.loads(sugg) if sugg else [],
+                    msg,
+                    t,
+                )
+            )
+        return out
 
     def last_loss(self) -> float | None:
         row = self.conn.execute(

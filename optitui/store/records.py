@@ -68,8 +68,31 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class RangeTestUpdate:
+    """The whole state of one LR range test so far (rewritten in place)."""
+
+    id: str
+    step: int
+    status: str
+    config: dict[str, Any]
+    data: dict[str, Any]
+    suggestions: list[dict[str, Any]] | None = None
+    message: str | None = None
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
 class MetaUpdate:
     values: dict[str, Any]
 
 
-Record = MetricBatch | ValRecord | Event | Outcome | GroupSnapshot | StatusUpdate | MetaUpdate
+Record = (
+    MetricBatch
+    | ValRecord
+    | Event
+    | Outcome
+    | GroupSnapshot
+    | StatusUpdate
+    | MetaUpdate
+    | RangeTestUpdate
+)

@@ -67,6 +67,17 @@ CREATE TABLE IF NOT EXISTS groups (
     time REAL NOT NULL,
     data TEXT NOT NULL               -- JSON list, one object per group
 );
+-- LR range tests, rewritten as they run so a viewer can draw the curve growing.
+CREATE TABLE IF NOT EXISTS lr_tests (
+    id TEXT PRIMARY KEY,
+    step INTEGER NOT NULL,           -- the training step it ran at (training resumes there)
+    status TEXT NOT NULL,            -- running done cancelled failed
+    config TEXT NOT NULL,            -- JSON: the sweep settings and which group(s)
+    data TEXT NOT NULL,              -- JSON: lrs, losses, smoothed
+    suggestions TEXT,                -- JSON list, when done
+    message TEXT,
+    time REAL NOT NULL
+);
 """
 
 

@@ -26,8 +26,12 @@ USAGE = {
     "save": "save [TAG]",
     "restore": "restore CHECKPOINT (an id, a unique id prefix, a step, or latest)",
     "checkpoint-policy": "checkpoint-policy [every=STEPS] [minutes=M] [keep_last=K] [keep_best=B]",
+    "lr-find": "lr-find [start_lr=1e-7] [end_lr=10] [num_iter=100] [mode=exp|linear] "
+    "[smooth_f=0.05] [diverge_th=5] [to_disk=false] [--group G]",
+    "lr-find-cancel": "lr-find-cancel",
+    "lr-find-apply": "lr-find-apply TEST_ID|latest RULE (steep, valley, minimum, slide)",
 }
-GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze"}
+GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze", "lr-find"}
 RAMPED = {"set", "scale-lr"}
 
 
@@ -109,6 +113,15 @@ def parse_send(
         args["id"] = words[0]
     elif command == "checkpoint-policy":
         args |= _pairs(words, "every=1000")
+    elif command == "lr-find":
+        modes = [w.partition("=")[2] for w in words if w.startswith("mode=")]
+        if modes:
+            args["mode"] = modes[-1]
+        args |= _pairs([w for w in words if not w.startswith("mode=")], "end_lr=1")
+    elif command == "lr-find-apply":
+        if len(words) != 2:
+            raise ValueError(f"usage: {USAGE[command]}")
+        args["id"], args["rule"] = words
     elif words:
         raise ValueError(f"{command} takes no arguments")
     return command, args

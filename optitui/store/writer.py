@@ -25,6 +25,7 @@ from optitui.store.records import (
     MetaUpdate,
     MetricBatch,
     Outcome,
+    RangeTestUpdate,
     Record,
     StatusUpdate,
     ValRecord,
@@ -136,6 +137,21 @@ class StoreWriter:
             )
         elif isinstance(r, MetaUpdate):
             self._meta(r.values)
+        elif isinstance(r, RangeTestUpdate):
+            c.execute(
+                "INSERT OR REPLACE INTO lr_tests (id, step, status, config, data, suggestions, "
+                "message, time) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    r.id,
+                    r.step,
+                    r.status,
+                    _json(r.config),
+                    _json(r.data),
+                    None if r.suggestions is None else _json(r.suggestions),
+                    r.message,
+                    r.time,
+                ),
+            )
         else:  # pragma: no cover - a programming error, not input
             raise TypeError(f"unknown record {type(r).__name__}")
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError
-from optitui.trainer import checkpoint, hparams, ramps, surgery
+from optitui.trainer import checkpoint, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
 
@@ -70,6 +70,10 @@ def describe(cmd: Command) -> str:
         return "save" + (f" {a['tag']}" if a.get("tag") else "")
     if cmd.kind == "restore":
         return f"restore {a['id']}"
+    if cmd.kind == "lr-find":
+        return "lr-find " + " ".join(f"{k}={v}" for k, v in a.items() if v is not None)
+    if cmd.kind == "lr-find-apply":
+        return f"lr-find-apply {a['id']} {a['rule']}"
     if cmd.kind == "checkpoint-policy":
         return "checkpoint-policy " + " ".join(f"{k}={v}" for k, v in a.items())
     return f"{cmd.kind}{where}"
@@ -78,15 +82,19 @@ def describe(cmd: Command) -> str:
 def apply(trainer: Trainer, cmd: Command) -> bool:
     """Apply ``cmd``; returns True when param groups changed. Raises Rejection."""
     handler = _HANDLERS.get(cmd.kind)
-    if handler is None:
+    if handler is None and cmd.kind != "lr-find":
         raise Rejection(f"unknown command {cmd.kind!r}")
     try:
+        if cmd.kind == "lr-find":  # the test is named after the command that asked for it
+            return _lr_find(trainer, cmd.args, cmd.id)
+        assert handler is not None
         return handler(trainer, cmd.args)
     except (
         FieldError,
         CommandError,
         surgery.SurgeryError,
         checkpoint.CheckpointError,
+        rangetest.RangeTestError,
         ValueError,
     ) as exc:
         raise Rejection(str(exc)) from None
@@ -253,7 +261,40 @@ def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
+def _lr_find(trainer: Trainer, args: dict[str, Any], cmd_id: str) -> bool:
+    if trainer.pending_test is not None:
+        raise Rejection("a range test is already waiting to run")
+    trainer.pending_test = rangetest.prepare(trainer, cmd_id, args)
+    return False
+
+
+def _lr_find_cancel(trainer: Trainer, args: dict[str, Any]) -> bool:
+    if trainer.pending_test is None:
+        raise Rejection("no range test is running")
+    trainer.pending_test = None  # queued with this one in the same batch: never started
+    return False
+
+
+def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
+    tests = trainer.range_tests
+    if not tests:
+        raise Rejection("no range test has run yet")
+    test = list(tests.values())[-1] if args["id"] == "latest" else tests.get(args["id"])
+    if test is None:
+        raise Rejection(f"no range test {args['id']!r}; have {', '.join(tests)}")
+    if test.status != "done":
+        raise Rejection(f"range test {test.id} is {test.status}; it has no suggestions")
+    s = test.suggested(args["rule"])
+    if s["lr"] is None:
+        raise Rejection(f"{s['rule']} gave no lr: {s['note']}")
+    if test.single:
+        return _set(trainer, {"values": {"lr": s["lr"]}, "group": test.ref})
+    return _scale(trainer, {"factor": s["factor"]})
+
+
 _HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool]] = {
+    "lr-find-cancel": _lr_find_cancel,
+    "lr-find-apply": _lr_find_apply,
     "save": _save,
     "restore": _restore,
     "checkpoint-policy": _policy,

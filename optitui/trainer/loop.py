@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -34,7 +34,7 @@ from optitui.store.records import (
     ValRecord,
 )
 from optitui.store.writer import Recorder
-from optitui.trainer import checkpoint, control, hparams, ramps, state, surgery
+from optitui.trainer import checkpoint, control, hparams, ramps, rangetest, state, surgery
 from optitui.trainer.device import batch_size, memory_allocated, to_device
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
@@ -107,6 +107,9 @@ class Trainer:
         )
         self.saver: Saver | None = None  # started with the run
         self._ckpt_at = float("inf")
+        #: a range test asked for at this boundary, and every finished one by id
+        self.pending_test: rangetest.RangeTest | None = None
+        self.range_tests: dict[str, rangetest.RangeTest] = {}
         #: a checkpoint to start from (``--resume``), restored when the run starts
         self.resume_from: tuple[dict[str, Any], str] | None = None
         self.recorder = Recorder(paths, self._meta(meta or {}))
@@ -230,6 +233,15 @@ class Trainer:
         )
         self.publish_controls()
 
+    def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
+        self.pending_test = None
+        self.flush()
+        self._set_state("lr-find")
+        rangetest.run(self, test)
+        self.range_tests[test.id] = test
+        self._last_flush = (time.time(), self.step, self._samples)
+        return test
+
     def set_policy(self, policy: Policy) -> None:
         self.policy = policy
         if self.saver is not None:
@@ -289,6 +301,8 @@ class Trainer:
             )
         if changed:
             self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        if self.pending_test is not None:  # after its ack, before training goes on
+            self.run_range_test(self.pending_test)
         self._set_state("paused" if self._paused and not self._budget else "running")
 
     def _set_state(self, state: str, message: str | None = None) -> None:
@@ -353,13 +367,16 @@ class Trainer:
             raise JobError("the loss does not require grad (is the model frozen, or detached?)")
         self._checked_loss = True
 
-    def _train_step(self) -> None:
+    def gradients(self, next_batch: Callable[[], Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The job's own step up to ``optimizer.step()``: zero the grads, forward and backward
+        over ``grad_accum`` micro-batches, clip. Returns the mean loss and the grad norm
+        (when clipping), both still on the device. The range test uses it too."""
         job, device = self.job, self.device
         self.optimizer.zero_grad(set_to_none=True)
         accum = job.grad_accum
         total: torch.Tensor | None = None
         for _ in range(accum):
-            batch = to_device(self._next_batch(), device)
+            batch = to_device(next_batch(), device)
             self._samples += batch_size(batch)
             loss = self._loss(batch)
             if not self._checked_loss:
@@ -368,17 +385,24 @@ class Trainer:
             d = loss.detach()
             total = d if total is None else total + d
         assert total is not None
+        norm = None
         if self.clip is not None:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            self._buf_gn.append(torch.nn.utils.clip_grad_norm_(params, self.clip))
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
+        return (total / accum if accum > 1 else total), norm
+
+    def _train_step(self) -> None:
+        loss, norm = self.gradients(self._next_batch)
+        if norm is not None:
+            self._buf_gn.append(norm)
         self.optimizer.step()
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
         self._buf_lr.append([g["lr"] for g in self.optimizer.param_groups])
-        if job.scheduler_interval == "step":
+        if self.job.scheduler_interval == "step":
             self.lr.step_scheduler()
-        self._buf_loss.append(total / accum if accum > 1 else total)
+        self._buf_loss.append(loss)
         self._buf_time.append(time.time())
         self._buf_epoch.append(self.epoch)
 

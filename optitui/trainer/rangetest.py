@@ -1,0 +1,233 @@
+"""The LR range test on the live job, leaving the run exactly as it was.
+
+It snapshots what it will touch to host memory (or to a file in the run
+directory), sweeps the lr over its own iterator of the training data using the
+job's own step (loss_fn or step_fn, accumulation, clipping), and restores the
+snapshot afterwards, also when cancelled or when a step fails. The main
+loop's data iterator is never touched; the RNG states are put back, so the
+run continues as if the test had not run.
+
+Sweeping all groups keeps their ratios: a reference group goes from start to
+end lr and the others follow by the same factor. Applying a suggestion scales
+every group by that factor through the same scheduler-aware path as a manual
+edit; a single-group test sets that group's lr.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from optitui.lrfind import Smoother, SweepConfig, factor, should_stop, suggest_all
+from optitui.store.records import Event, RangeTestUpdate
+from optitui.trainer import state
+from optitui.trainer.lr import read_lr, write_lr
+
+if TYPE_CHECKING:
+    from optitui.trainer.loop import Trainer
+
+DEFAULTS: dict[str, Any] = {"start_lr": 1e-7, "end_lr": 10.0, "num_iter": 100}
+PUBLISH_EVERY_S = 0.2
+
+
+class RangeTestError(ValueError):
+    """A range test that cannot start; nothing was changed."""
+
+
+@dataclass
+class RangeTest:
+    id: str
+    config: SweepConfig
+    targets: list[int]  # the groups swept
+    ref: int  # the group whose lr is the curve's x-axis
+    single: bool
+    to_disk: bool
+    step: int
+    base: list[float] = field(default_factory=list)  # every group's lr when it started
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    message: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.config.to_dict(),
+            "groups": self.targets,
+            "ref": self.ref,
+            "single_group": self.single,
+            "to_disk": self.to_disk,
+            "base_lrs": self.base,
+        }
+
+    def record(self) -> RangeTestUpdate:
+        return RangeTestUpdate(
+            self.id,
+            self.step,
+            self.status,
+            self.describe(),
+            {"lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed},
+            self.suggestions if self.status != "running" else None,
+            self.message,
+        )
+
+    def suggested(self, rule: str) -> dict[str, Any]:
+        for s in self.suggestions:
+            if s["rule"] == rule:
+                return s
+        raise RangeTestError(f"range test {self.id} has no {rule!r} suggestion")
+
+
+def prepare(trainer: Trainer, test_id: str, args: dict[str, Any]) -> RangeTest:
+    """Check a request and fix its groups and config (raises RangeTestError)."""
+    from optitui.trainer.control import Rejection, resolve_groups
+
+    sweep: dict[str, Any] = {
+        k: args[k]
+        for k in ("start_lr", "end_lr", "num_iter", "mode", "smooth_f", "diverge_th")
+        if k in args
+    }
+    try:
+        config = SweepConfig(**(DEFAULTS | sweep))
+    except ValueError as exc:
+        raise RangeTestError(str(exc)) from None
+    groups = trainer.optimizer.param_groups
+    single = args.get("group") is not None
+    try:
+        targets = resolve_groups(trainer, args.get("group"))
+    except Rejection as exc:
+        raise RangeTestError(str(exc)) from None
+    live = [i for i in targets if read_lr(groups[i]) > 0]
+    if not live:
+        raise RangeTestError("every swept group has lr 0; the sweep keeps ratios, so set an lr")
+    return RangeTest(
+        test_id,
+        config,
+        targets,
+        live[0],
+        single,
+        bool(args.get("to_disk")),
+        trainer.step,
+        base=[read_lr(g) for g in groups],
+    )
+
+
+def _batches(trainer: Trainer) -> Iterator[Any]:
+    """The test's own pass(es) over the training data; the main iterator is not touched."""
+    while True:
+        n = 0
+        for batch in trainer.job.train_data:
+            n += 1
+            yield batch
+        if n == 0:
+            raise RangeTestError("train_data yielded no batches")
+
+
+def _cancel_requested(trainer: Trainer) -> str | None:
+    """Take a pending lr-find-cancel or stop from the command queue (others wait)."""
+    from optitui.store.records import Outcome
+
+    for cmd in list(trainer.commands):
+        if cmd.kind in ("lr-find-cancel", "stop"):
+            trainer.commands.remove(cmd)
+            if cmd.kind == "stop":
+                trainer.request_stop("stop command")
+            trainer.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, trainer.step))
+            return cmd.kind
+    return None
+
+
+def run(trainer: Trainer, test: RangeTest) -> RangeTest:
+    """Sweep, then restore everything. Never raises for a failing step: it is reported."""
+    rec = trainer.recorder
+    snap: dict[str, Any] | None = state.capture(trainer, data=False)
+    disk = trainer.paths.root / f".lrfind-{test.id}.pt"
+    if test.to_disk:
+        torch.save(snap, disk)
+        snap = None  # the host copy goes; the file is read back to restore
+    rec.put(
+        Event(
+            test.step,
+            "lr-find",
+            f"range test {test.id} started",
+            {"marker": "lr-find", "id": test.id},
+        )
+    )
+    groups = trainer.optimizer.param_groups
+    cfg = test.config
+    smoother = Smoother.from_config(cfg)
+    best = math.inf
+    last_publish = 0.0
+    batches = _batches(trainer)
+    was_training = trainer.model.training
+    samples = trainer._samples  # the test's batches are not training throughput
+    trainer.model.train()
+    try:
+        for it in range(cfg.num_iter):
+            if _cancel_requested(trainer):
+                test.status, test.message = "cancelled", f"cancelled after {it} iterations"
+                break
+            ref_lr = factor(cfg, it, test.base[test.ref])
+            m = ref_lr / test.base[test.ref]
+            for g in test.targets:
+                write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
+            loss, _ = trainer.gradients(lambda: next(batches))
+            trainer.optimizer.step()
+            value = float(loss)  # one read per iteration: the stop rule needs it now
+            smoothed = smoother.update(value)
+            best = min(best, smoothed)
+            test.lrs.append(ref_lr)
+            test.losses.append(value)
+            test.smoothed.append(smoothed)
+            if time.monotonic() - last_publish > PUBLISH_EVERY_S:
+                rec.put(test.record())
+                last_publish = time.monotonic()
+            reason = should_stop(smoothed, best, cfg.diverge_th)
+            if reason is not None:
+                test.status, test.message = "done", f"stopped early: {reason}"
+                break
+        else:
+            test.status = "done"
+    except Exception as exc:  # a failing step: report it, restore, train on
+        test.status, test.message = "failed", f"{type(exc).__name__}: {exc}"
+    finally:
+        if snap is None:
+            snap = torch.load(disk, map_location="cpu", weights_only=True)
+            disk.unlink(missing_ok=True)
+        state.restore(trainer, snap, data=False)
+        trainer.model.train(was_training)
+        trainer._samples = samples
+    if test.status == "done":
+        raw = [x if math.isfinite(x) else math.nan for x in test.losses]
+        found = suggest_all(test.lrs, test.smoothed, cfg, raw_losses=raw)
+        test.suggestions = [
+            {
+                "rule": s.rule,
+                "lr": s.lr,
+                "index": s.index,
+                "note": s.note,
+                "factor": None if s.lr is None else s.lr / test.base[test.ref],
+            }
+            for s in found
+        ]
+    rec.put(test.record())
+    summary = ", ".join(
+        f"{s['rule']} {s['lr']:.3g}" for s in test.suggestions if s["lr"] is not None
+    )
+    rec.put(
+        Event(
+            test.step,
+            "lr-find",
+            f"range test {test.id} {test.status}"
+            + (f": {test.message}" if test.message else "")
+            + (f"; suggestions: {summary}" if summary else ""),
+            {"marker": "lr-find", "id": test.id, "status": test.status},
+        )
+    )
+    return test
