@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", type=Path, help="use exactly this run directory")
     run.add_argument("--max-steps", type=_positive_int, help="stop after N optimizer steps")
     run.add_argument("--seed", type=_int, help="seed python, numpy and torch before setup()")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from a checkpoint file (or a run directory: its newest checkpoint)",
+    )
+    run.add_argument(
+        "--on-divergence",
+        choices=("pause", "rollback", "ignore"),
+        help="on a NaN/inf loss: pause (default), roll back to the last good state, or ignore",
+    )
 
     att = sub.add_parser(
         "attach",
@@ -152,6 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         argv=tuple(sys.argv),
+        resume=args.resume,
+        on_divergence=args.on_divergence,
     )
     return run_headless(opts)
 
@@ -166,7 +179,16 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
         if picked is None:
             return 1
         device = picked
-    opts = JobOptions(args.script, device, args.root, args.run_dir, args.max_steps, args.seed)
+    opts = JobOptions(
+        args.script,
+        device,
+        args.root,
+        args.run_dir,
+        args.max_steps,
+        args.seed,
+        args.resume,
+        args.on_divergence,
+    )
     print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
 
     def waiting(elapsed: float) -> None:
@@ -214,6 +236,8 @@ def _run_inline(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         argv=tuple(sys.argv),
+        resume=args.resume,
+        on_divergence=args.on_divergence,
         mode="inline",
     )
     try:

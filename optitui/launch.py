@@ -33,6 +33,8 @@ class JobOptions:
     run_dir: Path | None = None
     max_steps: int | None = None
     seed: int | None = None
+    resume: Path | None = None
+    on_divergence: str | None = None
 
 
 @dataclass
@@ -49,6 +51,10 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
         argv += ["--max-steps", str(opts.max_steps)]
     if opts.seed is not None:
         argv += ["--seed", str(opts.seed)]
+    if opts.resume is not None:
+        argv += ["--resume", str(opts.resume.resolve())]
+    if opts.on_divergence is not None:
+        argv += ["--on-divergence", opts.on_divergence]
     return argv
 
 

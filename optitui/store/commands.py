@@ -77,6 +77,7 @@ KINDS: dict[str, dict[str, bool]] = {
         "to_disk": False,
     },
     "lr-find-cancel": {},
+    "divergence": {"action": False, "lr_factor": False, "skip": False, "spike_factor": False},
     "lr-find-apply": {"id": True, "rule": True},
 }
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
@@ -295,7 +296,31 @@ def _check_lr_apply(args: dict[str, Any]) -> dict[str, Any]:
     return {"id": ref, "rule": rule}
 
 
+def _check_divergence(args: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.get("action") is not None:
+        if args["action"] not in ("pause", "rollback", "ignore"):
+            raise CommandError(f"action: {args['action']!r}; use pause, rollback or ignore")
+        out["action"] = args["action"]
+    if args.get("lr_factor") is not None:
+        f = _number("lr_factor", args["lr_factor"])
+        if not 0 < f <= 1:
+            raise CommandError(f"lr_factor: expected a number in (0, 1], got {f:g}")
+        out["lr_factor"] = f
+    if args.get("skip") is not None:
+        out["skip"] = _whole("skip", args["skip"], 0, 1_000_000)
+    if args.get("spike_factor") is not None:
+        f = _number("spike_factor", args["spike_factor"])
+        if not f > 1:
+            raise CommandError(f"spike_factor: expected a number > 1, got {f:g}")
+        out["spike_factor"] = f
+    if not out:
+        raise CommandError("divergence: give action, lr_factor, skip or spike_factor")
+    return out
+
+
 _CHECKS: dict[str, Any] = {
+    "divergence": _check_divergence,
     "lr-find": _check_lr_find,
     "lr-find-apply": _check_lr_apply,
     "save": _check_save,

@@ -29,6 +29,8 @@ USAGE = {
     "lr-find": "lr-find [start_lr=1e-7] [end_lr=10] [num_iter=100] [mode=exp|linear] "
     "[smooth_f=0.05] [diverge_th=5] [to_disk=false] [--group G]",
     "lr-find-cancel": "lr-find-cancel",
+    "divergence": "divergence [action=pause|rollback|ignore] [lr_factor=0.5] [skip=10] "
+    "[spike_factor=3]",
     "lr-find-apply": "lr-find-apply TEST_ID|latest RULE (steep, valley, minimum, slide)",
 }
 GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze", "lr-find"}
@@ -118,6 +120,11 @@ def parse_send(
         if modes:
             args["mode"] = modes[-1]
         args |= _pairs([w for w in words if not w.startswith("mode=")], "end_lr=1")
+    elif command == "divergence":
+        actions = [w.partition("=")[2] for w in words if w.startswith("action=")]
+        if actions:
+            args["action"] = actions[-1]
+        args |= _pairs([w for w in words if not w.startswith("action=")], "lr_factor=0.5")
     elif command == "lr-find-apply":
         if len(words) != 2:
             raise ValueError(f"usage: {USAGE[command]}")

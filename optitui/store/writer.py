@@ -160,7 +160,12 @@ class StoreWriter:
 
 
 class Recorder:
-    """Bounded queue + writer thread. ``put`` is safe to call from any thread."""
+    """Queue + writer thread. ``put`` is safe to call from any thread and never blocks.
+
+    Only metric batches are bounded (``max_queue``): when the disk cannot keep up
+    they are dropped and counted. Everything else (command outcomes, events,
+    status) is always kept: every command gets its answer.
+    """
 
     def __init__(
         self,
@@ -172,7 +177,8 @@ class Recorder:
     ) -> None:
         self.paths = paths
         self._writer = StoreWriter(paths, meta)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._max_queue = max_queue
         self._flush_interval = flush_interval
         self.dropped = 0
         self._reported_dropped = 0
@@ -185,13 +191,13 @@ class Recorder:
         self._thread.start()
 
     def put(self, record: Record) -> bool:
-        """Queue a record without blocking; False (and counted) when the queue is full."""
-        try:
-            self._queue.put_nowait(record)
-            return True
-        except queue.Full:
+        """Queue a record without blocking; False (and counted) for a metric batch that
+        finds the queue full."""
+        if isinstance(record, MetricBatch) and self._queue.qsize() >= self._max_queue:
             self.dropped += 1
             return False
+        self._queue.put_nowait(record)
+        return True
 
     def _drain(self, first: Any) -> tuple[list[Record], bool]:
         batch: list[Record] = []

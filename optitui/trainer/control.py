@@ -72,6 +72,8 @@ def describe(cmd: Command) -> str:
         return f"restore {a['id']}"
     if cmd.kind == "lr-find":
         return "lr-find " + " ".join(f"{k}={v}" for k, v in a.items() if v is not None)
+    if cmd.kind == "divergence":
+        return "divergence " + " ".join(f"{k}={v}" for k, v in a.items())
     if cmd.kind == "lr-find-apply":
         return f"lr-find-apply {a['id']} {a['rule']}"
     if cmd.kind == "checkpoint-policy":
@@ -292,7 +294,18 @@ def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
     return _scale(trainer, {"factor": s["factor"]})
 
 
+def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:
+    from dataclasses import replace
+
+    policy = replace(trainer.guard.policy, **args)
+    policy.validate()
+    trainer.guard.policy = policy
+    trainer.publish_controls()
+    return False
+
+
 _HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool]] = {
+    "divergence": _divergence,
     "lr-find-cancel": _lr_find_cancel,
     "lr-find-apply": _lr_find_apply,
     "save": _save,

@@ -29,6 +29,7 @@ class RunOptions:
     argv: tuple[str, ...] = ()
     mode: str = "headless"
     resume: Path | None = None
+    on_divergence: str | None = None
 
 
 class SetupFailed(Exception):
@@ -47,6 +48,12 @@ def prepare(opts: RunOptions) -> Trainer:
         job = load_job(opts.script, device)
     except ScriptError as exc:
         raise SetupFailed(str(exc)) from exc
+    if opts.on_divergence is not None:
+        job.on_divergence = opts.on_divergence
+        try:
+            job.validate()
+        except ValueError as exc:
+            raise SetupFailed(f"--on-divergence: {exc}") from None
     resume = None if opts.resume is None else _load_resume(opts.resume)
     paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
     meta = {

@@ -64,6 +64,14 @@ class Job:
     """How many periodic checkpoints to keep (manual ones are always kept)."""
     keep_best: bool = True
     """Save and keep the checkpoint with the best validation loss."""
+    on_divergence: str = "pause"
+    """On a non-finite loss or gradient norm: ``pause``, ``rollback`` or ``ignore``."""
+    rollback_lr_factor: float = 0.5
+    """After a rollback, every group's lr is multiplied by this."""
+    rollback_skip: int = 10
+    """After a rollback, this many batches are skipped."""
+    spike_factor: float = 3.0
+    """Warn when the smoothed loss rises above this many times its minimum."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +124,14 @@ class Job:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
         if self.keep_last < 0:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
+        from optitui.trainer.guard import GuardPolicy
+
+        try:
+            GuardPolicy(
+                self.on_divergence, self.rollback_lr_factor, self.rollback_skip, self.spike_factor
+            ).validate()
+        except (ValueError, TypeError) as exc:
+            raise JobError(str(exc)) from None
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):

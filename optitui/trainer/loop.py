@@ -36,6 +36,7 @@ from optitui.store.records import (
 from optitui.store.writer import Recorder
 from optitui.trainer import checkpoint, control, hparams, ramps, rangetest, state, surgery
 from optitui.trainer.device import batch_size, memory_allocated, to_device
+from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import LrControl
@@ -84,6 +85,7 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.state = "starting"
+        self._state_message: str | None = None
         self._paused = False
         self._budget = 0  # steps left before pausing again ("step N")
         self._stop_reason: str | None = None
@@ -102,6 +104,13 @@ class Trainer:
         self.clip: float | None = job.clip_grad_norm
         self.lookahead: Lookahead | None = None
         self._ramps: list[ramps.Ramp] = []
+        self.pause_message: str | None = None  # why the run paused itself
+        self.guard = Guard(
+            self,
+            GuardPolicy(
+                job.on_divergence, job.rollback_lr_factor, job.rollback_skip, job.spike_factor
+            ),
+        )
         self.policy = Policy(
             job.checkpoint_every, job.checkpoint_minutes, job.keep_last, job.keep_best
         )
@@ -172,6 +181,7 @@ class Trainer:
             "clip": self.clip,
             "optimizer": type(self.optimizer).__name__,
             "checkpoints": self.policy.describe(),
+            "divergence": self.guard.policy.describe(),
         }
 
     def publish_controls(self) -> None:
@@ -265,6 +275,7 @@ class Trainer:
     def resume(self) -> None:
         self._paused = False
         self._budget = 0
+        self.pause_message = None
 
     def step_then_pause(self, n: int) -> None:
         self._paused = True
@@ -303,11 +314,14 @@ class Trainer:
             self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         if self.pending_test is not None:  # after its ack, before training goes on
             self.run_range_test(self.pending_test)
-        self._set_state("paused" if self._paused and not self._budget else "running")
+        if self._paused and not self._budget:
+            self._set_state("paused", self.pause_message)
+        else:
+            self._set_state("running")
 
     def _set_state(self, state: str, message: str | None = None) -> None:
-        if state != self.state or message:
-            self.state = state
+        if state != self.state or message != self._state_message:
+            self.state, self._state_message = state, message
             self.recorder.put(StatusUpdate(state, self.step, self.epoch, message=message))
 
     # -- data --------------------------------------------------------------------
@@ -435,8 +449,11 @@ class Trainer:
             self.lr.step_scheduler(value)
 
     # -- records -------------------------------------------------------------------
-    def flush(self) -> None:
-        """Read the buffered losses (one sync for the whole batch) and queue the records."""
+    def flush(self, check: bool = False) -> None:
+        """Read the buffered losses (one sync for the whole batch) and queue the records.
+
+        With ``check``, the divergence guard looks at what was read (and may pause or
+        roll back)."""
         n = len(self._buf_loss)
         if n == 0:
             return
@@ -449,8 +466,9 @@ class Trainer:
             "time": self._buf_time,
             "loss": losses,
         }
+        norms = None
         if len(self._buf_gn) == n:
-            cols["grad_norm"] = torch.stack(self._buf_gn).float().tolist()
+            cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
         lrs = self._buf_lr
         for i in range(len(lrs[0])):
             cols[f"lr/{i}"] = [float(row[i]) for row in lrs]
@@ -474,6 +492,8 @@ class Trainer:
             self.save_checkpoint("periodic")
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch = [], []
+        if check:
+            self.guard.observe(cols["step"], losses, norms)
 
     # -- the loop ------------------------------------------------------------------
     def _start(self) -> None:
@@ -513,7 +533,7 @@ class Trainer:
 
     def _wait_while_paused(self) -> None:
         self.flush()
-        self._set_state("paused")
+        self._set_state("paused", self.pause_message)
         self.pump.arrived.wait(0.5)
         self.pump.arrived.clear()
 
@@ -536,7 +556,11 @@ class Trainer:
                 if self.max_steps is not None and self.step >= self.max_steps:
                     message = f"{self.max_steps} steps done"
                     break
-                self._train_step()
+                try:
+                    self._train_step()
+                except torch.OutOfMemoryError as exc:
+                    self._out_of_memory(exc)
+                    continue
                 self.step += 1
                 if self._budget:
                     self._budget -= 1
@@ -548,7 +572,7 @@ class Trainer:
                 if len(self._buf_loss) >= self.flush_every or (
                     self._buf_time[-1] - self._last_flush[0] >= self.flush_seconds
                 ):
-                    self.flush()
+                    self.flush(check=True)
         except _EndOfData as end:
             message = str(end)
         except BaseException as exc:
@@ -557,10 +581,39 @@ class Trainer:
             self.recorder.put(
                 Event(self.step, "error", message, {"traceback": traceback.format_exc()})
             )
+            if isinstance(exc, Exception):
+                self._save_on_failure()
             raise
         finally:
             self._finish(final, message)
         return final
+
+    def _save_on_failure(self) -> None:
+        """Keep the last state when it is finite (the writer refuses NaN and inf)."""
+        if self.saver is None:
+            return
+        try:
+            self.saver.save("failure")
+        except Exception as exc:  # the state may be unreadable after the failure
+            self.recorder.put(Event(self.step, "warning", f"no failure checkpoint: {exc}"))
+
+    def _out_of_memory(self, exc: BaseException) -> None:
+        """Drop the failed step, free what can be freed, pause with the figures."""
+        self.optimizer.zero_grad(set_to_none=True)
+        figures = ""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            free, total = torch.cuda.mem_get_info(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            figures = (
+                f" (peak {peak / 2**30:.2f} GiB allocated, {free / 2**30:.2f} of "
+                f"{total / 2**30:.2f} GiB free now)"
+            )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        msg = f"out of memory at step {self.step + 1}{figures}: {first}; training paused"
+        self.recorder.put(Event(self.step, "error", msg, {"marker": "oom"}))
+        self.pause()
+        self.pause_message = msg
 
     def _finish(self, final: str, message: str | None) -> None:
         try:

@@ -1,0 +1,170 @@
+"""The divergence guard: non-finite losses and loss spikes, found without a per-step sync.
+
+It looks at the losses (and gradient norms, when clipping computes them) that
+the trainer reads anyway at every flush, so detection comes within
+``flush_every`` steps at no cost per step. On a non-finite value it follows
+the run's policy:
+
+- ``pause`` (default): stop stepping, say so loudly, wait for the user;
+- ``rollback``: go back to the last good state (a finite checkpoint, or an
+  in-memory snapshot the guard refreshes every ``snapshot_every`` steps),
+  scale every group's lr by ``lr_factor``, skip the next ``skip`` batches;
+- ``ignore``: record it and go on.
+
+A spike (the smoothed loss above ``spike_factor`` times its minimum since the
+last alarm) is a warning event and a plot marker, whatever the policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from optitui.store.records import Event
+from optitui.trainer import checkpoint, state
+
+if TYPE_CHECKING:
+    from optitui.trainer.loop import Trainer
+
+ACTIONS = ("pause", "rollback", "ignore")
+
+
+@dataclass
+class GuardPolicy:
+    action: str = "pause"
+    lr_factor: float = 0.5
+    skip: int = 10
+    spike_factor: float = 3.0
+    snapshot_every: int = 200
+
+    def validate(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"on_divergence: {self.action!r}; use one of {', '.join(ACTIONS)}")
+        if not (0 < self.lr_factor <= 1):
+            raise ValueError(f"rollback lr_factor must be in (0, 1], got {self.lr_factor!r}")
+        if self.skip < 0 or self.snapshot_every < 1:
+            raise ValueError("skip must be >= 0 and snapshot_every >= 1")
+        if not self.spike_factor > 1:
+            raise ValueError(f"spike_factor must be > 1, got {self.spike_factor!r}")
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Guard:
+    def __init__(self, trainer: Trainer, policy: GuardPolicy) -> None:
+        self.trainer = trainer
+        self.policy = policy
+        self._avg = 0.0
+        self._n = 0
+        self._floor = math.inf
+        self._spiking = False
+        self.good: dict[str, Any] | None = None  # the last finite in-memory snapshot
+        self.tripped = 0
+
+    def observe(self, steps: list[float], losses: list[float], norms: list[float] | None) -> bool:
+        """Look at one flushed batch; True when the guard acted (paused or rolled back)."""
+        bad = next(
+            (
+                i
+                for i, x in enumerate(losses)
+                if not math.isfinite(x) or (norms is not None and not math.isfinite(norms[i]))
+            ),
+            None,
+        )
+        for x in losses[: bad if bad is not None else len(losses)]:
+            self._spike(int(steps[0]), x)
+        if bad is not None:
+            return self._diverged(int(steps[bad]), losses[bad])
+        self._maybe_snapshot()
+        return False
+
+    def _spike(self, step: int, loss: float) -> None:
+        beta = 0.9  # about ten steps: fast enough to see a spike, slow enough to skip noise
+        self._n += 1
+        self._avg = beta * self._avg + (1 - beta) * loss
+        smoothed = self._avg / (1 - beta**self._n)
+        if self._n < 20:  # too early to call anything a spike
+            self._floor = min(self._floor, smoothed) if self._n > 5 else self._floor
+            return
+        if smoothed > self.policy.spike_factor * self._floor > 0 and not self._spiking:
+            self._spiking = True
+            self.trainer.recorder.put(
+                Event(
+                    self.trainer.step,
+                    "warning",
+                    f"loss spike: smoothed loss {smoothed:.4g} is over "
+                    f"{self.policy.spike_factor:g}x its minimum {self._floor:.4g}",
+                    {"marker": "spike"},
+                )
+            )
+        elif smoothed < self._floor * (1 + (self.policy.spike_factor - 1) / 2):
+            self._spiking = False  # re-armed once it has come back down
+        self._floor = min(self._floor, smoothed)
+
+    def _maybe_snapshot(self) -> None:
+        t = self.trainer
+        if self.policy.action != "rollback":
+            return
+        at = -1 if self.good is None else int(self.good["step"])
+        if t.step - at < self.policy.snapshot_every and self.good is not None:
+            return
+        snap = state.capture(t)
+        if checkpoint.non_finite(snap) is None:
+            self.good = snap
+
+    def _last_good(self, before: int) -> tuple[dict[str, Any], str] | None:
+        t = self.trainer
+        best: tuple[dict[str, Any], str] | None = None
+        if self.good is not None and self.good["step"] < before:
+            best = (self.good, f"snapshot at step {self.good['step']}")
+        if t.saver is not None:
+            t.saver.wait()
+        for m in reversed(checkpoint.listing(t.paths.checkpoints)):
+            if m.step < before and (best is None or m.step > best[0]["step"]):
+                try:
+                    snap = checkpoint.load(t.paths.checkpoints / m.file, m)
+                    checkpoint.check_compatible(t, snap)
+                except checkpoint.CheckpointError:
+                    continue
+                best = (snap, m.id)
+                break
+        return best
+
+    def _diverged(self, step: int, value: float) -> bool:
+        t, p = self.trainer, self.policy
+        self.tripped += 1
+        what = f"non-finite loss or gradient norm ({value}) at step {step}"
+        marker = {"marker": "divergence", "step": step, "policy": p.action}
+        if p.action == "ignore":
+            t.recorder.put(Event(t.step, "error", f"{what}; ignored (policy: ignore)", marker))
+            return False
+        if p.action == "rollback":
+            good = self._last_good(step)
+            if good is not None:
+                snap, source = good
+                t.rewind(snap, source)
+                for i in range(len(t.optimizer.param_groups)):
+                    t.lr.scale(i, p.lr_factor)
+                for _ in range(p.skip * t.job.grad_accum):
+                    t._next_batch()
+                self._reset()
+                t.recorder.put(
+                    Event(
+                        t.step,
+                        "error",
+                        f"{what}; rolled back to {source}, lr x{p.lr_factor:g}, skipped {p.skip} "
+                        "batches",
+                        marker,
+                    )
+                )
+                return True
+            what += "; no good state to roll back to"
+        t.pause()
+        t.recorder.put(Event(t.step, "error", f"{what}; training paused", marker))
+        t.pause_message = f"diverged at step {step}: paused"
+        return True
+
+    def _reset(self) -> None:
+        self._avg, self._n, self._floor, self._spiking = 0.0, 0, math.inf, False
