@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -71,7 +72,7 @@ def _positive_min(raw: array[float], s: int, e: int) -> float:
 
 def last(
     x: array[float],
-    col: array[float],
+    value_at: Callable[[int], float],
     start: int,
     stop: int,
     buckets: int,
@@ -79,10 +80,10 @@ def last(
 ) -> Points:
     """The value at the end of each bucket: for smooth series (the EMA)."""
     out = Points()
-    stop = min(stop, len(col), len(x))
+    stop = min(stop, len(x))
     b = _bounds(start, stop, max(1, buckets))
     for e in b[1:]:
-        out.add(x[e - 1], col[e - 1], positive)
+        out.add(x[e - 1], value_at(e - 1), positive)
     return out
 
 

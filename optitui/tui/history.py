@@ -11,52 +11,83 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
-from itertools import accumulate, islice
+from operator import mul
 
 from optitui.store.reader import MetricColumns, RunReader
 from optitui.tui.pyramid import Pyramid, PyramidView
 
-#: below this weight the bias correction of the EMA is negligible (float64)
+#: below this weight the bias correction of the EMA is not negligible (float64)
 _CORRECTED_UNTIL = 1.0 - 1e-12
+#: the EMA's state is kept after every BLOCK values; values between are recomputed
+BLOCK = 64
+
+
+@dataclass(frozen=True)
+class SmoothView:
+    """The smoothed loss at any index of a frozen prefix (from the nearest block state)."""
+
+    src: array[float]
+    length: int
+    beta: float
+    block_m: array[float]
+    block_w: array[float]
+    blocks: int
+
+    def at(self, i: int) -> float:
+        """The bias-corrected EMA after value ``i``: at most BLOCK - 1 steps of work."""
+        j = min((i + 1) // BLOCK, self.blocks - 1)
+        m, w = self.block_m[j], self.block_w[j]
+        b, a = self.beta, 1.0 - self.beta
+        for x in self.src[j * BLOCK : i + 1]:
+            if x - x == 0.0:
+                m = b * m + a * x
+                w = b * w + a
+        return m / w if w > 0.0 else math.nan
 
 
 class Ema:
-    """Bias-corrected exponential moving average (the "smoothed" loss), extended in place.
+    """Bias-corrected exponential moving average (the "smoothed" loss) of a growing column.
 
     Non-finite values are skipped: the average holds its value through them.
+    Only the state after every BLOCK values is stored; a block of finite values
+    in the steady state is one dot product, so a million steps take a few
+    tens of milliseconds, and any single value is recomputed on demand.
     """
 
     def __init__(self, beta: float) -> None:
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"ema beta must be in [0, 1), got {beta}")
         self.beta = beta
-        self._m = 0.0
-        self._w = 0.0  # 1 - beta**k for k finite values seen
+        self.block_m: array[float] = array("d", [0.0])
+        self.block_w: array[float] = array("d", [0.0])  # 1 - beta**k after k finite values
+        a = 1.0 - beta
+        self._weights = [a * beta ** (BLOCK - 1 - i) for i in range(BLOCK)]
+        self._decay = beta**BLOCK
 
-    def extend(self, src: array[float], start: int, out: array[float]) -> None:
-        """Append the average after each of src[start:] to ``out``."""
+    def extend(self, src: array[float], length: int) -> None:
+        """Take every complete block of src[:length] not taken yet."""
         b, a = self.beta, 1.0 - self.beta
-        m, w = self._m, self._w
-        i, n = start, len(src)
-        while i < n and w < _CORRECTED_UNTIL:  # the first ~1/(1-beta)*28 steps only
-            x = src[i]
-            if x - x == 0.0:
-                m = b * m + a * x
-                w = b * w + a
-            out.append(m / w if w > 0.0 else math.nan)
-            i += 1
-        if i < n:  # steady state: one C-level pass, no correction left to apply
-            vals = array(
-                "d",
-                accumulate(
-                    islice(src, i, n),
-                    lambda acc, x: b * acc + a * x if x - x == 0.0 else acc,
-                    initial=m,
-                ),
-            )
-            m = vals[-1]
-            out.extend(vals[1:])
-        self._m, self._w = m, w
+        m, w = self.block_m[-1], self.block_w[-1]
+        start = (len(self.block_m) - 1) * BLOCK
+        weights, decay = self._weights, self._decay
+        end = start + (length - start) // BLOCK * BLOCK
+        all_finite = end > start and math.isfinite(sum(src[start:end]))
+        while start + BLOCK <= length:
+            block = src[start : start + BLOCK]
+            if w >= _CORRECTED_UNTIL and (all_finite or math.isfinite(sum(block))):
+                m = decay * m + sum(map(mul, block, weights))
+                w = decay * w + (1.0 - decay)
+            else:  # still correcting the bias, or a block with NaN/inf: value by value
+                for x in block:
+                    if x - x == 0.0:
+                        m = b * m + a * x
+                        w = b * w + a
+            self.block_m.append(m)
+            self.block_w.append(w)
+            start += BLOCK
+
+    def view(self, src: array[float], length: int) -> SmoothView:
+        return SmoothView(src, length, self.beta, self.block_m, self.block_w, len(self.block_m))
 
 
 @dataclass(frozen=True)
@@ -66,7 +97,7 @@ class HistoryView:
     length: int
     step: array[float]
     loss: PyramidView
-    smooth: array[float]
+    smooth: SmoothView
     lrs: tuple[tuple[int, PyramidView], ...]  # (group index, its lr column)
     val_step: array[float]
     val_loss: PyramidView
@@ -81,7 +112,8 @@ EMPTY_COLUMN: array[float] = array("d")
 
 def empty_view() -> HistoryView:
     empty = PyramidView(EMPTY_COLUMN, 0, ())
-    return HistoryView(0, EMPTY_COLUMN, empty, EMPTY_COLUMN, (), EMPTY_COLUMN, empty)
+    smooth = Ema(0.0).view(EMPTY_COLUMN, 0)
+    return HistoryView(0, EMPTY_COLUMN, empty, smooth, (), EMPTY_COLUMN, empty)
 
 
 @dataclass
@@ -90,7 +122,6 @@ class History:
 
     ema_beta: float = 0.98
     metrics: MetricColumns = field(default_factory=MetricColumns)
-    smooth: array[float] = field(default_factory=lambda: array("d"))
     val_step: array[float] = field(default_factory=lambda: array("d"))
     val_loss: array[float] = field(default_factory=lambda: array("d"))
     val_last_id: int = 0
@@ -117,7 +148,7 @@ class History:
         if loss is not None:
             if self._ema is None:
                 self._ema = Ema(self.ema_beta)
-            self._ema.extend(loss, len(self.smooth), self.smooth)
+            self._ema.extend(loss, n)
         for name in self._series_names():
             self._pyramids.setdefault(name, Pyramid()).update(cols[name], n)
         self._pyramids.setdefault("val", Pyramid()).update(self.val_loss, len(self.val_loss))
@@ -145,7 +176,9 @@ class History:
             length=n,
             step=cols.get("step", EMPTY_COLUMN),
             loss=self._pview("loss", loss, n if loss is not EMPTY_COLUMN else 0),
-            smooth=self.smooth,
+            smooth=(self._ema or Ema(self.ema_beta)).view(
+                loss, n if loss is not EMPTY_COLUMN else 0
+            ),
             lrs=tuple(lrs),
             val_step=self.val_step,
             val_loss=self._pview("val", self.val_loss, len(self.val_loss)),

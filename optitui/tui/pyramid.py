@@ -1,12 +1,11 @@
 """Min/max pyramids: decimating a long series to a plot's width in time independent of length.
 
 A pyramid keeps, for a growing column of floats, the min and max of every
-block of 8, 64, 512, ... consecutive values. The min and max of any index
-range then costs a handful of short slices per level (about 8 x levels
-values), so splitting a million points into 100 plot columns reads a few
-thousand numbers, not a million. Blocks are only ever appended, which is
-what lets a reader thread extend a pyramid while the UI thread reads a view
-of it (see :class:`PyramidView`).
+block of 64, 512, 4096, ... consecutive values. The min and max of any index
+range then costs a handful of short slices per level, so splitting a million
+points into 100 plot columns reads a few thousand numbers, not a million.
+Blocks are only ever appended, which is what lets a reader thread extend a
+pyramid while the UI thread reads a view of it (see :class:`PyramidView`).
 
 NaN never wins a min or max (a NaN-only range has no extent); infinities are
 kept and filtered when points are emitted.
@@ -19,6 +18,9 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
+#: values per block at level 1 (from the raw column), then per block above.
+#: 64 raw values per slice keeps the first pass cheap (one C-level min per block)
+FIRST = 64
 FACTOR = 8
 INF = math.inf
 
@@ -42,9 +44,13 @@ def _max(seg: array[float]) -> float:
     return m
 
 
-def _blocks(src: array[float], lo: int, hi: int, fn: Callable[..., float]) -> array[float]:
-    """fn over each block of FACTOR values of src[lo:hi] (hi - lo a multiple of FACTOR)."""
-    return array("d", map(fn, *(src[lo + j : hi : FACTOR] for j in range(FACTOR))))
+def _blocks(
+    src: array[float], lo: int, hi: int, size: int, fn: Callable[..., float]
+) -> array[float]:
+    """fn over each block of ``size`` values of src[lo:hi] (hi - lo a multiple of size)."""
+    if size <= FACTOR:  # few values per block: one call with them all as arguments
+        return array("d", map(fn, *(src[lo + j : hi : size] for j in range(size))))
+    return array("d", map(fn, (src[i : i + size] for i in range(lo, hi, size))))
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Level:
     mins: array[float]
     maxs: array[float]
     length: int
+    factor: int  # values of the level below per block of this one
 
 
 @dataclass(frozen=True)
@@ -64,23 +71,23 @@ class PyramidView:
 
     def minmax(self, start: int, stop: int) -> tuple[float, float]:
         """(min, max) of raw[start:stop], NaN ignored; (inf, -inf) when nothing is finite."""
-        stop = min(stop, self.length)
         lo_arr = hi_arr = self.raw
         mn, mx = INF, -INF
-        s, e = max(0, start), stop
+        s, e = max(0, start), min(stop, self.length)
         for level in self.levels:
-            if e - s < 2 * FACTOR:
+            f = level.factor
+            if e - s < 2 * f:
                 break
-            su = -(-s // FACTOR)
-            eu = min(e // FACTOR, level.length)
+            su = -(-s // f)
+            eu = min(e // f, level.length)
             if su >= eu:
                 break
-            if s < su * FACTOR:
-                mn = min(mn, _min(lo_arr[s : su * FACTOR]))
-                mx = max(mx, _max(hi_arr[s : su * FACTOR]))
-            if eu * FACTOR < e:
-                mn = min(mn, _min(lo_arr[eu * FACTOR : e]))
-                mx = max(mx, _max(hi_arr[eu * FACTOR : e]))
+            if s < su * f:
+                mn = min(mn, _min(lo_arr[s : su * f]))
+                mx = max(mx, _max(hi_arr[s : su * f]))
+            if eu * f < e:
+                mn = min(mn, _min(lo_arr[eu * f : e]))
+                mx = max(mx, _max(hi_arr[eu * f : e]))
             s, e = su, eu
             lo_arr, hi_arr = level.mins, level.maxs
         if s < e:
@@ -96,37 +103,43 @@ class Pyramid:
         self.mins: list[array[float]] = []
         self.maxs: list[array[float]] = []
 
+    @staticmethod
+    def factor(level: int) -> int:
+        return FIRST if level == 0 else FACTOR
+
     def update(self, raw: array[float], length: int) -> None:
         """Add the blocks completed since the last update (raw[:length] is final)."""
         src_lo = src_hi = raw
         src_len = length
         k = 0
-        while src_len // FACTOR:
+        while src_len // self.factor(k):
+            f = self.factor(k)
             if k == len(self.mins):
                 self.mins.append(array("d"))
                 self.maxs.append(array("d"))
-            have, want = len(self.mins[k]), src_len // FACTOR
+            have, want = len(self.mins[k]), src_len // f
             if want > have:
-                lo, hi = have * FACTOR, want * FACTOR
+                lo, hi = have * f, want * f
                 a, b = src_lo, src_hi
                 if k == 0:
                     a, b = _clean(raw, lo, hi)
                     lo, hi = 0, hi - lo
                 value = _constant(a, lo, hi)
-                if value is not None and (
-                    a is b or _constant(b, lo, hi) == value
-                ):  # an lr without a schedule: no block-by-block pass
-                    run = array("d", [value]) * (want - have)
+                if value is not None and (a is b or _constant(b, lo, hi) == value):
+                    run = array("d", [value]) * (want - have)  # an lr without a schedule
                     self.mins[k].extend(run)
                     self.maxs[k].extend(run)
                 else:
-                    self.mins[k].extend(_blocks(a, lo, hi, min))
-                    self.maxs[k].extend(_blocks(b, lo, hi, max))
+                    self.mins[k].extend(_blocks(a, lo, hi, f, min))
+                    self.maxs[k].extend(_blocks(b, lo, hi, f, max))
             src_lo, src_hi, src_len = self.mins[k], self.maxs[k], want
             k += 1
 
     def view(self, raw: array[float], length: int) -> PyramidView:
-        levels = tuple(Level(lo, hi, len(lo)) for lo, hi in zip(self.mins, self.maxs, strict=True))
+        levels = tuple(
+            Level(lo, hi, len(lo), self.factor(k))
+            for k, (lo, hi) in enumerate(zip(self.mins, self.maxs, strict=True))
+        )
         return PyramidView(raw, length, levels)
 
 

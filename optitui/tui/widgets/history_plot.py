@@ -13,6 +13,7 @@ from textual_plotext import PlotextPlot
 from optitui.tui import fmt
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import Marker
+from optitui.tui.plot_text import figure_text
 
 #: columns taken by the y tick labels and the frame; the rest hold data
 AXIS_COLUMNS = 10
@@ -95,9 +96,9 @@ class HistoryPlot(PlotextPlot):
         plt.plotsize(size.width, size.height)
         plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
         plt.theme(self._get_plotext_theme_name(self.app.theme))
-        # plotext's build() is not repeatable (a log axis would be applied twice), so
+        # plotext's build is not repeatable (a log axis would be applied twice), so
         # one figure is built once and its text kept until the next redraw
-        self._text = Text.from_ansi(plt.build())
+        self._text = figure_text(plt)
         self.dirty = False
         self._drawn_size = size
         self.drawn_length = self.view.length
@@ -133,5 +134,6 @@ class HistoryPlot(PlotextPlot):
     def draw_markers(self, plt: Any, x_lo: float, x_hi: float) -> None:
         from optitui.tui.markers import in_view
 
-        for m in in_view(self.markers, x_lo, x_hi, self.buckets):
+        # at most one marker every few columns: periodic checkpoints must not hide the curve
+        for m in in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 3)):
             plt.vline(m.step, m.color)

@@ -24,7 +24,9 @@ class LossPlot(HistoryPlot):
             return
         nb, pos = self.buckets, self.log_y
         raw = decimate.minmax(view.step, view.loss, start, stop, nb, pos)
-        smooth = decimate.last(view.step, view.smooth, start, stop, nb, pos)
+        smooth = decimate.last(
+            view.step, view.smooth.at, start, min(stop, view.smooth.length), nb, pos
+        )
         x_lo, x_hi = view.step[start], view.step[stop - 1]
         v_lo, v_hi = decimate.val_range(view, x_lo, x_hi)
         val = decimate.minmax(view.val_step, view.val_loss, v_lo, v_hi, nb, pos)
