@@ -178,14 +178,16 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
 @pilot_test
 async def test_supervised_job_exit_is_reported(tmp_path: Path) -> None:
     paths, _ = write_fixed_store(tmp_path / "run")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(0.5); raise SystemExit(3)"]
-    )
+    go = tmp_path / "exit-now"
+    wait = f"while not os.path.exists({str(go)!r}): time.sleep(0.02)"
+    code = f"import os, time\n{wait}\nraise SystemExit(3)"
+    proc = subprocess.Popen([sys.executable, "-c", code])  # exits with 3 when told
     app = build_app(paths.root, process=proc, settings=fixed_settings())
     async with app.run_test(size=(120, 30)) as pilot:
         await loaded(pilot)
         assert f"job pid {proc.pid}" in str(app.dashboard.query_one(StatusBar).render())
         assert app.job_alive()
+        go.touch()
         await wait_until(pilot, lambda: app.job_returncode == 3)
         assert "job process exited with code 3" in log_text(app.dashboard.query_one(EventLog))
         assert not app.job_alive()

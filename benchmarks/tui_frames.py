@@ -1,0 +1,208 @@
+"""How much a dashboard frame costs as history grows, and how fast `optitui attach` draws.
+
+    python benchmarks/tui_frames.py            # 1k, 100k and 1M steps; attach on 1M
+    python benchmarks/tui_frames.py --quick    # smaller sizes, for a smoke run
+
+Frame cost: the dashboard (headless, 160x48) is given a run store of N steps;
+both plots are then redrawn many times over the whole history ("all" window,
+the worst case for decimation) and each redraw is timed: decimation of every
+series to the plot width, the plotext figure, and its conversion to rich Text.
+Targets: a 1M-step frame at most 1.5x a 1k-step frame, and under 25 ms.
+
+Attach to first frame: a fresh Python process runs the dashboard on a
+1M-step store and reports when both plots have drawn all of it; the time
+counts from just before the process is spawned (interpreter start, imports,
+reading the store, deriving the smoothed loss and pyramids, first frame).
+With tmux installed, the same is measured in a real terminal with
+`optitui attach`, watching the screen until the plots show the full history.
+Target: under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from optitui.store.layout import create_run_dir
+from optitui.store.records import Event, GroupSnapshot, MetricBatch, StatusUpdate, ValRecord
+from optitui.store.writer import StoreWriter
+
+CHUNK = 64  # steps per metric row, as the trainer flushes them
+SIZE = (160, 48)
+GROUP = {
+    "params": 1000,
+    "frozen": False,
+    "lr_multiplier": 1.0,
+    "fields": {"lr": {"name": "lr", "kind": "float", "low": 0.0}},
+}
+
+
+def write_store(run_dir: Path, steps: int) -> Path:
+    """A run with ``steps`` steps: noisy decaying loss, cosine and step-decay lrs."""
+    paths = create_run_dir(run_dir.parent, run_dir.name, run_dir)
+    w = StoreWriter(paths, {"groups": ["body", "head"], "device": "cpu", "max_steps": steps})
+    groups = [
+        {**GROUP, "index": 0, "name": "body", "values": {"lr": 0.1}},
+        {**GROUP, "index": 1, "name": "head", "values": {"lr": 0.01}},
+    ]
+    w.write([GroupSnapshot(0, groups)])
+    batch: list[MetricBatch | ValRecord | Event] = []
+    for s0 in range(1, steps + 1, CHUNK):
+        idx = range(s0, min(s0 + CHUNK, steps + 1))
+        batch.append(
+            MetricBatch(
+                {
+                    "step": [float(s) for s in idx],
+                    "epoch": [float(s // 5000) for s in idx],
+                    "time": [1.7e9 + s * 0.01 for s in idx],
+                    "loss": [2.0 / math.sqrt(s) + 0.1 * abs(math.sin(s * 1.3)) for s in idx],
+                    "lr/0": [0.05 * (1 + math.cos(math.pi * s / steps)) + 1e-4 for s in idx],
+                    "lr/1": [0.01 * 0.5 ** (s * 4 // steps) for s in idx],
+                }
+            )
+        )
+        if s0 % 1000 < CHUNK:
+            batch.append(ValRecord(s0, s0 // 5000, 2.0 / math.sqrt(s0) + 0.05))
+        if len(batch) >= 512:
+            w.write(batch)  # type: ignore[arg-type]
+            batch = []
+    batch += [
+        Event(steps // 3, "command", "scale-lr", {"kind": "scale-lr", "args": {"factor": 2}}),
+        Event(2 * steps // 3, "checkpoint", "saved", {"marker": "save"}),
+    ]
+    w.write([*batch, StatusUpdate("running", steps, steps // 5000, 100.0, 6400.0)])  # type: ignore[list-item]
+    w.close()
+    return paths.root
+
+
+async def frame_costs(run: Path, steps: int, frames: int) -> list[float]:
+    from optitui.tui.app import build_app
+
+    app = build_app(run)
+    costs: list[float] = []
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.dashboard
+        while not all(p.drawn_length == steps for p in screen.plots):
+            await pilot.pause(0.05)
+        for i in range(frames + 5):
+            t0 = time.perf_counter()
+            for plot in screen.plots:
+                plot.redraw(force=True)
+            if i >= 5:  # warm-up frames are not counted
+                costs.append(time.perf_counter() - t0)
+            await pilot.pause()
+        assert all(p.drawn_length == steps for p in screen.plots)
+    return costs
+
+
+ATTACH_CHILD = """
+import asyncio, sys, time
+from optitui.tui.app import build_app
+run, steps = sys.argv[1], int(sys.argv[2])
+async def main():
+    app = build_app(run)
+    async with app.run_test(size=(160, 48)) as pilot:
+        while not all(p.drawn_length == steps and p.frames for p in app.dashboard.plots):
+            await pilot.pause(0.005)
+        print(time.time())
+asyncio.run(main())
+"""
+
+
+def attach_in_process(run: Path, steps: int) -> float:
+    t0 = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", ATTACH_CHILD, str(run), str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.split()[-1]) - t0
+
+
+def attach_in_tmux(run: Path, steps: int) -> float | None:
+    """Wall time from `optitui attach` in a 160x48 tmux pane to the full history on screen."""
+    if shutil.which("tmux") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = str(Path(tmp) / "tmux.sock")
+
+        def tmux(*args: str) -> str:
+            res = subprocess.run(
+                ["tmux", "-f", "/dev/null", "-S", sock, *args],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return res.stdout
+
+        cmd = f"exec env -u COLUMNS -u LINES {sys.executable} -m optitui attach {run}"
+        want = f"step {steps:,}"
+        t0 = time.perf_counter()
+        tmux("new-session", "-d", "-s", "b", "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
+        try:
+            deadline = t0 + 30
+            while time.perf_counter() < deadline:
+                screen = tmux("capture-pane", "-p", "-t", "b")
+                # the status bar has the last step, and the x axis of both plots ends there
+                if want in screen and screen.count(f"{steps / 1e6:.3g}M") >= 2:
+                    return time.perf_counter() - t0
+                time.sleep(0.005)
+            return math.nan
+        finally:
+            tmux("kill-server")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="10k max instead of 1M")
+    ap.add_argument("--frames", type=int, default=40)
+    args = ap.parse_args()
+    sizes = [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {}
+        for n in sizes:
+            t0 = time.perf_counter()
+            runs[n] = write_store(Path(tmp) / f"run{n}", n)
+            print(f"wrote a {n:,}-step store in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+        print(f"\nframe cost of both plots (loss + lr), whole history, {SIZE[0]}x{SIZE[1]}:")
+        print(f"{'history':>10}  {'median ms':>9}  {'p90 ms':>7}  {'max ms':>7}")
+        medians = {}
+        for n in sizes:
+            costs = sorted(asyncio.run(frame_costs(runs[n], n, args.frames)))
+            med = statistics.median(costs) * 1e3
+            p90 = costs[int(0.9 * (len(costs) - 1))] * 1e3
+            medians[n] = med
+            print(f"{n:>10,}  {med:>9.2f}  {p90:>7.2f}  {costs[-1] * 1e3:>7.2f}")
+        big, small = sizes[-1], sizes[0]
+        ratio = medians[big] / medians[small]
+        print(
+            f"ratio {big:,} / {small:,}: {ratio:.2f}x (target <= 1.5x); {big:,}: {medians[big]:.1f} ms (target < 25 ms)"
+        )
+        print(f"\nattach to first full frame on a {big:,}-step store (target < 1 s):")
+        inproc = [attach_in_process(runs[big], big) for _ in range(3)]
+        print(
+            f"  new process, headless app:  {statistics.median(inproc):.2f} s  (runs: {', '.join(f'{t:.2f}' for t in inproc)})"
+        )
+        term = [attach_in_tmux(runs[big], big) for _ in range(3)]
+        if term[0] is None:
+            print("  optitui attach in tmux:     (tmux not installed)")
+        else:
+            vals = [t for t in term if t is not None]
+            print(
+                f"  optitui attach in tmux:     {statistics.median(vals):.2f} s  (runs: {', '.join(f'{t:.2f}' for t in vals)})"
+            )
+
+
+if __name__ == "__main__":
+    main()
