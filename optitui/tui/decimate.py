@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from optitui.tui.history import HistoryView
-from optitui.tui.pyramid import PyramidView
+from optitui.tui.pyramid import FACTOR, FIRST, PyramidView
 
 
 @dataclass
@@ -40,10 +40,22 @@ def window(view: HistoryView, last: int | None) -> tuple[int, int]:
 
 
 def _bounds(start: int, stop: int, buckets: int) -> list[int]:
+    """Bucket edges from start to stop; inner edges fall on pyramid block boundaries.
+
+    Aligned edges let each bucket's min/max come from whole blocks of one
+    pyramid level (and the smoothed loss from a stored block state), which
+    keeps a frame's cost flat however long the window is. Moving an edge by
+    less than half a bucket is invisible at one bucket per plot column.
+    """
     count = stop - start
     if count <= buckets:
         return list(range(start, stop + 1))
-    return [start + count * i // buckets for i in range(buckets + 1)]
+    align, block = 1, FIRST
+    while block * 2 <= count // buckets:
+        align, block = block, block * FACTOR
+    inner = [(start + count * i // buckets) // align * align for i in range(1, buckets)]
+    edges = [start, *(e for e in inner if start < e < stop), stop]
+    return sorted(set(edges))
 
 
 def minmax(
@@ -78,7 +90,7 @@ def last(
     buckets: int,
     positive: bool = False,
 ) -> Points:
-    """The value at the end of each bucket: for smooth series (the EMA)."""
+    """The value at the end of each bucket: for smooth or sparse series (EMA, validation)."""
     out = Points()
     stop = min(stop, len(x))
     b = _bounds(start, stop, max(1, buckets))

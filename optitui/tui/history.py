@@ -151,7 +151,6 @@ class History:
             self._ema.extend(loss, n)
         for name in self._series_names():
             self._pyramids.setdefault(name, Pyramid()).update(cols[name], n)
-        self._pyramids.setdefault("val", Pyramid()).update(self.val_loss, len(self.val_loss))
 
     def _series_names(self) -> list[str]:
         return [k for k in self.metrics.columns if k == "loss" or k.startswith("lr/")]

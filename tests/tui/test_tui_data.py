@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 from array import array
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,46 @@ def test_attach_without_a_running_job_says_so(
     assert "no running job under" in capsys.readouterr().err
     assert main(["attach", str(tmp_path / "nope")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**7), st.integers(0, 2 * 10**6), st.integers(1, 400))
+def test_bucket_edges_cover_the_window_in_order(start: int, count: int, buckets: int) -> None:
+    edges = decimate._bounds(start, start + count, buckets)
+    assert edges[0] == start and edges[-1] == start + count
+    assert all(a < b for a, b in pairwise(edges))
+    assert len(edges) - 1 <= buckets
+
+
+def test_plot_text_matches_plotext_ansi_output() -> None:
+    from rich.console import Console
+    from rich.text import Text
+    from textual_plotext.plot import Plot
+
+    from optitui.tui.plot_text import figure_text
+
+    def figure() -> Plot:
+        p = Plot()
+        xs = list(range(1, 300))
+        p.plot(
+            xs,
+            [2 / math.sqrt(i) + (i * 7919 % 100) / 1000 for i in xs],
+            marker="braille",
+            color="gray",
+            label="loss",
+        )
+        p.plot(xs, [2 / math.sqrt(i) for i in xs], marker="braille", color="cyan", label="smooth")
+        p.vline(150, "orange")
+        p.yscale("log")
+        p.title("loss")
+        p.plotsize(90, 25)
+        p._set_size(90, 25)
+        p.theme("pro")
+        return p
+
+    ansi = Text.from_ansi(figure().build())
+    direct = figure_text(figure())
+    assert ansi.plain.rstrip("\n") == direct.plain
+    console = Console()
+    for i in range(0, len(direct.plain), 3):
+        assert ansi.get_style_at_offset(console, i) == direct.get_style_at_offset(console, i), i

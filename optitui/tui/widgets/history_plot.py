@@ -46,6 +46,7 @@ class HistoryPlot(PlotextPlot):
         self.log_y = False
         self.dirty = True
         self.frame_seconds = 0.0
+        self.decimate_seconds = 0.0  # of which: choosing the points (the rest is plotext)
         self.frames = 0
         self.drawn_length = -1  # history length of the last frame drawn
         self._drawn_size: Size | None = None
@@ -93,6 +94,7 @@ class HistoryPlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         self.draw(plt)
+        self.decimate_seconds = time.perf_counter() - t0
         plt.plotsize(size.width, size.height)
         plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
         plt.theme(self._get_plotext_theme_name(self.app.theme))

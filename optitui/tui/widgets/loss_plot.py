@@ -29,7 +29,8 @@ class LossPlot(HistoryPlot):
         )
         x_lo, x_hi = view.step[start], view.step[stop - 1]
         v_lo, v_hi = decimate.val_range(view, x_lo, x_hi)
-        val = decimate.minmax(view.val_step, view.val_loss, v_lo, v_hi, nb, pos)
+        # validation is sparse and smooth: the newest record per column is enough
+        val = decimate.last(view.val_step, view.val_loss.raw.__getitem__, v_lo, v_hi, nb, pos)
         if raw:
             plt.plot(raw.xs, raw.ys, marker="braille", color=RAW_COLOR, label="loss")
         if smooth:
