@@ -1,11 +1,13 @@
-"""Which events become vertical markers on the plots, so cause and effect line up.
+"""Which events become markers on the plots, so cause and effect line up.
 
 A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
 a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests, as
 those features arrive), and every applied command that changed the
 optimization (``set``, ``scale-lr``, freezing, ...; pausing or stepping is
 run control, not a change). Applied commands are the command events that
-carry ``data`` with the command's ``kind``; rejections carry none.
+carry ``data`` with the command's ``kind``; rejections carry none. Changes
+are drawn as full-height lines; routine events (periodic checkpoint saves)
+as small ticks along the top.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class Marker:
     @property
     def color(self) -> str:
         return COLORS.get(self.kind, DEFAULT_COLOR)
+
+    @property
+    def tick(self) -> bool:
+        """Routine events (periodic checkpoint saves) get a small tick at the top of the
+        plot instead of a full-height line, so they cannot bury the changes that matter."""
+        return self.kind == "checkpoint" and self.label in ("save", "saved")
 
 
 def marker_for(event: EventRow) -> Marker | None:

@@ -35,7 +35,7 @@ class EventLog(RichLog):
     def _line(self, step: str, kind: str, message: str, style: str) -> None:
         t = Text(no_wrap=True)
         t.append(f"{step:>8} ", "dim")
-        t.append(f"{kind:<8}", style)
+        t.append(f"{kind[:10]:<11}", style)
         t.append(message, style if kind in ("error", "viewer") else "")
         self.write(t)
         self.count += 1
@@ -49,7 +49,7 @@ class EventLog(RichLog):
         for line in lines:
             t = Text(no_wrap=True)
             t.append(f"{'':>8} ", "dim")
-            t.append(f"{'out':<8}", "dim")
+            t.append(f"{'out':<11}", "dim")
             t.append(line, "dim")
             self.write(t)
             self.count += 1

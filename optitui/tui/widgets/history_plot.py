@@ -133,9 +133,18 @@ class HistoryPlot(PlotextPlot):
         ticks = [x_lo + (x_hi - x_lo) * i / (n - 1) for i in range(n)]
         plt.xticks(ticks, [fmt.count(round(t)) for t in ticks])
 
-    def draw_markers(self, plt: Any, x_lo: float, x_hi: float) -> None:
+    def draw_markers(self, plt: Any, x_lo: float, x_hi: float, y_top: float | None) -> None:
+        """Lines where something changed, ticks at ``y_top`` for routine events."""
         from optitui.tui.markers import in_view
 
-        # at most one marker every few columns: periodic checkpoints must not hide the curve
-        for m in in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 3)):
-            plt.vline(m.step, m.color)
+        # at most one marker every few columns: frequent events must not hide the curve
+        shown = in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 3))
+        ticks: dict[str, list[float]] = {}
+        for m in shown:
+            if m.tick:
+                ticks.setdefault(m.color, []).append(m.step)
+            else:
+                plt.vline(m.step, m.color)
+        if y_top is not None:
+            for color, xs in ticks.items():
+                plt.scatter(xs, [y_top] * len(xs), marker="▾", color=color)

@@ -37,7 +37,8 @@ class LossPlot(HistoryPlot):
             plt.plot(smooth.xs, smooth.ys, marker="braille", color=SMOOTH_COLOR, label="smoothed")
         if val:
             plt.plot(val.xs, val.ys, marker="braille", color=VAL_COLOR, label="val")
-        self.draw_markers(plt, x_lo, x_hi)
+        tops = [max(p.ys) for p in (raw, smooth, val) if p]
+        self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
         self.step_axis(plt, x_lo, x_hi)
         if self.log_y and (raw or smooth or val):
             plt.yscale("log")

@@ -30,6 +30,7 @@ class LrPlot(HistoryPlot):
         if stop <= start:
             return
         drawn = False
+        tops: list[float] = []
         for index, column in view.lrs:
             pts = decimate.minmax(view.step, column, start, stop, self.buckets, positive=True)
             if pts:
@@ -38,8 +39,9 @@ class LrPlot(HistoryPlot):
                     pts.xs, pts.ys, marker="braille", color=color, label=self.group_label(index)
                 )
                 drawn = True
+                tops.append(max(pts.ys))
         x_lo, x_hi = view.step[start], view.step[stop - 1]
-        self.draw_markers(plt, x_lo, x_hi)
+        self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
         self.step_axis(plt, x_lo, x_hi)
         if drawn:
             plt.yscale("log")
