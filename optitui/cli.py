@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="CHECKPOINT",
         help="start from a checkpoint file (or a run directory: its newest checkpoint)",
+    )
+    run.add_argument(
+        "--nproc-per-node",
+        type=_positive_int,
+        metavar="N",
+        help="train on N processes through torchrun (torch.distributed.run --standalone)",
+    )
+    run.add_argument(
+        "--sync-every",
+        type=_positive_int,
+        metavar="K",
+        help="under torchrun: steps between the ranks' exchanges of commands and losses (16)",
     )
     run.add_argument(
         "--on-divergence",
@@ -148,7 +161,45 @@ def _err(msg: str) -> None:
 
 
 # -- run -------------------------------------------------------------------------
+def torchrun_argv(args: argparse.Namespace) -> list[str]:
+    """``optitui run ... --headless`` under torchrun, on this machine's N processes."""
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc_per_node}",
+        "-m",
+        "optitui",
+        "run",
+        str(args.script),
+        "--headless",
+        "--device",
+        args.device,
+        "--root",
+        str(args.root),
+    ]
+    for flag, value in (
+        ("--run-dir", args.run_dir),
+        ("--max-steps", args.max_steps),
+        ("--seed", args.seed),
+        ("--resume", args.resume),
+        ("--on-divergence", args.on_divergence),
+        ("--sync-every", args.sync_every),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.nproc_per_node and args.headless and "LOCAL_RANK" not in os.environ:
+        import subprocess
+
+        return subprocess.call(torchrun_argv(args))
+    if args.nproc_per_node and args.inline:
+        _err("--inline runs in this process; it cannot be combined with --nproc-per-node")
+        return 2
     if not args.headless:
         if args.inline:
             return _run_inline(args)
@@ -165,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv=tuple(sys.argv),
         resume=args.resume,
         on_divergence=args.on_divergence,
+        sync_every=args.sync_every,
     )
     return run_headless(opts)
 
@@ -188,6 +240,8 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
         args.seed,
         args.resume,
         args.on_divergence,
+        args.nproc_per_node,
+        args.sync_every,
     )
     print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
 
@@ -238,6 +292,7 @@ def _run_inline(args: argparse.Namespace) -> int:
         argv=tuple(sys.argv),
         resume=args.resume,
         on_divergence=args.on_divergence,
+        sync_every=args.sync_every,
         mode="inline",
     )
     try:

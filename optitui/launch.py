@@ -35,6 +35,8 @@ class JobOptions:
     seed: int | None = None
     resume: Path | None = None
     on_divergence: str | None = None
+    nproc_per_node: int | None = None
+    sync_every: int | None = None
 
 
 @dataclass
@@ -46,6 +48,15 @@ class Launched:
 def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
     """The job's command line: the same options, headless, in a chosen run directory."""
     argv = [sys.executable, "-m", "optitui", "run", str(opts.script), "--headless"]
+    if opts.nproc_per_node:  # torchrun's own launcher; rank 0 writes the store
+        argv[1:3] = [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={opts.nproc_per_node}",
+            "-m",
+            "optitui",
+        ]
     argv += ["--run-dir", str(run_dir), "--device", opts.device]
     if opts.max_steps is not None:
         argv += ["--max-steps", str(opts.max_steps)]
@@ -55,6 +66,8 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
         argv += ["--resume", str(opts.resume.resolve())]
     if opts.on_divergence is not None:
         argv += ["--on-divergence", opts.on_divergence]
+    if opts.sync_every is not None:
+        argv += ["--sync-every", str(opts.sync_every)]
     return argv
 
 

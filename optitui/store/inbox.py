@@ -96,3 +96,21 @@ class CommandPump:
             except Exception:
                 pass
         self._thread.join(5.0)
+
+
+class NullPump:
+    """The command pump of ranks other than 0: commands reach them from rank 0."""
+
+    def __init__(self) -> None:
+        self.queue: deque[Command] = deque()
+        self.arrived = threading.Event()
+        self.watching = False
+
+    def start(self) -> None:
+        pass
+
+    def take_now(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

@@ -252,3 +252,18 @@ class Recorder:
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._writer.close()
+
+
+class NullRecorder:
+    """What ranks other than 0 record with: nothing (rank 0 alone writes the store)."""
+
+    dropped = 0
+
+    def start(self) -> None:
+        pass
+
+    def put(self, record: Record) -> bool:
+        return True
+
+    def close(self, final: StatusUpdate | None = None, timeout: float = 30.0) -> None:
+        pass

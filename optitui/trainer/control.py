@@ -199,6 +199,7 @@ def _reset(trainer: Trainer, args: dict[str, Any]) -> bool:
 
 def _freeze(trainer: Trainer, args: dict[str, Any], freeze: bool) -> bool:
     surgery.set_frozen(trainer.optimizer, resolve_groups(trainer, args.get("group")), freeze)
+    trainer.params_changed()
     return True
 
 
@@ -277,7 +278,16 @@ def _lr_find_cancel(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
-def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
+def resolve_apply(trainer: Trainer, cmd: Command) -> Command:
+    """lr-find-apply as the plain edit it amounts to (decided once, on rank 0)."""
+    try:
+        kind, args = _apply_as_edit(trainer, cmd.args)
+    except Rejection:
+        return cmd  # every rank rejects it the same way
+    return Command(cmd.id, kind, args, cmd.raw)
+
+
+def _apply_as_edit(trainer: Trainer, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     tests = trainer.range_tests
     if not tests:
         raise Rejection("no range test has run yet")
@@ -286,12 +296,20 @@ def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
         raise Rejection(f"no range test {args['id']!r}; have {', '.join(tests)}")
     if test.status != "done":
         raise Rejection(f"range test {test.id} is {test.status}; it has no suggestions")
-    s = test.suggested(args["rule"])
+    try:
+        s = test.suggested(args["rule"])
+    except rangetest.RangeTestError as exc:
+        raise Rejection(str(exc)) from None
     if s["lr"] is None:
         raise Rejection(f"{s['rule']} gave no lr: {s['note']}")
     if test.single:
-        return _set(trainer, {"values": {"lr": s["lr"]}, "group": test.ref})
-    return _scale(trainer, {"factor": s["factor"]})
+        return "set", {"values": {"lr": s["lr"]}, "group": test.ref}
+    return "scale-lr", {"factor": s["factor"]}
+
+
+def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
+    kind, edit = _apply_as_edit(trainer, args)
+    return _set(trainer, edit) if kind == "set" else _scale(trainer, edit)
 
 
 def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:

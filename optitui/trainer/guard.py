@@ -115,6 +115,25 @@ class Guard:
             self.good = snap
 
     def _last_good(self, before: int) -> tuple[dict[str, Any], str] | None:
+        """The newest finite state before step ``before``; under torch.distributed rank 0
+        chooses and every rank loads the same one."""
+        t = self.trainer
+        if t.dist is None:
+            return self._choose(before)
+        from optitui.trainer import dist
+
+        choice = self._choose(before) if t.leader else None
+        key = dist.broadcast_object(None if choice is None else choice[1])
+        if key is None:
+            return None
+        if self.good is not None and key == f"snapshot at step {self.good['step']}":
+            return self.good, key
+        try:
+            return checkpoint.load(t.paths.checkpoints / f"{key}.pt"), key
+        except checkpoint.CheckpointError:
+            return None
+
+    def _choose(self, before: int) -> tuple[dict[str, Any], str] | None:
         t = self.trainer
         best: tuple[dict[str, Any], str] | None = None
         if self.good is not None and self.good["step"] < before:

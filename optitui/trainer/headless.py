@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import traceback
@@ -10,12 +11,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from optitui.store.layout import create_run_dir
+import torch
+
+from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import StatusUpdate
-from optitui.trainer import checkpoint
+from optitui.trainer import checkpoint, dist
 from optitui.trainer.device import DeviceError, resolve_device
 from optitui.trainer.loop import Trainer, seed_everything
 from optitui.trainer.script import ScriptError, load_job
+from optitui.trainer.script_mode import defines_setup, run_script_mode
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class RunOptions:
     mode: str = "headless"
     resume: Path | None = None
     on_divergence: str | None = None
+    sync_every: int | None = None
+    dist_timeout: float = 120.0
 
 
 class SetupFailed(Exception):
@@ -37,9 +43,18 @@ class SetupFailed(Exception):
 
 
 def prepare(opts: RunOptions) -> Trainer:
-    """Resolve the device, load the script's Job and create its run store."""
+    """Resolve the device, load the script's Job and create its run store.
+
+    Under torchrun each rank joins the process group, gets its own device, and
+    uses the run directory rank 0 chose; rank 0 alone writes the store."""
+    if not defines_setup(opts.script):  # importing it would run its training right here
+        raise SetupFailed(
+            f"{opts.script}: defines no setup(device); a script without one runs as it is "
+            "with `optitui run SCRIPT` (not with --inline or lr-find)"
+        )
+    info = dist.init_from_env(opts.dist_timeout)
     try:
-        device = resolve_device(opts.device)
+        device = resolve_device(opts.device if info is None else dist.device_for(info, opts.device))
     except DeviceError as exc:
         raise SetupFailed(str(exc)) from None
     if opts.seed is not None:
@@ -54,17 +69,25 @@ def prepare(opts: RunOptions) -> Trainer:
             job.validate()
         except ValueError as exc:
             raise SetupFailed(f"--on-divergence: {exc}") from None
+    if opts.sync_every is not None:
+        job.sync_every = opts.sync_every
     resume = None if opts.resume is None else _load_resume(opts.resume)
-    paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
+    if info is None:
+        paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
+    else:
+        made = create_run_dir(opts.root, opts.script.stem, opts.run_dir) if info.leader else None
+        paths = RunPaths(Path(dist.broadcast_object(None if made is None else str(made.root))))
     meta = {
         "script": str(opts.script.resolve()),
         "argv": list(opts.argv),
         "mode": opts.mode,
         "seed": opts.seed if opts.seed is not None else job.seed,
+        "world_size": 1 if info is None else info.world,
+        "sync_every": None if info is None else job.sync_every,
     }
     if resume is not None:
         meta["resumed_from"] = str(resume[1])
-    trainer = Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps)
+    trainer = Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps, dist_info=info)
     if resume is not None:
         try:
             checkpoint.check_compatible(trainer, resume[0])
@@ -108,13 +131,27 @@ def install_signal_handlers(trainer: Trainer) -> None:
 
 
 def run_headless(opts: RunOptions) -> int:
+    # A script without setup() (its own loop with optitui.watch, or none): run it as it is.
+    if not defines_setup(opts.script):
+        return run_script_mode(opts)
+    try:
+        return _run_headless(opts)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            with contextlib.suppress(Exception):  # leave together: an early exit aborts a peer
+                torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def _run_headless(opts: RunOptions) -> int:
     try:
         trainer = prepare(opts)
     except SetupFailed as exc:
         print(f"optitui: {exc}", file=sys.stderr)
         return 2
+    who = "" if trainer.dist is None else f"rank {trainer.dist.rank}/{trainer.dist.world} "
     print(
-        f"optitui: training on {trainer.device}; run directory {trainer.paths.root}",
+        f"optitui: {who}training on {trainer.device}; run directory {trainer.paths.root}",
         file=sys.stderr,
         flush=True,
     )

@@ -72,6 +72,11 @@ class Job:
     """After a rollback, this many batches are skipped."""
     spike_factor: float = 3.0
     """Warn when the smoothed loss rises above this many times its minimum."""
+    ddp: bool | None = None
+    """Under torchrun: wrap the model in DistributedDataParallel (default: yes when the
+    world size is above 1). A DataLoader over a map-style dataset gets a DistributedSampler."""
+    sync_every: int = 16
+    """Under torchrun: steps between the ranks' exchanges of commands and losses."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +109,7 @@ class Job:
             raise JobError("scheduler_interval must be 'step' or 'epoch'")
         if self.val_data is not None and not hasattr(self.val_data, "__iter__"):
             raise JobError("val_data must be iterable")
-        for name in ("val_every", "max_steps", "max_epochs", "checkpoint_every"):
+        for name in ("val_every", "max_steps", "max_epochs", "checkpoint_every", "sync_every"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise JobError(f"{name} must be a whole number >= 1, got {v!r}")

@@ -22,7 +22,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from optitui.store.commands import Command, Rejected
-from optitui.store.inbox import CommandPump
+from optitui.store.inbox import CommandPump, NullPump
 from optitui.store.layout import RunPaths
 from optitui.store.records import (
     Event,
@@ -33,9 +33,19 @@ from optitui.store.records import (
     StatusUpdate,
     ValRecord,
 )
-from optitui.store.writer import Recorder
-from optitui.trainer import checkpoint, control, hparams, ramps, rangetest, state, surgery
+from optitui.store.writer import NullRecorder, Recorder
+from optitui.trainer import (
+    checkpoint,
+    control,
+    dist,
+    hparams,
+    ramps,
+    rangetest,
+    state,
+    surgery,
+)
 from optitui.trainer.device import batch_size, memory_allocated, to_device
+from optitui.trainer.dist import DistInfo
 from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
@@ -71,12 +81,25 @@ class Trainer:
         flush_every: int = 64,
         flush_seconds: float = 0.5,
         max_steps: int | None = None,
+        dist_info: DistInfo | None = None,
     ) -> None:
         job.validate()
         self.job = job
         self.device = device
         self.paths = paths
+        self.dist = dist_info
+        self.leader = dist_info is None or dist_info.leader
+        if dist_info is not None:
+            job.train_data = dist.shard(job.train_data, dist_info)
+            # every rank flushes and meets at the same steps: step-based only
+            flush_every, flush_seconds = job.sync_every, float("inf")
         self.model = job.model
+        #: what the forward pass calls: the model, or its DistributedDataParallel wrapper
+        self.net: torch.nn.Module = job.model
+        if dist_info is not None and job.ddp is not False and dist_info.world > 1:
+            self.net = dist.wrap_model(job.model, device)
+        self._sync_at = 0
+        self._stop_request: str | None = None  # a rank's own wish to stop, agreed at a sync
         self.optimizer = job.optimizer
         self.lr = LrControl(job.optimizer, job.scheduler)
         self.max_steps = max_steps if max_steps is not None else job.max_steps
@@ -121,8 +144,13 @@ class Trainer:
         self.range_tests: dict[str, rangetest.RangeTest] = {}
         #: a checkpoint to start from (``--resume``), restored when the run starts
         self.resume_from: tuple[dict[str, Any], str] | None = None
-        self.recorder = Recorder(paths, self._meta(meta or {}))
-        self.pump = CommandPump(paths, self._reject)
+        self.recorder: Recorder | NullRecorder
+        self.pump: CommandPump | NullPump
+        if self.leader:
+            self.recorder = Recorder(paths, self._meta(meta or {}))
+            self.pump = CommandPump(paths, self._reject)
+        else:
+            self.recorder, self.pump = NullRecorder(), NullPump()
         self.commands = self.pump.queue
 
     # -- metadata --------------------------------------------------------------
@@ -208,17 +236,17 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------
     def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
-        assert self.saver is not None
+        if self.saver is None:  # rank 0 alone writes checkpoints
+            return ""
         cid = self.saver.save(reason, tag)
         self._ckpt_at = self.saver.next_due_step()
         return cid
 
     def rewind(self, snap: dict[str, Any], cid: str) -> None:
         """Go back to a checkpoint; the state left behind is saved first (undo)."""
-        assert self.saver is not None
         self.flush()  # the old branch's records end here
         here = state.capture(self)
-        undo = self.saver.save("before-restore", snap=here)
+        undo = None if self.saver is None else self.saver.save("before-restore", snap=here)
         old = self.step
         try:
             state.restore(self, snap)
@@ -226,7 +254,7 @@ class Trainer:
             state.restore(self, here)
             raise checkpoint.CheckpointError(f"restore failed, nothing changed: {exc}") from exc
         self._last_flush = (time.time(), self.step, self._samples)
-        self._ckpt_at = self.saver.next_due_step()
+        self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.recorder.put(
             Event(
                 self.step,
@@ -282,8 +310,13 @@ class Trainer:
         self._budget = n
 
     def request_stop(self, reason: str) -> None:
-        """Finish the current step, flush, and end. Safe from signal handlers and threads."""
-        self._stop_reason = reason
+        """Finish the current step, flush, and end. Safe from signal handlers and threads.
+
+        Under torch.distributed the ranks agree at the next sync and stop together."""
+        if self.dist is None:
+            self._stop_reason = reason
+        else:
+            self._stop_request = reason
         self.pump.arrived.set()
 
     def _reject(self, r: Rejected) -> None:
@@ -331,6 +364,8 @@ class Trainer:
                 # the RNG states the epoch's order is drawn from: a checkpoint replays them
                 gens = state.data_generators(self.job.train_data)
                 self._epoch_rng = state.to_host(state.rng_state(gens))
+                if self.dist is not None:
+                    dist.set_epoch(self.job.train_data, self.epoch)
                 self._data = iter(self.job.train_data)
                 self._batches_this_epoch = 0
             try:
@@ -358,7 +393,7 @@ class Trainer:
     def _loss(self, batch: Any) -> torch.Tensor:
         job = self.job
         if job.step_fn is not None:
-            return job.step_fn(self.model, batch)
+            return job.step_fn(self.net, batch)
         assert job.loss_fn is not None
         try:
             x, y = batch
@@ -367,7 +402,7 @@ class Trainer:
                 f"loss_fn needs (x, y) batches, got a {type(batch).__name__}; "
                 "use step_fn(model, batch) for other batches"
             ) from None
-        return job.loss_fn(self.model(x), y)
+        return job.loss_fn(self.net(x), y)
 
     def _check_loss(self, loss: Any) -> None:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -433,7 +468,7 @@ class Trainer:
                 total += self._loss(to_device(batch, self.device)).detach().float()
                 n += 1
         self.model.train(was_training)
-        value = (total / max(n, 1)).item() if n else math.nan  # one sync per evaluation
+        value = self.mean(total / max(n, 1)) if n else math.nan  # one sync per evaluation
         self._last_val = value
         self.recorder.put(ValRecord(self.step, self.epoch, value))
         saver = self.saver
@@ -457,7 +492,31 @@ class Trainer:
         n = len(self._buf_loss)
         if n == 0:
             return
-        losses = torch.stack(self._buf_loss).float().tolist()
+        now = time.time()
+        t0, s0, n0 = self._last_flush
+        dt = max(now - t0, 1e-9)
+        steps_per_s = (self.step - s0) / dt
+        mem = memory_allocated(self.device)
+        if self.dist is None:
+            losses = torch.stack(self._buf_loss).float().tolist()
+        else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
+            losses, ranks = dist.gather_losses(
+                torch.stack(self._buf_loss), [steps_per_s, float(mem or 0)], self.device
+            )
+            self.recorder.put(
+                MetaUpdate(
+                    {
+                        "ranks": [
+                            {
+                                "rank": r,
+                                "steps_per_s": s[0],
+                                "device_mem": int(s[1]) if mem is not None else None,
+                            }
+                            for r, s in enumerate(ranks)
+                        ]
+                    }
+                )
+            )
         if self.saver is not None:
             self.saver.last_loss = losses[-1]
         cols: dict[str, list[float]] = {
@@ -473,17 +532,14 @@ class Trainer:
         for i in range(len(lrs[0])):
             cols[f"lr/{i}"] = [float(row[i]) for row in lrs]
         self.recorder.put(MetricBatch(cols))
-        now = time.time()
-        t0, s0, n0 = self._last_flush
-        dt = max(now - t0, 1e-9)
         self.recorder.put(
             StatusUpdate(
                 self.state,
                 self.step,
                 self.epoch,
-                steps_per_s=(self.step - s0) / dt,
+                steps_per_s=steps_per_s,
                 samples_per_s=(self._samples - n0) / dt,
-                device_mem=memory_allocated(self.device),
+                device_mem=mem,
                 last_record=now,
             )
         )
@@ -511,7 +567,7 @@ class Trainer:
                     f"checkpoint write: {', '.join(leftovers)}",
                 )
             )
-        self.saver = Saver(self, self.policy)
+        self.saver = Saver(self, self.policy) if self.leader else None
         if self.resume_from is not None:
             snap, source = self.resume_from
             state.restore(self, snap)
@@ -523,7 +579,7 @@ class Trainer:
                     {"marker": "restore", "to_step": self.step},
                 )
             )
-        self._ckpt_at = self.saver.next_due_step()
+        self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         self.publish_controls()
         self.pump.take_now()  # commands sent before the job started apply at step 0
@@ -534,8 +590,61 @@ class Trainer:
     def _wait_while_paused(self) -> None:
         self.flush()
         self._set_state("paused", self.pause_message)
-        self.pump.arrived.wait(0.5)
-        self.pump.arrived.clear()
+        if self.leader:
+            self.pump.arrived.wait(0.5)
+            self.pump.arrived.clear()
+        if self.dist is not None:
+            self._sync()  # the other ranks wait here for rank 0's next word
+
+    # -- torch.distributed ---------------------------------------------------------
+    def _sync(self) -> None:
+        """Rank 0's commands and every rank's wish to stop, taken at the same step by all."""
+        outgoing = None
+        if self.leader:
+            outgoing = [self._for_every_rank(c) for c in self._drain()]
+        incoming: list[Command] = dist.broadcast_object(outgoing)
+        if self.agree(self._stop_request is not None) and self._stop_reason is None:
+            self._stop_reason = self._stop_request or "stop requested on another rank"
+        self.commands.extend(incoming)
+        if self.commands:
+            self._apply_commands()
+        self._sync_at = self.step + self.job.sync_every
+
+    def _drain(self) -> list[Command]:
+        out = []
+        while self.commands:
+            out.append(self.commands.popleft())
+        return out
+
+    def _for_every_rank(self, cmd: Command) -> Command:
+        """Decide on rank 0 what would otherwise be looked up on each rank."""
+        if cmd.kind == "restore" and self.saver is not None:
+            self.saver.wait()  # the file every rank will read is complete
+            try:
+                ref = checkpoint.find(self.paths.checkpoints, cmd.args["id"]).id
+                return Command(cmd.id, cmd.kind, {**cmd.args, "id": ref}, cmd.raw)
+            except checkpoint.CheckpointError:
+                return cmd  # every rank rejects it the same way
+        if cmd.kind == "lr-find-apply":
+            return control.resolve_apply(self, cmd)
+        return cmd
+
+    def params_changed(self) -> None:
+        """Which parameters train changed (freeze): DDP's reducer is rebuilt on every rank."""
+        if self.net is not self.model:
+            self.net = dist.wrap_model(self.model, self.device)
+
+    def agree(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (just ``flag`` without distributed)."""
+        if self.dist is None:
+            return flag
+        return dist.any_rank(flag, self.device)
+
+    def mean(self, value: torch.Tensor) -> float:
+        """A scalar's mean over ranks (its value without distributed): one sync."""
+        if self.dist is None:
+            return float(value)
+        return dist.mean_scalar(value)
 
     def run(self) -> str:
         """Train until max steps/epochs, a stop command, or an error. Returns the end state."""
@@ -545,8 +654,11 @@ class Trainer:
             while True:
                 if self._ramps:
                     self._advance_ramps()
-                if self.commands:
-                    self._apply_commands()
+                if self.dist is None:
+                    if self.commands:
+                        self._apply_commands()
+                elif self.step >= self._sync_at:
+                    self._sync()
                 if self._stop_reason is not None:
                     final, message = "stopped", self._stop_reason
                     break

@@ -170,7 +170,7 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     trainer.model.train()
     try:
         for it in range(cfg.num_iter):
-            if _cancel_requested(trainer):
+            if trainer.agree(_cancel_requested(trainer) is not None):
                 test.status, test.message = "cancelled", f"cancelled after {it} iterations"
                 break
             ref_lr = factor(cfg, it, test.base[test.ref])
@@ -179,7 +179,7 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
                 write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
             loss, _ = trainer.gradients(lambda: next(batches))
             trainer.optimizer.step()
-            value = float(loss)  # one read per iteration: the stop rule needs it now
+            value = trainer.mean(loss)  # one read per iteration: the stop rule needs it now
             smoothed = smoother.update(value)
             best = min(best, smoothed)
             test.lrs.append(ref_lr)

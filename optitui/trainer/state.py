@@ -163,6 +163,10 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
         trainer._batches_this_epoch = 0
         if pos["started"] and pos["epoch_rng"] is not None:
             set_rng_state(pos["epoch_rng"], gens)
+            if trainer.dist is not None:
+                from optitui.trainer.dist import set_epoch
+
+                set_epoch(trainer.job.train_data, trainer.epoch)
             trainer._data = iter(trainer.job.train_data)
             for _ in range(pos["batch"]):  # replay the order; these batches are skipped
                 next(trainer._data)

@@ -1,0 +1,142 @@
+"""torch.distributed: every rank applies every command at the same step.
+
+Rank 0 alone owns the run store and reads commands. Every ``sync_every`` steps
+(and while paused) the ranks meet once: an all-gather of each rank's buffered
+losses and step statistics (so the reported loss is the mean over ranks and a
+straggler shows), and a broadcast of rank 0's pending commands and stop
+decision. Between those steps nothing is exchanged beyond what DDP itself does.
+Decisions that follow from the data (the divergence guard, the range test's
+stopping and suggestions) are computed from the same all-reduced numbers on
+every rank, so they agree without further messages.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world: int
+    local_rank: int
+    backend: str
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_from_env(timeout_s: float = 120.0) -> DistInfo | None:
+    """Join the process group torchrun set up (None when not launched by torchrun)."""
+    if not launched_by_torchrun():
+        return None
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return DistInfo(dist.get_rank(), world, local, backend)
+
+
+def device_for(info: DistInfo, spec: str) -> str:
+    """Each rank's device: its own GPU under NCCL, else what was asked."""
+    if info.backend == "nccl" and spec in ("auto", "cuda"):
+        return f"cuda:{info.local_rank}"
+    return spec
+
+
+def broadcast_object(obj: Any) -> Any:
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``model`` (rebuilt after a freeze changes its params)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DDP(model, device_ids=ids)
+
+
+def shard(data: Any, info: DistInfo) -> Any:
+    """A DataLoader over a map-style dataset gets a DistributedSampler if it has none."""
+    if not isinstance(data, DataLoader) or isinstance(data.sampler, DistributedSampler):
+        return data
+    if not hasattr(data.dataset, "__len__") or data.batch_sampler is None:
+        return data  # iterable-style datasets shard themselves
+    if isinstance(getattr(data.batch_sampler, "sampler", None), DistributedSampler):
+        return data
+    shuffle = isinstance(data.sampler, RandomSampler)
+    seed = 0
+    if shuffle and data.generator is not None:
+        seed = int(data.generator.initial_seed()) % 2**31
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        data.dataset,
+        num_replicas=info.world,
+        rank=info.rank,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=data.drop_last,
+    )
+    return DataLoader(
+        data.dataset,
+        batch_size=data.batch_size,
+        sampler=sampler,
+        num_workers=data.num_workers,
+        collate_fn=data.collate_fn,
+        pin_memory=data.pin_memory,
+        drop_last=data.drop_last,
+        timeout=data.timeout,
+        worker_init_fn=data.worker_init_fn,
+        persistent_workers=data.persistent_workers,
+    )
+
+
+def set_epoch(data: Any, epoch: int) -> None:
+    sampler = getattr(data, "sampler", None)
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+
+
+def gather_losses(
+    losses: torch.Tensor, stats: list[float], device: torch.device
+) -> tuple[list[float], list[list[float]]]:
+    """One all-gather: the mean of each step's loss over ranks, and every rank's stats."""
+    world = dist.get_world_size()
+    local = torch.cat([losses.float().to(device), torch.tensor(stats, device=device)])
+    out = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(out, local)
+    table = torch.stack(out).cpu()
+    n = losses.numel()
+    mean = table[:, :n].double().mean(dim=0).tolist()
+    return [float(x) for x in mean], table[:, n:].tolist()
+
+
+def mean_scalar(value: torch.Tensor) -> float:
+    """The mean of a scalar over ranks (a range test iteration, a validation)."""
+    t = value.detach().float().reshape(1).clone()
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

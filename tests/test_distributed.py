@@ -1,0 +1,158 @@
+"""Two ranks under torchrun (gloo, CPU): every command lands at the same step on both."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import wait_for, write_script
+
+from optitui.store import client
+from optitui.store.client import NoAnswer
+from optitui.store.layout import RunPaths
+from optitui.store.reader import RunReader
+
+SCRIPT = """
+import atexit, json, os, time
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import optitui
+
+OUT = os.environ["OPTITUI_TEST_OUT"]
+LOG = []
+
+def setup(device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 1)).to(device)
+    opt = torch.optim.AdamW([
+        {"params": model[0].parameters(), "name": "body", "lr": 0.01},
+        {"params": model[3].parameters(), "name": "head", "lr": 0.004},
+    ])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=400)
+
+    def step_fn(net, batch):
+        LOG.append([g["lr"] for g in opt.param_groups])
+        time.sleep(0.02)
+        xb, yb = batch
+        return nn.functional.mse_loss(net(xb), yb)
+
+    def dump():
+        rank = int(os.environ.get("RANK", "0"))  # the group is gone by exit time
+        with open(os.path.join(OUT, f"lrs-{rank}.json"), "w") as f:
+            json.dump(LOG, f)
+        torch.save(model.state_dict(), os.path.join(OUT, f"params-{rank}.pt"))
+
+    atexit.register(dump)
+    return optitui.Job(model=model, optimizer=opt, scheduler=sched, step_fn=step_fn,
+                       train_data=DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True,
+                                             generator=g),
+                       max_steps=300, sync_every=4)
+"""
+
+
+def _commands(rnd: random.Random) -> list[tuple[str, dict[str, Any]]]:
+    edits: list[tuple[str, dict[str, Any]]] = [
+        ("set", {"values": {"lr": 0.02}, "group": "body"}),
+        ("set", {"values": {"lr": 0.003}, "group": 1, "ramp": 10}),
+        ("scale-lr", {"factor": 0.5}),
+        ("scale-lr", {"factor": 1.5, "group": 0, "ramp": 6}),
+        ("set", {"values": {"weight_decay": 0.05, "betas": [0.8, 0.99]}}),
+        ("set", {"values": {"lr": 0.008}}),
+        ("clip", {"max_norm": 1.0}),
+        ("lookahead", {"enabled": True, "k": 5, "alpha": 0.5}),
+        ("scheduler", {"action": "detach"}),
+        ("set", {"values": {"lr": 0.006}, "group": "head"}),
+        ("scheduler", {"action": "attach"}),
+    ]
+    rnd.shuffle(edits)
+    plan = [*edits[:4], ("pause", {}), ("step", {"n": 3}), ("resume", {}), *edits[4:6]]
+    plan += [("save", {"tag": "mid"}), ("lr-find", {"num_iter": 40})]
+    plan += [("lr-find-apply", {"id": "latest", "rule": "valley"})]
+    plan += [*edits[6:9], ("freeze", {"group": "head"}), ("unfreeze", {"group": "head"})]
+    plan += [
+        ("restore", {"id": "latest"}),
+        ("reset-state", {"group": 0}),
+        ("scale-lr", {"factor": 0.9}),
+        *edits[9:],
+    ]
+    return plan
+
+
+@pytest.mark.slow
+def test_two_ranks_stay_in_lockstep(tmp_path: Path) -> None:
+    script = write_script(tmp_path, SCRIPT)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OPTITUI_TEST_OUT": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "optitui",
+            "run",
+            str(script),
+            "--headless",
+            "--device",
+            "cpu",
+            "--nproc-per-node",
+            "2",
+            "--run-dir",
+            str(run_dir),
+            "--seed",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    applied: list[str] = []
+    rejected: list[str] = []
+    try:
+        wait_for(lambda: (run_dir / "store.sqlite").exists(), 120, "store")
+        reader = RunReader(run_dir)
+        wait_for(lambda: reader.status().step > 5, 120, "training")
+        for kind, args in _commands(random.Random(0)):
+            try:
+                sent = client.send(RunPaths(run_dir), kind, args, timeout=60)
+            except NoAnswer as exc:
+                rejected.append(f"{kind}: no answer: {exc}")
+                break
+            assert sent.outcome is not None
+            (applied if sent.outcome.applied else rejected).append(f"{kind}: {sent.outcome.reason}")
+            if kind == "lr-find":
+                wait_for(
+                    lambda: any(t.status != "running" for t in reader.range_tests()),
+                    60,
+                    "range test",
+                )
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    print(f"\n{len(applied)} commands applied, {len(rejected)} rejected: {rejected}")
+    assert len(applied) >= 20, (applied, rejected)
+    logs = [json.loads((tmp_path / f"lrs-{r}.json").read_text()) for r in (0, 1)]
+    assert len(logs[0]) >= 300 and logs[0] == logs[1]  # every step, every group, both ranks
+    assert len({tuple(x) for x in logs[0]}) > 20  # and the lrs really moved
+    p0, p1 = (torch.load(tmp_path / f"params-{r}.pt", weights_only=True) for r in (0, 1))
+    assert p0.keys() == p1.keys() and all(torch.equal(p0[k], p1[k]) for k in p0)
+    with RunReader(run_dir) as r:
+        st = r.status()
+        assert st.state == "finished" and st.step == 300
+        ranks = r.meta(refresh=True)["ranks"]
+        assert [x["rank"] for x in ranks] == [0, 1] and all(x["steps_per_s"] > 0 for x in ranks)
+        assert r.meta()["world_size"] == 2
+        (test,) = r.range_tests()
+        assert test.status == "done"
