@@ -28,7 +28,7 @@ from optitui.tui.messages import CommandAnswered, FeedProblem, StoreUpdated
 from optitui.tui.screens.field_editor import FieldEditor
 from optitui.tui.screens.help import HelpScreen
 from optitui.tui.settings import ViewerSettings
-from optitui.tui.steering import Change, Steering, await_outcome
+from optitui.tui.steering import Steering, await_outcome
 from optitui.tui.widgets.command_status import CommandStatus
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.group_table import GroupTable
@@ -243,9 +243,6 @@ class DashboardScreen(Screen[None]):
 
     def _changes_shown(self) -> None:
         self.query_one(CommandStatus).show(self.steering.recent(2), self.all_groups)
-
-    def recent_changes(self) -> list[Change]:
-        return self.steering.recent(10)
 
     # -- actions ---------------------------------------------------------------------
     def action_move_group(self, delta: int) -> None:
