@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import queue
 import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +33,7 @@ from optitui.store.records import (
 from optitui.store.schema import SCHEMA_VERSION, connect
 
 _STOP = object()
+_ROUTINE = (MetricBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
 
 
 def _json(value: Any) -> str:
@@ -162,9 +163,12 @@ class StoreWriter:
 class Recorder:
     """Queue + writer thread. ``put`` is safe to call from any thread and never blocks.
 
-    Only metric batches are bounded (``max_queue``): when the disk cannot keep up
-    they are dropped and counted. Everything else (command outcomes, events,
-    status) is always kept: every command gets its answer.
+    Routine records (metrics, status) are written a few times a second, in one
+    transaction each time, and putting one wakes nobody: a fast training loop
+    pays for a deque append, not for a thread switch. Command outcomes and
+    events wake the writer at once. Only metric batches are bounded
+    (``max_queue``): when the disk cannot keep up they are dropped and counted;
+    everything else is always kept, so every command gets its answer.
     """
 
     def __init__(
@@ -177,7 +181,8 @@ class Recorder:
     ) -> None:
         self.paths = paths
         self._writer = StoreWriter(paths, meta)
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._items: deque[Any] = deque()  # append and popleft are atomic
+        self._urgent = threading.Event()
         self._max_queue = max_queue
         self._flush_interval = flush_interval
         self.dropped = 0
@@ -193,49 +198,43 @@ class Recorder:
     def put(self, record: Record) -> bool:
         """Queue a record without blocking; False (and counted) for a metric batch that
         finds the queue full."""
-        if isinstance(record, MetricBatch) and self._queue.qsize() >= self._max_queue:
+        if isinstance(record, MetricBatch) and len(self._items) >= self._max_queue:
             self.dropped += 1
             return False
-        self._queue.put_nowait(record)
+        self._items.append(record)
+        if not isinstance(record, _ROUTINE):
+            self._urgent.set()
         return True
 
-    def _drain(self, first: Any) -> tuple[list[Record], bool]:
+    def _drain(self) -> tuple[list[Record], bool]:
         batch: list[Record] = []
-        stop = False
-        item = first
-        while True:
+        while self._items and len(batch) < 1024:
+            item = self._items.popleft()
             if item is _STOP:
-                stop = True
-            elif item is not None:
-                batch.append(item)
-            if len(batch) >= 1024:
-                break
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-        return batch, stop
+                return batch, True
+            batch.append(item)
+        return batch, False
 
     def _run(self) -> None:
         warned = False
         while True:
-            try:
-                first = self._queue.get(timeout=self._flush_interval)
-            except queue.Empty:
-                first = None
-            batch, stop = self._drain(first)
+            self._urgent.wait(self._flush_interval)
+            self._urgent.clear()
+            batch, stop = self._drain()
             if self.dropped > self._reported_dropped:
                 lost = self.dropped - self._reported_dropped
                 self._reported_dropped = self.dropped
                 batch.append(Event(0, "warning", f"store queue full: {lost} records dropped"))
             try:
-                self._writer.write(batch)
+                self._writer.write(batch)  # also refreshes the heartbeat
             except sqlite3.Error as exc:  # a full disk must not stop training
                 if not warned:
                     print(f"optitui: cannot write run store: {exc}", file=sys.stderr)
                     warned = True
             if stop:
                 return
+            if self._items:  # more than one batch was waiting
+                self._urgent.set()
 
     def close(self, final: StatusUpdate | None = None, timeout: float = 30.0) -> None:
         """Flush everything queued (plus ``final``), stop the thread, close the db."""
@@ -248,8 +247,9 @@ class Recorder:
             self._writer.close()
             return
         if final is not None:
-            self._queue.put(final)
-        self._queue.put(_STOP)
+            self._items.append(final)
+        self._items.append(_STOP)
+        self._urgent.set()
         self._thread.join(timeout)
         self._writer.close()
 

@@ -73,35 +73,43 @@ class Guard:
             ),
             None,
         )
-        for x in losses[: bad if bad is not None else len(losses)]:
-            self._spike(int(steps[0]), x)
+        self._spikes(losses[: bad if bad is not None else len(losses)])
         if bad is not None:
             return self._diverged(int(steps[bad]), losses[bad])
         self._maybe_snapshot()
         return False
 
-    def _spike(self, step: int, loss: float) -> None:
+    def _spikes(self, losses: list[float]) -> None:
+        """Smooth the finite losses (EMA, bias-corrected) and warn once per spike."""
         beta = 0.9  # about ten steps: fast enough to see a spike, slow enough to skip noise
-        self._n += 1
-        self._avg = beta * self._avg + (1 - beta) * loss
-        smoothed = self._avg / (1 - beta**self._n)
-        if self._n < 20:  # too early to call anything a spike
-            self._floor = min(self._floor, smoothed) if self._n > 5 else self._floor
-            return
-        if smoothed > self.policy.spike_factor * self._floor > 0 and not self._spiking:
-            self._spiking = True
-            self.trainer.recorder.put(
-                Event(
-                    self.trainer.step,
-                    "warning",
-                    f"loss spike: smoothed loss {smoothed:.4g} is over "
-                    f"{self.policy.spike_factor:g}x its minimum {self._floor:.4g}",
-                    {"marker": "spike"},
+        factor = self.policy.spike_factor
+        rearm = 1 + (factor - 1) / 2
+        avg, n, floor, spiking = self._avg, self._n, self._floor, self._spiking
+        decay = beta**n  # beta ** n, kept up to date by multiplication
+        for loss in losses:
+            n += 1
+            decay *= beta
+            avg = beta * avg + (1 - beta) * loss
+            smoothed = avg / (1 - decay)
+            if n < 20:  # too early to call anything a spike
+                if n > 5:
+                    floor = min(floor, smoothed)
+                continue
+            if not spiking and smoothed > factor * floor > 0:
+                spiking = True
+                self.trainer.recorder.put(
+                    Event(
+                        self.trainer.step,
+                        "warning",
+                        f"loss spike: smoothed loss {smoothed:.4g} is over "
+                        f"{factor:g}x its minimum {floor:.4g}",
+                        {"marker": "spike"},
+                    )
                 )
-            )
-        elif smoothed < self._floor * (1 + (self.policy.spike_factor - 1) / 2):
-            self._spiking = False  # re-armed once it has come back down
-        self._floor = min(self._floor, smoothed)
+            elif smoothed < floor * rearm:
+                spiking = False  # re-armed once it has come back down
+            floor = min(floor, smoothed)
+        self._avg, self._n, self._floor, self._spiking = avg, n, floor, spiking
 
     def _maybe_snapshot(self) -> None:
         t = self.trainer

@@ -121,7 +121,10 @@ class Trainer:
         self._buf_lr: list[list[Any]] = []
         self._buf_time: list[float] = []
         self._buf_epoch: list[int] = []
-        self._samples = 0
+        self._samples = 0  # counted at flushes: steps x samples per step
+        self._batch_samples = 0  # samples per optimizer step, measured once an epoch
+        self._measure_batch = True
+        self._move = device.type != "cpu"
         self._last_flush = (time.time(), 0, 0)  # (time, step, samples)
         self._checked_loss = False
         self.clip: float | None = job.clip_grad_norm
@@ -363,11 +366,12 @@ class Trainer:
             if self._data is None:
                 # the RNG states the epoch's order is drawn from: a checkpoint replays them
                 gens = state.data_generators(self.job.train_data)
-                self._epoch_rng = state.to_host(state.rng_state(gens))
+                self._epoch_rng = state.rng_state(gens)  # fresh host copies already
                 if self.dist is not None:
                     dist.set_epoch(self.job.train_data, self.epoch)
                 self._data = iter(self.job.train_data)
                 self._batches_this_epoch = 0
+                self._measure_batch = True
             try:
                 batch = next(self._data)
             except StopIteration:
@@ -420,13 +424,16 @@ class Trainer:
         """The job's own step up to ``optimizer.step()``: zero the grads, forward and backward
         over ``grad_accum`` micro-batches, clip. Returns the mean loss and the grad norm
         (when clipping), both still on the device. The range test uses it too."""
-        job, device = self.job, self.device
         self.optimizer.zero_grad(set_to_none=True)
-        accum = job.grad_accum
+        accum = self.job.grad_accum
         total: torch.Tensor | None = None
         for _ in range(accum):
-            batch = to_device(next_batch(), device)
-            self._samples += batch_size(batch)
+            batch = next_batch()
+            if self._move:  # on the CPU, batches from a CPU loader are already in place
+                batch = to_device(batch, self.device)
+            if self._measure_batch:  # once an epoch, not every step
+                self._batch_samples = batch_size(batch) * accum
+                self._measure_batch = False
             loss = self._loss(batch)
             if not self._checked_loss:
                 self._check_loss(loss)
@@ -492,6 +499,7 @@ class Trainer:
         n = len(self._buf_loss)
         if n == 0:
             return
+        self._samples += n * self._batch_samples
         now = time.time()
         t0, s0, n0 = self._last_flush
         dt = max(now - t0, 1e-9)
@@ -519,18 +527,19 @@ class Trainer:
             )
         if self.saver is not None:
             self.saver.last_loss = losses[-1]
-        cols: dict[str, list[float]] = {
-            "step": [float(s) for s in range(self.step - n + 1, self.step + 1)],
-            "epoch": [float(e) for e in self._buf_epoch],
+        cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
+            "step": range(self.step - n + 1, self.step + 1),
+            "epoch": self._buf_epoch,
             "time": self._buf_time,
             "loss": losses,
         }
         norms = None
         if len(self._buf_gn) == n:
             cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
-        lrs = self._buf_lr
-        for i in range(len(lrs[0])):
-            cols[f"lr/{i}"] = [float(row[i]) for row in lrs]
+        by_group = list(zip(*self._buf_lr, strict=True))
+        for i, col in enumerate(by_group):
+            # tensor-valued lrs (capturable, fused) are read here, at flush time only
+            cols[f"lr/{i}"] = col if type(col[0]) is float else [float(v) for v in col]
         self.recorder.put(MetricBatch(cols))
         self.recorder.put(
             StatusUpdate(

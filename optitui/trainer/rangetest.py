@@ -166,7 +166,6 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     last_publish = 0.0
     batches = _batches(trainer)
     was_training = trainer.model.training
-    samples = trainer._samples  # the test's batches are not training throughput
     trainer.model.train()
     try:
         for it in range(cfg.num_iter):
@@ -202,7 +201,6 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
             disk.unlink(missing_ok=True)
         state.restore(trainer, snap, data=False)
         trainer.model.train(was_training)
-        trainer._samples = samples
     if test.status == "done":
         raw = [x if math.isfinite(x) else math.nan for x in test.losses]
         found = suggest_all(test.lrs, test.smoothed, cfg, raw_losses=raw)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 def to_host(obj: Any) -> Any:
     """A deep copy with every tensor on the CPU (cloned: training goes on mutating them)."""
+    if isinstance(obj, int | float | str | bool | None):
+        return obj
     if isinstance(obj, torch.Tensor):
         t = obj.detach()
         return t.to("cpu", copy=True) if t.device.type != "cpu" else t.clone()
@@ -118,7 +120,7 @@ def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
         },
         "step": trainer.step,
         "epoch": trainer.epoch,
-        "rng": to_host(rng_state(gens)),
+        "rng": rng_state(gens),  # fresh host copies already
     }
     if data:
         snap["data"] = {
