@@ -37,6 +37,7 @@ from pathlib import Path
 from optitui.store.layout import create_run_dir
 from optitui.store.records import Event, GroupSnapshot, MetricBatch, StatusUpdate, ValRecord
 from optitui.store.writer import StoreWriter
+from optitui.tui.fmt import count
 
 CHUNK = 64  # steps per metric row, as the trainer flushes them
 SIZE = (160, 48)
@@ -168,9 +169,9 @@ def attach_in_tmux(run: Path, steps: int) -> float | None:
             while time.perf_counter() < deadline:
                 screen = tmux("capture-pane", "-p", "-t", "b")
                 # the status bar has the last step, and the x axis of both plots ends there
-                if want in screen and screen.count(f"{steps / 1e6:.3g}M") >= 2:
+                if want in screen and screen.count(f" {count(steps)}") >= 2:
                     return time.perf_counter() - t0
-                time.sleep(0.005)
+                time.sleep(0.02)  # each look spawns a tmux client: not too often
             return math.nan
         finally:
             tmux("kill-server")

@@ -330,9 +330,13 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if problem:
         _err(problem)
         return 2
+    from optitui.tui.feed import StoreFeed
+
+    feed = StoreFeed(paths.root)
+    feed.prefetch()  # a long history is read while Textual loads
     from optitui.tui.app import build_app
 
-    app = build_app(paths.root)
+    app = build_app(paths.root, feed=feed)
     app.run()
     return app.return_code or 0
 

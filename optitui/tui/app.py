@@ -21,6 +21,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from optitui.store.layout import RunPaths
+from optitui.tui.feed import StoreFeed
 from optitui.tui.messages import InlineJobEnded, JobExited
 from optitui.tui.screens.dashboard import KEYS, DashboardScreen
 from optitui.tui.screens.quit import QuitScreen
@@ -49,6 +50,7 @@ class DashboardApp(App[int]):
         process: subprocess.Popen[bytes] | None = None,
         job_runner: JobRunner | None = None,
         stopper: Stopper | None = None,
+        feed: StoreFeed | None = None,
     ) -> None:
         super().__init__()
         if (job_runner is None) != (stopper is None):
@@ -62,7 +64,7 @@ class DashboardApp(App[int]):
         note = "inline" if job_runner is not None else ""
         if process is not None:
             note = f"job pid {process.pid}"
-        self.dashboard = DashboardScreen(self.paths, self.settings, self.stop_event, note)
+        self.dashboard = DashboardScreen(self.paths, self.settings, self.stop_event, note, feed)
         self.job_returncode: int | None = None
         self.inline_state: str | None = None  # set when the inline loop has returned
         self._inline_running = False
@@ -207,8 +209,17 @@ def build_app(
     process: subprocess.Popen[bytes] | None = None,
     job_runner: JobRunner | None = None,
     stopper: Stopper | None = None,
+    feed: StoreFeed | None = None,
 ) -> DashboardApp:
-    """The dashboard on ``run_dir``: attached (no process), supervising one, or inline."""
+    """The dashboard on ``run_dir``: attached (no process), supervising one, or inline.
+
+    ``feed`` may be a :class:`StoreFeed` whose first read was started early.
+    """
     return DashboardApp(
-        Path(run_dir), settings=settings, process=process, job_runner=job_runner, stopper=stopper
+        Path(run_dir),
+        settings=settings,
+        process=process,
+        job_runner=job_runner,
+        stopper=stopper,
+        feed=feed,
     )

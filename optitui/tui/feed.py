@@ -39,7 +39,12 @@ class FeedUpdate:
 
 
 class StoreFeed:
-    """Reads one run store incrementally. Owned by one thread."""
+    """Reads one run store incrementally. Owned by one thread at a time.
+
+    :meth:`prefetch` lets a caller start the first (largest) read before the
+    app exists, e.g. while Textual is being imported; :meth:`next` hands that
+    read over to the thread that follows the store.
+    """
 
     def __init__(
         self,
@@ -59,6 +64,32 @@ class StoreFeed:
         self._meta: dict[str, Any] | None = None
         self._groups: list[dict[str, Any]] | None = None
         self._polls = 0
+        self._prefetch: threading.Thread | None = None
+        self._prefetched: FeedUpdate | BaseException | None = None
+
+    def prefetch(self) -> None:
+        """Start the first poll in a background thread (daemon: it never blocks exit)."""
+
+        def run() -> None:
+            try:
+                self._prefetched = self.poll()
+            except BaseException as exc:  # handed to next(), which raises it there
+                self._prefetched = exc
+
+        self._prefetch = threading.Thread(target=run, name="optitui-prefetch", daemon=True)
+        self._prefetch.start()
+
+    def next(self) -> FeedUpdate:
+        """The prefetched update if there is one, else a fresh poll."""
+        if self._prefetch is not None:
+            self._prefetch.join()
+            self._prefetch = None
+            got, self._prefetched = self._prefetched, None
+            if isinstance(got, BaseException):
+                raise got
+            if got is not None:
+                return got
+        return self.poll()
 
     def poll(self) -> FeedUpdate:
         if self._reader is None:
@@ -110,7 +141,7 @@ def follow(
     try:
         while not stop.is_set():
             try:
-                update = feed.poll()
+                update = feed.next()
             except (sqlite3.Error, OSError, ValueError) as exc:
                 text = f"cannot read the run store: {exc}"
                 if text != last_problem and problem is not None:

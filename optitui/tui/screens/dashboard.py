@@ -87,7 +87,12 @@ class DashboardScreen(Screen[None]):
     ]
 
     def __init__(
-        self, paths: RunPaths, settings: ViewerSettings, stop: threading.Event, note: str = ""
+        self,
+        paths: RunPaths,
+        settings: ViewerSettings,
+        stop: threading.Event,
+        note: str = "",
+        feed: StoreFeed | None = None,
     ) -> None:
         super().__init__()
         self.note = note
@@ -103,7 +108,7 @@ class DashboardScreen(Screen[None]):
         self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
         self._consumed = threading.Event()
-        self._feed = StoreFeed(paths.root, ema_beta=settings.ema_beta, clock=settings.clock)
+        self._feed = feed or StoreFeed(paths.root, ema_beta=settings.ema_beta, clock=settings.clock)
 
     # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
