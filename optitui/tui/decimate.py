@@ -32,6 +32,24 @@ class Points:
     def __len__(self) -> int:
         return len(self.xs)
 
+    def flat_runs_joined(self) -> Points:
+        """The same line with the inner points of equal-y runs dropped.
+
+        A constant lr is then two points instead of one per column: plotext's
+        cost grows with points, and a straight segment draws the same pixels.
+        """
+        xs, ys = self.xs, self.ys
+        if len(xs) < 3:
+            return self
+        out = Points([xs[0]], [ys[0]])
+        for i in range(1, len(xs) - 1):
+            if not ys[i - 1] == ys[i] == ys[i + 1]:
+                out.xs.append(xs[i])
+                out.ys.append(ys[i])
+        out.xs.append(xs[-1])
+        out.ys.append(ys[-1])
+        return out
+
 
 def window(view: HistoryView, last: int | None) -> tuple[int, int]:
     """Row range [start, stop) of the last ``last`` rows, or of all rows when None."""

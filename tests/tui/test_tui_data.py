@@ -291,3 +291,11 @@ def test_plot_text_matches_plotext_ansi_output() -> None:
     console = Console()
     for i in range(0, len(direct.plain), 3):
         assert ansi.get_style_at_offset(console, i) == direct.get_style_at_offset(console, i), i
+
+
+def test_flat_runs_keep_the_line_and_drop_the_middle() -> None:
+    pts = decimate.Points([1, 2, 3, 4, 5, 6, 7], [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    joined = pts.flat_runs_joined()
+    assert joined.xs == [1, 3, 4, 7] and joined.ys == [1.0, 1.0, 2.0, 2.0]
+    short = decimate.Points([1, 2], [3.0, 3.0])
+    assert short.flat_runs_joined() is short

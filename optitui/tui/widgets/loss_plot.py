@@ -24,9 +24,9 @@ class LossPlot(HistoryPlot):
             return
         nb, pos = self.buckets, self.log_y
         raw = decimate.minmax(view.step, view.loss, start, stop, nb, pos)
-        smooth = decimate.last(
-            view.step, view.smooth.at, start, min(stop, view.smooth.length), nb, pos
-        )
+        # the EMA is smooth: a point every other column draws the same curve
+        smooth_stop = min(stop, view.smooth.length)
+        smooth = decimate.last(view.step, view.smooth.at, start, smooth_stop, nb // 2, pos)
         x_lo, x_hi = view.step[start], view.step[stop - 1]
         v_lo, v_hi = decimate.val_range(view, x_lo, x_hi)
         # validation is sparse and smooth: the newest record per column is enough

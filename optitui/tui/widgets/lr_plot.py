@@ -33,6 +33,7 @@ class LrPlot(HistoryPlot):
         tops: list[float] = []
         for index, column in view.lrs:
             pts = decimate.minmax(view.step, column, start, stop, self.buckets, positive=True)
+            pts = pts.flat_runs_joined()
             if pts:
                 color = SERIES_COLORS[index % len(SERIES_COLORS)]
                 plt.plot(
