@@ -1,7 +1,8 @@
 """optitui: watch and steer PyTorch training from the terminal.
 
-``optitui.Job`` is the script contract (see the README). Importing
-``optitui`` itself loads no torch: the viewer and the CLI start fast.
+``optitui.Job`` is the script contract (see the README); ``optitui.watch``
+serves a loop you wrote (``probe.step(loss)`` after each optimizer step).
+Importing ``optitui`` itself loads no torch: the viewer and the CLI start fast.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Job", "__version__"]
+__all__ = ["Job", "StopTraining", "__version__", "watch"]
 
 if TYPE_CHECKING:
     from optitui.trainer.job import Job
+    from optitui.trainer.probe import StopTraining, watch
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from optitui.trainer.job import Job
 
         return Job
+    if name in ("watch", "StopTraining"):
+        from optitui.trainer import probe
+
+        return getattr(probe, name)
     raise AttributeError(f"module 'optitui' has no attribute {name!r}")
