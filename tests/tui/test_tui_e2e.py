@@ -176,6 +176,8 @@ def test_run_detach_by_losing_the_terminal_then_attach(tmux: Tmux, tmp_path: Pat
     count = len(applied(run))
     tmux.keys("attach", "*")
     wait_for(lambda: len(applied(run)) > count, 30, "the attached viewer's command applied")
+    # the group snapshot may land in the store just after the outcome
+    wait_for(lambda: lrs(run)[0] != before[0], 10, "the body group's new lr")
     assert lrs(run)[0] == pytest.approx(before[0] * 2)
     wait_for(lambda: "applied after step" in tmux.screen("attach"), 10, "the change on screen")
     # quit the viewer with "stop training": the job ends
