@@ -34,6 +34,8 @@ async def test_edits_against_a_real_job(tmp_path: Path) -> None:
             await wait_until(
                 pilot, lambda: "lr=0.02 (group body): applied after step" in status_text(app), 30
             )
+            table = screen.query_one(GroupTable)
+            await wait_until(pilot, lambda: table.get_cell("0", "lr") == "0.02", 30)
             # rejected by the trainer's cross-field rule: nesterov needs momentum > 0
             await pilot.press("down", "e")
             ed = app.screen
