@@ -18,37 +18,20 @@ import math
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-FORMAT = "optitui-checkpoint"
-VERSION = 1
-REASONS = ("manual", "periodic", "best", "before-restore", "failure")
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be written, read or used here; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    id: str
-    step: int
-    epoch: int
-    loss: float | None
-    val_loss: float | None
-    time: float
-    reason: str
-    tag: str | None
-    file: str
-    size: int
-    sha256: str
-    optimizer: str
-    format: str = FORMAT
-    version: int = VERSION
+from optitui.store.manifests import FORMAT as FORMAT
+from optitui.store.manifests import REASONS as REASONS
+from optitui.store.manifests import VERSION as VERSION
+from optitui.store.manifests import CheckpointError as CheckpointError
+from optitui.store.manifests import Manifest as Manifest
+from optitui.store.manifests import find as find
+from optitui.store.manifests import listing as listing
+from optitui.store.manifests import read_manifest
 
 
 def _fsync_dir(path: Path) -> None:
@@ -126,31 +109,6 @@ def write(
     return manifest
 
 
-def _read_manifest(path: Path) -> Manifest | None:
-    try:
-        d = json.loads(path.read_text())
-        m = Manifest(**d)
-    except (OSError, ValueError, TypeError):
-        return None
-    if m.format != FORMAT or m.id != path.stem or m.file != f"{m.id}.pt":
-        return None
-    state = path.with_name(m.file)
-    try:
-        if state.stat().st_size != m.size:
-            return None
-    except OSError:
-        return None
-    return m
-
-
-def listing(folder: Path) -> list[Manifest]:
-    """Every complete checkpoint, oldest first. Files without a valid manifest are not listed."""
-    if not folder.is_dir():
-        return []
-    found = [m for p in folder.glob("*.json") if (m := _read_manifest(p)) is not None]
-    return sorted(found, key=lambda m: (m.time, m.id))
-
-
 def cleanup(folder: Path) -> list[str]:
     """Remove what an interrupted write left: temporary files and states with no manifest."""
     removed: list[str] = []
@@ -159,28 +117,10 @@ def cleanup(folder: Path) -> list[str]:
     listed = {m.file for m in listing(folder)}
     for p in folder.iterdir():
         orphan = p.suffix == ".pt" and p.name not in listed
-        if p.name.endswith(".tmp") or orphan or (p.suffix == ".json" and not _read_manifest(p)):
+        if p.name.endswith(".tmp") or orphan or (p.suffix == ".json" and not read_manifest(p)):
             p.unlink(missing_ok=True)
             removed.append(p.name)
     return removed
-
-
-def find(folder: Path, ref: str) -> Manifest:
-    """A checkpoint by id, unique id prefix, step number, or ``latest``."""
-    found = listing(folder)
-    if not found:
-        raise CheckpointError("this run has no checkpoints")
-    if ref == "latest":
-        return found[-1]
-    exact = [m for m in found if m.id == ref]
-    hits = exact or [m for m in found if m.id.startswith(ref)]
-    if not hits and ref.isdigit():
-        hits = [m for m in found if m.step == int(ref)]
-    if len(hits) == 1 or (hits and len({m.step for m in hits}) == 1):
-        return hits[-1]
-    if not hits:
-        raise CheckpointError(f"no checkpoint {ref!r}; have: {', '.join(m.id for m in found)}")
-    raise CheckpointError(f"{ref!r} matches {len(hits)} checkpoints; give more of the id")
 
 
 def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:
