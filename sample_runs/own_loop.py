@@ -49,7 +49,7 @@ def main() -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            probe.step(loss)  # (2) after optimizer.step(), before scheduler.step()
+            probe.step(loss, samples=len(xb))  # (2) after optimizer.step(), before scheduler.step()
             scheduler.step()
             if probe.should_stop:
                 break

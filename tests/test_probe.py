@@ -110,12 +110,13 @@ def test_records_the_loss_and_the_lr_each_step_used(tmp_path: Path) -> None:
         for b in batches(30):
             loss = train(model, opt, b)
             losses.append(loss.item())
-            probe.step(loss)
+            probe.step(loss, samples=16)
             sched.step()
         assert probe.steps == 30
     with RunReader(tmp_path / "r") as r:
         m = r.read_metrics()
-        assert m.length == 30 and r.status().state == "finished"
+        st = r.status()
+        assert m.length == 30 and st.state == "finished" and (st.samples_per_s or 0) > 0
         assert list(m.columns["loss"]) == pytest.approx(losses, rel=1e-6)
         for i in (0, 1):  # every group, the value before the scheduler moved it
             assert list(m.columns[f"lr/{i}"]) == [row[i] for row in log.rows]
@@ -448,3 +449,15 @@ def test_optitui_run_on_an_own_loop_script(tmp_path: Path) -> None:
         assert (st.state, st.step, st.message) == ("finished", 40, "40 steps done")
         assert r.read_metrics().length == 40
         assert r.meta()["script"] == str(script.resolve()) and r.meta()["mode"] == "headless"
+
+
+def test_importing_the_integrations_loads_no_framework() -> None:
+    code = (
+        "import sys, optitui, optitui.integrations\n"
+        "assert callable(optitui.__getattr__)\n"
+        "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert not loaded & {"torch", "lightning", "pytorch_lightning", "transformers"}

@@ -488,17 +488,20 @@ class Probe:
     def _pre_hook(self, opt: Optimizer, args: Any, kwargs: Any) -> None:
         self.before_step()
 
-    def step(self, loss: torch.Tensor | float | None = None) -> None:
+    def step(self, loss: torch.Tensor | float | None = None, samples: int | None = None) -> None:
         """The step boundary, once per iteration after ``optimizer.step()``.
 
         Records the loss without reading it, applies pending commands, blocks while
         paused. Raises StopTraining when stopping and the loop ignored ``should_stop``
-        (or at once with ``on_stop="raise"``)."""
+        (or at once with ``on_stop="raise"``). ``samples`` (the batch size) gives the
+        dashboard its samples/s; it is kept until given again."""
         t = self.trainer
         if t is None:
             return
         if self._closed:
             raise RuntimeError("this probe is closed")
+        if samples is not None:
+            t._batch_samples = int(samples)  # counted at each flush, as the trainer does
         ignored = self._stop_seen
         if self._flight is not None:
             self._test_step(loss)
@@ -663,7 +666,8 @@ class Probe:
         if loss is None:
             self._end_test("failed", "probe.step() was called without a loss")
             return
-        value = float(loss)  # one read per iteration: the stop rule needs it now
+        # one read per test step: the stop rule needs the value now
+        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
         smoothed = f.smoother.update(value)
         f.best = min(f.best, smoothed)
         test.lrs.append(f.lrs[test.ref])

@@ -1,0 +1,96 @@
+"""Callbacks that give framework training loops the optitui dashboard.
+
+- :mod:`optitui.integrations.lightning`: ``OptituiCallback`` for Lightning
+  (``lightning.pytorch`` or ``pytorch_lightning``).
+- :mod:`optitui.integrations.transformers`: ``OptituiCallback`` for the Hugging
+  Face ``Trainer``.
+
+Each builds a :class:`~optitui.trainer.probe.Probe` on the framework's model,
+optimizer and scheduler when training starts; the framework keeps stepping its
+own scheduler and writing its own checkpoints. Importing this package loads
+neither framework (nor torch): each module imports its framework itself.
+
+This module also holds what both share: the lr multipliers a checkpoint carries,
+and loading a model state only when it fits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from optitui.trainer.probe import Probe
+
+
+def lr_state(probe: Probe | None) -> dict[str, Any]:
+    """The probe's lr multipliers and step, to keep beside a framework checkpoint."""
+    if probe is None or probe.trainer is None:
+        return {}
+    lr = probe.trainer.lr
+    return {
+        "lr_control": {
+            "mult": list(lr.mult),
+            "base": {str(k): v for k, v in lr.base.items()},
+            "attached": lr.attached,
+        },
+        "step": probe.steps,
+    }
+
+
+def load_lr_state(probe: Probe, saved: dict[str, Any] | None) -> None:
+    """Put back the multipliers saved with a checkpoint (none saved: the lr is as loaded)."""
+    if probe.trainer is None:
+        return
+    lr = probe.trainer.lr
+    ctl = (saved or {}).get("lr_control")
+    if not isinstance(ctl, dict) or len(ctl.get("mult", [])) != len(lr.mult):
+        lr.mult = [1.0 for _ in lr.mult]
+        lr.base = {}
+        return
+    lr.mult = [float(m) for m in ctl["mult"]]
+    lr.base = {int(k): float(v) for k, v in ctl["base"].items()}
+    lr.attached = bool(ctl["attached"])
+
+
+def check_model_state(
+    model: nn.Module, saved: dict[str, torch.Tensor], *, allow_tied: bool = False
+) -> None:
+    """Raise CheckpointError unless ``saved`` fits ``model`` (so loading it cannot fail
+    half-way). With ``allow_tied``, keys missing from ``saved`` are fine when their
+    tensor is shared with one that is there (tied embeddings are saved once)."""
+    from optitui.trainer.checkpoint import CheckpointError
+
+    here = model.state_dict()
+    extra = sorted(saved.keys() - here.keys())
+    missing = sorted(here.keys() - saved.keys())
+    if allow_tied and missing:
+        loaded = {here[k].data_ptr() for k in saved if k in here}
+        missing = [k for k in missing if here[k].data_ptr() not in loaded]
+    if missing or extra:
+        raise CheckpointError(
+            f"the checkpoint does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}"
+        )
+    for k, t in saved.items():
+        if tuple(t.shape) != tuple(here[k].shape):
+            raise CheckpointError(
+                f"the checkpoint does not fit this model: {k} is {tuple(t.shape)} there, "
+                f"{tuple(here[k].shape)} here"
+            )
+
+
+def check_optimizer_state(optimizer: Any, saved: dict[str, Any]) -> None:
+    """Raise CheckpointError unless ``saved`` has this optimizer's groups and sizes."""
+    from optitui.trainer.checkpoint import CheckpointError
+
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list):
+        raise CheckpointError("the checkpoint holds no optimizer state")
+    sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if [len(g.get("params", [])) for g in groups] != sizes:
+        raise CheckpointError(
+            f"the checkpoint's optimizer has other param groups ({len(groups)} there, "
+            f"{len(sizes)} here, or other sizes)"
+        )

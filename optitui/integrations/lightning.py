@@ -1,0 +1,230 @@
+"""Lightning: ``Trainer(callbacks=[OptituiCallback()])`` gives a fit the optitui dashboard.
+
+Works with ``lightning.pytorch`` (tried first) and ``pytorch_lightning``; the
+callback only needs the hooks both call, so either Trainer takes it.
+
+- The first optimizer is watched, with the scheduler configured for it.
+  Lightning keeps stepping that scheduler; the probe wraps its ``step`` so that
+  an lr edit is a multiplier the schedule does not overwrite.
+- Each optimizer step is one probe step, taken in ``on_train_batch_end`` after
+  Lightning stepped the scheduler. The loss is what ``training_step`` returned
+  (summed over the batches of a gradient-accumulation window, which Lightning
+  already divides by their number). Clipping from the dashboard happens in
+  ``on_before_optimizer_step``.
+- Stop sets ``trainer.should_stop``. Pause blocks in the callback.
+- Save writes a Lightning checkpoint (``trainer.save_checkpoint``) into the run's
+  ``checkpoints/`` folder as ``ID.ckpt``; it carries the lr multipliers in this
+  callback's state. Restore loads one back into the module, optimizers and
+  schedulers; the Trainer's global step and data position go on.
+- Under torch.distributed, rank 0 alone makes the store; the other ranks do
+  nothing here, and commands are refused until the ranks can share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # the older package name
+    import pytorch_lightning as pl  # type: ignore[no-redef]
+
+from optitui.integrations import (
+    check_model_state,
+    check_optimizer_state,
+    load_lr_state,
+    lr_state,
+)
+from optitui.store.records import Event
+from optitui.trainer import checkpoint
+from optitui.trainer.device import batch_size
+from optitui.trainer.probe import Probe
+
+LIMITS = (
+    "restore loads model, optimizers and schedulers from a Lightning checkpoint; the "
+    "Trainer's global step and data position go on",
+    "the loss is what training_step returns; the first optimizer is watched",
+    "swap-optimizer is not available (Lightning holds the optimizer)",
+)
+
+
+class OptituiCallback(pl.Callback):
+    """Serve a Lightning fit's run store: loss, every group's lr, live edits, pause,
+    stop, Lightning checkpoints and the range test over the fit's own batches."""
+
+    def __init__(
+        self,
+        run_dir: Path | str | None = None,
+        *,
+        root: Path | str = "runs",
+        name: str | None = None,
+        flush_every: int = 64,
+    ) -> None:
+        self.run_dir = run_dir
+        self.root = root
+        self.name = name
+        self.flush_every = flush_every
+        self.probe: Probe | None = None
+        self._loss: torch.Tensor | None = None
+        self._stepped = 0
+        self._samples = 0
+        self._handle: Any = None
+        self._loaded: dict[str, Any] | None = None  # from a checkpoint the fit resumed from
+        self._trainer: Any = None
+        self._module: Any = None
+
+    # -- the fit -----------------------------------------------------------------
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.probe is not None or not trainer.optimizers or trainer.global_rank != 0:
+            return
+        opt = trainer.optimizers[0]
+        sched = next(
+            (
+                c.scheduler
+                for c in trainer.lr_scheduler_configs
+                if getattr(c.scheduler, "optimizer", None) is opt
+            ),
+            None,
+        )
+        self._trainer, self._module = trainer, pl_module
+        self.probe = Probe(
+            opt,
+            pl_module,
+            scheduler=sched,
+            run_dir=self.run_dir,
+            root=self.root,
+            name=self.name or type(pl_module).__name__,
+            flush_every=self.flush_every,
+            mode="lightning",
+            limits=LIMITS,
+            meta={"framework": f"{pl.__name__} {getattr(pl, '__version__', '?')}"},
+            backend=_Checkpoints(self),
+            hooks=False,
+            first_step=trainer.global_step,
+            raise_if_ignored=False,
+        )
+        if self._loaded:
+            load_lr_state(self.probe, self._loaded)
+        self._handle = opt.register_step_post_hook(self._count)
+        if self.probe.should_stop:
+            trainer.should_stop = True
+
+    def _count(self, opt: Any, args: Any, kwargs: Any) -> None:
+        self._stepped += 1
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self.probe is not None and optimizer is self.probe.optimizer:
+            self.probe.before_step()  # the lr it will use; clipping, when the run clips
+
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        p = self.probe
+        if p is None:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, torch.Tensor):
+            d = loss.detach()
+            self._loss = d if self._loss is None else self._loss + d
+        self._samples += batch_size(batch)  # shapes only: nothing is read from the device
+        if not self._stepped:
+            return  # accumulating gradients: no optimizer step yet
+        self._stepped = 0
+        (loss, self._loss), (samples, self._samples) = (self._loss, None), (self._samples, 0)
+        p.epoch = trainer.current_epoch
+        p.step(loss, samples)  # the step boundary: commands, pause
+        if p.should_stop:
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close(None)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._close(exception)
+
+    def _close(self, error: BaseException | None) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        if self.probe is not None:
+            self.probe.close(error)
+            self.probe = None
+
+    # -- what Lightning checkpoints keep of this callback ---------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return lr_state(self.probe)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._loaded = dict(state_dict)
+
+
+class _Checkpoints:
+    """Save and restore from the dashboard, in Lightning's own checkpoint format."""
+
+    def __init__(self, callback: OptituiCallback) -> None:
+        self.cb = callback
+
+    def _folder(self) -> Path:
+        probe = self.cb.probe
+        assert probe is not None and probe.trainer is not None
+        return probe.trainer.paths.checkpoints
+
+    def save(self, reason: str, tag: str | None) -> str:
+        probe, trainer = self.cb.probe, self.cb._trainer
+        assert probe is not None and probe.trainer is not None
+        step = probe.steps
+        cid = checkpoint.new_id(step, reason) + (f"-{tag}" if tag else "")
+        path = self._folder() / f"{cid}.ckpt"
+        trainer.save_checkpoint(path, weights_only=False)  # with optimizers and schedulers
+        probe.trainer.recorder.put(
+            Event(
+                step,
+                "checkpoint",
+                f"saved {cid} ({reason}; Lightning checkpoint {path.name})",
+                {"marker": "save", "id": cid, "reason": reason, "tag": tag, "path": str(path)},
+            )
+        )
+        return cid
+
+    def find(self, ref: str) -> Path:
+        found = sorted(self._folder().glob("*.ckpt"), key=lambda p: (p.stat().st_mtime, p.name))
+        if not found:
+            raise checkpoint.CheckpointError("this run has no Lightning checkpoints")
+        if ref == "latest":
+            return found[-1]
+        hits = [p for p in found if p.stem == ref] or [p for p in found if p.stem.startswith(ref)]
+        if not hits and ref.isdigit():
+            hits = [p for p in found if p.stem.startswith(f"step{int(ref):08d}-")]
+        if len(hits) != 1:
+            have = ", ".join(p.stem for p in found)
+            raise checkpoint.CheckpointError(
+                f"{ref!r} matches {len(hits)} checkpoints; have: {have}"
+            )
+        return hits[0]
+
+    def restore(self, ref: str) -> str:
+        trainer, module, probe = self.cb._trainer, self.cb._module, self.cb.probe
+        assert probe is not None
+        path = self.find(ref)
+        try:
+            ckpt = trainer.strategy.load_checkpoint(path)
+        except Exception as exc:
+            raise checkpoint.CheckpointError(f"{path.name}: cannot be loaded: {exc}") from None
+        check_model_state(module, ckpt.get("state_dict", {}))
+        saved_opts = ckpt.get("optimizer_states", [])
+        if len(saved_opts) != len(trainer.optimizers):
+            raise checkpoint.CheckpointError(f"{path.name}: holds other optimizers")
+        for opt, saved in zip(trainer.optimizers, saved_opts, strict=True):
+            check_optimizer_state(opt, saved)
+        trainer.strategy.load_model_state_dict(ckpt)
+        trainer.strategy.load_optimizer_state_dict(ckpt)
+        configs = trainer.lr_scheduler_configs
+        for config, saved in zip(configs, ckpt.get("lr_schedulers", []), strict=False):
+            config.scheduler.load_state_dict(saved)
+        ours = ckpt.get("callbacks", {}).get(self.cb.state_key)
+        load_lr_state(probe, ours)
+        return path.stem

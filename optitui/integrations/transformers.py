@@ -1,0 +1,241 @@
+"""Hugging Face: ``Trainer(..., callbacks=[OptituiCallback()])`` gives training the dashboard.
+
+The HF Trainer logs only the first param group's lr itself; the run store has
+every group's, every step.
+
+- The Trainer's own optimizer (unwrapped from accelerate's wrapper) and
+  scheduler are watched. The Trainer keeps stepping its scheduler; the probe
+  wraps its ``step`` so that an lr edit is a multiplier the schedule keeps.
+- Each optimizer step is one probe step, taken in ``on_step_end`` (after the
+  Trainer stepped the scheduler). The loss is the scalar the Trainer passes to
+  ``backward()`` (summed over a gradient-accumulation window, whose parts the
+  Trainer scales), kept on the device and read in batches like any other.
+- Stop sets ``control.should_training_stop``; pause blocks in the callback.
+- Save sets ``control.should_save``: the Trainer writes its usual
+  ``output_dir/checkpoint-N`` right after this step (model, optimizer,
+  scheduler, RNG, trainer state); the callback adds ``optitui.json`` with the lr
+  multipliers. Restore loads model, optimizer and scheduler back from such a
+  folder; the Trainer's global step and data position go on.
+- Under torch.distributed, only the main process (rank 0) makes the store; the
+  others do nothing here, and commands are refused until the ranks can share them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import TrainerCallback
+
+from optitui.integrations import (
+    check_model_state,
+    check_optimizer_state,
+    load_lr_state,
+    lr_state,
+)
+from optitui.store.records import Event
+from optitui.trainer import checkpoint
+from optitui.trainer.probe import Probe
+from optitui.trainer.script_mode import LossTap, innermost
+
+STATE_FILE = "optitui.json"
+LIMITS = (
+    "restore loads model, optimizer and scheduler from output_dir/checkpoint-N; the "
+    "Trainer's global step and data position go on",
+    "the loss is the scalar passed to backward() (summed over gradient accumulation)",
+    "swap-optimizer is not available (the Trainer holds the optimizer)",
+)
+
+
+def _torch_scheduler(sched: Any) -> Any:
+    """accelerate wraps the scheduler (``.scheduler``); the probe wants the torch one."""
+    kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    while sched is not None and not isinstance(sched, kinds):
+        sched = getattr(sched, "scheduler", None)
+    return sched
+
+
+class OptituiCallback(TrainerCallback):  # type: ignore[misc]
+    """Serve an HF Trainer's run store: loss, every group's lr, live edits, pause, stop,
+    HF checkpoints and the range test over the Trainer's own batches."""
+
+    def __init__(
+        self,
+        run_dir: Path | str | None = None,
+        *,
+        root: Path | str = "runs",
+        name: str | None = None,
+        flush_every: int = 64,
+    ) -> None:
+        self.run_dir = run_dir
+        self.root = root
+        self.name = name
+        self.flush_every = flush_every
+        self.probe: Probe | None = None
+        self.tap = LossTap()
+        self.args: Any = None
+        self.state: Any = None
+        self.model: Any = None
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+        self.in_step = False
+        self.save_wanted: tuple[str, str | None] | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.probe is not None or not state.is_world_process_zero:
+            return
+        model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
+        if model is None or optimizer is None:
+            return
+        self.args, self.state, self.model = args, state, model
+        self.optimizer = innermost(optimizer)
+        self.scheduler = _torch_scheduler(kwargs.get("lr_scheduler"))
+        self.tap.start()
+        self.probe = Probe(
+            self.optimizer,
+            model,
+            scheduler=self.scheduler,
+            run_dir=self.run_dir,
+            root=self.root,
+            name=self.name or type(model).__name__,
+            flush_every=self.flush_every,
+            mode="transformers",
+            limits=LIMITS,
+            meta={
+                "framework": f"transformers {transformers.__version__}",
+                "output_dir": str(args.output_dir),
+            },
+            backend=_Checkpoints(self),
+            first_step=state.global_step,
+            raise_if_ignored=False,
+        )
+        self._after_boundary(control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        p = self.probe
+        if p is None:
+            return
+        p.epoch = int(state.epoch or 0)
+        self.in_step = True
+        try:
+            # samples per optimizer step on this process, as the Trainer batches them
+            p.step(
+                self.tap.take(), args.per_device_train_batch_size * args.gradient_accumulation_steps
+            )
+        finally:
+            self.in_step = False
+        self._after_boundary(control)
+
+    def _after_boundary(self, control: Any) -> None:
+        assert self.probe is not None
+        if self.probe.should_stop:
+            control.should_training_stop = True
+        if self.save_wanted is not None:
+            control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        p = self.probe
+        if p is None or p.trainer is None:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            (folder / STATE_FILE).write_text(json.dumps(lr_state(p)))
+        reason, tag = self.save_wanted or ("transformers", None)
+        self.save_wanted = None
+        p.trainer.recorder.put(
+            Event(
+                p.steps,
+                "checkpoint",
+                f"saved {folder.name} ({reason})",
+                {"marker": "save", "id": folder.name, "reason": reason, "tag": tag},
+            )
+        )
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.tap.stop()
+        if self.probe is not None:
+            self.probe.close()
+            self.probe = None
+
+
+class _Checkpoints:
+    """Save and restore from the dashboard, as the HF Trainer's own checkpoint folders."""
+
+    def __init__(self, callback: OptituiCallback) -> None:
+        self.cb = callback
+
+    def save(self, reason: str, tag: str | None) -> str:
+        cb = self.cb
+        cb.save_wanted = (reason, tag)
+        # written by the Trainer after this step (at the first one, when asked before it)
+        return f"checkpoint-{cb.state.global_step + (0 if cb.in_step else 1)}"
+
+    def find(self, ref: str) -> Path:
+        out = Path(self.cb.args.output_dir)
+        found = sorted(
+            (p for p in out.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+            key=lambda p: int(p.name.split("-")[1]),
+        )
+        if not found:
+            raise checkpoint.CheckpointError(f"no checkpoint-N folders in {out}")
+        if ref == "latest":
+            return found[-1]
+        name = f"checkpoint-{int(ref)}" if ref.isdigit() else ref
+        for p in found:
+            if p.name == name:
+                return p
+        have = ", ".join(p.name for p in found)
+        raise checkpoint.CheckpointError(f"no checkpoint {ref!r} in {out}; have: {have}")
+
+    def restore(self, ref: str) -> str:
+        cb = self.cb
+        assert cb.probe is not None
+        folder = self.find(ref)
+        weights = _load_weights(folder)
+        check_model_state(cb.model, weights, allow_tied=True)
+        sched_file, state_file = folder / "scheduler.pt", folder / STATE_FILE
+        try:
+            opt = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+            sched = None
+            if cb.scheduler is not None and sched_file.is_file():
+                sched = torch.load(sched_file, map_location="cpu", weights_only=True)
+            saved = json.loads(state_file.read_text()) if state_file.is_file() else None
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise checkpoint.CheckpointError(f"{folder.name}: cannot be loaded: {exc}") from None
+        check_optimizer_state(cb.optimizer, opt)
+        cb.model.load_state_dict(weights, strict=False)  # tied weights come along
+        cb.optimizer.load_state_dict(opt)
+        if sched is not None:
+            cb.scheduler.load_state_dict(sched)
+        load_lr_state(cb.probe, saved)
+        return folder.name
+
+
+def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """The model state of a checkpoint folder: safetensors (sharded or not) or torch."""
+    index = folder / "model.safetensors.index.json"
+    try:
+        if index.is_file() or (folder / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            files = (
+                sorted(set(json.loads(index.read_text())["weight_map"].values()))
+                if index.is_file()
+                else ["model.safetensors"]
+            )
+            out: dict[str, torch.Tensor] = {}
+            for name in files:
+                out.update(load_file(folder / name))
+            return out
+        bin_file = folder / "pytorch_model.bin"
+        if bin_file.is_file():
+            loaded = torch.load(bin_file, map_location="cpu", weights_only=True)
+            return dict(loaded)
+    except Exception as exc:
+        raise checkpoint.CheckpointError(f"{folder.name}: weights cannot be read: {exc}") from None
+    raise checkpoint.CheckpointError(f"{folder.name}: holds no model weights")
