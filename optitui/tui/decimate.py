@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -117,10 +117,25 @@ def last(
     return out
 
 
-def val_range(view: HistoryView, x_lo: float, x_hi: float) -> tuple[int, int]:
-    """Indices of validation records with x_lo <= step <= x_hi."""
-    n = view.val_length
+def segments(start: int, stop: int, breaks: tuple[int, ...]) -> list[tuple[int, int]]:
+    """[start, stop) cut at the rows where a branch starts; each piece has rising steps."""
+    cuts = [b for b in breaks if start < b < stop]
+    edges = [start, *cuts, stop]
+    return [(a, b) for a, b in pairwise(edges) if b > a]
+
+
+def x_range(x: array[float], pieces: Sequence[tuple[int, ...]]) -> tuple[float, float]:
+    """The smallest and largest step over pieces (start, stop, ...) whose steps rise."""
+    return min(x[p[0]] for p in pieces), max(x[p[1] - 1] for p in pieces)
+
+
+def val_ranges(view: HistoryView, x_lo: float, x_hi: float) -> list[tuple[int, int]]:
+    """Per branch of the validation records, the indices with x_lo <= step <= x_hi."""
+    out = []
     steps = view.val_step
-    lo = bisect_left(steps, x_lo, 0, n)
-    hi = bisect_right(steps, x_hi, lo, n)
-    return lo, hi
+    for a, b in segments(0, view.val_length, view.val_breaks):
+        lo = bisect_left(steps, x_lo, a, b)
+        hi = bisect_right(steps, x_hi, lo, b)
+        if hi > lo:
+            out.append((lo, hi))
+    return out

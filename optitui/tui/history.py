@@ -101,10 +101,35 @@ class HistoryView:
     lrs: tuple[tuple[int, PyramidView], ...]  # (group index, its lr column)
     val_step: array[float]
     val_loss: PyramidView
+    breaks: tuple[int, ...] = ()  # rows where the step went back (a checkpoint restore)
+    val_breaks: tuple[int, ...] = ()  # the same for validation records
 
     @property
     def val_length(self) -> int:
         return self.val_loss.length
+
+
+def find_breaks(steps: array[float], lo: int, hi: int) -> list[int]:
+    """Rows i in [lo, hi) with steps[i] <= steps[i - 1]: where a rewind started a branch.
+
+    Within a branch the step grows by one per row, so a range whose ends differ
+    by its length holds no break and is skipped whole; only ranges that do not
+    are split, so a million rows with a few rewinds cost a few hundred checks.
+    """
+    out: list[int] = []
+    stack = [(max(lo, 1), hi)]
+    while stack:
+        a, b = stack.pop()
+        if b - a <= 0:
+            continue
+        if steps[b - 1] - steps[a - 1] == b - a:  # all steps +1: no break here
+            continue
+        if b - a <= 8:
+            out += [i for i in range(a, b) if steps[i] <= steps[i - 1]]
+            continue
+        mid = (a + b) // 2
+        stack += [(mid, b), (a, mid)]
+    return sorted(out)
 
 
 EMPTY_COLUMN: array[float] = array("d")
@@ -125,6 +150,8 @@ class History:
     val_step: array[float] = field(default_factory=lambda: array("d"))
     val_loss: array[float] = field(default_factory=lambda: array("d"))
     val_last_id: int = 0
+    breaks: list[int] = field(default_factory=list)
+    val_breaks: list[int] = field(default_factory=list)
     _ema: Ema | None = None
     _pyramids: dict[str, Pyramid] = field(default_factory=dict)
 
@@ -133,6 +160,8 @@ class History:
         before = (self.metrics.length, len(self.val_step))
         reader.read_metrics(into=self.metrics)
         for row_id, step, _epoch, loss in reader.val(self.val_last_id):
+            if self.val_step and step <= self.val_step[-1]:
+                self.val_breaks.append(len(self.val_step))
             self.val_step.append(float(step))
             self.val_loss.append(math.nan if loss is None else float(loss))
             self.val_last_id = row_id
@@ -144,6 +173,9 @@ class History:
     def _derive(self, old_length: int) -> None:
         cols = self.metrics.columns
         n = self.metrics.length
+        steps = cols.get("step")
+        if steps is not None and n > old_length:
+            self.breaks += find_breaks(steps, old_length, n)
         loss = cols.get("loss")
         if loss is not None:
             if self._ema is None:
@@ -181,4 +213,6 @@ class History:
             lrs=tuple(lrs),
             val_step=self.val_step,
             val_loss=self._pview("val", self.val_loss, len(self.val_loss)),
+            breaks=tuple(self.breaks),
+            val_breaks=tuple(self.val_breaks),
         )

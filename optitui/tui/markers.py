@@ -6,8 +6,8 @@ those features arrive), and every applied command that changed the
 optimization (``set``, ``scale-lr``, freezing, ...; pausing or stepping is
 run control, not a change). Applied commands are the command events that
 carry ``data`` with the command's ``kind``; rejections carry none. Changes
-are drawn as full-height lines; routine events (periodic checkpoint saves)
-as small ticks along the top.
+are drawn as full-height lines; routine events (periodic checkpoint saves,
+loss spikes) as small ticks along the top.
 """
 
 from __future__ import annotations
@@ -19,26 +19,36 @@ from optitui.store.reader import EventRow
 MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "marker"})
 RUN_CONTROL = frozenset({"pause", "resume", "step", "stop"})
 
-#: plot colour per marker kind (plotext colour names)
-COLORS = {"command": "orange", "checkpoint": "green", "restore": "green+", "marker": "magenta"}
+#: plot colour per marker name (the event's ``data["marker"]``) or event kind
+COLORS = {
+    "command": "orange",
+    "save": "green",
+    "restore": "green",
+    "checkpoint": "green",
+    "lr-find": "magenta",
+    "spike": "red",
+    "divergence": "red",
+}
 DEFAULT_COLOR = "magenta"
+#: routine or frequent events: a tick along the top instead of a line
+TICKS = frozenset({"save", "saved", "spike"})
 
 
 @dataclass(frozen=True)
 class Marker:
     step: int
-    kind: str
-    label: str
+    kind: str  # the event's kind
+    label: str  # the marker's name, or the event's message
 
     @property
     def color(self) -> str:
-        return COLORS.get(self.kind, DEFAULT_COLOR)
+        return COLORS.get(self.label, COLORS.get(self.kind, DEFAULT_COLOR))
 
     @property
     def tick(self) -> bool:
-        """Routine events (periodic checkpoint saves) get a small tick at the top of the
-        plot instead of a full-height line, so they cannot bury the changes that matter."""
-        return self.kind == "checkpoint" and self.label in ("save", "saved")
+        """Routine events (periodic checkpoint saves, loss spikes) get a small tick at the
+        top of the plot instead of a full-height line, so they cannot bury the changes."""
+        return self.label in TICKS
 
 
 def marker_for(event: EventRow) -> Marker | None:

@@ -20,7 +20,7 @@ from optitui.store.reader import EventRow
 from optitui.tui import decimate, fmt
 from optitui.tui.devices import parse_nvidia_smi
 from optitui.tui.feed import StoreFeed
-from optitui.tui.history import Ema, History
+from optitui.tui.history import Ema, History, find_breaks
 from optitui.tui.markers import Marker, in_view, marker_for
 from optitui.tui.output_tail import OutputTail, clean
 from optitui.tui.pyramid import Pyramid
@@ -299,3 +299,16 @@ def test_flat_runs_keep_the_line_and_drop_the_middle() -> None:
     assert joined.xs == [1, 3, 4, 7] and joined.ys == [1.0, 1.0, 2.0, 2.0]
     short = decimate.Points([1, 2], [3.0, 3.0])
     assert short.flat_runs_joined() is short
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(1, 400)), min_size=1, max_size=6))
+def test_rewinds_are_found_where_the_step_goes_back(branches: list[tuple[int, int]]) -> None:
+    steps: array[float] = array("d")
+    for back, length in branches:  # each branch starts at or before the last step
+        first = max(1.0, steps[-1] - back) if steps else 1.0
+        steps.extend(first + i for i in range(length))
+    brute = [i for i in range(1, len(steps)) if steps[i] <= steps[i - 1]]
+    assert find_breaks(steps, 0, len(steps)) == brute
+    half = len(steps) // 2  # found incrementally too, as rows arrive
+    assert find_breaks(steps, 0, half) + find_breaks(steps, half, len(steps)) == brute

@@ -256,3 +256,28 @@ async def test_device_picker(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 20)) as pilot:
         await pilot.press("escape")
     assert app.return_value is None
+
+
+@pilot_test
+async def test_a_restore_that_went_back_draws_each_branch_apart(tmp_path: Path) -> None:
+    paths, writer = write_fixed_store(tmp_path / "run", steps=400, keep_open=True)
+    assert writer is not None
+    restore = {"marker": "restore", "from_step": 400, "to_step": 300}
+    writer.write(
+        [
+            Event(300, "checkpoint", "restored ck: rewound from step 400 to 300", restore),
+            *metric_batches(301, 500, 1000),
+        ]
+    )
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await loaded(pilot, 600)
+        screen = app.dashboard
+        loss = screen.query_one(LossPlot)
+        assert loss.view.breaks == (400,)
+        assert [(a, b) for a, b, _ in loss.pieces(0, 600)] == [(0, 400), (400, 600)]
+        text = str(loss.render())
+        assert text.count("smoothed") == 1  # the legend names the newest branch only
+        assert [(m.step, m.kind) for m in screen.markers][-1] == (300, "checkpoint")
+        assert "rewound from step 400 to 300" in log_text(screen.query_one(EventLog))
+    writer.close()

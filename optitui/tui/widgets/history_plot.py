@@ -10,7 +10,7 @@ from textual.app import RenderResult
 from textual.geometry import Size
 from textual_plotext import PlotextPlot
 
-from optitui.tui import fmt
+from optitui.tui import decimate, fmt
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import Marker
 from optitui.tui.plot_text import figure_text
@@ -120,6 +120,13 @@ class HistoryPlot(PlotextPlot):
     def window_rows(self) -> tuple[int, int]:
         n = self.view.length
         return (0 if self.show_all else max(0, n - self.window)), n
+
+    def pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """(start, stop, buckets) of each branch in the window (more than one after a
+        checkpoint restore went back in steps); columns are shared by row count."""
+        parts = decimate.segments(start, stop, self.view.breaks)
+        total = max(stop - start, 1)
+        return [(a, b, max(2, self.buckets * (b - a) // total)) for a, b in parts]
 
     def window_label(self) -> str:
         return "all steps" if self.show_all else f"last {self.window} steps"

@@ -22,23 +22,44 @@ class LossPlot(HistoryPlot):
         plt.title(f"loss · {self.window_label()} · {scale}")
         if stop <= start:
             return
-        nb, pos = self.buckets, self.log_y
-        raw = decimate.minmax(view.step, view.loss, start, stop, nb, pos)
-        # the EMA is smooth: a point every other column draws the same curve
-        smooth_stop = min(stop, view.smooth.length)
-        smooth = decimate.last(view.step, view.smooth.at, start, smooth_stop, nb // 2, pos)
-        x_lo, x_hi = view.step[start], view.step[stop - 1]
-        v_lo, v_hi = decimate.val_range(view, x_lo, x_hi)
-        # validation is sparse and smooth: the newest record per column is enough
-        val = decimate.last(view.val_step, view.val_loss.raw.__getitem__, v_lo, v_hi, nb, pos)
-        if raw:
-            plt.plot(raw.xs, raw.ys, marker="braille", color=RAW_COLOR, label="loss")
-        if smooth:
-            plt.plot(smooth.xs, smooth.ys, marker="braille", color=SMOOTH_COLOR, label="smoothed")
-        if val:
-            plt.plot(val.xs, val.ys, marker="braille", color=VAL_COLOR, label="val")
-        tops = [max(p.ys) for p in (raw, smooth, val) if p]
+        pos = self.log_y
+        pieces = self.pieces(start, stop)
+        x_lo, x_hi = decimate.x_range(view.step, pieces)
+        drawn: list[decimate.Points] = []
+        for k, (a, b, nb) in enumerate(pieces):  # one series per branch: no line goes back
+            last = k == len(pieces) - 1
+            raw = decimate.minmax(view.step, view.loss, a, b, nb, pos)
+            # the EMA is smooth: a point every other column draws the same curve
+            smooth_b = min(b, view.smooth.length)
+            smooth = decimate.last(view.step, view.smooth.at, a, smooth_b, max(1, nb // 2), pos)
+            if raw:
+                plt.plot(raw.xs, raw.ys, marker="braille", color=RAW_COLOR, label=_if(last, "loss"))
+            if smooth:
+                plt.plot(
+                    smooth.xs,
+                    smooth.ys,
+                    marker="braille",
+                    color=SMOOTH_COLOR,
+                    label=_if(last, "smoothed"),
+                )
+            drawn += [raw, smooth]
+        vals = decimate.val_ranges(view, x_lo, x_hi)
+        for k, (a, b) in enumerate(vals):
+            # validation is sparse and smooth: the newest record per column is enough
+            val = decimate.last(
+                view.val_step, view.val_loss.raw.__getitem__, a, b, self.buckets, pos
+            )
+            if val:
+                label = _if(k == len(vals) - 1, "val")
+                plt.plot(val.xs, val.ys, marker="braille", color=VAL_COLOR, label=label)
+            drawn.append(val)
+        tops = [max(p.ys) for p in drawn if p]
         self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
         self.step_axis(plt, x_lo, x_hi)
-        if self.log_y and (raw or smooth or val):
+        if self.log_y and tops:
             plt.yscale("log")
+
+
+def _if(cond: bool, label: str) -> str | None:
+    """Only the newest branch is named in the legend."""
+    return label if cond else None

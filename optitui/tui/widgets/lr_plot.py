@@ -29,20 +29,19 @@ class LrPlot(HistoryPlot):
         plt.title(f"lr per group · {self.window_label()} · log-y")
         if stop <= start:
             return
-        drawn = False
+        pieces = self.pieces(start, stop)
+        x_lo, x_hi = decimate.x_range(view.step, pieces)
         tops: list[float] = []
-        for index, column in view.lrs:
-            pts = decimate.minmax(view.step, column, start, stop, self.buckets, positive=True)
-            pts = pts.flat_runs_joined()
-            if pts:
-                color = SERIES_COLORS[index % len(SERIES_COLORS)]
-                plt.plot(
-                    pts.xs, pts.ys, marker="braille", color=color, label=self.group_label(index)
-                )
-                drawn = True
-                tops.append(max(pts.ys))
-        x_lo, x_hi = view.step[start], view.step[stop - 1]
+        for k, (a, b, nb) in enumerate(pieces):  # one series per branch: no line goes back
+            for index, column in view.lrs:
+                pts = decimate.minmax(view.step, column, a, b, nb, positive=True)
+                pts = pts.flat_runs_joined()
+                if pts:
+                    color = SERIES_COLORS[index % len(SERIES_COLORS)]
+                    label = self.group_label(index) if k == len(pieces) - 1 else None
+                    plt.plot(pts.xs, pts.ys, marker="braille", color=color, label=label)
+                    tops.append(max(pts.ys))
         self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
         self.step_axis(plt, x_lo, x_hi)
-        if drawn:
+        if tops:
             plt.yscale("log")

@@ -14,6 +14,7 @@ STATE_STYLES = {
     "starting": "bold",
     "running": "bold green",
     "paused": "bold yellow",
+    "lr-find": "bold magenta",
     "stopped": "bold blue",
     "finished": "bold blue",
     "failed": "bold red",
