@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from textual.pilot import Pilot
+from textual.widgets import Input, Label
 from tui_support import (
     ADAM_BETAS,
     FakeJob,
@@ -18,6 +21,7 @@ from tui_support import (
     write_fixed_store,
 )
 
+from optitui.store.commands import Command
 from optitui.tui.app import DashboardApp
 from optitui.tui.screens.field_editor import FieldEditor
 from optitui.tui.widgets.group_table import GroupTable
@@ -28,12 +32,9 @@ def editor(app: DashboardApp) -> FieldEditor:
     return app.screen
 
 
-async def type_value(pilot: object, app: DashboardApp, text: str) -> None:
-    from textual.widgets import Input
-
-    inp = editor(app).query_one(Input)
-    inp.value = ""
-    await pilot.press(*text)  # type: ignore[attr-defined]
+async def type_value(pilot: Pilot[Any], app: DashboardApp, text: str) -> None:
+    editor(app).query_one(Input).value = ""
+    await pilot.press(*text)
 
 
 @pilot_test
@@ -46,7 +47,7 @@ async def test_valid_edit_is_sent_and_acknowledged_with_the_step(tmp_path: Path)
             await pilot.press("down", "e")
             ed = editor(app)
             assert ed.target == "group head" and ed.field == "lr"
-            assert ed.query_one("Input").value == "0.02"  # type: ignore[attr-defined]
+            assert ed.query_one(Input).value == "0.02"
             await type_value(pilot, app, "0.01")
             await pilot.press("enter")
             assert app.screen is app.dashboard
@@ -77,7 +78,7 @@ async def test_invalid_input_shows_the_error_inline_and_sends_nothing(tmp_path: 
             await pilot.press("enter")
             ed = editor(app)  # still open
             assert ed.error == "lr: got -1; allowed: a finite number >= 0"
-            assert "lr: got -1" in str(ed.query_one("#error").render())  # type: ignore[attr-defined]
+            assert "lr: got -1" in str(ed.query_one("#error", Label).render())
             await type_value(pilot, app, "abc")
             await pilot.press("enter")
             assert "'abc' is not a number" in editor(app).error
@@ -96,16 +97,16 @@ async def test_job_rejection_shows_the_reason(tmp_path: Path) -> None:
     paths, writer = write_fixed_store(tmp_path / "run", keep_open=True)
     assert writer is not None
 
-    def reject(cmd: object) -> str | None:
+    def reject(cmd: Command) -> str | None:
         return "group body: nesterov needs momentum > 0 and dampening = 0"
 
-    with FakeJob(paths, writer, reject=reject):  # type: ignore[arg-type]
+    with FakeJob(paths, writer, reject=reject):
         app = fixed_app(paths.root)
         async with app.run_test(size=(120, 30)) as pilot:
             await loaded(pilot)
             await pilot.press("e", "down", "down", "down", "down")
             assert editor(app).field == "nesterov"
-            assert editor(app).query_one("Input").value == "false"  # type: ignore[attr-defined]
+            assert editor(app).query_one(Input).value == "false"
             await type_value(pilot, app, "true")
             await pilot.press("enter")
             await wait_until(
@@ -132,7 +133,7 @@ async def test_tuple_fields_and_all_groups(tmp_path: Path) -> None:
             assert ed.target == "all groups"
             while ed.field != "betas":
                 await pilot.press("down")
-            assert ed.query_one("Input").value == "0.9, 0.999"  # type: ignore[attr-defined]
+            assert ed.query_one(Input).value == "0.9, 0.999"
             await type_value(pilot, app, "0.9, 1.5")
             await pilot.press("enter")
             assert "betas: got (0.9, 1.5)" in editor(app).error

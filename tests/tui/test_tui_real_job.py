@@ -19,7 +19,7 @@ from optitui.tui.widgets.group_table import GroupTable
 @pilot_test
 async def test_edits_against_a_real_job(tmp_path: Path) -> None:
     with RealJob(tmp_path) as job:
-        proc = job.launched.process
+        proc = job.process
         assert os.getsid(proc.pid) != os.getsid(0)  # its own session: no SIGHUP from us
         app = build_app(job.paths.root, process=proc, settings=ViewerSettings())
         async with app.run_test(size=(120, 34)) as pilot:

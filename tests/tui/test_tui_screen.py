@@ -29,6 +29,7 @@ from optitui.tui.devices import Device
 from optitui.tui.screens.device_picker import DevicePickerApp
 from optitui.tui.screens.quit import QuitScreen
 from optitui.tui.widgets.event_log import EventLog
+from optitui.tui.widgets.group_table import GroupTable
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.status_bar import StatusBar
@@ -148,8 +149,8 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
     app = fixed_app(paths.root)
     async with app.run_test(size=(160, 30)) as pilot:
         await loaded(pilot)
-        table = app.dashboard.query_one("GroupTable")
-        labels = [str(c.label) for c in table.columns.values()]  # type: ignore[attr-defined]
+        table = app.dashboard.query_one(GroupTable)
+        labels = [str(c.label) for c in table.columns.values()]
         assert labels == [
             "",
             "group",
@@ -163,15 +164,15 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
             "frozen",
             "lr×",
         ]
-        assert table.get_row("0")[:4] == ["", "body", "0.05", "0.9"]  # type: ignore[attr-defined]
-        assert table.get_row("1")[-3:] == ["650", "", ""]  # type: ignore[attr-defined]
+        assert table.get_row("0")[:4] == ["", "body", "0.05", "0.9"]
+        assert table.get_row("1")[-3:] == ["650", "", ""]
         from tui_support import sgd_groups
 
         groups = sgd_groups()
         groups[1]["frozen"] = True
         groups[1]["lr_multiplier"] = 0.5
         writer.write([GroupSnapshot(600, groups)])
-        await wait_until(pilot, lambda: table.get_row("1")[-3:] == ["650", "frozen", "0.5"])  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: table.get_row("1")[-3:] == ["650", "frozen", "0.5"])
     writer.close()
 
 

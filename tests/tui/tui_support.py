@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,6 +25,7 @@ from typing import Any, ParamSpec
 
 from textual.pilot import Pilot
 
+from optitui.launch import Launched
 from optitui.store.commands import Command, Rejected, take_inbox
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import (
@@ -398,7 +400,7 @@ class RealJob:
         self.script = tmp_path / "tiny.py"
         self.script.write_text(script)
         self.opts = JobOptions(self.script, device="cpu", root=tmp_path / "runs")
-        self.launched: Any = None
+        self.launched: Launched | None = None
 
     def __enter__(self) -> RealJob:
         from optitui.launch import start_job
@@ -408,11 +410,18 @@ class RealJob:
 
     @property
     def paths(self) -> RunPaths:
-        return self.launched.paths  # type: ignore[no-any-return]
+        assert self.launched is not None
+        return self.launched.paths
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.launched is not None
+        return self.launched.process
 
     def __exit__(self, *exc: object) -> None:
         from optitui.store.client import NoAnswer, send
 
+        assert self.launched is not None
         proc = self.launched.process
         if proc.poll() is None:
             with contextlib.suppress(NoAnswer):
