@@ -20,7 +20,7 @@ def spirals(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     arm = torch.randint(0, 2, (n,), generator=g)
     sign = 1 - 2 * arm.float()
     pts = torch.stack([t * torch.cos(t) * sign, t * torch.sin(t) * sign], 1) / 10
-    return pts + 0.02 * torch.randn(n, 2, generator=g), arm
+    return pts + 0.08 * torch.randn(n, 2, generator=g), arm
 
 
 def main() -> None:
@@ -29,10 +29,10 @@ def main() -> None:
     model = nn.Sequential(
         nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2)
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10_000, gamma=0.5)
     for step in range(60_000):
-        idx = torch.randint(0, len(x), (128,))
+        idx = torch.randint(0, len(x), (64,))
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad()
         loss.backward()

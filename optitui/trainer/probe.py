@@ -39,6 +39,8 @@ What it does differently from the trainer, because the loop is not its own:
   model, optimizer, scheduler and RNG back as they were. The batches it used
   are consumed: the loop does not see them again.
 - swap-optimizer is refused (the loop holds its optimizer object).
+- ``probe.step(loss, samples=n)`` gives the dashboard samples/s;
+  ``probe.val_loss(v)`` records a validation loss; ``probe.epoch = e`` the epoch.
 """
 
 from __future__ import annotations
@@ -319,7 +321,14 @@ def _loss_device(optimizer: Optimizer) -> torch.device:
 
 
 class Probe:
-    """Watches and steers a training loop it does not own. Made by :func:`watch`."""
+    """Watches and steers a training loop it does not own. Made by :func:`watch`.
+
+    Integrations make their own with a few more arguments: ``mode`` and ``limits``
+    (written to the run's metadata as ``probe``), a checkpoint ``backend`` in the
+    framework's format, ``hooks=False`` when they call :meth:`before_step`
+    themselves, ``first_step`` (the framework's global step), and
+    ``raise_if_ignored=False`` when the framework may step on after a stop.
+    """
 
     def __init__(
         self,
@@ -751,7 +760,9 @@ class Probe:
             if self._sched_class is not None and self.scheduler is not None:
                 self.scheduler.__class__ = self._sched_class
             final, message = "finished", self.stop_reason
-            if error is not None and not isinstance(error, StopTraining):
+            if isinstance(error, KeyboardInterrupt):
+                final, message = "stopped", "interrupted"
+            elif error is not None and not isinstance(error, StopTraining):
                 final, message = "failed", f"{type(error).__name__}: {error}"
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
                 t.recorder.put(Event(t.step, "error", message, {"traceback": tb}))
