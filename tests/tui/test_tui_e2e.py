@@ -165,7 +165,8 @@ def test_run_detach_by_losing_the_terminal_then_attach(tmux: Tmux, tmp_path: Pat
     wait_for(lambda: status(run).step > step + 50, 30, "the job's step count to keep growing")
     assert pid_alive(pid) and status(run).state == "running"
     # attach again: the whole history, and steering still works
-    tmux.start("attach", f"{py} -m optitui attach {shlex.quote(str(run))}")
+    # no RUN_DIR: the most recent running run under --root
+    tmux.start("attach", f"{py} -m optitui attach --root {shlex.quote(str(root))}")
     screen = wait_for(
         lambda: filled(tmux.screen("attach")),
         30,
