@@ -152,7 +152,7 @@ def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 def test_one_read_per_flush(tmp_path: Path, sync_counter: Counter[str], clip: float | None) -> None:
     model, opt, sched = make()
     data = batches(10)
-    steps, every = 1000, 100
+    steps, every = 400, 50
     probe = Probe(
         opt, model, scheduler=sched, run_dir=tmp_path / "r", flush_every=every, flush_seconds=1e9
     )
