@@ -112,6 +112,8 @@ def test_a_lightning_fit_is_steered_from_the_store(tmp_path: Path) -> None:
         assert send(paths, "pause").outcome.applied  # type: ignore[union-attr]
         wait_for(lambda: probe.state == "paused", 10, "paused again")
         assert any(not torch.equal(a, b) for a, b in zip(weights(model), kept, strict=True))
+        nope = send(paths, "restore", {"id": "nope"}).outcome
+        assert nope is not None and not nope.applied and "matches 0 checkpoints" in str(nope.reason)
         back = send(paths, "restore", {"id": "latest"}).outcome
         assert back is not None and back.applied, back
         assert all(torch.equal(a, b) for a, b in zip(weights(model), kept, strict=True))

@@ -104,6 +104,8 @@ def test_an_hf_trainer_is_steered_from_the_store(tmp_path: Path) -> None:
         assert send(paths, "pause").outcome.applied  # type: ignore[union-attr]
         wait_for(lambda: probe.state == "paused", 10, "paused again")
         assert not torch.equal(model.transformer.wte.weight, kept["transformer.wte.weight"])
+        nope = send(paths, "restore", {"id": "checkpoint-999999"}).outcome
+        assert nope is not None and not nope.applied and "have: checkpoint-" in str(nope.reason)
         back = send(paths, "restore", {"id": "latest"}).outcome
         assert back is not None and back.applied, back
         for k, v in model.state_dict().items():

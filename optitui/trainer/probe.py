@@ -223,7 +223,9 @@ class LoopTrainer(Trainer):
             self.flush()
             old = self.step
             cid = probe.backend.restore(str(cmd.args["id"]))
-        except (control.Rejection, checkpoint.CheckpointError) as exc:
+        except Exception as exc:  # every command is answered; the backends check first
+            if not isinstance(exc, control.Rejection | checkpoint.CheckpointError):
+                exc = checkpoint.CheckpointError(f"restore failed: {type(exc).__name__}: {exc}")
             self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
             self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
             return
