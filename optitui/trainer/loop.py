@@ -328,17 +328,18 @@ class Trainer:
 
     def _apply_commands(self) -> None:
         changed = False
+        answers: list[Outcome | Event] = []
         while self.commands:
             cmd: Command = self.commands.popleft()
             what = control.describe(cmd)
             try:
                 changed |= control.apply(self, cmd)
             except control.Rejection as exc:
-                self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
-                self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
+                answers.append(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
+                answers.append(Event(self.step, "command", f"{what}: rejected: {exc}"))
                 continue
-            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
-            self.recorder.put(
+            answers.append(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
+            answers.append(
                 Event(
                     self.step,
                     "command",
@@ -346,14 +347,22 @@ class Trainer:
                     {"kind": cmd.kind, "args": cmd.args},
                 )
             )
+        # what changed is on record before the answers: a viewer that sees "applied"
+        # finds the new values and state already there
         if changed:
             self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
-        if self.pending_test is not None:  # after its ack, before training goes on
-            self.run_range_test(self.pending_test)
         if self._paused and not self._budget:
             self._set_state("paused", self.pause_message)
         else:
             self._set_state("running")
+        for record in answers:
+            self.recorder.put(record)
+        if self.pending_test is not None:  # after its ack, before training goes on
+            self.run_range_test(self.pending_test)
+            self._set_state(
+                "paused" if self._paused and not self._budget else "running",
+                self.pause_message if self._paused else None,
+            )
 
     def _set_state(self, state: str, message: str | None = None) -> None:
         if state != self.state or message != self._state_message:
