@@ -24,7 +24,6 @@ from optitui.store.layout import RunPaths
 from optitui.tui.feed import StoreFeed
 from optitui.tui.messages import InlineJobEnded, JobExited
 from optitui.tui.screens.dashboard import KEYS, DashboardScreen
-from optitui.tui.screens.quit import QuitScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.event_log import EventLog
 
@@ -160,6 +159,8 @@ class DashboardApp(App[int]):
         if not self.job_alive():
             self.exit(0)
             return
+        from optitui.tui.screens.quit import QuitScreen  # loaded when first needed
+
         self.push_screen(QuitScreen(inline=self.inline), self._quit_choice)
 
     def _quit_choice(self, choice: str | None) -> None:

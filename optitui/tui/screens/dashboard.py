@@ -25,8 +25,6 @@ from optitui.store.reader import Status
 from optitui.tui.feed import FeedUpdate, StoreFeed, follow
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import CommandAnswered, FeedProblem, StoreUpdated
-from optitui.tui.screens.field_editor import FieldEditor
-from optitui.tui.screens.help import HelpScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.steering import Steering, await_outcome
 from optitui.tui.widgets.command_status import CommandStatus
@@ -292,6 +290,8 @@ class DashboardScreen(Screen[None]):
             shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
             self.send("set", args, f"{field}={shown} ({where})", index)
 
+        from optitui.tui.screens.field_editor import FieldEditor  # loaded when first needed
+
         self.app.push_screen(FieldEditor(group, where), done)
 
     def action_pause(self) -> None:
@@ -318,5 +318,7 @@ class DashboardScreen(Screen[None]):
         self.redraw()
 
     def action_help(self) -> None:
+        from optitui.tui.screens.help import HelpScreen
+
         keys = [(k.display or k.keys, k.long) for k in KEYS if k.show]
         self.app.push_screen(HelpScreen(keys))
