@@ -229,6 +229,9 @@ class LoopTrainer(Trainer):
             self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
             self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
             return
+        # what changed is on record before the answer, as the trainer does it
+        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        self.publish_controls()
         self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
         self.recorder.put(
             Event(
@@ -238,8 +241,6 @@ class LoopTrainer(Trainer):
                 {"marker": "restore", "id": cid, "from_step": old, "to_step": self.step},
             )
         )
-        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
-        self.publish_controls()
 
 
 @dataclass
