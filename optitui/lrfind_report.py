@@ -31,6 +31,18 @@ def as_dict(test: Any) -> dict[str, Any]:
 
 
 def plot(d: dict[str, Any], width: int = 78, height: int = 20, color: bool = False) -> str:
+    """The curve as text; a plain line when plotext cannot draw it (it has failed on
+    some legend layouts), since the table below says what matters."""
+    try:
+        return _plot(d, width, height, color, marks=True)
+    except Exception:
+        try:
+            return _plot(d, width, height, color, marks=False)
+        except Exception as exc:
+            return f"(no plot: {type(exc).__name__})"
+
+
+def _plot(d: dict[str, Any], width: int, height: int, color: bool, marks: bool) -> str:
     import plotext as plt
 
     lrs, smoothed, raw = d["lrs"], d["smoothed"], d["losses"]
@@ -56,7 +68,7 @@ def plot(d: dict[str, Any], width: int = 78, height: int = 20, color: bool = Fal
     plt.title("LR range test: loss against lr")
     plt.scatter([p[0] for p in pts], [p[2] for p in pts], marker="dot", label="loss")
     plt.plot([p[0] for p in pts], [p[1] for p in pts], label="smoothed")
-    for s in d["suggestions"]:
+    for s in d["suggestions"] if marks else []:
         i = s.get("index")
         if s["lr"] is not None and i is not None and i < len(smoothed):
             plt.scatter(
