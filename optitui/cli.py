@@ -137,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `optitui run train.py --headless -- --epochs 3`: what follows `--` is the script's
+    extra = words[words.index("--") + 1 :] if "--" in words else []
+    words = words[: words.index("--")] if "--" in words else words
+    args = parser.parse_args(words)
+    args.script_args = tuple(extra)
+    if extra and args.cmd != "run":
+        parser.error("arguments after -- are passed to the script of `optitui run` only")
     if args.cmd is None:
         parser.print_help()
         return 2
@@ -189,7 +196,7 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
     ):
         if value is not None:
             argv += [flag, str(value)]
-    return argv
+    return argv + (["--", *args.script_args] if args.script_args else [])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -214,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         argv=tuple(sys.argv),
+        script_args=args.script_args,
         resume=args.resume,
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,
@@ -242,6 +250,7 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
         args.on_divergence,
         args.nproc_per_node,
         args.sync_every,
+        args.script_args,
     )
     print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
 
@@ -290,6 +299,7 @@ def _run_inline(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         argv=tuple(sys.argv),
+        script_args=args.script_args,
         resume=args.resume,
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,

@@ -37,6 +37,7 @@ class JobOptions:
     on_divergence: str | None = None
     nproc_per_node: int | None = None
     sync_every: int | None = None
+    script_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,6 +69,8 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
         argv += ["--on-divergence", opts.on_divergence]
     if opts.sync_every is not None:
         argv += ["--sync-every", str(opts.sync_every)]
+    if opts.script_args:
+        argv += ["--", *opts.script_args]
     return argv
 
 

@@ -147,3 +147,36 @@ def test_parse_send_errors(words: list[str], message: str) -> None:
 def test_help_and_module_entry() -> None:
     out = optitui("--help")
     assert out.returncode == 0 and "optitui send RUN" in out.stdout
+
+
+def test_arguments_after_double_dash_reach_the_script(tmp_path: Path) -> None:
+    from conftest import write_script
+
+    script = write_script(
+        tmp_path,
+        """
+import sys, torch, optitui
+from torch import nn
+def setup(device):
+    m = nn.Linear(2, 1)
+    return optitui.Job(model=m, optimizer=torch.optim.SGD(m.parameters(), lr=0.1),
+                       train_data=[(torch.zeros(4, 2), torch.zeros(4, 1))],
+                       loss_fn=nn.functional.mse_loss, max_steps=2,
+                       extra={"argv": sys.argv[1:]})
+""",
+    )
+    out = optitui(
+        "run",
+        str(script),
+        "--headless",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--",
+        "--epochs",
+        "3",
+        "--headless",
+    )
+    assert out.returncode == 0, out.stderr
+    with RunReader(tmp_path / "r") as r:
+        assert r.meta()["extra"]["argv"] == ["--epochs", "3", "--headless"]
+    assert optitui("ls", "--", "x").returncode == 2

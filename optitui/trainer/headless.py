@@ -36,6 +36,8 @@ class RunOptions:
     on_divergence: str | None = None
     sync_every: int | None = None
     dist_timeout: float = 120.0
+    script_args: tuple[str, ...] = ()
+    """What followed ``--`` on the command line: the script's own ``sys.argv[1:]``."""
 
 
 class SetupFailed(Exception):
@@ -59,6 +61,7 @@ def prepare(opts: RunOptions) -> Trainer:
         raise SetupFailed(str(exc)) from None
     if opts.seed is not None:
         seed_everything(opts.seed)  # before setup: model init is seeded too
+    sys.argv = [str(opts.script), *opts.script_args]  # as `python SCRIPT ARGS` would see it
     try:
         job = load_job(opts.script, device)
     except ScriptError as exc:

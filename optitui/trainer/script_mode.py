@@ -1,6 +1,6 @@
 """``optitui run SCRIPT`` for a script without ``setup()``: run it as it is.
 
-The script runs as ``__main__`` (``sys.argv == [SCRIPT]``), with
+The script runs as ``__main__`` (``sys.argv == [SCRIPT, *ARGS after --]``), with
 :data:`~optitui.trainer.probe.ENV_RUN_DIR` naming the run directory, so that
 its own ``optitui.watch(...)`` serves the store the dashboard attaches to.
 
@@ -389,7 +389,7 @@ def run_script_mode(opts: RunOptions) -> int:
     )
     _install_signal_handlers()
     saved_argv, saved_path = sys.argv, list(sys.path)
-    sys.argv = [str(script)]
+    sys.argv = [str(script), *opts.script_args]
     sys.path.insert(0, str(script.resolve().parent))
     code: int = 0
     error: BaseException | None = None
