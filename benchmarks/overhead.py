@@ -15,6 +15,7 @@ sample as shipped, with its shuffling DataLoader.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -84,7 +85,7 @@ def trained(data: Callable[[], Iterable[Any]], steps: int, root: Path, i: int) -
 
 def summarize(times: list[float]) -> tuple[float, float]:
     """(seconds per step over the whole run, median step in seconds)."""
-    diffs = [b - a for a, b in zip(times, times[1:], strict=False)]
+    diffs = [b - a for a, b in itertools.pairwise(times)]
     return (times[-1] - times[0]) / (len(times) - 1), statistics.median(diffs)
 
 
