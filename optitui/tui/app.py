@@ -22,8 +22,9 @@ from textual.screen import Screen
 
 from optitui.store.layout import RunPaths
 from optitui.tui.feed import StoreFeed
+from optitui.tui.keys import KEYS
 from optitui.tui.messages import InlineJobEnded, JobExited
-from optitui.tui.screens.dashboard import KEYS, DashboardScreen
+from optitui.tui.screens.dashboard import DashboardScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.event_log import EventLog
 
@@ -148,6 +149,8 @@ class DashboardApp(App[int]):
             return self._inline_running
         if self.process is not None and self.job_returncode is not None:
             return False
+        if self.process is None and self.dashboard.store_problem is not None:
+            return False  # a store this viewer cannot read: nothing to detach from or stop
         status = self.dashboard.status
         return status is None or status.alive
 
@@ -195,9 +198,9 @@ class DashboardApp(App[int]):
         yield from super().get_system_commands(screen)
         if isinstance(screen, DashboardScreen):
             for key in KEYS:
-                if key.show:
+                if key.listed:
                     title = key.long[0].upper() + key.long[1:]
-                    help_text = f"key: {key.display or key.keys}"
+                    help_text = f"key: {key.shown_as}"
                     yield SystemCommand(
                         title, help_text, partial(self.run_action, key.action, screen)
                     )

@@ -23,6 +23,10 @@ from optitui.tui.history import History, HistoryView
 from optitui.tui.output_tail import OutputTail
 
 
+class StoreMismatch(Exception):
+    """The run store was written by another version of optitui; nothing more is read."""
+
+
 @dataclass(frozen=True)
 class FeedUpdate:
     """Everything new since the previous update. ``view`` always covers the full history."""
@@ -64,6 +68,7 @@ class StoreFeed:
         self._meta: dict[str, Any] | None = None
         self._groups: list[dict[str, Any]] | None = None
         self._polls = 0
+        self._version_checked = False
         self._prefetch: threading.Thread | None = None
         self._prefetched: FeedUpdate | BaseException | None = None
 
@@ -95,6 +100,8 @@ class StoreFeed:
         if self._reader is None:
             self._reader = RunReader(self.paths.root)
         r = self._reader
+        if not self._version_checked:
+            self._check_version(r)
         grew = self.history.read(r)
         meta = r.meta(refresh=True)
         new_meta = meta if meta != self._meta else None
@@ -118,6 +125,19 @@ class StoreFeed:
             first=self._polls == 1,
         )
 
+    def _check_version(self, r: RunReader) -> None:
+        """Raise StoreMismatch for a store of another version, before reading its tables.
+
+        The writer records the metadata and its version in one transaction, so
+        an empty metadata table is a store being created, not an old one.
+        """
+        if not r.meta(refresh=True):
+            return
+        problem = r.schema_problem()
+        if problem is not None:
+            raise StoreMismatch(problem)
+        self._version_checked = True
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
@@ -131,17 +151,22 @@ def follow(
     stop: threading.Event,
     interval: float = 0.25,
     problem: Callable[[str], None] | None = None,
+    fatal: Callable[[str], None] | None = None,
 ) -> None:
     """Poll ``feed`` until ``stop`` is set, delivering one update at a time.
 
     A store that cannot be read (not created yet, damaged, a disk gone) is
     reported once through ``problem`` and retried: a viewer outlives hiccups.
+    A store of another version is reported through ``fatal``, and the feed ends.
     """
     last_problem = ""
     try:
         while not stop.is_set():
             try:
                 update = feed.next()
+            except StoreMismatch as exc:
+                (fatal or problem or (lambda _text: None))(str(exc))
+                return
             except (sqlite3.Error, OSError, ValueError) as exc:
                 text = f"cannot read the run store: {exc}"
                 if text != last_problem and problem is not None:

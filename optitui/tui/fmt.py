@@ -16,8 +16,9 @@ def count(n: float) -> str:
 
 
 def rate(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "-"
+    """A speed; "–" when unknown, or 0 (a probe that does not know its batch size)."""
+    if x is None or not math.isfinite(x) or x <= 0:
+        return "–"
     return count(x) if x >= 100 else f"{x:.3g}"
 
 

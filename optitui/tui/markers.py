@@ -28,6 +28,7 @@ COLORS = {
     "lr-find": "magenta",
     "spike": "red",
     "divergence": "red",
+    "oom": "red",
 }
 DEFAULT_COLOR = "magenta"
 #: routine or frequent events: a tick along the top instead of a line

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from optitui.store.reader import CommandOutcome
+from optitui.store.manifests import Manifest
+from optitui.store.reader import CommandOutcome, RangeTest
 from optitui.tui.feed import FeedUpdate
 
 
@@ -45,6 +46,38 @@ class InlineJobEnded(Message):
 
 class FeedProblem(Message):
     """The run store could not be read this time; the feed keeps trying."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class RangeTestPolled(Message):
+    """A new read of one range test: its curve so far (None before the job starts it), the
+    answer to the command that asked for it, and whether the job is still alive."""
+
+    def __init__(
+        self, test: RangeTest | None, outcome: CommandOutcome | None, run_state: str
+    ) -> None:
+        super().__init__()
+        self.test = test
+        self.outcome = outcome
+        self.run_state = run_state
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RangeTestPolled)  # only the newest read matters
+
+
+class CheckpointsListed(Message):
+    """The run's complete checkpoints, oldest first (read off the UI thread)."""
+
+    def __init__(self, manifests: list[Manifest]) -> None:
+        super().__init__()
+        self.manifests = manifests
+
+
+class StoreUnreadable(Message):
+    """The run store cannot be shown by this viewer (e.g. written by another version)."""
 
     def __init__(self, text: str) -> None:
         super().__init__()

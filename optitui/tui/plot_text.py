@@ -17,12 +17,23 @@ from rich.style import Style
 from rich.text import Text
 
 _STYLES: dict[tuple[Any, Any, Any], Style] = {}
+#: colours a series may be drawn in dimmed (plotext's own ``style="dim"`` is not kept)
+DIMMABLE = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white", "gray")
+_DIM_TAG = (1, 1)  # an RGB no series uses: (1, 1, 2 + index in DIMMABLE) means dimmed
+
+
+def dimmed(color: str) -> tuple[int, int, int]:
+    """A stand-in colour for ``color`` that :func:`figure_text` draws as ``color``, dim."""
+    return (*_DIM_TAG, 2 + DIMMABLE.index(color))
 
 
 def _style(fg: Any, style: Any, bg: Any) -> Style:
     """The rich Style of one plotext colour triple (parsed once from its own ANSI codes)."""
     key = (fg, style, bg)
     found = _STYLES.get(key)
+    if found is None and isinstance(fg, tuple) and fg[:2] == _DIM_TAG:
+        found = _style(DIMMABLE[fg[2] - 2], style, bg) + Style(dim=True)
+        _STYLES[key] = found
     if found is None:
         from plotext._utility import colors_to_ansi
 

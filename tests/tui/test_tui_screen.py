@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from rich.style import Style
+from rich.text import Text
 from tui_support import (
     FIXED_NOW,
     fixed_app,
@@ -30,9 +32,23 @@ from optitui.tui.screens.device_picker import DevicePickerApp
 from optitui.tui.screens.quit import QuitScreen
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.group_table import GroupTable
+from optitui.tui.widgets.history_plot import HistoryPlot
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.status_bar import StatusBar
+
+
+def dimmed(plot: HistoryPlot, every: bool = False) -> bool:
+    """Whether some (or, with ``every``, all) drawn braille cells of ``plot`` are dim."""
+    text = plot.render()
+    assert isinstance(text, Text)
+    cells = [
+        span.style.dim is True
+        for span in text.spans
+        if isinstance(span.style, Style)
+        and any(0x2800 < ord(ch) < 0x2900 for ch in text.plain[span.start : span.end])
+    ]
+    return all(cells) if every else any(cells)
 
 
 def log_text(log: EventLog) -> str:
@@ -51,6 +67,7 @@ async def test_full_history_then_live_updates(tmp_path: Path) -> None:
         assert loss.view.length == 600 and loss.view.val_length == 6
         assert "loss" in str(loss.render()) and "smoothed" in str(loss.render())
         assert lr.group_names == ["body", "head"] and "body" in str(lr.render())
+        assert not dimmed(loss) and not dimmed(lr)  # one branch: nothing is dimmed
         frames = loss.frames
         writer.write(metric_batches(601, 700, 1000))
         writer.write([StatusUpdate("running", 700, 7, last_record=FIXED_NOW - 1)])
@@ -161,7 +178,7 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
             "nesterov",
             "maximize",
             "params",
-            "frozen",
+            "state",
             "lr×",
         ]
         assert table.get_row("0")[:4] == ["", "body", "0.05", "0.9"]
@@ -171,8 +188,11 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
         groups = sgd_groups()
         groups[1]["frozen"] = True
         groups[1]["lr_multiplier"] = 0.5
+        groups[0]["ramping"] = ["lr"]
         writer.write([GroupSnapshot(600, groups)])
         await wait_until(pilot, lambda: table.get_row("1")[-3:] == ["650", "frozen", "0.5"])
+        assert table.get_cell("0", "lr") == "0.05↗"  # on its way to a target
+        assert table.get_row("0")[-3:] == ["16.6k", "ramping lr", ""]
     writer.close()
 
 
@@ -279,6 +299,9 @@ async def test_a_restore_that_went_back_draws_each_branch_apart(tmp_path: Path) 
         assert [(a, b) for a, b, _ in loss.pieces(0, 600)] == [(0, 400), (400, 600)]
         text = str(loss.render())
         assert text.count("smoothed") == 1  # the legend names the newest branch only
+        # the branch left behind is dimmed, on both plots; the newest is not
+        for plot in screen.plots:
+            assert dimmed(plot) and not dimmed(plot, every=True)
         assert [(m.step, m.kind) for m in screen.markers][-1] == (300, "checkpoint")
         assert "rewound from step 400 to 300" in log_text(screen.query_one(EventLog))
     writer.close()

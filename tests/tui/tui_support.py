@@ -15,6 +15,7 @@ import contextlib
 import functools
 import json
 import math
+import queue
 import sqlite3
 import subprocess
 import threading
@@ -31,6 +32,7 @@ from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import (
     Event,
     GroupSnapshot,
+    MetaUpdate,
     MetricBatch,
     Outcome,
     Record,
@@ -76,6 +78,26 @@ ADAM_BETAS: dict[str, Any] = {
         {"name": "beta2", "kind": "float", "low": 0.0, "high": 1.0, "high_open": True},
     ],
 }
+
+
+def fixed_controls() -> dict[str, Any]:
+    """``meta["controls"]`` as a job reports them: a scheduler, no lookahead, no clipping."""
+    return {
+        "scheduler": "CosineAnnealingLR",
+        "scheduler_attached": True,
+        "cycles_momentum": None,
+        "lookahead": None,
+        "clip": None,
+        "optimizer": "SGD",
+        "checkpoints": {"every": 500, "minutes": None, "keep_last": 3, "keep_best": True},
+        "divergence": {
+            "action": "pause",
+            "lr_factor": 0.5,
+            "skip": 10,
+            "spike_factor": 3.0,
+            "snapshot_every": 200,
+        },
+    }
 
 
 def sgd_groups(lrs: tuple[float, ...] = (0.05, 0.02)) -> list[dict[str, Any]]:
@@ -158,6 +180,7 @@ def write_fixed_store(
         "groups": [g["name"] for g in groups],
         "script": "/fixed/digits.py",
         "mode": "headless",
+        "controls": fixed_controls(),
     }
     w = StoreWriter(paths, meta)
     records: list[Record] = [GroupSnapshot(0, groups, time=START)]
@@ -272,7 +295,9 @@ class FakeJob:
         self.step = step
         self.state = "running"
         self.reject = reject
+        self.controls = fixed_controls()
         self.hold = threading.Event()
+        self._extra: queue.SimpleQueue[list[Record]] = queue.SimpleQueue()
         self.seen: list[Command] = []
         self._stop = threading.Event()
         self._waiting: list[Command] = []
@@ -287,8 +312,14 @@ class FakeJob:
         self._thread.join(5)
         self.writer.close()
 
+    def put(self, records: list[Record]) -> None:
+        """Have the job's thread (the writer's owner) write ``records``."""
+        self._extra.put(records)
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            while not self._extra.empty():
+                self.writer.write(self._extra.get())
             for item in take_inbox(self.paths):
                 if isinstance(item, Rejected):
                     self.writer.write(
@@ -329,7 +360,10 @@ class FakeJob:
             self.state = "paused"
         elif cmd.kind == "stop":
             self.state = "stopped"
-        if cmd.kind in ("scale-lr", "set"):
+        elif cmd.kind in ("freeze", "unfreeze"):
+            self.groups[int(cmd.args["group"])]["frozen"] = cmd.kind == "freeze"
+        out += self._control(cmd)
+        if cmd.kind in ("scale-lr", "set", "freeze", "unfreeze"):
             out.append(GroupSnapshot(self.step, [dict(g) for g in self.groups]))
         out.append(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
         out.append(
@@ -342,6 +376,23 @@ class FakeJob:
         )
         out.append(StatusUpdate(self.state, self.step, self.step // 100, last_record=time.time()))
         return out
+
+    def _control(self, cmd: Command) -> list[Record]:
+        """The live controls a command changes, reported as the trainer does (meta)."""
+        c, a = self.controls, cmd.args
+        if cmd.kind == "scheduler":
+            c["scheduler_attached"] = a["action"] == "attach"
+        elif cmd.kind == "lookahead":
+            c["lookahead"] = {"k": a["k"], "alpha": a["alpha"]} if a["enabled"] else None
+        elif cmd.kind == "clip":
+            c["clip"] = a["max_norm"]
+        elif cmd.kind == "swap-optimizer":
+            c["optimizer"] = a["name"]
+        elif cmd.kind == "divergence":
+            c["divergence"] = {**c["divergence"], **a}
+        else:
+            return []
+        return [MetaUpdate({"controls": json.loads(json.dumps(c))})]
 
 
 def commands_table(paths: RunPaths) -> list[tuple[str, dict[str, Any], str, int]]:
@@ -360,6 +411,10 @@ def live(tmp_path: Path) -> tuple[RunPaths, FakeJob]:
     paths, writer = write_fixed_store(tmp_path / "run", keep_open=True)
     assert writer is not None
     return paths, FakeJob(paths, writer)
+
+
+def on_dashboard(app: DashboardApp) -> bool:
+    return app.screen is app.dashboard
 
 
 def status_text(app: DashboardApp) -> str:

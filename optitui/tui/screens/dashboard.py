@@ -1,72 +1,45 @@
-"""The main screen: plots, group table, command status and event log, wired to one run.
+"""The main screen: plots, group table, controls, command status and event log, wired to one run.
 
 The screen owns the store feed (a thread worker posting :class:`StoreUpdated`)
 and the commands this viewer sends (a thread worker per command awaiting its
-outcome). Widgets only ever change here, on the UI thread.
+outcome). Widgets only ever change here, on the UI thread. The steering keys
+live in :class:`ControlKeys` and :class:`RunKeys`, which this screen combines.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from optitui.store.commands import CommandError
 from optitui.store.layout import RunPaths
-from optitui.store.reader import Status
 from optitui.tui.feed import FeedUpdate, StoreFeed, follow
+from optitui.tui.keys import KEYS, listed
 from optitui.tui.markers import Marker, marker_for
-from optitui.tui.messages import CommandAnswered, FeedProblem, StoreUpdated
+from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
+from optitui.tui.screens.control_keys import ControlKeys
+from optitui.tui.screens.run_keys import RunKeys
 from optitui.tui.settings import ViewerSettings
-from optitui.tui.steering import Steering, await_outcome
+from optitui.tui.widgets.alert_banner import AlertBanner
 from optitui.tui.widgets.command_status import CommandStatus
+from optitui.tui.widgets.controls_line import ControlsLine
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.group_table import GroupTable
 from optitui.tui.widgets.history_plot import HistoryPlot
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
+from optitui.tui.widgets.probe_notice import ProbeNotice, probe
+from optitui.tui.widgets.ranks_line import RanksLine
 from optitui.tui.widgets.status_bar import StatusBar
 
 
-@dataclass(frozen=True)
-class Key:
-    keys: str
-    action: str
-    short: str
-    long: str
-    show: bool = True
-    display: str | None = None
-
-
-#: every key of the dashboard; footer, help screen and command palette read this.
-#: r, s, c and f stay free for the range test and checkpoints.
-KEYS = (
-    Key("up", "move_group(-1)", "group", "select the previous param group", True, "↑↓"),
-    Key("down", "move_group(1)", "group", "select the next param group", False),
-    Key("plus,equals_sign", "scale_lr(1)", "lr+", "lr × fine factor (1.1)", True, "+"),
-    Key("minus", "scale_lr(-1)", "lr-", "lr ÷ fine factor", True, "-"),
-    Key("asterisk", "scale_lr(2)", "lr++", "lr × coarse factor (2)", True, "*"),
-    Key("slash", "scale_lr(-2)", "lr--", "lr ÷ coarse factor", True, "/"),
-    Key("a", "toggle_all", "all", "toggle: keys act on all groups / the selected one"),
-    Key("e", "edit", "edit", "edit any field of the selected group (validated)"),
-    Key("space", "pause", "pause", "pause / resume training", True, "spc"),
-    Key("n", "step_once", "step", "while paused: train one step, then pause again"),
-    Key("l", "toggle_log", "log-y", "loss plot: toggle log-y"),
-    Key("w", "toggle_window", "window", "plots: toggle last N steps / all"),
-    Key("question_mark,f1", "help", "help", "this help", True, "?"),
-    Key("q", "app.quit", "quit", "quit: detach (job keeps training) / stop / cancel"),
-)
-
-
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ControlKeys, RunKeys):
     """Live view and keyboard control of one run."""
 
     DEFAULT_CSS = """
@@ -81,7 +54,7 @@ class DashboardScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(k.keys, k.action, k.short, show=k.show, key_display=k.display) for k in KEYS
+        Binding(k.keys, k.action, k.short, show=k.footer, key_display=k.display) for k in KEYS
     ]
 
     def __init__(
@@ -92,16 +65,10 @@ class DashboardScreen(Screen[None]):
         note: str = "",
         feed: StoreFeed | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(paths, settings, stop)
         self.note = note
-        self.paths = paths
-        self.settings = settings
-        self.stop_event = stop
-        self.steering = Steering(paths)
-        self.status: Status | None = None
-        self.meta: dict[str, Any] = {}
         self.markers: list[Marker] = []
-        self.all_groups = False
+        self.store_problem: str | None = None  # set when this viewer cannot show the store
         self.show_all = settings.show_all
         self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
@@ -113,6 +80,10 @@ class DashboardScreen(Screen[None]):
         bar = StatusBar(self.paths.root.name, id="status")
         bar.note = self.note
         yield bar
+        yield AlertBanner(id="alert")
+        yield ControlsLine(id="controls")
+        yield RanksLine(id="ranks")
+        yield ProbeNotice(id="probe")
         with Horizontal(id="plots"):
             yield LossPlot(id="loss")
             yield LrPlot(id="lr")
@@ -145,6 +116,9 @@ class DashboardScreen(Screen[None]):
         def problem(text: str) -> None:
             self.post_message(FeedProblem(text))
 
+        def fatal(text: str) -> None:
+            self.post_message(StoreUnreadable(text))
+
         follow(
             self._feed,
             deliver,
@@ -152,11 +126,18 @@ class DashboardScreen(Screen[None]):
             self.stop_event,
             self.settings.poll_interval,
             problem,
+            fatal,
         )
 
     @on(FeedProblem)
     def _feed_problem(self, message: FeedProblem) -> None:
         self.query_one(EventLog).note(message.text, "bold red")
+
+    @on(StoreUnreadable)
+    def _store_unreadable(self, message: StoreUnreadable) -> None:
+        self.store_problem = message.text
+        self.query_one(EventLog).note(message.text, "bold red")
+        self._show_alert()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died shows why in the log instead of taking the app down."""
@@ -176,6 +157,9 @@ class DashboardScreen(Screen[None]):
         self.status = u.status
         if u.meta is not None:
             self.meta = u.meta
+            self.query_one(ControlsLine).show(self.meta)
+            self.query_one(RanksLine).show(self.meta)
+            self.query_one(ProbeNotice).show(self.meta)
         table = self.query_one(GroupTable)
         if u.groups is not None:
             table.set_groups(u.groups, self.steering.pending_groups())
@@ -185,6 +169,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(LrPlot).set_group_names(names)
         log = self.query_one(EventLog)
         if u.events:
+            self.note_events(u.events)
             new = [m for m in map(marker_for, u.events) if m is not None]
             if new:
                 self.markers = self.markers + new
@@ -197,6 +182,7 @@ class DashboardScreen(Screen[None]):
             for plot in self.plots:
                 plot.show(u.view)
         self.query_one(StatusBar).show(u.status, self.meta, self.settings.clock())
+        self._show_alert()
         self.updates += 1
         if u.first:
             self.redraw()  # the full history shows at once, not at the next tick
@@ -207,103 +193,14 @@ class DashboardScreen(Screen[None]):
 
     def _tick(self) -> None:
         self.query_one(StatusBar).tick(self.settings.clock())
+        self._show_alert()
 
-    # -- commands out ----------------------------------------------------------------
-    def target(self) -> tuple[int | None, str]:
-        """(group index or None for all, its label) the keys act on now."""
-        table = self.query_one(GroupTable)
-        if self.all_groups or not table.groups:
-            return None, "all groups"
-        i = table.selected
-        return i, f"group {table.label(i)}"
+    def _show_alert(self) -> None:
+        banner = self.query_one(AlertBanner)
+        traceback = self.last_traceback is not None
+        banner.show(self.status, self.store_problem, traceback, self.settings.clock())
 
-    def send(self, kind: str, args: dict[str, Any], label: str, group: int | None) -> None:
-        """Send a command and show it as pending; the outcome arrives as a message."""
-        status = self.status
-        if status is not None and not status.alive:
-            change = self.steering.refuse(kind, args, label, f"not sent: the run is {status.state}")
-        else:
-            try:
-                change = self.steering.send(kind, args, label, group)
-            except (CommandError, OSError) as exc:
-                change = self.steering.refuse(kind, args, label, f"not sent: {exc}")
-            else:
-                self._await_outcome(change.id)
-        self._changes_shown()
-        if change.state == "pending":
-            self.query_one(GroupTable).mark_pending(self.steering.pending_groups())
-
-    @work(thread=True, group="outcomes", exit_on_error=False)
-    def _await_outcome(self, command_id: str) -> None:
-        outcome, note = await_outcome(self.paths, command_id, self.stop_event)
-        self.post_message(CommandAnswered(command_id, outcome, note))
-
-    @on(CommandAnswered)
-    def _answered(self, message: CommandAnswered) -> None:
-        self.steering.settle(message.command_id, message.outcome, message.note)
-        self._changes_shown()
-        self.query_one(GroupTable).mark_pending(self.steering.pending_groups())
-
-    def _changes_shown(self) -> None:
-        self.query_one(CommandStatus).show(self.steering.recent(2), self.all_groups)
-
-    # -- actions ---------------------------------------------------------------------
-    def action_move_group(self, delta: int) -> None:
-        self.query_one(GroupTable).move(delta)
-
-    def action_scale_lr(self, which: int) -> None:
-        s = self.settings
-        base = s.fine_factor if abs(which) == 1 else s.coarse_factor
-        factor = base if which > 0 else 1.0 / base
-        group, where = self.target()
-        args: dict[str, Any] = {"factor": factor}
-        if group is not None:
-            args["group"] = group
-        sign = f"×{base:g}" if which > 0 else f"÷{base:g}"
-        self.send("scale-lr", args, f"lr {sign} ({where})", group)
-
-    def action_toggle_all(self) -> None:
-        self.all_groups = not self.all_groups
-        table = self.query_one(GroupTable)
-        table.border_title = "all groups" if self.all_groups else None
-        table.set_class(self.all_groups, "-all")
-        self._changes_shown()
-        self.notify(
-            "keys act on all groups" if self.all_groups else "keys act on the selected group",
-            timeout=2,
-        )
-
-    def action_edit(self) -> None:
-        group = self.query_one(GroupTable).selected_group()
-        if group is None:
-            self.notify("no param groups yet", severity="warning", timeout=3)
-            return
-        index, where = self.target()
-
-        def done(result: tuple[str, Any] | None) -> None:
-            if result is None:
-                return
-            field, value = result
-            args: dict[str, Any] = {"values": {field: value}}
-            if index is not None:
-                args["group"] = index
-            shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
-            self.send("set", args, f"{field}={shown} ({where})", index)
-
-        from optitui.tui.screens.field_editor import FieldEditor  # loaded when first needed
-
-        self.app.push_screen(FieldEditor(group, where), done)
-
-    def action_pause(self) -> None:
-        paused = self.status is not None and self.status.state == "paused"
-        self.send("resume" if paused else "pause", {}, "resume" if paused else "pause", None)
-
-    def action_step_once(self) -> None:
-        if self.status is None or self.status.state != "paused":
-            self.notify("n steps once while paused; space pauses", timeout=3)
-            return
-        self.send("step", {"n": 1}, "step 1", None)
-
+    # -- view keys -------------------------------------------------------------------
     def action_toggle_log(self) -> None:
         self.log_y = not self.log_y
         loss = self.query_one(LossPlot)
@@ -320,5 +217,5 @@ class DashboardScreen(Screen[None]):
     def action_help(self) -> None:
         from optitui.tui.screens.help import HelpScreen
 
-        keys = [(k.display or k.keys, k.long) for k in KEYS if k.show]
-        self.app.push_screen(HelpScreen(keys))
+        mode, limits, hint = probe(self.meta)
+        self.app.push_screen(HelpScreen(listed(), mode, limits, hint))

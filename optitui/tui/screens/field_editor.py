@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from optitui.store.commands import MAX_STEPS
 from optitui.store.fields import FieldSpec
 from optitui.tui import fmt
 
 
-class FieldEditor(ModalScreen[tuple[str, Any] | None]):
+@dataclass(frozen=True)
+class Edit:
+    """One field's new value, applied at once (``ramp`` None) or over ``ramp`` steps."""
+
+    field: str
+    value: Any
+    ramp: int | None = None
+
+
+def parse_ramp(text: str) -> int | None:
+    """The "over N steps" box: blank means at once."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"over N steps: {text!r} is not a whole number") from None
+    if not 1 <= n <= MAX_STEPS:
+        raise ValueError(f"over N steps: got {n}; allowed: 1 to {MAX_STEPS:,}, or blank")
+    return n
+
+
+class FieldEditor(ModalScreen[Edit | None]):
     """Pick a field (↑↓), type a value, Enter sends; the job's own rules check it first.
 
-    Dismisses with ``(field, value)`` (value already parsed and normalised),
-    or None when cancelled. Invalid input keeps the dialog open with the
-    error shown inline, and nothing is sent.
+    Dismisses with an :class:`Edit` (value already parsed and normalised), or
+    None when cancelled. A number may be ramped in linearly over N steps
+    instead of at once. Invalid input keeps the dialog open with the error
+    shown inline, and nothing is sent.
     """
 
     DEFAULT_CSS = """
@@ -48,6 +74,18 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
     }
     FieldEditor #allowed, FieldEditor #hint {
         color: $text-muted;
+    }
+    FieldEditor Horizontal {
+        height: auto;
+    }
+    FieldEditor #value {
+        width: 1fr;
+    }
+    FieldEditor #ramp-label {
+        padding: 1 1 0 1;
+    }
+    FieldEditor #ramp {
+        width: 16;
     }
     """
 
@@ -80,10 +118,16 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
                 ],
                 id="fields",
             )
-            yield Input(id="value", placeholder="new value")
+            with Horizontal():
+                yield Input(id="value", placeholder="new value")
+                yield Label("over", id="ramp-label")
+                yield Input(id="ramp", placeholder="N steps")
             yield Label("", id="error")
             yield Label("", id="allowed")
-            yield Label("Enter sends · Esc cancels · ↑↓ field", id="hint")
+            yield Label(
+                "Enter sends · Esc cancels · ↑↓ field · Tab: ramp over N steps (blank: at once)",
+                id="hint",
+            )
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
@@ -91,12 +135,12 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
         if self.field:
             options.highlighted = list(self.specs).index(self.field)
         self._select(self.field)
-        self.query_one(Input).focus()
+        self.query_one("#value", Input).focus()
 
     def _select(self, name: str) -> None:
         self.field = name
         spec = self.specs.get(name)
-        inp = self.query_one(Input)
+        inp = self.query_one("#value", Input)
         inp.value = fmt.editable_text(self.values.get(name)) if spec else ""
         self.query_one("#allowed", Label).update(f"allowed: {spec.allowed()}" if spec else "")
         self._show_error("")
@@ -117,7 +161,7 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
     def _picked(self, event: OptionList.OptionSelected) -> None:
         if event.option.id is not None:
             self._select(event.option.id)
-            self.query_one(Input).focus()
+            self.query_one("#value", Input).focus()
 
     def check(self, text: str) -> Any:
         """The parsed value; raises ValueError with the message to show."""
@@ -128,12 +172,20 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
             raise ValueError(f"{self.field}: enter a value; allowed: {spec.allowed()}")
         return spec.parse(text)
 
+    def edit(self) -> Edit:
+        """What the dialog would send now; raises ValueError with the message to show."""
+        value = self.check(self.query_one("#value", Input).value)
+        ramp = parse_ramp(self.query_one("#ramp", Input).value)
+        if ramp is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"{self.field}: only a single number can be ramped; clear the steps")
+        return Edit(self.field, value, ramp)
+
     @on(Input.Changed)
     def _typed(self, event: Input.Changed) -> None:
         if not self.error:
             return
         try:  # once an error shows, it goes away as soon as the text is valid
-            self.check(event.value)
+            self.edit()
             self._show_error("")
         except ValueError as exc:
             self._show_error(str(exc))
@@ -141,11 +193,11 @@ class FieldEditor(ModalScreen[tuple[str, Any] | None]):
     @on(Input.Submitted)
     def _submit(self, event: Input.Submitted) -> None:
         try:
-            value = self.check(event.value)
+            edit = self.edit()
         except ValueError as exc:
             self._show_error(str(exc))
             return
-        self.dismiss((self.field, value))
+        self.dismiss(edit)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

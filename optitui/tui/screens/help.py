@@ -1,4 +1,5 @@
-"""The help screen: every key of the dashboard and what attach/detach mean."""
+"""The help screen: every key of the dashboard, what attach/detach mean, and what a
+probe-driven run (``optitui.watch``, zero-code, framework callbacks) cannot do."""
 
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ terminal detaches too. `optitui attach [RUN_DIR]` opens a dashboard on a
 running job again; several may be open at once.
 
 Changes show as pending (⋯) until the job applies them at a step boundary
-(✓ with the step) or rejects them (✗ with the reason). Orange lines on the
-plots mark hyperparameter changes."""
+(✓ with the step) or rejects them (✗ with the reason). Lines on the plots
+mark changes (orange), checkpoint restores (green), range tests (magenta),
+divergence and out-of-memory (red); small ticks along the top mark routine
+saves and loss spikes. After a restore the old branch is drawn dimmed.
+
+The range test (r) sweeps the lr over a few batches, then puts everything
+back; pick a suggestion with 1-4 to apply it, Esc cancels. Checkpoints (c)
+restore with Enter; the state before a restore is saved first, so a
+restore can be undone from the same list."""
 
 
 class HelpScreen(ModalScreen[None]):
@@ -42,15 +50,33 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark,f1", "close", "Close")]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        keys: list[tuple[str, str]],
+        probe_mode: str = "",
+        limits: list[str] | None = None,
+        hint: str = "",
+    ) -> None:
         super().__init__()
         self.keys = keys
+        self.probe_mode = probe_mode
+        self.limits = list(limits or [])
+        self.hint = hint
 
-    def compose(self) -> ComposeResult:
+    def text(self) -> str:
         width = max((len(k) for k, _ in self.keys), default=4) + 2
         lines = [f"{k:<{width}}{what}" for k, what in self.keys]
+        out = "Keys\n\n" + "\n".join(lines) + "\n\n" + ABOUT
+        if self.limits:
+            out += f"\n\nThis run is in {self.probe_mode} mode. What needs the probe:\n"
+            out += "\n".join(f"- {limit}" for limit in self.limits)
+            if self.hint:
+                out += f"\n{self.hint}"
+        return out
+
+    def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static("Keys\n\n" + "\n".join(lines) + "\n\n" + ABOUT, markup=False)
+            yield Static(self.text(), markup=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

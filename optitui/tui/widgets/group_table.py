@@ -1,4 +1,5 @@
-"""The param-group table: per group its lr, every editable field, size and state."""
+"""The param-group table: per group its lr, every editable field, size and state
+(frozen, fields being ramped, the live lr multiplier)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.widgets import DataTable
 from optitui.tui import fmt
 
 PENDING_MARK = "⋯"
+RAMP_MARK = "↗"  # after a value that is being ramped to its target
 
 
 def editable_fields(groups: list[dict[str, Any]]) -> list[str]:
@@ -64,7 +66,7 @@ class GroupTable(DataTable[str]):
         keep = self.selected
         self.groups = groups
         fields = editable_fields(groups)
-        columns = ["", "group", *fields, "params", "frozen", "lr×"]
+        columns = ["", "group", *fields, "params", "state", "lr×"]
         if columns != self._columns:
             self.clear(columns=True)
             for c in columns:
@@ -75,12 +77,20 @@ class GroupTable(DataTable[str]):
         for i, g in enumerate(groups):
             values = g.get("values") or {}
             mark = PENDING_MARK if (i in pending or None in pending) else ""
+            ramping = [str(f) for f in g.get("ramping") or []]
             cells = [mark, group_name(g, i)]
-            cells += [fmt.value(values.get(f)) if f in values else "" for f in fields]
+            cells += [
+                (fmt.value(values.get(f)) + (RAMP_MARK if f in ramping else ""))
+                if f in values
+                else ""
+                for f in fields
+            ]
             mult = g.get("lr_multiplier", 1.0)
+            state = ["frozen"] if g.get("frozen") else []
+            state += ["ramping " + ",".join(ramping)] if ramping else []
             cells += [
                 fmt.count(float(g.get("params", 0))),
-                "frozen" if g.get("frozen") else "",
+                ", ".join(state),
                 "" if mult in (None, 1.0) else fmt.value(mult),
             ]
             self.add_row(*cells, key=str(i))

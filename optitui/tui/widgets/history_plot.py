@@ -13,11 +13,17 @@ from textual_plotext import PlotextPlot
 from optitui.tui import decimate, fmt
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import Marker
-from optitui.tui.plot_text import figure_text
+from optitui.tui.plot_text import dimmed, figure_text
 
 #: columns taken by the y tick labels and the frame; the rest hold data
 AXIS_COLUMNS = 10
 SERIES_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
+
+
+def branch_color(color: str, newest: bool) -> Any:
+    """The colour of a series on one branch: a branch the run left by restoring an
+    earlier checkpoint is drawn dimmed."""
+    return color if newest else dimmed(color)
 
 
 class HistoryPlot(PlotextPlot):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optitui.tui import decimate
-from optitui.tui.widgets.history_plot import HistoryPlot
+from optitui.tui.widgets.history_plot import HistoryPlot, branch_color
 
 RAW_COLOR = "gray"
 SMOOTH_COLOR = "cyan"
@@ -33,13 +33,19 @@ class LossPlot(HistoryPlot):
             smooth_b = min(b, view.smooth.length)
             smooth = decimate.last(view.step, view.smooth.at, a, smooth_b, max(1, nb // 2), pos)
             if raw:
-                plt.plot(raw.xs, raw.ys, marker="braille", color=RAW_COLOR, label=_if(last, "loss"))
+                plt.plot(
+                    raw.xs,
+                    raw.ys,
+                    marker="braille",
+                    color=branch_color(RAW_COLOR, last),
+                    label=_if(last, "loss"),
+                )
             if smooth:
                 plt.plot(
                     smooth.xs,
                     smooth.ys,
                     marker="braille",
-                    color=SMOOTH_COLOR,
+                    color=branch_color(SMOOTH_COLOR, last),
                     label=_if(last, "smoothed"),
                 )
             drawn += [raw, smooth]
@@ -50,8 +56,14 @@ class LossPlot(HistoryPlot):
                 view.val_step, view.val_loss.raw.__getitem__, a, b, self.buckets, pos
             )
             if val:
-                label = _if(k == len(vals) - 1, "val")
-                plt.plot(val.xs, val.ys, marker="braille", color=VAL_COLOR, label=label)
+                newest = k == len(vals) - 1
+                plt.plot(
+                    val.xs,
+                    val.ys,
+                    marker="braille",
+                    color=branch_color(VAL_COLOR, newest),
+                    label=_if(newest, "val"),
+                )
             drawn.append(val)
         tops = [max(p.ys) for p in drawn if p]
         self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)

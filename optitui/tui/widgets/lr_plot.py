@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optitui.tui import decimate
-from optitui.tui.widgets.history_plot import SERIES_COLORS, HistoryPlot
+from optitui.tui.widgets.history_plot import SERIES_COLORS, HistoryPlot, branch_color
 
 
 class LrPlot(HistoryPlot):
@@ -38,8 +38,14 @@ class LrPlot(HistoryPlot):
                 pts = pts.flat_runs_joined()
                 if pts:
                     color = SERIES_COLORS[index % len(SERIES_COLORS)]
-                    label = self.group_label(index) if k == len(pieces) - 1 else None
-                    plt.plot(pts.xs, pts.ys, marker="braille", color=color, label=label)
+                    last = k == len(pieces) - 1
+                    plt.plot(
+                        pts.xs,
+                        pts.ys,
+                        marker="braille",
+                        color=branch_color(color, last),  # dimmed: left behind by a restore
+                        label=self.group_label(index) if last else None,
+                    )
                     tops.append(max(pts.ys))
         self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
         self.step_axis(plt, x_lo, x_hi)

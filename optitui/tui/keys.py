@@ -1,0 +1,55 @@
+"""Every key of the dashboard, in one table: the bindings, the footer, the help screen,
+the command palette and the README's keys table all read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Key:
+    keys: str  # Textual key names, comma-separated
+    action: str
+    short: str  # the footer's word
+    long: str  # help screen and command palette
+    footer: bool = True  # shown in the footer (the footer has room for the common ones)
+    display: str | None = None  # how the key is written, when not its Textual name
+    listed: bool = True  # in help and the palette (False: the other half of a pair)
+
+    @property
+    def shown_as(self) -> str:
+        return self.display or self.keys
+
+
+KEYS = (
+    Key("up", "move_group(-1)", "group", "select the previous param group", True, "↑↓"),
+    Key("down", "move_group(1)", "group", "select the next param group", False, listed=False),
+    Key("plus,equals_sign", "scale_lr(1)", "lr+", "lr × fine factor (1.1)", True, "+"),
+    Key("minus", "scale_lr(-1)", "lr-", "lr ÷ fine factor", True, "-"),
+    Key("asterisk", "scale_lr(2)", "lr++", "lr × coarse factor (2)", False, "*"),
+    Key("slash", "scale_lr(-2)", "lr--", "lr ÷ coarse factor", False, "/"),
+    Key("a", "toggle_all", "all", "toggle: keys act on all groups / the selected one", False),
+    Key("e", "edit", "edit", "edit any field of the selected group, at once or over N steps"),
+    Key("f", "freeze", "freeze", "freeze / unfreeze the selected group", False),
+    Key("z", "reset_state", "reset", "reset optimizer state (selected group, or all)", False),
+    Key("d", "scheduler", "sched", "detach / re-attach the lr scheduler", False),
+    Key("k", "lookahead", "lookahead", "lookahead on (k, alpha) / off", False),
+    Key("g", "clip", "clip", "gradient clipping: max norm or off", False),
+    Key("o", "swap_optimizer", "optim", "swap the optimizer class (state starts fresh)", False),
+    Key("x", "divergence", "diverge", "divergence policy: pause / rollback / ignore", False),
+    Key("space", "pause", "pause", "pause / resume training", True, "spc"),
+    Key("n", "step_once", "step", "while paused: train one step, then pause again", False),
+    Key("r", "range_test", "lr-find", "LR range test on the live job (or open the running one)"),
+    Key("s", "save", "save", "save a checkpoint (optional tag)"),
+    Key("c", "checkpoints", "ckpts", "checkpoints: pick one to restore (rewind)"),
+    Key("t", "traceback", "traceback", "the last error's traceback", False),
+    Key("l", "toggle_log", "log-y", "loss plot: toggle log-y", False),
+    Key("w", "toggle_window", "window", "plots: toggle last N steps / all", False),
+    Key("question_mark,f1", "help", "help", "this help", True, "?"),
+    Key("q", "app.quit", "quit", "quit: detach (job keeps training) / stop / cancel"),
+)
+
+
+def listed() -> list[tuple[str, str]]:
+    """(key as written, what it does) of every key, for help and the README."""
+    return [(k.shown_as, k.long) for k in KEYS if k.listed]
