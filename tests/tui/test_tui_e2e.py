@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import pytest
 
 from optitui.store.client import NoAnswer, send
 from optitui.store.layout import RunPaths
+from optitui.store.manifests import listing
 from optitui.store.reader import RunReader
 
 pytestmark = [
@@ -187,3 +189,54 @@ def test_run_detach_by_losing_the_terminal_then_attach(tmux: Tmux, tmp_path: Pat
     tmux.keys("attach", "s")
     wait_for(lambda: not pid_alive(pid), 60, "the job to stop")
     assert status(run).state == "stopped"
+
+
+def events(run: Path) -> list[Any]:
+    with RunReader(run) as r:
+        return r.events()
+
+
+def test_save_and_restore_by_keys(tmux: Tmux, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    py = shlex.quote(sys.executable)
+    tmux.start("run", f"{py} -m optitui run sample_runs/digits.py --root {shlex.quote(str(root))}")
+    wait_for(
+        lambda: filled(tmux.screen("run"), "body"), 90, "the dashboard", lambda: tmux.screen("run")
+    )
+    [run] = [p for p in root.iterdir() if (p / "store.sqlite").exists()]
+    folder = RunPaths(run).checkpoints
+    # s: a tag, Enter saves
+    tmux.keys("run", "s")
+    wait_for(lambda: "Save a checkpoint" in tmux.screen("run"), 10, "the save form")
+    tmux.keys("run", "e2e-tag", "Enter")
+    saved = wait_for(
+        lambda: [m for m in listing(folder) if m.tag == "e2e-tag"], 30, "the tagged checkpoint"
+    )
+    assert saved[0].reason == "manual"
+    wait_for(lambda: "save checkpoint e2e-tag: applied" in tmux.screen("run"), 10, "the answer")
+    # c: the picker, newest first; Enter restores the highlighted one
+    tmux.keys("run", "c")
+    wait_for(lambda: "Enter restores" in tmux.screen("run"), 10, "the picker")
+    wait_for(lambda: "e2e-tag" in tmux.screen("run"), 10, "our checkpoint in the list")
+    tmux.keys("run", "Enter")
+    restores = wait_for(
+        lambda: [json.loads(p) for k, p in applied(run) if k == "restore"], 30, "the restore"
+    )
+    chosen = restores[0]["args"]["id"]
+    assert chosen in {m.id for m in listing(folder)}
+    rewound = wait_for(
+        lambda: [e for e in events(run) if (e.data or {}).get("marker") == "restore"],
+        30,
+        "the restore event",
+    )
+    assert (
+        rewound[0].data["id"] == chosen
+        and rewound[0].data["to_step"] < rewound[0].data["from_step"]
+    )
+    wait_for(lambda: "rewound from step" in tmux.screen("run"), 10, "the rewind in the log")
+    # the state it left was saved first, so the restore can be undone
+    assert any(m.reason == "before-restore" for m in listing(folder))
+    tmux.keys("run", "q")
+    wait_for(lambda: "Detach" in tmux.screen("run"), 10, "the quit question")
+    tmux.keys("run", "s")
+    wait_for(lambda: status(run).state == "stopped", 60, "the job to stop")

@@ -33,8 +33,9 @@ def editor(app: DashboardApp) -> FieldEditor:
 
 
 async def type_value(pilot: Pilot[Any], app: DashboardApp, text: str) -> None:
-    editor(app).query_one(Input).value = ""
-    await pilot.press(*text)
+    """Replace the value, as typing would (Input.Changed fires), without a key per character."""
+    editor(app).query_one(Input).value = text
+    await pilot.pause()
 
 
 @pilot_test

@@ -21,7 +21,7 @@ from optitui.tui import fmt
 from optitui.tui.messages import CheckpointsListed
 
 #: how often the list is read again while open (a save may land meanwhile)
-REFRESH_S = 2.0
+REFRESH_S = 1.0
 COLUMNS = ("step", "loss", "val loss", "age", "reason", "tag", "id")
 
 

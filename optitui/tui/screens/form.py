@@ -34,12 +34,12 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         background: $surface;
         padding: 0 1;
     }
-    FormScreen Horizontal {
+    FormScreen .row {
         height: auto;
+        margin-top: 1;
     }
     FormScreen .field-label {
         width: 18;
-        padding: 1 1 0 0;
     }
     FormScreen Input, FormScreen Select {
         width: 1fr;
@@ -48,6 +48,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         color: $error;
         text-style: bold;
         height: auto;
+        margin-top: 1;
     }
     FormScreen #note, FormScreen #hint {
         color: $text-muted;
@@ -66,7 +67,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         with Vertical():
             yield Label(self.form.title, id="title")
             for f in self.form.fields:
-                with Horizontal():
+                with Horizontal(classes="row"):
                     yield Label(f.label, classes="field-label")
                     if f.choices:
                         yield Select(
@@ -74,9 +75,10 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                             value=f.value or f.choices[0][0],
                             allow_blank=False,
                             id=f.name,
+                            compact=True,
                         )
                     else:
-                        yield Input(f.value, placeholder=f.placeholder, id=f.name)
+                        yield Input(f.value, placeholder=f.placeholder, id=f.name, compact=True)
             yield Label("", id="error")
             if self.form.note:
                 yield Label(self.form.note, id="note")

@@ -57,7 +57,9 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
     }
     RangeTestScreen OptionList {
         height: auto;
-        max-height: 6;
+        max-height: 8;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     RangeTestScreen #message {
         height: auto;
