@@ -124,6 +124,22 @@ def segments(start: int, stop: int, breaks: tuple[int, ...]) -> list[tuple[int, 
     return [(a, b) for a, b in pairwise(edges) if b > a]
 
 
+def abandoned(x: array[float], pieces: Sequence[tuple[int, int]]) -> list[tuple[int, int, bool]]:
+    """Each piece (start, stop) of rising steps, split where a later piece went back to.
+
+    A restore rewinds to an earlier step: from there on, the older piece's rows
+    are a path the run left (True); its rows before that step are history the
+    newer piece shares (False). Empty parts are dropped.
+    """
+    out: list[tuple[int, int, bool]] = []
+    later = math.inf  # the lowest step any later piece starts from
+    for a, b in reversed(pieces):
+        cut = b if later == math.inf else bisect_left(x, later, a, b)
+        out += [(p, q, left) for p, q, left in ((cut, b, True), (a, cut, False)) if q > p]
+        later = min(later, x[a])
+    return out[::-1]
+
+
 def x_range(x: array[float], pieces: Sequence[tuple[int, ...]]) -> tuple[float, float]:
     """The smallest and largest step over pieces (start, stop, ...) whose steps rise."""
     return min(x[p[0]] for p in pieces), max(x[p[1] - 1] for p in pieces)

@@ -4,7 +4,8 @@ A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
 a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests, as
 those features arrive), and every applied command that changed the
 optimization (``set``, ``scale-lr``, freezing, ...; pausing or stepping is
-run control, not a change). Applied commands are the command events that
+run control, not a change; saves are routine, and a restore or a range test is
+drawn from its own event). Applied commands are the command events that
 carry ``data`` with the command's ``kind``; rejections carry none. Changes
 are drawn as full-height lines; routine events (periodic checkpoint saves,
 loss spikes) as small ticks along the top.
@@ -18,6 +19,16 @@ from optitui.store.reader import EventRow
 
 MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "marker"})
 RUN_CONTROL = frozenset({"pause", "resume", "step", "stop"})
+#: commands that are not a change of the optimization, or whose effect has a marker of
+#: its own (the checkpoint restored, the range test): their command event draws nothing
+NOT_CHANGES = RUN_CONTROL | {
+    "save",
+    "restore",
+    "lr-find",
+    "lr-find-cancel",
+    "checkpoint-policy",
+    "divergence",
+}
 
 #: plot colour per marker name (the event's ``data["marker"]``) or event kind
 COLORS = {
@@ -60,7 +71,7 @@ def marker_for(event: EventRow) -> Marker | None:
     if event.kind in MARKER_KINDS:
         return Marker(event.step, event.kind, event.message)
     kind = data.get("kind")
-    if event.kind == "command" and isinstance(kind, str) and kind not in RUN_CONTROL:
+    if event.kind == "command" and isinstance(kind, str) and kind not in NOT_CHANGES:
         return Marker(event.step, "command", event.message)
     return None
 

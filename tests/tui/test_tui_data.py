@@ -164,6 +164,14 @@ def test_markers() -> None:
 
     assert marker_for(ev("command", {"kind": "set", "args": {}})) == Marker(5, "command", "m")
     assert marker_for(ev("command", {"kind": "pause", "args": {}})) is None
+    # a restore or a range test is drawn by its own event, a save is routine
+    for kind in ("save", "restore", "lr-find", "lr-find-cancel"):
+        assert marker_for(ev("command", {"kind": kind, "args": {}})) is None, kind
+    assert marker_for(ev("command", {"kind": "lr-find-apply", "args": {}})) is not None
+    restore = marker_for(ev("checkpoint", {"marker": "restore"}))
+    assert restore is not None and restore.color == "green" and not restore.tick
+    oom = marker_for(ev("error", {"marker": "oom"}))
+    assert oom is not None and oom.color == "red" and not oom.tick
     assert marker_for(ev("command", None)) is None  # a rejection changed nothing
     assert marker_for(ev("checkpoint", None)) == Marker(5, "checkpoint", "m")
     assert marker_for(ev("info", {"marker": "range test"})) == Marker(5, "info", "range test")
@@ -312,3 +320,17 @@ def test_rewinds_are_found_where_the_step_goes_back(branches: list[tuple[int, in
     assert find_breaks(steps, 0, len(steps)) == brute
     half = len(steps) // 2  # found incrementally too, as rows arrive
     assert find_breaks(steps, 0, half) + find_breaks(steps, half, len(steps)) == brute
+
+
+def test_rows_left_by_a_rewind_are_marked_abandoned() -> None:
+    # 1..10, rewound to 5 and trained to 12, then rewound to 3 and trained to 6
+    steps = array("d", [*range(1, 11), *range(5, 13), *range(3, 7)])
+    pieces = decimate.segments(0, len(steps), tuple(find_breaks(steps, 0, len(steps))))
+    assert pieces == [(0, 10), (10, 18), (18, 22)]
+    assert decimate.abandoned(steps, pieces) == [
+        (0, 2, False),  # steps 1-2: shared by every branch
+        (2, 10, True),  # steps 3-10 of the first branch: left
+        (10, 18, True),  # the whole second branch: left by the second rewind
+        (18, 22, False),  # the branch training now
+    ]
+    assert decimate.abandoned(steps, [(0, 10)]) == [(0, 10, False)]

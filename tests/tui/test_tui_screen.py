@@ -284,10 +284,15 @@ async def test_a_restore_that_went_back_draws_each_branch_apart(tmp_path: Path) 
     paths, writer = write_fixed_store(tmp_path / "run", steps=400, keep_open=True)
     assert writer is not None
     restore = {"marker": "restore", "from_step": 400, "to_step": 300}
+    retrained = metric_batches(301, 500, 1000)
+    for batch in retrained:  # the new branch goes elsewhere: a lower lr, a higher loss
+        batch.columns["loss"] = [x * 1.5 for x in batch.columns["loss"]]
+        for name in ("lr/0", "lr/1"):
+            batch.columns[name] = [x * 0.5 for x in batch.columns[name]]
     writer.write(
         [
             Event(300, "checkpoint", "restored ck: rewound from step 400 to 300", restore),
-            *metric_batches(301, 500, 1000),
+            *retrained,
         ]
     )
     app = fixed_app(paths.root)
@@ -296,7 +301,12 @@ async def test_a_restore_that_went_back_draws_each_branch_apart(tmp_path: Path) 
         screen = app.dashboard
         loss = screen.query_one(LossPlot)
         assert loss.view.breaks == (400,)
-        assert [(a, b) for a, b, _ in loss.pieces(0, 600)] == [(0, 400), (400, 600)]
+        # steps 1-300 are shared, 301-400 were left by the rewind, 301-500 is the new branch
+        assert [(a, b, left) for a, b, _, left in loss.pieces(0, 600)] == [
+            (0, 300, False),
+            (300, 400, True),
+            (400, 600, False),
+        ]
         text = str(loss.render())
         assert text.count("smoothed") == 1  # the legend names the newest branch only
         # the branch left behind is dimmed, on both plots; the newest is not

@@ -20,10 +20,10 @@ AXIS_COLUMNS = 10
 SERIES_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
 
 
-def branch_color(color: str, newest: bool) -> Any:
-    """The colour of a series on one branch: a branch the run left by restoring an
-    earlier checkpoint is drawn dimmed."""
-    return color if newest else dimmed(color)
+def branch_color(color: str, abandoned: bool) -> Any:
+    """The colour of a series on one piece of a branch: steps the run left by restoring an
+    earlier checkpoint are drawn dimmed."""
+    return dimmed(color) if abandoned else color
 
 
 class HistoryPlot(PlotextPlot):
@@ -127,12 +127,16 @@ class HistoryPlot(PlotextPlot):
         n = self.view.length
         return (0 if self.show_all else max(0, n - self.window)), n
 
-    def pieces(self, start: int, stop: int) -> list[tuple[int, int, int]]:
-        """(start, stop, buckets) of each branch in the window (more than one after a
-        checkpoint restore went back in steps); columns are shared by row count."""
+    def pieces(self, start: int, stop: int) -> list[tuple[int, int, int, bool]]:
+        """(start, stop, buckets, abandoned) of each branch in the window (more than one
+        after a checkpoint restore went back in steps); the rows a restore left behind are
+        a piece of their own, drawn dimmed. Columns are shared by row count."""
         parts = decimate.segments(start, stop, self.view.breaks)
         total = max(stop - start, 1)
-        return [(a, b, max(2, self.buckets * (b - a) // total)) for a, b in parts]
+        return [
+            (a, b, max(2, self.buckets * (b - a) // total), left)
+            for a, b, left in decimate.abandoned(self.view.step, parts)
+        ]
 
     def window_label(self) -> str:
         return "all steps" if self.show_all else f"last {self.window} steps"

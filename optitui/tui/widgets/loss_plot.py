@@ -26,7 +26,7 @@ class LossPlot(HistoryPlot):
         pieces = self.pieces(start, stop)
         x_lo, x_hi = decimate.x_range(view.step, pieces)
         drawn: list[decimate.Points] = []
-        for k, (a, b, nb) in enumerate(pieces):  # one series per branch: no line goes back
+        for k, (a, b, nb, left) in enumerate(pieces):  # a series per piece: no line goes back
             last = k == len(pieces) - 1
             raw = decimate.minmax(view.step, view.loss, a, b, nb, pos)
             # the EMA is smooth: a point every other column draws the same curve
@@ -37,7 +37,7 @@ class LossPlot(HistoryPlot):
                     raw.xs,
                     raw.ys,
                     marker="braille",
-                    color=branch_color(RAW_COLOR, last),
+                    color=branch_color(RAW_COLOR, left),
                     label=_if(last, "loss"),
                 )
             if smooth:
@@ -45,12 +45,12 @@ class LossPlot(HistoryPlot):
                     smooth.xs,
                     smooth.ys,
                     marker="braille",
-                    color=branch_color(SMOOTH_COLOR, last),
+                    color=branch_color(SMOOTH_COLOR, left),
                     label=_if(last, "smoothed"),
                 )
             drawn += [raw, smooth]
-        vals = decimate.val_ranges(view, x_lo, x_hi)
-        for k, (a, b) in enumerate(vals):
+        vals = decimate.abandoned(view.val_step, decimate.val_ranges(view, x_lo, x_hi))
+        for k, (a, b, left) in enumerate(vals):
             # validation is sparse and smooth: the newest record per column is enough
             val = decimate.last(
                 view.val_step, view.val_loss.raw.__getitem__, a, b, self.buckets, pos
@@ -61,7 +61,7 @@ class LossPlot(HistoryPlot):
                     val.xs,
                     val.ys,
                     marker="braille",
-                    color=branch_color(VAL_COLOR, newest),
+                    color=branch_color(VAL_COLOR, left),
                     label=_if(newest, "val"),
                 )
             drawn.append(val)

@@ -32,7 +32,7 @@ class LrPlot(HistoryPlot):
         pieces = self.pieces(start, stop)
         x_lo, x_hi = decimate.x_range(view.step, pieces)
         tops: list[float] = []
-        for k, (a, b, nb) in enumerate(pieces):  # one series per branch: no line goes back
+        for k, (a, b, nb, left) in enumerate(pieces):  # a series per piece: no line goes back
             for index, column in view.lrs:
                 pts = decimate.minmax(view.step, column, a, b, nb, positive=True)
                 pts = pts.flat_runs_joined()
@@ -43,7 +43,7 @@ class LrPlot(HistoryPlot):
                         pts.xs,
                         pts.ys,
                         marker="braille",
-                        color=branch_color(color, last),  # dimmed: left behind by a restore
+                        color=branch_color(color, left),  # dimmed: left behind by a restore
                         label=self.group_label(index) if last else None,
                     )
                     tops.append(max(pts.ys))
