@@ -17,6 +17,7 @@ from tui_support import (
 )
 
 from optitui.tui.app import DashboardApp
+from optitui.tui.keys import KEYS
 from optitui.tui.screens.help import HelpScreen
 from optitui.tui.screens.quit import QuitScreen
 from optitui.tui.widgets.group_table import PENDING_MARK, GroupTable
@@ -167,8 +168,35 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = "\n".join(f"{k} {v}" for k, v in app.screen.keys)
-        for key in ("↑↓", "+", "-", "*", "/", "a", "e", "spc", "n", "l", "w", "q"):
-            assert any(k == key for k, _ in app.screen.keys), key
+        shown = [k for k, _ in app.screen.keys]
+        assert shown == [k.shown_as for k in KEYS if k.listed]
+        for key in [
+            "↑↓",
+            "+",
+            "-",
+            "*",
+            "/",
+            "a",
+            "e",
+            "f",
+            "z",
+            "d",
+            "k",
+            "g",
+            "o",
+            "x",
+            "spc",
+            "n",
+            "r",
+            "s",
+            "c",
+            "t",
+            "l",
+            "w",
+            "?",
+            "q",
+        ]:
+            assert key in shown, key
         assert "detach" in text and "pause" in text
         await pilot.press("escape")
         assert on_dashboard(app)
@@ -231,3 +259,18 @@ async def test_q_quits_at_once_when_the_run_is_over(tmp_path: Path) -> None:
         await pilot.press("q")
         await wait_until(pilot, lambda: app.return_value == 0)
         assert not isinstance(app.screen, QuitScreen)
+
+
+def test_readme_keys_table_lists_every_key() -> None:
+    """The README's keys table and the key table the app binds stay the same list."""
+    text = (Path(__file__).parents[2] / "optitui" / "tui" / "README_SECTION.md").read_text()
+    table = text.split("### Keys", 1)[1].split("\n\n", 2)[1]
+    documented: set[str] = set()
+    for line in table.splitlines()[2:]:
+        documented.update(line.split("|")[1].split())
+    spelled = {"↑↓": ["↑", "↓"], "-": ["−"], "spc": ["space"]}
+    for key in KEYS:
+        if key.listed:
+            for word in spelled.get(key.shown_as, [key.shown_as]):
+                assert word in documented, (key, sorted(documented))
+    assert "ctrl+p" in documented
