@@ -263,7 +263,7 @@ async def test_q_quits_at_once_when_the_run_is_over(tmp_path: Path) -> None:
 
 def test_readme_keys_table_lists_every_key() -> None:
     """The README's keys table and the key table the app binds stay the same list."""
-    text = (Path(__file__).parents[2] / "optitui" / "tui" / "README_SECTION.md").read_text()
+    text = (Path(__file__).parents[2] / "README.md").read_text()
     table = text.split("### Keys", 1)[1].split("\n\n", 2)[1]
     documented: set[str] = set()
     for line in table.splitlines()[2:]:
