@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="under torchrun: steps between the ranks' exchanges of commands and losses (16)",
     )
     run.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for a silent peer before failing (120)",
+    )
+    run.add_argument(
         "--on-divergence",
         choices=("pause", "rollback", "ignore"),
         help="on a NaN/inf loss: pause (default), roll back to the last good state, or ignore",
@@ -193,6 +200,7 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
         ("--resume", args.resume),
         ("--on-divergence", args.on_divergence),
         ("--sync-every", args.sync_every),
+        ("--dist-timeout", args.dist_timeout),
     ):
         if value is not None:
             argv += [flag, str(value)]
@@ -225,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,
+        dist_timeout=args.dist_timeout,
     )
     return run_headless(opts)
 
@@ -303,6 +312,7 @@ def _run_inline(args: argparse.Namespace) -> int:
         resume=args.resume,
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,
+        dist_timeout=args.dist_timeout,
         mode="inline",
     )
     try:

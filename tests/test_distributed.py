@@ -156,3 +156,65 @@ def test_two_ranks_stay_in_lockstep(tmp_path: Path) -> None:
         assert r.meta()["world_size"] == 2
         (test,) = r.range_tests()
         assert test.status == "done"
+
+
+DYING = """
+import os
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import optitui
+
+def setup(device):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(512, 8, generator=g), torch.randn(512, 1, generator=g)
+    model = nn.Linear(8, 1).to(device)
+    calls = {"n": 0}
+
+    def step_fn(net, batch):
+        calls["n"] += 1
+        if os.environ.get("RANK") == "1" and calls["n"] == 40:
+            raise RuntimeError("rank 1 lost its data shard")
+        xb, yb = batch
+        return nn.functional.mse_loss(net(xb), yb)
+
+    return optitui.Job(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                       train_data=DataLoader(TensorDataset(x, y), batch_size=16),
+                       step_fn=step_fn, sync_every=4)
+"""
+
+
+@pytest.mark.slow
+def test_a_dying_rank_ends_the_run_without_hanging(tmp_path: Path) -> None:
+    script = write_script(tmp_path, DYING)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optitui",
+            "run",
+            str(script),
+            "--headless",
+            "--device",
+            "cpu",
+            "--nproc-per-node",
+            "2",
+            "--run-dir",
+            str(run_dir),
+            "--dist-timeout",
+            "15",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "rank 1 lost its data shard" in out  # which rank, and why
+    with RunReader(run_dir) as r:
+        st = r.status()
+        assert st.state in ("failed", "crashed", "stopped"), st
+        assert st.step < 100
