@@ -1,0 +1,119 @@
+"""The comparison benchmark's smoke run: every row of its table is still produced.
+
+`python benchmarks/compare.py --quick` measures nothing worth quoting (one round, a few
+hundred steps); it runs every code path of the full benchmark so that the harness
+cannot rot between full runs. A tool that is not installed (the `bench` extra) must
+say so in its row rather than fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPARE = ROOT / "benchmarks" / "compare.py"
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+VARIANTS = {
+    "bare loop": None,
+    "optitui headless": None,
+    "optitui + dashboard attached": "tmux",
+    "optitui --inline": "tmux",
+    "TensorBoard SummaryWriter": "tensorboard",
+    "trackio": "trackio",
+    "wandb (offline)": "wandb",
+}
+
+
+def installed(need: str | None) -> bool:
+    if need is None:
+        return True
+    if need == "tmux":
+        return shutil.which("tmux") is not None
+    return importlib.util.find_spec(need) is not None
+
+
+def rows_of(text: str, first_cell: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+
+
+def digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+@pytest.mark.slow
+def test_quick_run_has_every_row(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn", reason="the tiny loop trains on scikit-learn's digits")
+    before = digest(RESULTS)
+    out = tmp_path / "quick.md"
+    proc = subprocess.run(
+        [sys.executable, str(COMPARE), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.strip() in proc.stdout  # the table goes to stdout too
+    assert digest(RESULTS) == before  # the smoke run never overwrites the committed results
+
+    for title in (
+        "## 1. Per-step host overhead, tiny step",
+        "## 1. Per-step host overhead, heavier step",
+        "### 1b. optitui headless against the bare loop, paired in one process",
+        "## 2. Host-device syncs per 1,000 steps",
+        "## 3. Dashboard frame cost against history length",
+        "## 4. Attach to first full frame",
+        "## 5. Command latency",
+        "## 6. Checkpoint save",
+        "## Targets",
+    ):
+        assert title in text, title
+
+    overhead = text.split("## 2.")[0]
+    for variant, need in VARIANTS.items():
+        rows = rows_of(overhead, variant)
+        assert len(rows) == 2, (variant, rows)  # tiny and heavier loop
+        for row in rows:
+            if installed(need):
+                assert "skipped" not in row and "failed" not in row, row
+                float(row.split("|")[2])  # us/step: a number
+            else:
+                assert "skipped" in row and str(need) in row, row
+
+    syncs = {
+        "optitui headless": None,
+        "TensorBoard SummaryWriter": "tensorboard",
+        "trackio": "trackio",
+        "wandb (offline)": "wandb",
+    }
+    section = text.split("## 2.")[1].split("## 3.")[0]
+    for tool, need in syncs.items():
+        (row,) = rows_of(section, tool)
+        assert ("skipped" in row) != installed(need), row
+        assert "failed" not in row, row
+
+    for first in ("1,000", "10,000"):  # frame cost at each history length
+        assert rows_of(text, first), first
+    for measure in (
+        "headless app in a new process, wall s",
+        "viewer RSS holding 10,000 steps, MB",
+        "optitui: on the training thread",
+        "optitui: total, until on disk (`saver.wait()`)",
+        "`torch.save` on the training thread",
+    ):
+        if "RSS" in measure and not installed("tmux"):
+            continue
+        assert rows_of(text, measure), measure
+    for step in ("1 ms", "100 ms"):  # command latency at both step times
+        (row,) = rows_of(text, step)
+        assert row.count("/") >= 3, row
