@@ -219,9 +219,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.inline:
             return _run_inline(args)
         return _run_with_dashboard(args)
-    from optitui.trainer.headless import RunOptions, run_headless
+    from optitui.trainer.headless import run_headless
 
-    opts = RunOptions(
+    return run_headless(_run_options(args, "headless"))
+
+
+def _run_options(args: argparse.Namespace, mode: str) -> Any:
+    """The `run` command's options for the job, whichever way it runs."""
+    from optitui.trainer.headless import RunOptions
+
+    return RunOptions(
         script=args.script,
         device=args.device,
         root=args.root,
@@ -234,8 +241,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,
         dist_timeout=args.dist_timeout,
+        mode=mode,
     )
-    return run_headless(opts)
 
 
 def _run_with_dashboard(args: argparse.Namespace) -> int:
@@ -298,25 +305,10 @@ def _pick_device() -> str | None:
 
 def _run_inline(args: argparse.Namespace) -> int:
     """The training loop in a thread of the dashboard's process: it ends with the app."""
-    from optitui.trainer.headless import RunOptions, SetupFailed, prepare
+    from optitui.trainer.headless import SetupFailed, prepare
 
-    opts = RunOptions(
-        script=args.script,
-        device=args.device,
-        root=args.root,
-        run_dir=args.run_dir,
-        max_steps=args.max_steps,
-        seed=args.seed,
-        argv=tuple(sys.argv),
-        script_args=args.script_args,
-        resume=args.resume,
-        on_divergence=args.on_divergence,
-        sync_every=args.sync_every,
-        dist_timeout=args.dist_timeout,
-        mode="inline",
-    )
     try:
-        trainer = prepare(opts)
+        trainer = prepare(_run_options(args, "inline"))
     except (SetupFailed, FileExistsError) as exc:
         _err(str(exc))
         return 2

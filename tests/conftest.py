@@ -91,3 +91,35 @@ def run_in_thread() -> Iterator[Callable[[Any], Running]]:
     for r in started:
         if r.thread.is_alive():
             r.stop()
+
+
+def start_headless(script: Path, run_dir: Path, min_step: int = 1) -> tuple[Any, Any]:
+    """`optitui run SCRIPT --headless` in a subprocess, once it has trained ``min_step``
+    steps: returns (process, reader). The caller ends the process."""
+    import subprocess
+    import sys
+
+    from optitui.store.reader import RunReader
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "optitui",
+            "run",
+            str(script),
+            "--headless",
+            "--run-dir",
+            str(run_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: (run_dir / "store.sqlite").exists(), 60, "store")
+        reader = RunReader(run_dir)
+        wait_for(lambda: reader.status().step >= min_step, 60, "training")
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, reader

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import start_headless, wait_for
 
 from optitui.store.reader import RunReader
 from optitui.store.words import parse_send
@@ -26,24 +26,8 @@ def optitui(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 @pytest.fixture
 def live_run(tmp_path: Path, tiny_script: Path) -> Iterator[Path]:
     run_dir = tmp_path / "runs" / "live"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "optitui",
-            "run",
-            str(tiny_script),
-            "--headless",
-            "--run-dir",
-            str(run_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, _ = start_headless(tiny_script, run_dir, min_step=11)
     try:
-        wait_for(lambda: (run_dir / "store.sqlite").exists(), 60, "store")
-        reader = RunReader(run_dir)
-        wait_for(lambda: reader.status().step > 10, 60, "training")
         yield run_dir
     finally:
         if proc.poll() is None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
-
-from optitui.store.reader import RunReader
+from conftest import start_headless, wait_for
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -40,24 +36,8 @@ def _inet_inodes() -> set[str]:
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
 def test_no_network_socket_and_sighup_is_ignored(tmp_path: Path, tiny_script: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "optitui",
-            "run",
-            str(tiny_script),
-            "--headless",
-            "--run-dir",
-            str(run_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, reader = start_headless(tiny_script, run_dir, min_step=21)
     try:
-        wait_for(lambda: (run_dir / "store.sqlite").exists(), 60, "store")
-        reader = RunReader(run_dir)
-        wait_for(lambda: reader.status().step > 20, 60, "training")
         # no TCP or UDP socket at all (unix sockets would be fine; there are none either)
         assert not (_socket_inodes(proc.pid) & _inet_inodes())
         # the terminal going away: SIGHUP changes nothing

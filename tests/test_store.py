@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import start_headless, wait_for
 
 from optitui.store import commands, metrics
 from optitui.store.layout import create_run_dir, find_runs, latest_running_run
@@ -96,23 +96,8 @@ def test_stale_heartbeat_reads_as_crashed(tmp_path: Path) -> None:
 
 def test_killed_job_shows_as_crashed(tmp_path: Path, tiny_script: Path) -> None:
     run_dir = tmp_path / "runs" / "killed"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "optitui",
-            "run",
-            str(tiny_script),
-            "--headless",
-            "--run-dir",
-            str(run_dir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, reader = start_headless(tiny_script, run_dir)
     try:
-        wait_for(lambda: (run_dir / "store.sqlite").exists(), 60, "store")
-        reader = RunReader(run_dir)
         wait_for(
             lambda: reader.status().state == "running" and reader.status().step > 0,
             60,
