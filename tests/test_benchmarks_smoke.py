@@ -70,6 +70,7 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
         "## 1. Per-step host overhead, tiny step",
         "## 1. Per-step host overhead, heavier step",
         "### 1b. optitui headless against the bare loop, paired in one process",
+        "### 1c. every tool's fixed cost per step, paired in one process",
         "## 2. Host-device syncs per 1,000 steps",
         "## 3. Dashboard frame cost against history length",
         "## 4. Attach to first full frame",
@@ -79,7 +80,7 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
     ):
         assert title in text, title
 
-    overhead = text.split("## 2.")[0]
+    overhead = text.split("### 1b.")[0]
     for variant, need in VARIANTS.items():
         rows = rows_of(overhead, variant)
         assert len(rows) == 2, (variant, rows)  # tiny and heavier loop
@@ -89,6 +90,10 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
                 float(row.split("|")[2])  # us/step: a number
             else:
                 assert "skipped" in row and str(need) in row, row
+
+    paired = text.split("### 1c.")[1].split("## 2.")[0]  # every in-process tool, near-empty step
+    for tool in ("optitui headless", "TensorBoard SummaryWriter", "trackio", "wandb (offline)"):
+        assert len(rows_of(paired, tool)) == int(installed(VARIANTS[tool])), tool
 
     syncs = {
         "optitui headless": None,
