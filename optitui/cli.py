@@ -176,7 +176,13 @@ def _err(msg: str) -> None:
 
 # -- run -------------------------------------------------------------------------
 def torchrun_argv(args: argparse.Namespace) -> list[str]:
-    """``optitui run ... --headless`` under torchrun, on this machine's N processes."""
+    """``optitui run ... --headless`` under torchrun, on this machine's N processes.
+
+    The run directory is chosen here, so that every rank knows it before any of
+    them runs (a script without setup() starts its process group itself, later)."""
+    from optitui.store.layout import new_run_path
+
+    run_dir = args.run_dir or new_run_path(args.root, Path(args.script).stem)
     argv = [
         sys.executable,
         "-m",
@@ -194,7 +200,7 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
         str(args.root),
     ]
     for flag, value in (
-        ("--run-dir", args.run_dir),
+        ("--run-dir", run_dir),
         ("--max-steps", args.max_steps),
         ("--seed", args.seed),
         ("--resume", args.resume),

@@ -164,3 +164,26 @@ def setup(device):
     with RunReader(tmp_path / "r") as r:
         assert r.meta()["extra"]["argv"] == ["--epochs", "3", "--headless"]
     assert optitui("ls", "--", "x").returncode == 2
+
+
+def test_nproc_per_node_picks_the_run_directory_before_the_ranks_start(tmp_path: Path) -> None:
+    """Every rank is told the same --run-dir (a script without setup() needs it before
+    its process group exists); a given one is passed on as it is."""
+    from optitui.cli import build_parser, torchrun_argv
+
+    def run_dir(argv: list[str]) -> str:
+        args = build_parser().parse_args(argv)
+        args.script_args = ()
+        out = torchrun_argv(args)
+        assert out[:3] == [sys.executable, "-m", "torch.distributed.run"]
+        return out[out.index("--run-dir") + 1]
+
+    picked = Path(
+        run_dir(["run", "own.py", "--headless", "--nproc-per-node", "2", "--root", str(tmp_path)])
+    )
+    assert picked.parent == tmp_path and picked.name.startswith("own-") and not picked.exists()
+    given = str(tmp_path / "mine")
+    assert (
+        run_dir(["run", "own.py", "--headless", "--nproc-per-node", "2", "--run-dir", given])
+        == given
+    )

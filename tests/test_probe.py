@@ -4,7 +4,6 @@ the in-flight range test, the sync count, and ``optitui run`` on such a script."
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
 import sys
 import threading
@@ -462,61 +461,3 @@ def test_importing_the_integrations_loads_no_framework() -> None:
     assert out.returncode == 0, out.stderr
     loaded = set(out.stdout.split())
     assert not loaded & {"torch", "lightning", "pytorch_lightning", "transformers"}
-
-
-DIST_SCRIPT = """
-import json, os, sys
-import torch
-import torch.distributed as dist
-from torch import nn
-import optitui
-from optitui.store.commands import Command
-
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-torch.manual_seed(0)
-model = nn.Linear(4, 1)
-opt = torch.optim.SGD(model.parameters(), lr=0.1)
-probe = optitui.watch(opt, model=model, run_dir=sys.argv[1] + f"-{rank}")
-if probe.trainer is not None:
-    probe.trainer.commands.append(Command("edit", "set", {"values": {"lr": 0.5}}, "{}"))
-x = torch.randn(16, 4)
-for _ in range(5):
-    loss = model(x).pow(2).mean()
-    opt.zero_grad()
-    loss.backward()
-    dist.all_reduce(model.weight.grad)
-    opt.step()
-    probe.step(loss)
-probe.close()
-with open(sys.argv[1] + f"-out-{rank}.json", "w") as f:
-    json.dump({"silent": probe.silent, "lr": opt.param_groups[0]["lr"]}, f)
-dist.destroy_process_group()
-"""
-
-
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
-
-
-def test_under_torch_distributed_rank_0_alone_records(tmp_path: Path) -> None:
-    """Rank 0 makes the store, the other ranks none; commands are refused (not shared
-    between ranks yet), so no rank's lr moves."""
-    script = write_script(tmp_path, DIST_SCRIPT, name="dist_loop.py")
-    base = str(tmp_path / "run")
-    out = subprocess.run(
-        [*TORCHRUN, str(script), base],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    got = [json.loads(Path(f"{base}-out-{r}.json").read_text()) for r in (0, 1)]
-    assert [g["silent"] for g in got] == [False, True]
-    assert [g["lr"] for g in got] == [0.1, 0.1]
-    assert not Path(f"{base}-1").exists()
-    with RunReader(f"{base}-0") as r:
-        assert r.status().state == "finished" and r.read_metrics().length == 5
-        edit = r.outcome("edit")
-        assert edit is not None and not edit.applied and "2 ranks" in str(edit.reason)
-        assert r.meta()["world_size"] == 2

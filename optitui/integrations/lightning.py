@@ -16,8 +16,12 @@ callback only needs the hooks both call, so either Trainer takes it.
   ``checkpoints/`` folder as ``ID.ckpt``; it carries the lr multipliers in this
   callback's state. Restore loads one back into the module, optimizers and
   schedulers; the Trainer's global step and data position go on.
-- Under torch.distributed, rank 0 alone makes the store; the other ranks do
-  nothing here, and commands are refused until the ranks can share them.
+- Under torch.distributed (``strategy="ddp"``, any launcher) every rank has a
+  probe: rank 0 makes the store and reads commands, the ranks meet every
+  ``sync_every`` steps, and every rank applies each command at the same step.
+  Saves call ``trainer.save_checkpoint`` on every rank (Lightning writes from
+  rank 0); restore loads the file rank 0 chose on every rank (a filesystem the
+  ranks share, as Lightning's own resume needs).
 """
 
 from __future__ import annotations
@@ -63,11 +67,13 @@ class OptituiCallback(pl.Callback):
         root: Path | str = "runs",
         name: str | None = None,
         flush_every: int = 64,
+        sync_every: int | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.root = root
         self.name = name
         self.flush_every = flush_every
+        self.sync_every = sync_every
         self.probe: Probe | None = None
         self._loss: torch.Tensor | None = None
         self._stepped = 0
@@ -79,7 +85,7 @@ class OptituiCallback(pl.Callback):
 
     # -- the fit -----------------------------------------------------------------
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.probe is not None or not trainer.optimizers or trainer.global_rank != 0:
+        if self.probe is not None or not trainer.optimizers:
             return
         opt = trainer.optimizers[0]
         sched = next(
@@ -106,6 +112,7 @@ class OptituiCallback(pl.Callback):
             hooks=False,
             first_step=trainer.global_step,
             raise_if_ignored=False,
+            sync_every=self.sync_every,
         )
         if self._loaded:
             load_lr_state(self.probe, self._loaded)

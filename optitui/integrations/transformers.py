@@ -16,8 +16,12 @@ every group's, every step.
   scheduler, RNG, trainer state); the callback adds ``optitui.json`` with the lr
   multipliers. Restore loads model, optimizer and scheduler back from such a
   folder; the Trainer's global step and data position go on.
-- Under torch.distributed, only the main process (rank 0) makes the store; the
-  others do nothing here, and commands are refused until the ranks can share them.
+- Under torch.distributed (torchrun, accelerate launch) every process has a
+  probe: rank 0 makes the store and reads commands, the ranks meet every
+  ``sync_every`` steps, and every process applies each command at the same
+  step. A save asks every process's Trainer to save after that step; restore
+  loads the folder rank 0 chose on every process (``output_dir`` on a
+  filesystem they share, as the Trainer's own resume needs).
 """
 
 from __future__ import annotations
@@ -71,11 +75,13 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         root: Path | str = "runs",
         name: str | None = None,
         flush_every: int = 64,
+        sync_every: int | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.root = root
         self.name = name
         self.flush_every = flush_every
+        self.sync_every = sync_every
         self.probe: Probe | None = None
         self.tap = LossTap()
         self.args: Any = None
@@ -87,7 +93,7 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         self.save_wanted: tuple[str, str | None] | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.probe is not None or not state.is_world_process_zero:
+        if self.probe is not None:
             return
         model, optimizer = kwargs.get("model"), kwargs.get("optimizer")
         if model is None or optimizer is None:
@@ -113,6 +119,7 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
             backend=_Checkpoints(self),
             first_step=state.global_step,
             raise_if_ignored=False,
+            sync_every=self.sync_every,
         )
         self._after_boundary(control)
 
@@ -143,7 +150,7 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         if p is None or p.trainer is None:
             return
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if folder.is_dir():
+        if folder.is_dir() and not p.silent:  # one writer (the folder is shared)
             (folder / STATE_FILE).write_text(json.dumps(lr_state(p)))
         reason, tag = self.save_wanted or ("transformers", None)
         self.save_wanted = None

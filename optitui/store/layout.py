@@ -45,17 +45,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "run"
 
 
+def new_run_path(root: Path | str, name: str) -> Path:
+    """A fresh run directory's path, ``root/<name>-<time>-<rand>`` (not made yet)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{_slug(name)}-{stamp}-{secrets.token_hex(2)}"
+
+
 def create_run_dir(root: Path | str, name: str, run_dir: Path | str | None = None) -> RunPaths:
     """Make a fresh run directory (mode 0700: commands are only taken from its owner).
 
     With ``run_dir`` given, that exact directory is used (created if missing, and
     it must not already hold a run); otherwise ``root/<name>-<time>-<rand>``.
     """
-    if run_dir is not None:
-        path = Path(run_dir)
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / f"{_slug(name)}-{stamp}-{secrets.token_hex(2)}"
+    path = Path(run_dir) if run_dir is not None else new_run_path(root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)

@@ -54,6 +54,23 @@ def init_from_env(timeout_s: float = 120.0) -> DistInfo | None:
     return DistInfo(dist.get_rank(), world, local, backend)
 
 
+def from_process_group() -> DistInfo | None:
+    """The process group a framework or the user's script already set up (None when
+    there is none, or only one rank)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local, str(dist.get_backend()))
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun announced it (0 when it did not)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def device_for(info: DistInfo, spec: str) -> str:
     """Each rank's device: its own GPU under NCCL, else what was asked."""
     if info.backend == "nccl" and spec in ("auto", "cuda"):

@@ -39,6 +39,12 @@ What it does differently from the trainer, because the loop is not its own:
   model, optimizer, scheduler and RNG back as they were. The batches it used
   are consumed: the loop does not see them again.
 - swap-optimizer is refused (the loop holds its optimizer object).
+- Under torch.distributed (a process group the script or its framework set up),
+  call ``watch()`` on every rank. Rank 0 makes the store and reads commands;
+  every ``sync_every`` steps the ranks meet inside ``probe.step`` and every rank
+  applies rank 0's commands at the same step. The recorded loss is the mean
+  over ranks. Under torchrun without a process group the ranks are independent
+  runs and rank 0 alone records.
 - ``probe.step(loss, samples=n)`` gives the dashboard samples/s;
   ``probe.val_loss(v)`` records a validation loss; ``probe.epoch = e`` the epoch.
 """
@@ -53,26 +59,24 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from optitui.lrfind import Smoother, factor, should_stop, suggest_all
-from optitui.store.commands import Command
 from optitui.store.layout import RunPaths, create_run_dir
-from optitui.store.records import Event, GroupSnapshot, Outcome, ValRecord
-from optitui.trainer import checkpoint, control, rangetest, state, surgery
+from optitui.store.records import Event, ValRecord
+from optitui.trainer import dist, rangetest
+from optitui.trainer.dist import DistInfo
+from optitui.trainer.flight import Flight
 from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
 from optitui.trainer.lr import read_lr, write_lr
+from optitui.trainer.probe_trainer import CheckpointBackend, LoopTrainer, ParamsOnly, user_loop
 
 #: the run directory ``optitui run SCRIPT`` gives a script without setup(); the first
 #: ``watch()`` in the process uses it (and takes it out of the environment)
@@ -86,175 +90,6 @@ class StopTraining(Exception):
     ``optitui run`` treats it as a clean stop. A script run with plain ``python``
     may catch it (``except optitui.StopTraining``) or check ``probe.should_stop``.
     """
-
-
-class CheckpointBackend(Protocol):
-    """A framework's own checkpoint format (Lightning, HF), used for save and restore."""
-
-    def save(self, reason: str, tag: str | None) -> str:
-        """Save (now or at the end of this step); return the checkpoint's id."""
-        ...
-
-    def restore(self, ref: str) -> str:
-        """Load a checkpoint into the model, optimizer and scheduler; return its id.
-        Raises CheckpointError when it cannot, leaving everything as it was."""
-        ...
-
-
-def dist_rank() -> tuple[int, int]:
-    """(rank, world size) under torch.distributed, else (0, 1)."""
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d.get_rank(), d.get_world_size()
-    return 0, 1
-
-
-def _user_loop(model: nn.Module, batch: Any) -> torch.Tensor:
-    raise RuntimeError("the probe's loop is the user's; it never computes a loss itself")
-
-
-class _ParamsOnly(nn.Module):
-    """The optimizer's tensors as a module, for checkpoints when no model was given."""
-
-    def __init__(self, optimizer: Optimizer) -> None:
-        super().__init__()
-        for i, g in enumerate(optimizer.param_groups):
-            for j, p in enumerate(g["params"]):
-                if isinstance(p, nn.Parameter):
-                    self.register_parameter(f"group{i}_param{j}", p)
-                else:  # a plain leaf tensor: kept (and restored in place) as a buffer
-                    self.register_buffer(f"group{i}_param{j}", p)
-
-
-class LoopTrainer(Trainer):
-    """The trainer behind a probe: commands, records and checkpoints, no loop of its own."""
-
-    def __init__(
-        self,
-        probe: Probe,
-        job: Job,
-        device: torch.device,
-        paths: RunPaths,
-        *,
-        meta: dict[str, Any],
-        flush_every: int,
-        flush_seconds: float,
-        max_steps: int | None,
-    ) -> None:
-        self.probe = probe
-        super().__init__(
-            job,
-            device,
-            paths,
-            meta=meta,
-            flush_every=flush_every,
-            flush_seconds=flush_seconds,
-            max_steps=max_steps,
-        )
-
-    def run(self) -> str:
-        raise RuntimeError("a probe's loop is the user's: call probe.step(loss) in it")
-
-    def _start(self) -> None:
-        # Trainer._start puts the model in train mode; the user's loop decides that here
-        modes = [m.training for m in self.model.modules()]
-        super()._start()
-        for m, mode in zip(self.model.modules(), modes, strict=True):
-            m.training = mode
-
-    def _set_state(self, state: str, message: str | None = None) -> None:
-        if self.probe._flight is not None and state in ("running", "paused"):
-            state, message = "lr-find", None  # the test goes on over the loop's next steps
-        super()._set_state(state, message)
-
-    def _next_batch(self) -> Any:
-        return None  # a divergence rollback cannot skip batches of a loop it does not own
-
-    def swap_optimizer(self, new: Optimizer) -> None:
-        raise surgery.SurgeryError(
-            "swap-optimizer needs a script with setup(): your loop holds its optimizer object"
-        )
-
-    def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
-        self.pending_test = None
-        self.probe._start_test(test)
-        return test
-
-    def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
-        backend = self.probe.backend
-        if backend is None:
-            return super().save_checkpoint(reason, tag)
-        cid = backend.save(reason, tag)
-        if self.saver is not None:  # the periodic policy counts from here
-            self.saver._last_save_step, self.saver._last_save_time = self.step, time.time()
-            self._ckpt_at = self.saver.next_due_step()
-        return cid
-
-    def _apply_commands(self) -> None:
-        """As the trainer does, except what the probe answers itself: every command while
-        the ranks cannot share it, and restore when a framework owns the checkpoints."""
-        probe = self.probe
-        if probe.refuse is None and probe.backend is None:
-            super()._apply_commands()
-            return
-        inbox, batch = self.commands, deque[Command]()
-        try:
-            while inbox:
-                cmd = inbox.popleft()
-                if probe.refuse is None and (probe.backend is None or cmd.kind != "restore"):
-                    batch.append(cmd)
-                    continue
-                self.commands = batch  # what came before it is applied first
-                super()._apply_commands()
-                batch = deque()
-                self.commands = inbox
-                self._answer_here(cmd)
-            self.commands = batch
-            super()._apply_commands()
-        finally:
-            self.commands = inbox
-
-    def _answer_here(self, cmd: Command) -> None:
-        probe, what = self.probe, control.describe(cmd)
-        try:
-            if probe.refuse is not None:
-                raise control.Rejection(probe.refuse)
-            assert probe.backend is not None
-            self.flush()
-            old = self.step
-            cid = probe.backend.restore(str(cmd.args["id"]))
-        except Exception as exc:  # every command is answered; the backends check first
-            if not isinstance(exc, control.Rejection | checkpoint.CheckpointError):
-                exc = checkpoint.CheckpointError(f"restore failed: {type(exc).__name__}: {exc}")
-            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
-            self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
-            return
-        # what changed is on record before the answer, as the trainer does it
-        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
-        self.publish_controls()
-        self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
-        self.recorder.put(
-            Event(
-                self.step,
-                "checkpoint",
-                f"restored {cid} (model, optimizer, scheduler); the loop goes on from step {old}",
-                {"marker": "restore", "id": cid, "from_step": old, "to_step": self.step},
-            )
-        )
-
-
-@dataclass
-class _Flight:
-    """A range test running over the user's own steps."""
-
-    test: rangetest.RangeTest
-    snap: dict[str, Any] | None
-    disk: Path
-    smoother: Smoother
-    lrs: list[float] = field(default_factory=list)  # what each group was set to for this step
-    it: int = 0
-    best: float = math.inf
-    published: float = 0.0
 
 
 _OPEN: list[Probe] = []
@@ -316,6 +151,28 @@ def _install_exit_handlers() -> None:
     atexit.register(_close_all)
 
 
+def _run_paths(
+    info: DistInfo | None, root: Path | str, stem: str, run_dir: Path | str | None
+) -> RunPaths:
+    """The run directory: made here, or under torch.distributed by rank 0 and shared
+    (every rank must use rank 0's choice, and fails with rank 0's error)."""
+    if info is None:
+        return create_run_dir(root, stem, run_dir)
+    made: tuple[str, str] | None = None  # ("dir", path) or ("error", why)
+    error: Exception | None = None
+    if info.leader:
+        try:
+            made = ("dir", str(create_run_dir(root, stem, run_dir).root))
+        except (OSError, ValueError) as exc:
+            made, error = ("error", f"{type(exc).__name__}: {exc}"), exc
+    kind, value = dist.broadcast_object(made)
+    if error is not None:
+        raise error
+    if kind != "dir":
+        raise RuntimeError(f"rank 0 could not make the run directory: {value}")
+    return RunPaths(Path(value))
+
+
 def _loss_device(optimizer: Optimizer) -> torch.device:
     for g in optimizer.param_groups:
         for p in g["params"]:
@@ -354,6 +211,7 @@ class Probe:
         hooks: bool = True,
         first_step: int = 0,
         raise_if_ignored: bool = True,
+        sync_every: int | None = None,
     ) -> None:
         if on_stop not in ("flag", "raise"):
             raise ValueError(f"on_stop: {on_stop!r}; use 'flag' or 'raise'")
@@ -367,29 +225,22 @@ class Probe:
         self.raise_if_ignored = raise_if_ignored
         self.mode = mode
         self.backend = backend
-        #: why every command is refused here (a distributed run whose ranks cannot share them)
-        self.refuse: str | None = None
         self._closed = False
         self._stop_seen = False
         self._lr_used: list[Any] | None = None
         self._norm: torch.Tensor | None = None
-        self._flight: _Flight | None = None
+        self._flight: Flight | None = None
         self._hooks: list[Any] = []
         self._sched_class: type | None = None
         self._device = _loss_device(optimizer)
-        self.rank, self.world = dist_rank()
-        #: ranks other than 0 record nothing and make no store (rank 0 writes it)
+        info = dist.from_process_group()
+        self.rank, self.world = (info.rank, info.world) if info else (dist.env_rank(), 1)
+        #: ranks other than 0 record nothing (rank 0 writes the store); under a process
+        #: group they still take every command, at the same step as rank 0
         self.silent = self.rank != 0
         self.trainer: LoopTrainer | None = None
-        if self.silent:
-            return
-        limits = list(limits)
-        if self.world > 1:
-            self.refuse = (
-                f"this run has {self.world} ranks and commands are not passed between "
-                "them yet; rank 0 only records"
-            )
-            limits.append(self.refuse)
+        if info is None and self.silent:
+            return  # torchrun's ranks without a process group: independent, rank 0 records
         _check_scheduler(optimizer, scheduler)
         env_dir = None
         if run_dir is None:
@@ -398,12 +249,15 @@ class Probe:
             max_steps = max_steps if max_steps is not None else _SCRIPT_DEFAULTS.get("max_steps")
             on_divergence = on_divergence or _SCRIPT_DEFAULTS.get("on_divergence")
         job = Job(
-            model=model if model is not None else _ParamsOnly(optimizer),
+            model=model if model is not None else ParamsOnly(optimizer),
             optimizer=optimizer,
             train_data=(),
-            step_fn=_user_loop,
+            step_fn=user_loop,
             on_divergence=on_divergence or "pause",
+            ddp=False,  # the loop's model is the user's (wrapped by them, or not)
         )
+        if sync_every is not None:
+            job.sync_every = sync_every
         job.validate()
         script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
         extra: dict[str, Any] = {
@@ -414,10 +268,11 @@ class Probe:
             **(meta or {}),
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "world_size": self.world,
-            "probe": {"mode": mode, "limits": limits},
+            "sync_every": None if info is None else job.sync_every,
+            "probe": {"mode": mode, "limits": list(limits)},
         }
         stem = name or (script.stem if script is not None else "run")
-        paths = create_run_dir(root, stem, run_dir if run_dir is not None else env_dir)
+        paths = _run_paths(info, root, stem, run_dir if run_dir is not None else env_dir)
         self.trainer = LoopTrainer(
             self,
             job,
@@ -427,6 +282,7 @@ class Probe:
             flush_every=flush_every,
             flush_seconds=flush_seconds,
             max_steps=max_steps,
+            dist_info=info,
         )
         t = self.trainer
         # the scheduler is checked above against the optimizer's groups, not its identity
@@ -516,7 +372,8 @@ class Probe:
             t._batch_samples = int(samples)  # counted at each flush, as the trainer does
         ignored = self._stop_seen
         if self._flight is not None:
-            self._test_step(loss)
+            used, self._lr_used, self._norm = self._lr_used, None, None
+            self._flight.step(loss, used)
         else:
             self._record(t, loss)
         self._boundary()
@@ -573,17 +430,23 @@ class Probe:
             t.flush(check=True)
 
     def _boundary(self) -> None:
-        """Ramps and commands, then wait while paused (a range test in flight runs first)."""
+        """Ramps and commands, then wait while paused (a range test in flight runs first).
+
+        Under torch.distributed commands are taken only when the ranks meet, every
+        ``sync_every`` steps and while paused, so every rank applies them at one step."""
         t = self.trainer
         assert t is not None
         if self._flight is None:
             if t._ramps:
                 t._advance_ramps()
-            if t.commands:
-                t._apply_commands()
+            if t.dist is None:
+                if t.commands:
+                    t._apply_commands()
+            elif t.step >= t._sync_at:
+                t._sync()
         while t._paused and not t._budget and t._stop_reason is None and self._flight is None:
-            t._wait_while_paused()
-            if t.commands:
+            t._wait_while_paused()  # meets the other ranks under torch.distributed
+            if t.dist is None and t.commands:
                 t._apply_commands()
 
     # -- the scheduler the user steps ---------------------------------------------------
@@ -627,120 +490,8 @@ class Probe:
 
     # -- the range test, in flight ----------------------------------------------------------
     def _start_test(self, test: rangetest.RangeTest) -> None:
-        t = self.trainer
-        assert t is not None
-        t.flush()
-        t._set_state("lr-find")
-        snap: dict[str, Any] | None = state.capture(t, data=False)
-        disk = t.paths.root / f".lrfind-{test.id}.pt"
-        if test.to_disk:
-            torch.save(snap, disk)
-            snap = None
-        t.recorder.put(
-            Event(
-                test.step,
-                "lr-find",
-                f"range test {test.id} started over the loop's next {test.config.num_iter} steps",
-                {"marker": "lr-find", "id": test.id},
-            )
-        )
-        self._flight = _Flight(test, snap, disk, Smoother.from_config(test.config))
-        self._set_test_lr()
-
-    def _set_test_lr(self) -> None:
-        f, t = self._flight, self.trainer
-        assert f is not None and t is not None
-        test = f.test
-        ref_lr = factor(test.config, f.it, test.base[test.ref])
-        m = ref_lr / test.base[test.ref]
-        groups = t.optimizer.param_groups
-        for g in test.targets:
-            write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
-        f.lrs = [float(g["lr"]) for g in groups]
-
-    def _test_step(self, loss: torch.Tensor | float | None) -> None:
-        f, t = self._flight, self.trainer
-        assert f is not None and t is not None
-        test = f.test
-        used, self._lr_used, self._norm = self._lr_used, None, None
-        if rangetest._cancel_requested(t):
-            self._end_test("cancelled", f"cancelled after {f.it} iterations")
-            return
-        if used is not None and any(
-            not math.isclose(float(used[g]), f.lrs[g], rel_tol=1e-6) for g in test.targets
-        ):
-            self._end_test(
-                "failed",
-                "the lr was changed outside optitui during the test "
-                "(a scheduler not given to optitui.watch(scheduler=...)?)",
-            )
-            return
-        if loss is None:
-            self._end_test("failed", "probe.step() was called without a loss")
-            return
-        # one read per test step: the stop rule needs the value now
-        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-        smoothed = f.smoother.update(value)
-        f.best = min(f.best, smoothed)
-        test.lrs.append(f.lrs[test.ref])
-        test.losses.append(value)
-        test.smoothed.append(smoothed)
-        if time.monotonic() - f.published > rangetest.PUBLISH_EVERY_S:
-            t.recorder.put(test.record())
-            f.published = time.monotonic()
-        reason = should_stop(smoothed, f.best, test.config.diverge_th)
-        if reason is not None:
-            self._end_test("done", f"stopped early: {reason}")
-        elif f.it + 1 >= test.config.num_iter:
-            self._end_test("done", None)
-        else:
-            f.it += 1
-            self._set_test_lr()
-
-    def _end_test(self, status: str, message: str | None) -> None:
-        """Put everything back as it was at the start, then report like the trainer does."""
-        f, t = self._flight, self.trainer
-        assert f is not None and t is not None
-        self._flight = None
-        test = f.test
-        test.status, test.message = status, message
-        snap = f.snap
-        if snap is None:
-            snap = torch.load(f.disk, map_location="cpu", weights_only=True)
-            f.disk.unlink(missing_ok=True)
-        state.restore(t, snap, data=False)
-        t._last_flush = (time.time(), t.step, t._samples)
-        if status == "done":
-            raw = [x if math.isfinite(x) else math.nan for x in test.losses]
-            found = suggest_all(test.lrs, test.smoothed, test.config, raw_losses=raw)
-            base = test.base[test.ref]
-            test.suggestions = [
-                {
-                    "rule": s.rule,
-                    "lr": s.lr,
-                    "index": s.index,
-                    "note": s.note,
-                    "factor": None if s.lr is None else s.lr / base,
-                }
-                for s in found
-            ]
-        t.range_tests[test.id] = test
-        t.recorder.put(test.record())
-        summary = ", ".join(
-            f"{s['rule']} {s['lr']:.3g}" for s in test.suggestions if s["lr"] is not None
-        )
-        t.recorder.put(
-            Event(
-                test.step,
-                "lr-find",
-                f"range test {test.id} {status}"
-                + (f": {message}" if message else "")
-                + (f"; suggestions: {summary}" if summary else "")
-                + "; model and optimizer restored (the batches it used are consumed)",
-                {"marker": "lr-find", "id": test.id, "status": status},
-            )
-        )
-        t._set_state("paused" if t._paused and not t._budget else "running", t.pause_message)
+        assert self.trainer is not None
+        self._flight = Flight(self, self.trainer, test)
 
     # -- the end ------------------------------------------------------------------------------
     def close(self, error: BaseException | None = None) -> None:
@@ -755,7 +506,7 @@ class Probe:
                 _OPEN.remove(self)
         try:
             if self._flight is not None:
-                self._end_test("cancelled", "the run ended during the test")
+                self._flight.end("cancelled", "the run ended during the test")
         finally:
             for h in self._hooks:
                 h.remove()
@@ -763,6 +514,8 @@ class Probe:
             if self._sched_class is not None and self.scheduler is not None:
                 self.scheduler.__class__ = self._sched_class
             final, message = "finished", self.stop_reason
+            if error is not None and not isinstance(error, StopTraining):
+                t.leave_group()  # the other ranks may be elsewhere: no more meetings
             if isinstance(error, KeyboardInterrupt):
                 final, message = "stopped", "interrupted"
             elif error is not None and not isinstance(error, StopTraining):
@@ -811,6 +564,7 @@ def watch(
     on_stop: OnStop = "flag",
     max_steps: int | None = None,
     on_divergence: str | None = None,
+    sync_every: int | None = None,
 ) -> Probe:
     """Serve a run store for a loop you wrote; call ``probe.step(loss)`` after each
     ``optimizer.step()``.
@@ -819,7 +573,9 @@ def watch(
     restores; without it only the optimizer's parameters are saved. ``scheduler``
     keeps live lr edits in the schedule's shape. The store goes to ``run_dir``, or
     the directory ``optitui run`` chose, or a new one under ``root``. Watching an
-    optimizer that is already watched returns the same probe.
+    optimizer that is already watched returns the same probe. Under torch.distributed
+    call it on every rank; ``sync_every`` (16) is how many steps pass between the
+    ranks' meetings (where commands are applied and losses averaged).
     """
     for hook in list(WATCH_HOOKS):
         found = hook(optimizer)
@@ -839,4 +595,5 @@ def watch(
         on_stop=on_stop,
         max_steps=max_steps,
         on_divergence=on_divergence,
+        sync_every=sync_every,
     )

@@ -39,6 +39,7 @@ from torch.utils.hooks import RemovableHandle
 from optitui.store.layout import create_run_dir
 from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
+from optitui.trainer.dist import env_rank
 from optitui.trainer.probe import ENV_RUN_DIR, Probe, StopTraining
 
 if TYPE_CHECKING:
@@ -374,19 +375,19 @@ def run_script_mode(opts: RunOptions) -> int:
         from optitui.trainer.loop import seed_everything
 
         seed_everything(opts.seed)
-    paths = create_run_dir(opts.root, script.stem, opts.run_dir)
-    os.environ[ENV_RUN_DIR] = str(paths.root)
+    # under torchrun rank 0 makes the run directory; the others' probes learn it from
+    # rank 0 once the script has set up its process group
+    paths = create_run_dir(opts.root, script.stem, opts.run_dir) if env_rank() == 0 else None
+    if paths is not None:
+        os.environ[ENV_RUN_DIR] = str(paths.root)
     probe_mod.set_script_meta(
         {"script": str(script.resolve()), "argv": list(opts.argv), "mode": opts.mode},
         max_steps=opts.max_steps,
         on_divergence=opts.on_divergence,
     )
     zero = ZeroCode(max_steps=opts.max_steps, on_divergence=opts.on_divergence or "pause")
-    print(
-        f"optitui: running {script} as it is (no setup()); run directory {paths.root}",
-        file=sys.stderr,
-        flush=True,
-    )
+    where = f"run directory {paths.root}" if paths else f"rank {env_rank()}, rank 0 records"
+    print(f"optitui: running {script} as it is (no setup()); {where}", file=sys.stderr, flush=True)
     _install_signal_handlers()
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *opts.script_args]
@@ -414,11 +415,13 @@ def run_script_mode(opts: RunOptions) -> int:
         os.environ.pop(ENV_RUN_DIR, None)
         made = probe_mod.made_probes()
         probe_mod._close_all(error)
-    return _report(paths.root, made, code)
+    return _report(None if paths is None else paths.root, made, code)
 
 
-def _report(run_dir: Path, made: list[Probe], code: int) -> int:
+def _report(run_dir: Path | None, made: list[Probe], code: int) -> int:
     if not made:
+        if run_dir is None:
+            return code  # another rank's process: rank 0 reports
         with contextlib.suppress(OSError):  # nothing was recorded: leave no empty run behind
             for sub in ("inbox", "checkpoints"):
                 (run_dir / sub).rmdir()

@@ -1,0 +1,221 @@
+"""The trainer behind a probe: commands, records and checkpoints, with no loop of its own.
+
+A :class:`LoopTrainer` is the :class:`~optitui.trainer.loop.Trainer` a
+:class:`~optitui.trainer.probe.Probe` drives from the user's loop. It differs
+where the loop is not its own: it never fetches a batch, the range test runs
+over the loop's next steps, and a framework (Lightning, HF) may own the
+checkpoint format through a :class:`CheckpointBackend`.
+
+Under torch.distributed every rank has one. Rank 0 serves the store; the ranks
+meet every ``sync_every`` steps at the probe's step boundary, as the trainer's
+own loop does. A framework's save is collective (Lightning's has a barrier, the
+HF Trainer writes per-rank RNG files), so a periodic save is agreed at a sync
+and taken by every rank at the same step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from optitui.store.commands import Command
+from optitui.store.layout import RunPaths
+from optitui.store.records import Event, GroupSnapshot, Outcome
+from optitui.trainer import checkpoint, control, rangetest, surgery
+from optitui.trainer.dist import DistInfo
+from optitui.trainer.job import Job
+from optitui.trainer.loop import Trainer
+
+if TYPE_CHECKING:
+    from optitui.trainer.probe import Probe
+
+
+class CheckpointBackend(Protocol):
+    """A framework's own checkpoint format (Lightning, HF), used for save and restore."""
+
+    def save(self, reason: str, tag: str | None) -> str:
+        """Save (now or at the end of this step); return the checkpoint's id.
+        Under torch.distributed it is called on every rank at the same step."""
+        ...
+
+    def find(self, ref: str) -> Path:
+        """The checkpoint ``ref`` names ("latest", an id, a step); CheckpointError if none."""
+        ...
+
+    def restore(self, ref: str) -> str:
+        """Load a checkpoint into the model, optimizer and scheduler; return its id.
+        Raises CheckpointError when it cannot, leaving everything as it was."""
+        ...
+
+
+def user_loop(model: nn.Module, batch: Any) -> torch.Tensor:
+    raise RuntimeError("the probe's loop is the user's; it never computes a loss itself")
+
+
+class ParamsOnly(nn.Module):
+    """The optimizer's tensors as a module, for checkpoints when no model was given."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        super().__init__()
+        for i, g in enumerate(optimizer.param_groups):
+            for j, p in enumerate(g["params"]):
+                if isinstance(p, nn.Parameter):
+                    self.register_parameter(f"group{i}_param{j}", p)
+                else:  # a plain leaf tensor: kept (and restored in place) as a buffer
+                    self.register_buffer(f"group{i}_param{j}", p)
+
+
+class LoopTrainer(Trainer):
+    """The trainer behind a probe: commands, records and checkpoints, no loop of its own."""
+
+    def __init__(
+        self,
+        probe: Probe,
+        job: Job,
+        device: torch.device,
+        paths: RunPaths,
+        *,
+        meta: dict[str, Any],
+        flush_every: int,
+        flush_seconds: float,
+        max_steps: int | None,
+        dist_info: DistInfo | None,
+    ) -> None:
+        self.probe = probe
+        #: a periodic save due under torch.distributed with a framework backend: the
+        #: ranks agree on it at the next sync and save together
+        self._periodic_due = False
+        super().__init__(
+            job,
+            device,
+            paths,
+            meta=meta,
+            flush_every=flush_every,
+            flush_seconds=flush_seconds,
+            max_steps=max_steps,
+            dist_info=dist_info,
+        )
+
+    def run(self) -> str:
+        raise RuntimeError("a probe's loop is the user's: call probe.step(loss) in it")
+
+    def _start(self) -> None:
+        # Trainer._start puts the model in train mode; the user's loop decides that here
+        modes = [m.training for m in self.model.modules()]
+        super()._start()
+        for m, mode in zip(self.model.modules(), modes, strict=True):
+            m.training = mode
+
+    def _set_state(self, state: str, message: str | None = None) -> None:
+        if self.probe._flight is not None and state in ("running", "paused"):
+            state, message = "lr-find", None  # the test goes on over the loop's next steps
+        super()._set_state(state, message)
+
+    def _next_batch(self) -> Any:
+        return None  # a divergence rollback cannot skip batches of a loop it does not own
+
+    def swap_optimizer(self, new: Optimizer) -> None:
+        raise surgery.SurgeryError(
+            "swap-optimizer needs a script with setup(): your loop holds its optimizer object"
+        )
+
+    def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
+        self.pending_test = None
+        self.probe._start_test(test)
+        return test
+
+    # -- checkpoints -----------------------------------------------------------------
+    def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
+        if self.probe.backend is None:
+            return super().save_checkpoint(reason, tag)
+        if reason == "periodic" and self.dist is not None:
+            self._periodic_due = True  # taken by every rank at the next sync
+            self._ckpt_at = float("inf")
+            return ""
+        return self._save_with_backend(reason, tag)
+
+    def _save_with_backend(self, reason: str, tag: str | None) -> str:
+        backend = self.probe.backend
+        assert backend is not None
+        cid = backend.save(reason, tag)
+        if self.saver is not None:  # the periodic policy counts from here
+            self.saver._last_save_step, self.saver._last_save_time = self.step, time.time()
+            self._ckpt_at = self.saver.next_due_step()
+        return cid
+
+    def _sync(self) -> None:
+        super()._sync()
+        if self.probe.backend is not None and self.agree(self._periodic_due):
+            self._periodic_due = False
+            self._save_with_backend("periodic", None)
+
+    def _for_every_rank(self, cmd: Command) -> Command:
+        backend = self.probe.backend
+        if cmd.kind != "restore" or backend is None:
+            return super()._for_every_rank(cmd)
+        try:  # rank 0 picks the checkpoint; every rank loads that one
+            ref = backend.find(str(cmd.args["id"])).stem
+        except checkpoint.CheckpointError:
+            return cmd  # every rank rejects it the same way
+        return Command(cmd.id, cmd.kind, {**cmd.args, "id": ref}, cmd.raw)
+
+    # -- commands --------------------------------------------------------------------
+    def _apply_commands(self) -> None:
+        """As the trainer does, except restore when a framework owns the checkpoints:
+        the backend loads those, in command order with the rest."""
+        if self.probe.backend is None:
+            super()._apply_commands()
+            return
+        inbox, batch = self.commands, deque[Command]()
+        try:
+            while inbox:
+                cmd = inbox.popleft()
+                if cmd.kind != "restore":
+                    batch.append(cmd)
+                    continue
+                self.commands = batch  # what came before it is applied first
+                super()._apply_commands()
+                batch = deque()
+                self.commands = inbox
+                self._restore_from_backend(cmd)
+            self.commands = batch
+            super()._apply_commands()
+        finally:
+            self.commands = inbox
+
+    def _restore_from_backend(self, cmd: Command) -> None:
+        backend, what = self.probe.backend, control.describe(cmd)
+        assert backend is not None
+        try:
+            self.flush()
+            old = self.step
+            cid = backend.restore(str(cmd.args["id"]))
+        except Exception as exc:  # every command is answered; the backends check first
+            if not isinstance(exc, checkpoint.CheckpointError):
+                exc = checkpoint.CheckpointError(f"restore failed: {type(exc).__name__}: {exc}")
+            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
+            self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
+            return
+        # what changed is on record before the answer, as the trainer does it
+        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        self.publish_controls()
+        self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
+        self.recorder.put(
+            Event(
+                self.step,
+                "checkpoint",
+                f"restored {cid} (model, optimizer, scheduler); the loop goes on from step {old}",
+                {"marker": "restore", "id": cid, "from_step": old, "to_step": self.step},
+            )
+        )
+
+    def leave_group(self) -> None:
+        """Stop meeting the other ranks (this one failed, or was interrupted alone):
+        what is left is flushed locally instead of waiting on peers that may never come."""
+        self.dist = None
