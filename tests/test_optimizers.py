@@ -18,24 +18,12 @@ import pytest
 import torch
 from jobs import command, make_trainer, tiny_job
 
-from optitui.store.commands import CommandError
+from optitui.store.commands import SWAPPABLE, CommandError
 from optitui.store.fields import FieldSpec
 from optitui.trainer import control, hparams
 from optitui.trainer.loop import Trainer
 
-CLASSES = [
-    "SGD",
-    "Adam",
-    "AdamW",
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-]
+CLASSES = list(SWAPPABLE)
 # per class, constructor options that make every field matter (momentum on, ...)
 OPTIONS: dict[str, dict[str, Any]] = {
     "SGD": {"momentum": 0.9, "weight_decay": 1e-3},

@@ -81,7 +81,20 @@ KINDS: dict[str, dict[str, bool]] = {
     "lr-find-apply": {"id": True, "rule": True},
 }
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
-OPTIMIZER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,31}$")
+#: the torch.optim classes a swap-optimizer command may name (never an import path)
+SWAPPABLE = (
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
+)
 
 
 def new_id() -> str:
@@ -191,8 +204,8 @@ def _check_step(args: dict[str, Any]) -> dict[str, Any]:
 
 def _check_swap(args: dict[str, Any]) -> dict[str, Any]:
     name = args["name"]
-    if not isinstance(name, str) or not OPTIMIZER_RE.match(name):
-        raise CommandError(f"name: {name!r} is not an optimizer class name")
+    if name not in SWAPPABLE:
+        raise CommandError(f"name: {name!r} is not one of {', '.join(SWAPPABLE)}")
     return {
         "name": name,
         "values": _values("swap-optimizer", args.get("values", {}), allow_empty=True),

@@ -8,26 +8,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim import Optimizer
 
+from optitui.store.commands import SWAPPABLE
 from optitui.store.fields import FieldError
 from optitui.trainer import hparams
 
 if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
 
-#: the classes a swap may name (never an arbitrary import path)
-SWAPPABLE = (
-    "SGD",
-    "Adam",
-    "AdamW",
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-)
 #: keys schedulers keep in param groups; they carry over to a swapped optimizer
 SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
 

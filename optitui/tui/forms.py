@@ -13,24 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from optitui.store.commands import validate
+from optitui.store.commands import SWAPPABLE, validate
 from optitui.store.words import parse_send
 from optitui.tui import fmt
 
 #: the classes `o` offers: every torch.optim optimizer the job knows how to swap to
-OPTIMIZERS = (
-    "SGD",
-    "Adam",
-    "AdamW",
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-)
+OPTIMIZERS = SWAPPABLE
 #: the range test's defaults as the job applies them (optitui.trainer.rangetest.DEFAULTS)
 LR_FIND_DEFAULTS = {"start_lr": "1e-7", "end_lr": "10", "num_iter": "100"}
 
