@@ -10,12 +10,16 @@ optimizer and scheduler when training starts; the framework keeps stepping its
 own scheduler and writing its own checkpoints. Importing this package loads
 neither framework (nor torch): each module imports its framework itself.
 
-This module also holds what both share: the lr multipliers a checkpoint carries,
-and loading a model state only when it fits.
+This module also holds what both share: their settings and how they make their
+probe, the lr multipliers a checkpoint carries, and loading a model state only
+when it fits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +27,57 @@ if TYPE_CHECKING:
     from torch import nn
 
     from optitui.trainer.probe import Probe
+    from optitui.trainer.probe_trainer import CheckpointBackend
+
+
+@dataclass
+class Settings:
+    """What a callback is given: where the run goes and how often it is read.
+
+    ``run_dir`` (else a new directory under ``root``, named ``name`` or after the
+    model); ``flush_every`` steps between reads of the losses; ``sync_every``
+    steps between the ranks' meetings under torch.distributed (16)."""
+
+    run_dir: Path | str | None = None
+    root: Path | str = "runs"
+    name: str | None = None
+    flush_every: int = 64
+    sync_every: int | None = None
+
+    def make_probe(
+        self,
+        optimizer: Any,
+        model: Any,
+        scheduler: Any,
+        *,
+        mode: str,
+        limits: Sequence[str],
+        meta: dict[str, Any],
+        backend: CheckpointBackend,
+        first_step: int,
+        hooks: bool = True,
+    ) -> Probe:
+        """A probe for a framework's fit: its checkpoints, its global step, and no
+        StopTraining when the framework steps on after a stop (it has its own flag)."""
+        from optitui.trainer.probe import Probe
+
+        return Probe(
+            optimizer,
+            model,
+            scheduler=scheduler,
+            run_dir=self.run_dir,
+            root=self.root,
+            name=self.name or type(model).__name__,
+            flush_every=self.flush_every,
+            mode=mode,
+            limits=limits,
+            meta=meta,
+            backend=backend,
+            hooks=hooks,
+            first_step=first_step,
+            raise_if_ignored=False,
+            sync_every=self.sync_every,
+        )
 
 
 def lr_state(probe: Probe | None) -> dict[str, Any]:

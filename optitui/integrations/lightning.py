@@ -38,6 +38,7 @@ except ImportError:  # the older package name
     import pytorch_lightning as pl  # type: ignore[no-redef]
 
 from optitui.integrations import (
+    Settings,
     check_model_state,
     check_optimizer_state,
     load_lr_state,
@@ -69,11 +70,7 @@ class OptituiCallback(pl.Callback):
         flush_every: int = 64,
         sync_every: int | None = None,
     ) -> None:
-        self.run_dir = run_dir
-        self.root = root
-        self.name = name
-        self.flush_every = flush_every
-        self.sync_every = sync_every
+        self.settings = Settings(run_dir, root, name, flush_every, sync_every)
         self.probe: Probe | None = None
         self._loss: torch.Tensor | None = None
         self._stepped = 0
@@ -97,22 +94,16 @@ class OptituiCallback(pl.Callback):
             None,
         )
         self._trainer, self._module = trainer, pl_module
-        self.probe = Probe(
+        self.probe = self.settings.make_probe(
             opt,
             pl_module,
-            scheduler=sched,
-            run_dir=self.run_dir,
-            root=self.root,
-            name=self.name or type(pl_module).__name__,
-            flush_every=self.flush_every,
+            sched,
             mode="lightning",
             limits=LIMITS,
             meta={"framework": f"{pl.__name__} {getattr(pl, '__version__', '?')}"},
             backend=_Checkpoints(self),
-            hooks=False,
             first_step=trainer.global_step,
-            raise_if_ignored=False,
-            sync_every=self.sync_every,
+            hooks=False,  # on_before_optimizer_step calls before_step
         )
         if self._loaded:
             load_lr_state(self.probe, self._loaded)

@@ -37,6 +37,7 @@ import transformers
 from transformers import TrainerCallback
 
 from optitui.integrations import (
+    Settings,
     check_model_state,
     check_optimizer_state,
     load_lr_state,
@@ -77,11 +78,7 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         flush_every: int = 64,
         sync_every: int | None = None,
     ) -> None:
-        self.run_dir = run_dir
-        self.root = root
-        self.name = name
-        self.flush_every = flush_every
-        self.sync_every = sync_every
+        self.settings = Settings(run_dir, root, name, flush_every, sync_every)
         self.probe: Probe | None = None
         self.tap = LossTap()
         self.args: Any = None
@@ -102,14 +99,10 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         self.optimizer = innermost(optimizer)
         self.scheduler = _torch_scheduler(kwargs.get("lr_scheduler"))
         self.tap.start()
-        self.probe = Probe(
+        self.probe = self.settings.make_probe(
             self.optimizer,
             model,
-            scheduler=self.scheduler,
-            run_dir=self.run_dir,
-            root=self.root,
-            name=self.name or type(model).__name__,
-            flush_every=self.flush_every,
+            self.scheduler,
             mode="transformers",
             limits=LIMITS,
             meta={
@@ -118,8 +111,6 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
             },
             backend=_Checkpoints(self),
             first_step=state.global_step,
-            raise_if_ignored=False,
-            sync_every=self.sync_every,
         )
         self._after_boundary(control)
 
