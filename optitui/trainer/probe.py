@@ -51,12 +51,9 @@ What it does differently from the trainer, because the loop is not its own:
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import math
 import os
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -71,11 +68,11 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
-from optitui.trainer import dist, rangetest
+from optitui.trainer import dist, probe_registry, rangetest
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.flight import Flight
+from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler
 from optitui.trainer.job import Job
-from optitui.trainer.lr import read_lr, write_lr
 from optitui.trainer.probe_trainer import CheckpointBackend, LoopTrainer, ParamsOnly, user_loop
 
 #: the run directory ``optitui run SCRIPT`` gives a script without setup(); the first
@@ -92,15 +89,11 @@ class StopTraining(Exception):
     """
 
 
-_OPEN: list[Probe] = []
-_MADE: list[Probe] = []
-_LOCK = threading.Lock()
 _SCRIPT_META: dict[str, Any] = {}
 _SCRIPT_DEFAULTS: dict[str, Any] = {}
 #: called by watch() before it makes a probe: zero-code mode steps aside (and hands over a
 #: probe it already made for that optimizer)
 WATCH_HOOKS: list[Callable[[Optimizer], Probe | None]] = []
-_installed = False
 
 
 def set_script_meta(
@@ -112,43 +105,6 @@ def set_script_meta(
     _SCRIPT_META.update(meta)
     _SCRIPT_DEFAULTS.clear()
     _SCRIPT_DEFAULTS.update(max_steps=max_steps, on_divergence=on_divergence)
-
-
-def open_probes() -> list[Probe]:
-    """Probes not closed yet."""
-    with _LOCK:
-        return list(_OPEN)
-
-
-def made_probes() -> list[Probe]:
-    """Every probe this process made that serves a store, in order."""
-    with _LOCK:
-        return list(_MADE)
-
-
-def _close_all(error: BaseException | None = None) -> None:
-    for p in open_probes():
-        with contextlib.suppress(Exception):
-            p.close(error)
-
-
-def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    _close_all(exc)
-    _previous_hook(kind, exc, tb)
-
-
-_previous_hook = sys.excepthook
-
-
-def _install_exit_handlers() -> None:
-    """A script that never closes its probe still ends its run: failed or finished."""
-    global _installed, _previous_hook
-    if _installed:
-        return
-    _installed = True
-    _previous_hook = sys.excepthook
-    sys.excepthook = _excepthook
-    atexit.register(_close_all)
 
 
 def _run_paths(
@@ -231,7 +187,7 @@ class Probe:
         self._norm: torch.Tensor | None = None
         self._flight: Flight | None = None
         self._hooks: list[Any] = []
-        self._sched_class: type | None = None
+        self._held: HeldScheduler | None = None
         self._device = _loss_device(optimizer)
         info = dist.from_process_group()
         self.rank, self.world = (info.rank, info.world) if info else (dist.env_rank(), 1)
@@ -241,7 +197,7 @@ class Probe:
         self.trainer: LoopTrainer | None = None
         if info is None and self.silent:
             return  # torchrun's ranks without a process group: independent, rank 0 records
-        _check_scheduler(optimizer, scheduler)
+        check_scheduler(optimizer, scheduler)
         env_dir = None
         if run_dir is None:
             env_dir = os.environ.pop(ENV_RUN_DIR, None)
@@ -291,14 +247,11 @@ class Probe:
         t.lr.scheduler = scheduler
         t.step = first_step
         if scheduler is not None:
-            self._wrap_scheduler(scheduler)
+            self._held = HeldScheduler(self, scheduler)
         if hooks:
             self._hooks.append(optimizer.register_step_pre_hook(self._pre_hook))
         t._start()
-        with _LOCK:
-            _OPEN.append(self)
-            _MADE.append(self)
-        _install_exit_handlers()
+        probe_registry.add(self)
         self._boundary()  # commands sent before the loop started apply now, at step 0
 
     # -- what the loop sees ----------------------------------------------------------
@@ -449,44 +402,14 @@ class Probe:
             if t.dist is None and t.commands:
                 t._apply_commands()
 
-    # -- the scheduler the user steps ---------------------------------------------------
-    def _wrap_scheduler(self, scheduler: LRScheduler | ReduceLROnPlateau) -> None:
-        base = type(scheduler)
-        probe = self
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-        def step(sched: Any, *args: Any, **kwargs: Any) -> Any:
-            return probe._scheduler_step(base.step, sched, *args, **kwargs)
-
-        # a subclass for this one instance (its state_dict stays as it was)
-        wrapped = type(
-            base.__name__,
-            (base,),
-            {"step": step, "__module__": base.__module__, "__qualname__": base.__qualname__},
-        )
-        scheduler.__class__ = wrapped
-        self._sched_class = base
-
-    def _scheduler_step(
-        self, step: Callable[..., Any], sched: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        """The user's ``scheduler.step()``: the schedule sees the unscaled lr, the
-        multipliers go back on after. Skipped while detached or while a range test runs."""
-        t = self.trainer
-        if t is None or self._closed:
-            return step(sched, *args, **kwargs)
-        lr = t.lr
-        if self._flight is not None or not lr.attached:
-            return None
-        if isinstance(sched, ReduceLROnPlateau) or not lr.base:
-            return step(sched, *args, **kwargs)
-        groups = t.optimizer.param_groups
-        for i, base in lr.base.items():
-            write_lr(groups[i], base)
-        out = step(sched, *args, **kwargs)
-        for i in lr.base:
-            lr.base[i] = read_lr(groups[i])
-            write_lr(groups[i], lr.base[i] * lr.mult[i])
-        return out
+    @property
+    def testing(self) -> bool:
+        """A range test is running over the loop's steps."""
+        return self._flight is not None
 
     # -- the range test, in flight ----------------------------------------------------------
     def _start_test(self, test: rangetest.RangeTest) -> None:
@@ -501,9 +424,7 @@ class Probe:
         if t is None or self._closed:
             return
         self._closed = True
-        with _LOCK:
-            if self in _OPEN:
-                _OPEN.remove(self)
+        probe_registry.closed(self)
         try:
             if self._flight is not None:
                 self._flight.end("cancelled", "the run ended during the test")
@@ -511,8 +432,8 @@ class Probe:
             for h in self._hooks:
                 h.remove()
             self._hooks.clear()
-            if self._sched_class is not None and self.scheduler is not None:
-                self.scheduler.__class__ = self._sched_class
+            if self._held is not None:
+                self._held.release()
             final, message = "finished", self.stop_reason
             if error is not None and not isinstance(error, StopTraining):
                 t.leave_group()  # the other ranks may be elsewhere: no more meetings
@@ -536,20 +457,6 @@ class Probe:
         tb: TracebackType | None,
     ) -> None:
         self.close(exc)
-
-
-def _check_scheduler(optimizer: Optimizer, scheduler: Any) -> None:
-    if scheduler is None:
-        return
-    if not isinstance(scheduler, LRScheduler | ReduceLROnPlateau):
-        raise TypeError(
-            "scheduler must be a torch.optim.lr_scheduler scheduler, "
-            f"got {type(scheduler).__name__}"
-        )
-    theirs = scheduler.optimizer.param_groups
-    ours = optimizer.param_groups
-    if len(theirs) != len(ours) or any(a is not b for a, b in zip(theirs, ours, strict=True)):
-        raise ValueError("the scheduler drives another optimizer than the one watched")
 
 
 def watch(
@@ -581,7 +488,7 @@ def watch(
         found = hook(optimizer)
         if found is not None:
             return found
-    for p in open_probes():
+    for p in probe_registry.open_probes():
         if p.optimizer is optimizer:
             return p
     return Probe(

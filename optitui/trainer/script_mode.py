@@ -39,6 +39,7 @@ from torch.utils.hooks import RemovableHandle
 from optitui.store.layout import create_run_dir
 from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
+from optitui.trainer import probe_registry
 from optitui.trainer.dist import env_rank
 from optitui.trainer.probe import ENV_RUN_DIR, Probe, StopTraining
 
@@ -295,7 +296,7 @@ class ZeroCode:
     def _pre(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         if self.probe is not None or self.aside:
             return
-        if probe_mod.open_probes():  # a framework callback made its own: leave it be
+        if probe_registry.open_probes():  # a framework callback made its own: leave it be
             self.aside = True
             self.tap.stop()  # the hooks stay (inert) until the run ends: we are inside one
             return
@@ -338,7 +339,7 @@ def _install_signal_handlers() -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal interrupts
         interrupts += 1
-        probes = probe_mod.open_probes()
+        probes = probe_registry.open_probes()
         if interrupts > 1 or not probes:
             raise KeyboardInterrupt
         why = "interrupted" if signum == signal.SIGINT else "terminated"
@@ -413,8 +414,8 @@ def run_script_mode(opts: RunOptions) -> int:
         zero.uninstall()
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.environ.pop(ENV_RUN_DIR, None)
-        made = probe_mod.made_probes()
-        probe_mod._close_all(error)
+        made = probe_registry.made_probes()
+        probe_registry.close_all(error)
     return _report(None if paths is None else paths.root, made, code)
 
 
