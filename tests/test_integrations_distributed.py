@@ -249,3 +249,47 @@ def test_a_rank_that_raises_in_an_own_loop_ends_the_run(tmp_path: Path) -> None:
     assert "rank 1 lost its data shard" in got.output
     with RunReader(run_dir) as r:
         assert r.status().state in ("failed", "crashed"), r.status()
+
+
+ZERO_CODE = """
+import os, sys, time
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = DDP(nn.Linear(8, 1))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+log = []
+opt.register_step_pre_hook(lambda o, a, k: log.append([o.param_groups[0]["lr"]]))
+g = torch.Generator().manual_seed(rank)
+try:
+    for _ in range(5000):
+        x = torch.randn(16, 8, generator=g)
+        loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        time.sleep(0.01)
+finally:  # a stop raises StopTraining out of opt.step()
+    with open(os.path.join(sys.argv[1], f"lrs-{rank}.json"), "w") as f:
+        f.write(repr(log).replace("'", '"'))
+    torch.save(model.state_dict(), os.path.join(sys.argv[1], f"params-{rank}.pt"))
+"""
+
+
+def test_zero_code_mode_under_torchrun_steers_every_rank(tmp_path: Path) -> None:
+    script = write_script(tmp_path, ZERO_CODE, name="plain.py")
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "-m", "optitui", "run", str(script), "--headless"]
+    argv += ["--nproc-per-node", "2", "--run-dir", str(run_dir), "--", str(tmp_path)]
+    plan: list[tuple[str, dict[str, Any]]] = [("set", {"values": {"lr": 0.05}}), ("stop", {})]
+    got = steer(argv, run_dir, plan)
+    log = _check_lockstep(tmp_path, got, least=2)
+    assert log[0] == [0.01] and log[-1] == [0.05]
+    with RunReader(run_dir) as r:
+        assert r.status().state == "stopped"
+        assert r.meta()["probe"]["mode"] == "zero-code" and r.meta()["world_size"] == 2
