@@ -8,6 +8,7 @@ that every command landed at the same step on each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -74,7 +75,6 @@ def steer(
         text=True,
         env=full_env,
         cwd=REPO,
-        start_new_session=True,  # the ranks too are killed when the test gives up
     )
     got = Steered()
     try:
@@ -101,10 +101,30 @@ def steer(
         got.output, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             got.output += proc.communicate(timeout=30)[0]
     got.returncode = proc.returncode
     return got
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (torchrun puts each rank in a session
+    of its own, so killing its process group would leave the ranks running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    todo, found = [pid], []
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, [])
+    for p in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
 
 
 def rank_logs(out: Path) -> list[list[list[float]]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_script
+from conftest import REPO, write_script
 from ranks import RECORDER, TORCHRUN, rank_logs, same_params, steer
 
 from optitui.store.reader import RunReader
@@ -293,3 +293,19 @@ def test_zero_code_mode_under_torchrun_steers_every_rank(tmp_path: Path) -> None
     with RunReader(run_dir) as r:
         assert r.status().state == "stopped"
         assert r.meta()["probe"]["mode"] == "zero-code" and r.meta()["world_size"] == 2
+
+
+def test_the_ddp_sample_runs_under_optitui_run(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    run_dir = tmp_path / "run"
+    sample = REPO / "sample_runs" / "own_loop_ddp.py"
+    argv = [sys.executable, "-m", "optitui", "run", str(sample), "--headless"]
+    argv += ["--nproc-per-node", "2", "--run-dir", str(run_dir), "--max-steps", "40"]
+    got = steer(argv, run_dir, [("scale-lr", {"factor": 0.5})])
+    assert got.returncode == 0, got.output[-3000:]
+    assert got.applied, got.rejected
+    with RunReader(run_dir) as r:
+        st = r.status()
+        assert st.state == "finished" and st.step == 40, st
+        assert r.meta()["world_size"] == 2 and r.read_metrics().length == 40
+        assert len(r.val()) >= 1  # rank 0's validation after the first epoch (24 steps)

@@ -99,12 +99,13 @@ WATCH_HOOKS: list[Callable[[Optimizer], Probe | None]] = []
 def set_script_meta(
     meta: dict[str, Any], *, max_steps: int | None = None, on_divergence: str | None = None
 ) -> None:
-    """What ``optitui run`` gives the probe that uses :data:`ENV_RUN_DIR`: metadata, and
-    its --max-steps and --on-divergence (unless the script's watch() call sets them)."""
+    """What ``optitui run`` gives the first probe made without a run_dir: metadata, and
+    its --max-steps and --on-divergence (unless the script's watch() call sets them).
+    Every rank's first probe takes them; rank 0's also takes :data:`ENV_RUN_DIR`."""
     _SCRIPT_META.clear()
     _SCRIPT_META.update(meta)
     _SCRIPT_DEFAULTS.clear()
-    _SCRIPT_DEFAULTS.update(max_steps=max_steps, on_divergence=on_divergence)
+    _SCRIPT_DEFAULTS.update(max_steps=max_steps, on_divergence=on_divergence, pending=True)
 
 
 def _run_paths(
@@ -198,10 +199,12 @@ class Probe:
         if info is None and self.silent:
             return  # torchrun's ranks without a process group: independent, rank 0 records
         check_scheduler(optimizer, scheduler)
-        env_dir = None
-        if run_dir is None:
+        env_dir, from_run = None, False
+        if run_dir is None:  # the first watch() under `optitui run` serves its run
             env_dir = os.environ.pop(ENV_RUN_DIR, None)
-        if env_dir is not None:  # optitui run's options, unless the call gave its own
+            # (under torchrun only rank 0 has the directory; every rank has the options)
+            from_run = bool(_SCRIPT_DEFAULTS.pop("pending", False)) or env_dir is not None
+        if from_run:  # optitui run's options, unless the call gave its own
             max_steps = max_steps if max_steps is not None else _SCRIPT_DEFAULTS.get("max_steps")
             on_divergence = on_divergence or _SCRIPT_DEFAULTS.get("on_divergence")
         job = Job(
@@ -220,7 +223,7 @@ class Probe:
             "script": None if script is None else str(script),
             "argv": list(sys.argv),
             "mode": "in-process",
-            **(dict(_SCRIPT_META) if env_dir is not None else {}),
+            **(dict(_SCRIPT_META) if from_run else {}),
             **(meta or {}),
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "world_size": self.world,
