@@ -218,3 +218,40 @@ def test_a_dying_rank_ends_the_run_without_hanging(tmp_path: Path) -> None:
         st = r.status()
         assert st.state in ("failed", "crashed", "stopped"), st
         assert st.step < 100
+
+
+def test_a_command_arriving_during_a_meeting_waits_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 applies exactly what it broadcast: a command its inbox took while the
+    ranks were meeting is applied at the next meeting, never by rank 0 alone."""
+    import torch.distributed as torch_dist
+    from jobs import command, make_trainer, tiny_job
+
+    from optitui.trainer import dist
+
+    store = torch_dist.HashStore()
+    torch_dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        info = dist.DistInfo(rank=0, world=1, local_rank=0, backend="gloo")
+        trainer = make_trainer(tmp_path, tiny_job(), dist_info=info)
+        early, late = command("scale-lr", factor=0.5), command("scale-lr", factor=0.25)
+        real = dist.broadcast_object
+
+        def meeting(obj: Any) -> Any:
+            trainer.commands.append(late)  # the inbox thread, mid-broadcast
+            return real(obj)
+
+        monkeypatch.setattr(dist, "broadcast_object", meeting)
+        trainer.commands.append(early)
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        trainer._sync()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.5)
+        assert list(trainer.commands) == [late]  # queued, not applied
+        monkeypatch.setattr(dist, "broadcast_object", real)
+        trainer._sync()
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(lr * 0.125)
+        assert not trainer.commands
+        trainer.recorder.close()
+    finally:
+        torch_dist.destroy_process_group()

@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -326,11 +327,13 @@ class Trainer:
         self.recorder.put(Outcome(r.id, r.kind, r.payload, False, self.step, r.reason))
         self.recorder.put(Event(self.step, "command", f"{r.kind}: rejected: {r.reason}"))
 
-    def _apply_commands(self) -> None:
+    def _apply_commands(self, batch: deque[Command] | None = None) -> None:
+        """Apply ``batch`` (else every queued command) in order, and answer each one."""
+        queue = self.commands if batch is None else batch
         changed = False
         answers: list[Outcome | Event] = []
-        while self.commands:
-            cmd: Command = self.commands.popleft()
+        while queue:
+            cmd: Command = queue.popleft()
             what = control.describe(cmd)
             try:
                 changed |= control.apply(self, cmd)
@@ -623,9 +626,10 @@ class Trainer:
         incoming: list[Command] = dist.broadcast_object(outgoing)
         if self.agree(self._stop_request is not None) and self._stop_reason is None:
             self._stop_reason = self._stop_request or "stop requested on another rank"
-        self.commands.extend(incoming)
-        if self.commands:
-            self._apply_commands()
+        # exactly what was broadcast: on rank 0 a command that arrived since the drain
+        # stays queued for the next meeting, or rank 0 alone would apply it
+        if incoming:
+            self._apply_commands(deque(incoming))
         self._sync_at = self.step + self.job.sync_every
 
     def _drain(self) -> list[Command]:

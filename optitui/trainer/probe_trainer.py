@@ -166,28 +166,23 @@ class LoopTrainer(Trainer):
         return Command(cmd.id, cmd.kind, {**cmd.args, "id": ref}, cmd.raw)
 
     # -- commands --------------------------------------------------------------------
-    def _apply_commands(self) -> None:
+    def _apply_commands(self, batch: deque[Command] | None = None) -> None:
         """As the trainer does, except restore when a framework owns the checkpoints:
         the backend loads those, in command order with the rest."""
         if self.probe.backend is None:
-            super()._apply_commands()
+            super()._apply_commands(batch)
             return
-        inbox, batch = self.commands, deque[Command]()
-        try:
-            while inbox:
-                cmd = inbox.popleft()
-                if cmd.kind != "restore":
-                    batch.append(cmd)
-                    continue
-                self.commands = batch  # what came before it is applied first
-                super()._apply_commands()
-                batch = deque()
-                self.commands = inbox
-                self._restore_from_backend(cmd)
-            self.commands = batch
-            super()._apply_commands()
-        finally:
-            self.commands = inbox
+        queue = self.commands if batch is None else batch
+        part = deque[Command]()
+        while queue:
+            cmd = queue.popleft()
+            if cmd.kind != "restore":
+                part.append(cmd)
+                continue
+            super()._apply_commands(part)  # what came before it is applied first
+            part = deque()
+            self._restore_from_backend(cmd)
+        super()._apply_commands(part)
 
     def _restore_from_backend(self, cmd: Command) -> None:
         backend, what = self.probe.backend, control.describe(cmd)
