@@ -420,9 +420,9 @@ def run_script_mode(opts: RunOptions) -> int:
 
 
 def _report(run_dir: Path | None, made: list[Probe], code: int) -> int:
+    if run_dir is None:
+        return code  # another rank's process: rank 0 reports
     if not made:
-        if run_dir is None:
-            return code  # another rank's process: rank 0 reports
         with contextlib.suppress(OSError):  # nothing was recorded: leave no empty run behind
             for sub in ("inbox", "checkpoints"):
                 (run_dir / sub).rmdir()
