@@ -78,26 +78,14 @@ def steer(
     )
     got = Steered()
     try:
-        wait_for(lambda: (run_dir / "store.sqlite").exists() or proc.poll(), start_timeout, "store")
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-        reader = RunReader(run_dir)
-        wait_for(lambda: reader.status().step > 3 or proc.poll(), start_timeout, "training")
-        for kind, args in plan:
-            try:
-                sent = client.send(RunPaths(run_dir), kind, args, timeout=60)
-            except NoAnswer as exc:
-                got.rejected.append(f"{kind}: no answer: {exc}")
-                break
-            assert sent.outcome is not None
-            line = f"{kind} {args}: {sent.outcome.reason or 'applied'} at {sent.outcome.step}"
-            (got.applied if sent.outcome.applied else got.rejected).append(line)
-            if kind == "lr-find" and sent.outcome.applied:
-                wait_for(
-                    lambda: any(t.status != "running" for t in reader.range_tests()),
-                    90,
-                    "range test",
-                )
-        reader.close()
+        wait_for(
+            lambda: (run_dir / "store.sqlite").exists() or proc.poll() is not None,
+            start_timeout,
+            "store",
+        )
+        if plan:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            _send(run_dir, plan, proc, got, start_timeout)
         got.output, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -105,6 +93,34 @@ def steer(
             got.output += proc.communicate(timeout=30)[0]
     got.returncode = proc.returncode
     return got
+
+
+def _send(
+    run_dir: Path,
+    plan: list[tuple[str, dict[str, Any]]],
+    proc: subprocess.Popen[str],
+    got: Steered,
+    start_timeout: float,
+) -> None:
+    """Once the job trains, send ``plan`` one command at a time."""
+    reader = RunReader(run_dir)
+    wait_for(lambda: reader.status().step > 3 or proc.poll() is not None, start_timeout, "training")
+    for kind, args in plan:
+        try:
+            sent = client.send(RunPaths(run_dir), kind, args, timeout=60)
+        except NoAnswer as exc:
+            got.rejected.append(f"{kind}: no answer: {exc}")
+            break
+        assert sent.outcome is not None
+        line = f"{kind} {args}: {sent.outcome.reason or 'applied'} at {sent.outcome.step}"
+        (got.applied if sent.outcome.applied else got.rejected).append(line)
+        if kind == "lr-find" and sent.outcome.applied:
+            wait_for(
+                lambda: any(t.status != "running" for t in reader.range_tests()),
+                90,
+                "range test",
+            )
+    reader.close()
 
 
 def kill_tree(pid: int) -> None:

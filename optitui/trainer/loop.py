@@ -511,7 +511,8 @@ class Trainer:
         n = len(self._buf_loss)
         if n == 0:
             return
-        self._samples += n * self._batch_samples
+        # under torch.distributed every rank takes a batch per step: samples/s is the total
+        self._samples += n * self._batch_samples * (1 if self.dist is None else self.dist.world)
         now = time.time()
         t0, s0, n0 = self._last_flush
         dt = max(now - t0, 1e-9)
