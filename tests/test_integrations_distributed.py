@@ -81,6 +81,21 @@ def _check_lockstep(out: Path, got: Any, least: int) -> list[list[float]]:
     return log0
 
 
+def _check_steered_store(run_dir: Path, mode: str) -> None:
+    """What a PLAN run leaves in the store: stopped, both ranks, a finished range test,
+    and the save and the restore on record."""
+    with RunReader(run_dir) as r:
+        st = r.status()
+        assert st.state == "stopped", st
+        meta = r.meta(refresh=True)
+        assert meta["probe"]["mode"] == mode and meta["world_size"] == 2
+        assert meta["sync_every"] == 4 and [x["rank"] for x in meta["ranks"]] == [0, 1]
+        (test,) = r.range_tests()
+        assert test.status == "done" and len(test.lrs) > 5
+        marks = [e.data.get("marker") for e in r.events() if e.data]
+        assert "save" in marks and "restore" in marks
+
+
 def test_an_own_loop_under_torchrun_takes_every_command_on_every_rank(tmp_path: Path) -> None:
     script = write_script(tmp_path, OWN_LOOP, name="own_loop.py")
     run_dir = tmp_path / "run"
@@ -90,15 +105,9 @@ def test_an_own_loop_under_torchrun_takes_every_command_on_every_rank(tmp_path: 
     log = _check_lockstep(tmp_path, got, least=len(PLAN) - 1)
     assert len({tuple(x) for x in log}) > 8  # the lrs really moved
     assert 0.02 in {row[0] for row in log}  # the first edit, as the steps used it
-    with RunReader(run_dir) as r:
-        st = r.status()
-        assert st.state == "stopped", st
-        meta = r.meta(refresh=True)
-        assert meta["world_size"] == 2 and meta["sync_every"] == 4
-        assert [x["rank"] for x in meta["ranks"]] == [0, 1]
-        (test,) = r.range_tests()
-        assert test.status == "done" and len(test.lrs) > 5
-        assert "rank 0 only" not in str(meta["probe"]["limits"])
+    _check_steered_store(run_dir, "watch")
+    with RunReader(run_dir) as r:  # no limit says commands act on rank 0 only
+        assert "rank 0 only" not in str(r.meta()["probe"]["limits"])
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
 
 
@@ -156,13 +165,7 @@ def test_lightning_ddp_takes_every_command_on_every_rank(tmp_path: Path) -> None
     got = steer([*TORCHRUN, str(script), str(run_dir), str(tmp_path)], run_dir, PLAN)
     log = _check_lockstep(tmp_path, got, least=len(PLAN) - 1)
     assert 0.02 in {row[0] for row in log}
-    with RunReader(run_dir) as r:
-        assert r.status().state == "stopped"
-        assert r.meta()["probe"]["mode"] == "lightning" and r.meta()["world_size"] == 2
-        (test,) = r.range_tests()
-        assert test.status == "done"
-        marks = [e.data.get("marker") for e in r.events() if e.data]
-        assert "save" in marks and "restore" in marks
+    _check_steered_store(run_dir, "lightning")
     assert len(list((run_dir / "checkpoints").glob("*-mid.ckpt"))) == 1  # rank 0 wrote it
     assert len(list((run_dir / "checkpoints").glob("*periodic*.ckpt"))) >= 2
 
@@ -220,13 +223,7 @@ def test_hf_trainer_under_torchrun_takes_every_command_on_every_rank(tmp_path: P
     )
     log = _check_lockstep(tmp_path, got, least=len(PLAN) - 1)
     assert 0.02 in {row[0] for row in log}
-    with RunReader(run_dir) as r:
-        assert r.status().state == "stopped"
-        assert r.meta()["probe"]["mode"] == "transformers" and r.meta()["world_size"] == 2
-        (test,) = r.range_tests()
-        assert test.status == "done"
-        marks = [e.data.get("marker") for e in r.events() if e.data]
-        assert "save" in marks and "restore" in marks
+    _check_steered_store(run_dir, "transformers")
     saved = list((tmp_path / "out").glob("checkpoint-*"))
     assert len(saved) >= 3 and all((f / "optitui.json").is_file() for f in saved)
 

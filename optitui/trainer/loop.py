@@ -633,6 +633,17 @@ class Trainer:
             self._apply_commands(deque(incoming))
         self._sync_at = self.step + self.job.sync_every
 
+    def _take_commands(self) -> None:
+        """At a step boundary: advance the ramps, then apply what was sent; under
+        torch.distributed only when the ranks meet, so all apply it at one step."""
+        if self._ramps:
+            self._advance_ramps()
+        if self.dist is None:
+            if self.commands:
+                self._apply_commands()
+        elif self.step >= self._sync_at:
+            self._sync()
+
     def _drain(self) -> list[Command]:
         out = []
         while self.commands:
@@ -675,13 +686,7 @@ class Trainer:
         final, message = "finished", None
         try:
             while True:
-                if self._ramps:
-                    self._advance_ramps()
-                if self.dist is None:
-                    if self.commands:
-                        self._apply_commands()
-                elif self.step >= self._sync_at:
-                    self._sync()
+                self._take_commands()
                 if self._stop_reason is not None:
                     final, message = "stopped", self._stop_reason
                     break

@@ -393,13 +393,7 @@ class Probe:
         t = self.trainer
         assert t is not None
         if self._flight is None:
-            if t._ramps:
-                t._advance_ramps()
-            if t.dist is None:
-                if t.commands:
-                    t._apply_commands()
-            elif t.step >= t._sync_at:
-                t._sync()
+            t._take_commands()
         while t._paused and not t._budget and t._stop_reason is None and self._flight is None:
             t._wait_while_paused()  # meets the other ranks under torch.distributed
             if t.dist is None and t.commands:
