@@ -966,6 +966,7 @@ def paired_section(
     skipped: dict[str, str],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
+    left_out = {v: skipped[v] for v in variants if v in skipped}
     variants = [v for v in variants if v not in skipped]
     got = call_worker(
         {"kind": "paired", "loop": loop, "steps": steps, "rounds": rounds, "variants": variants}
@@ -977,6 +978,7 @@ def paired_section(
         "bare": [r[BARE]["mean_us"] for r in got],
         "bare_cpu": [r[BARE]["cpu_us"] for r in got],
         "variants": {},
+        "skipped": left_out,
         "load": load1(),
     }
     for v in variants[1:]:
@@ -1257,10 +1259,11 @@ def report(data: dict[str, Any]) -> str:
                     )
                 )
     for n, pr in enumerate(data.get("paired", [])):
+        # the first pairing is optitui alone, the second every tool (some may be skipped)
         title = (
             "optitui headless against the bare loop"
-            if list(pr["variants"]) == [HEADLESS]
-            else "every tool's fixed cost per step"
+            if n == 0
+            else ("every tool's fixed cost per step")
         )
         L += [
             f"### 1{'bcd'[n]}. {title}, paired in one process: {LOOPS[pr['loop']]}",
@@ -1279,6 +1282,7 @@ def report(data: dict[str, Any]) -> str:
                 f"| {v} | {quartiles(x['wall'], '{:+.1f}')} | {quartiles(x['cpu'], '{:+.1f}')} "
                 f"| {quartiles(x['ratio'], '{:.3f}')} |"
             )
+        L += [f"| {v} | - | - | {why} |" for v, why in pr.get("skipped", {}).items()]
         L.append("")
         h = pr["variants"].get(HEADLESS)
         if h is not None:

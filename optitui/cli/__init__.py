@@ -1,0 +1,72 @@
+"""The ``optitui`` command line. Imports no torch until a job is started.
+
+Each verb lives in a module of its own with ``add_parser(sub)`` and ``main(args)``;
+:data:`VERBS` lists them in the order ``--help`` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+from optitui import __version__
+from optitui.cli import attach, export, lr_find, ls, run, send
+from optitui.cli.run import torchrun_argv
+
+__all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
+
+DESCRIPTION = """\
+Watch and steer PyTorch training from the terminal.
+
+  optitui run train.py                   train a script's setup(device) Job, with the dashboard
+  optitui run train.py --headless        the same without a viewer (nohup, sbatch)
+  optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
+  optitui ls                             runs under ./runs with state, step, loss
+  optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
+  optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
+  optitui export RUN --format csv        per-step metrics for pandas
+"""
+
+#: verb -> its module (``add_parser(sub)`` and ``main(args)``)
+VERBS: dict[str, ModuleType] = {
+    "run": run,
+    "attach": attach,
+    "ls": ls,
+    "send": send,
+    "lr-find": lr_find,
+    "export": export,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="optitui",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"optitui {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    for module in VERBS.values():
+        module.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    # `optitui run train.py --headless -- --epochs 3`: what follows `--` is the script's
+    extra = words[words.index("--") + 1 :] if "--" in words else []
+    words = words[: words.index("--")] if "--" in words else words
+    args = parser.parse_args(words)
+    args.script_args = tuple(extra)
+    if extra and args.cmd != "run":
+        parser.error("arguments after -- are passed to the script of `optitui run` only")
+    if args.cmd is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(VERBS[args.cmd].main(args))
+    except BrokenPipeError:  # `optitui export RUN | head`
+        sys.stderr.close()
+        return 0

@@ -1,0 +1,207 @@
+"""``optitui run``: start a script's job, with the dashboard, inline, headless or under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from optitui.cli.common import err, positive_int, whole_int
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser("run", help="train a script's Job (setup(device) -> optitui.Job)")
+    run.add_argument("script", type=Path, help="a Python file defining setup(device)")
+    run.add_argument("--headless", action="store_true", help="no viewer (for nohup, sbatch)")
+    run.add_argument(
+        "--inline",
+        action="store_true",
+        help="train inside the dashboard's process (training ends when it closes)",
+    )
+    run.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    run.add_argument("--root", type=Path, default=Path("runs"), help="where runs go (./runs)")
+    run.add_argument("--run-dir", type=Path, help="use exactly this run directory")
+    run.add_argument("--max-steps", type=positive_int, help="stop after N optimizer steps")
+    run.add_argument("--seed", type=whole_int, help="seed python, numpy and torch before setup()")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from a checkpoint file (or a run directory: its newest checkpoint)",
+    )
+    run.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        metavar="N",
+        help="train on N processes through torchrun (torch.distributed.run --standalone)",
+    )
+    run.add_argument(
+        "--sync-every",
+        type=positive_int,
+        metavar="K",
+        help="under torchrun: steps between the ranks' exchanges of commands and losses (16)",
+    )
+    run.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="under torchrun: how long a rank waits for a silent peer before failing (120)",
+    )
+    run.add_argument(
+        "--on-divergence",
+        choices=("pause", "rollback", "ignore"),
+        help="on a NaN/inf loss: pause (default), roll back to the last good state, or ignore",
+    )
+
+
+def torchrun_argv(args: argparse.Namespace) -> list[str]:
+    """``optitui run ... --headless`` under torchrun, on this machine's N processes.
+
+    The run directory is chosen here, so that every rank knows it before any of
+    them runs (a script without setup() starts its process group itself, later)."""
+    from optitui.store.layout import new_run_path
+
+    run_dir = args.run_dir or new_run_path(args.root, Path(args.script).stem)
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc_per_node}",
+        "-m",
+        "optitui",
+        "run",
+        str(args.script),
+        "--headless",
+        "--device",
+        args.device,
+        "--root",
+        str(args.root),
+    ]
+    for flag, value in (
+        ("--run-dir", run_dir),
+        ("--max-steps", args.max_steps),
+        ("--seed", args.seed),
+        ("--resume", args.resume),
+        ("--on-divergence", args.on_divergence),
+        ("--sync-every", args.sync_every),
+        ("--dist-timeout", args.dist_timeout),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + (["--", *args.script_args] if args.script_args else [])
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.nproc_per_node and args.headless and "LOCAL_RANK" not in os.environ:
+        import subprocess
+
+        return subprocess.call(torchrun_argv(args))
+    if args.nproc_per_node and args.inline:
+        err("--inline runs in this process; it cannot be combined with --nproc-per-node")
+        return 2
+    if not args.headless:
+        if args.inline:
+            return _run_inline(args)
+        return _run_with_dashboard(args)
+    from optitui.trainer.headless import run_headless
+
+    return run_headless(_run_options(args, "headless"))
+
+
+def _run_options(args: argparse.Namespace, mode: str) -> Any:
+    """The `run` command's options for the job, whichever way it runs."""
+    from optitui.trainer.headless import RunOptions
+
+    return RunOptions(
+        script=args.script,
+        device=args.device,
+        root=args.root,
+        run_dir=args.run_dir,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        argv=tuple(sys.argv),
+        script_args=args.script_args,
+        resume=args.resume,
+        on_divergence=args.on_divergence,
+        sync_every=args.sync_every,
+        dist_timeout=args.dist_timeout,
+        mode=mode,
+    )
+
+
+def _run_with_dashboard(args: argparse.Namespace) -> int:
+    """The job in its own session (it outlives the terminal), the dashboard attached."""
+    from optitui.launch import JobOptions, LaunchError, start_job
+
+    device = args.device
+    if device == "auto":
+        picked = _pick_device()
+        if picked is None:
+            return 1
+        device = picked
+    opts = JobOptions(
+        args.script,
+        device,
+        args.root,
+        args.run_dir,
+        args.max_steps,
+        args.seed,
+        args.resume,
+        args.on_divergence,
+        args.nproc_per_node,
+        args.sync_every,
+        args.script_args,
+    )
+    print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
+
+    def waiting(elapsed: float) -> None:
+        if int(elapsed) % 5 == 0:
+            print(f"optitui: still starting ({elapsed:.0f} s)", file=sys.stderr, flush=True)
+
+    try:
+        job = start_job(opts, progress=waiting)
+    except (LaunchError, FileExistsError) as exc:
+        err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        err("interrupted before training started")
+        return 130
+    from optitui.tui.app import build_app
+
+    app = build_app(job.paths.root, process=job.process)
+    app.run()
+    if app.quit_choice != "stop" and job.process.poll() is None:
+        print(f"optitui: detached; the job trains on. `optitui attach {job.paths.root}`")
+    return app.return_code or 0
+
+
+def _pick_device() -> str | None:
+    """ "auto", or the device picked among several accelerators (None: cancelled)."""
+    from optitui.tui.devices import accelerators
+
+    devices = accelerators()
+    if len(devices) < 2:
+        return "auto"
+    from optitui.tui.screens.device_picker import DevicePickerApp
+
+    return DevicePickerApp(devices).run()
+
+
+def _run_inline(args: argparse.Namespace) -> int:
+    """The training loop in a thread of the dashboard's process: it ends with the app."""
+    from optitui.trainer.headless import SetupFailed, prepare
+
+    try:
+        trainer = prepare(_run_options(args, "inline"))
+    except (SetupFailed, FileExistsError) as exc:
+        err(str(exc))
+        return 2
+    from optitui.tui.app import build_app
+
+    app = build_app(trainer.paths.root, job_runner=trainer.run, stopper=trainer.request_stop)
+    app.run()
+    return app.return_code or 0

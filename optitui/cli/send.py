@@ -1,0 +1,74 @@
+"""``optitui send``: one command to a running job, and its answer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from optitui.cli.common import err, positive_int
+from optitui.store.words import USAGE
+
+
+def add_parser(sub: Any) -> None:
+    send = sub.add_parser(
+        "send",
+        help="send a command to a running job and wait for its answer",
+        description="Commands:\n  "
+        + "\n  ".join(USAGE.values())
+        + "\n\nExit status: 0 applied, 1 rejected, 2 bad command, 3 no answer.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.add_argument("run", help="run directory (or its name under --root)")
+    send.add_argument("command", help="set, scale-lr, pause, resume, step, stop, ... (below)")
+    send.add_argument("args", nargs="*", help="FIELD=VALUE pairs for set; FACTOR; N")
+    send.add_argument("--ramp", type=positive_int, help="spread set/scale-lr over N steps")
+    send.add_argument("--group", help="param group index or name (default: all groups)")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (10)")
+    send.add_argument("--root", type=Path, default=Path("runs"))
+
+
+def main(args: argparse.Namespace) -> int:
+    from optitui.store.client import NoAnswer, resolve_run, send
+    from optitui.store.words import parse_send
+
+    try:
+        kind, cargs = parse_send(args.command, args.args, args.group, args.ramp)
+        paths = resolve_run(args.run, args.root)
+        sent = send(paths, kind, cargs, timeout=args.timeout)
+    except (ValueError, FileNotFoundError) as exc:  # CommandError is a ValueError
+        err(str(exc))
+        return 2 if not isinstance(exc, FileNotFoundError) else 3
+    except NoAnswer as exc:
+        err(str(exc))
+        return 3
+    out = sent.outcome
+    if out is None:
+        print(f"sent {sent.id}")
+        return 0
+    if out.applied:
+        print(f"applied after step {out.step}: {kind} ({sent.id})")
+        if kind == "lr-find":
+            return _follow_range_test(paths, sent.id)
+        return 0
+    print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
+    return 1
+
+
+def _follow_range_test(paths: Any, test_id: str) -> int:
+    """Wait for a range test sent to a live job, then print its curve and suggestions."""
+    from optitui.lrfind_report import as_dict, report
+    from optitui.store.reader import open_reader
+
+    with open_reader(paths.root) as reader:
+        while True:
+            tests = reader.range_tests(test_id)
+            if tests and tests[0].status != "running":
+                print(report(as_dict(tests[0])))
+                return 0 if tests[0].status == "done" else 1
+            if not reader.status().alive:
+                err("the run ended before the range test finished")
+                return 3
+            time.sleep(0.2)
