@@ -52,13 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _verb_parser(parser: argparse.ArgumentParser, cmd: str | None) -> argparse.ArgumentParser:
+    """The sub-parser of ``cmd`` (its usage line is the one to show), else ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and cmd in action.choices:
+            found: argparse.ArgumentParser = action.choices[cmd]
+            return found
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     # `optitui run train.py --headless -- --epochs 3`: what follows `--` is the script's
     extra = words[words.index("--") + 1 :] if "--" in words else []
     words = words[: words.index("--")] if "--" in words else words
-    args = parser.parse_args(words)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        verb = _verb_parser(parser, args.cmd)
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        if args.cmd == "run":
+            script = getattr(args, "script", None) or "train.py"
+            message += (
+                "; the script's own arguments go after `--`: "
+                f"optitui run {script} -- {' '.join(unknown)}"
+            )
+        verb.error(message)
     args.script_args = tuple(extra)
     if extra and args.cmd != "run":
         parser.error("arguments after -- are passed to the script of `optitui run` only")

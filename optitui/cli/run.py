@@ -3,17 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import os
+import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from optitui.cli.common import err, positive_int, whole_int
 
+RUN_DESCRIPTION = """\
+Train SCRIPT with the dashboard (or --headless, --inline).
+
+A script that defines setup(device) returning an optitui.Job is trained by
+optitui's loop. A script without setup() runs as it is, as __main__: its own
+optitui.watch(...) serves the dashboard, or, without one, zero-code mode finds
+its optimizer, loss and scheduler by itself.
+
+The script's own arguments go after `--`:
+  optitui run train.py --max-steps 500 -- --epochs 3 --batch-size 64
+"""
+
 
 def add_parser(sub: Any) -> None:
-    run = sub.add_parser("run", help="train a script's Job (setup(device) -> optitui.Job)")
-    run.add_argument("script", type=Path, help="a Python file defining setup(device)")
+    run = sub.add_parser(
+        "run",
+        help="train a script's Job (setup(device) -> optitui.Job), or run a script as it is",
+        usage="optitui run [OPTIONS] SCRIPT [-- ARGS ...]",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "script",
+        type=Path,
+        help="a Python file: with setup(device), or a training script run as it is",
+    )
     run.add_argument("--headless", action="store_true", help="no viewer (for nohup, sbatch)")
     run.add_argument(
         "--inline",
@@ -95,10 +121,35 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
     return argv + (["--", *args.script_args] if args.script_args else [])
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.nproc_per_node and args.headless and "LOCAL_RANK" not in os.environ:
-        import subprocess
+def script_problem(script: Path) -> str | None:
+    """Why ``script`` cannot be run (missing, not a file, not Python that parses), or None.
 
+    Checked before anything is created: a run directory is only made for a script
+    that could start."""
+    if not script.exists():
+        return f"no such script: {script}"
+    if not script.is_file():
+        return f"{script} is not a file; give the training script's path"
+    try:
+        source = script.read_bytes()
+    except OSError as exc:
+        return f"cannot read {script}: {exc.strerror or exc}"
+    try:
+        ast.parse(source, filename=str(script))
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}" if exc.lineno else "somewhere"
+        return f"{script} does not parse ({where}): {exc.msg}"
+    except ValueError as exc:  # null bytes
+        return f"{script} is not a Python source file: {exc}"
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    problem = script_problem(Path(args.script))
+    if problem is not None:
+        err(problem)
+        return 2
+    if args.nproc_per_node and args.headless and "LOCAL_RANK" not in os.environ:
         return subprocess.call(torchrun_argv(args))
     if args.nproc_per_node and args.inline:
         err("--inline runs in this process; it cannot be combined with --nproc-per-node")
@@ -176,7 +227,27 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
     app.run()
     if app.quit_choice != "stop" and job.process.poll() is None:
         print(f"optitui: detached; the job trains on. `optitui attach {job.paths.root}`")
+    else:
+        if app.quit_choice == "stop" and job.process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                job.process.wait(timeout=5)  # it answered the stop; let it write its end
+        print(f"optitui: {how_it_ended(job.paths.root)}")
     return app.return_code or 0
+
+
+def how_it_ended(run_dir: Path) -> str:
+    """One line for the terminal once the dashboard closed on a run that is over."""
+    from optitui.store.reader import open_reader
+
+    try:
+        with open_reader(run_dir) as reader:
+            st = reader.status()
+    except (FileNotFoundError, OSError, sqlite3.Error) as exc:
+        return f"the run store cannot be read ({exc}); run dir {run_dir}"
+    words = {"stopped": "stopped", "finished": "finished", "failed": "failed", "crashed": "died"}
+    what = words.get(st.state, "stopping" if st.alive else st.state)
+    why = f" ({st.message})" if st.message and st.state in ("failed", "crashed") else ""
+    return f"training {what} at step {st.step:,}{why}; run dir {run_dir}"
 
 
 def _pick_device() -> str | None:
@@ -204,4 +275,5 @@ def _run_inline(args: argparse.Namespace) -> int:
 
     app = build_app(trainer.paths.root, job_runner=trainer.run, stopper=trainer.request_stop)
     app.run()
+    print(f"optitui: {how_it_ended(trainer.paths.root)}")
     return app.return_code or 0

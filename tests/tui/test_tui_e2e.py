@@ -236,7 +236,17 @@ def test_save_and_restore_by_keys(tmux: Tmux, tmp_path: Path) -> None:
     wait_for(lambda: "rewound from step" in tmux.screen("run"), 10, "the rewind in the log")
     # the state it left was saved first, so the restore can be undone
     assert any(m.reason == "before-restore" for m in listing(folder))
+    tmux("set-option", "-t", "run", "remain-on-exit", "on")  # to read what it prints last
     tmux.keys("run", "q")
     wait_for(lambda: "Detach" in tmux.screen("run"), 10, "the quit question")
     tmux.keys("run", "s")
     wait_for(lambda: status(run).state == "stopped", 60, "the job to stop")
+    # like a detach, a stop says where the run is and how it ended
+    ended = wait_for(
+        lambda: "training stopped at step" in tmux.screen("run") and tmux.screen("run"),
+        30,
+        "how the run ended",
+        lambda: tmux.screen("run"),
+    )
+    assert f"rundir{run}" in "".join(ended.split())  # the path may wrap
+    assert f"stopped at step {status(run).step:,};" in ended

@@ -1,0 +1,106 @@
+"""The command line around the dashboard, in process: checks before a job starts, `ls`,
+the `--` hint and `run --help`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from optitui.cli import main
+from optitui.store.layout import create_run_dir
+from optitui.store.records import MetricBatch, StatusUpdate
+from optitui.store.writer import StoreWriter
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("nope.py", None, "no such script: "),
+        ("folder", "", "is not a file"),
+        ("broken.py", "def setup(device:\n    pass\n", "does not parse (line 1)"),
+    ],
+)
+def test_a_script_that_cannot_run_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: str | None, says: str
+) -> None:
+    script = tmp_path / name
+    if content == "":
+        script.mkdir()
+    elif content is not None:
+        script.write_text(content)
+    root = tmp_path / "runs"
+    for mode in ([], ["--headless"], ["--inline"]):
+        assert main(["run", str(script), "--root", str(root), *mode]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("optitui: ") and says in err and err.count("\n") == 1
+    assert not root.exists()  # no run directory was made
+
+
+def test_script_arguments_without_the_double_dash_get_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "train.py", "--epochs", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --epochs 1" in err
+    assert "go after `--`: optitui run train.py -- --epochs 1" in err
+    assert "usage: optitui run [OPTIONS] SCRIPT [-- ARGS ...]" in err
+
+
+def test_run_help_shows_the_script_arguments_and_scripts_without_setup(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "SCRIPT [-- ARGS ...]" in out
+    assert "A script without setup() runs as it is" in out
+    assert "-- --epochs 3" in out
+
+
+def _store(root: Path, name: str, state: str, step: int, rate: float, loss: float) -> None:
+    paths = create_run_dir(root, name, root / name)
+    start = time.time() - 1000
+    w = StoreWriter(paths, {"start": start, "script": f"/x/{name}.py"})
+    last = start + step / 50.0  # averaged 50 steps/s over the run
+    w.write(
+        [
+            MetricBatch({"step": [float(step)], "time": [last], "loss": [loss]}),
+            StatusUpdate(state, step, 0, steps_per_s=rate, last_record=last),
+        ]
+    )
+    w.close()
+    time.sleep(0.02)  # creation times apart
+
+
+def test_ls_lists_newest_first_with_speed_and_all_for_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    _store(root, "first", "finished", 1000, 606.0, 0.5)
+    _store(root, "second", "stopped", 500, 999.0, 0.25)
+    for i in range(3):
+        _store(root, f"later{i}", "finished", 10, 1.0, 1.0)
+    monkeypatch.setattr("optitui.cli.ls.NEWEST", 4)
+    assert main(["ls", "--root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT"]
+    names = [line.split()[0] for line in lines[1:-1]]
+    assert names == ["later2", "later1", "later0", "second"]  # newest first, 4 of 5
+    second = lines[4].split()
+    assert second[1:6] == ["stopped", "500", "0.25", "avg", "50"]  # the average, not 999
+    assert "1 older" in lines[-1] and "--all" in lines[-1]
+    assert main(["ls", "--root", str(root), "--all"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]][-1] == "first"
+    assert lines[-1].split()[2] == "1,000"
+
+
+def test_readme_says_how_to_install_the_cpu_torch_and_check_it() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    assert "--index-url https://download.pytorch.org/whl/cpu" in setup
+    assert "torch.version.cuda" in setup and "+cpu" in setup
