@@ -28,7 +28,9 @@ class Faulty:
         raise_at: int | None = None,  # type: ignore[assignment]
         oom_at: int | None = None,
         spike_from: int | None = None,
+        oom: BaseException | None = None,
     ) -> None:
+        self.oom = oom or torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.calls = 0
         self.nan_at, self.raise_at, self.oom_at, self.spike_from = (
             nan_at,
@@ -44,7 +46,7 @@ class Faulty:
         if self.calls == self.raise_at:
             raise ValueError("corrupt sample 1234")
         if self.calls == self.oom_at:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.oom
         if self.calls in self.nan_at:
             return loss * float("nan")
         if self.spike_from is not None and self.calls >= self.spike_from:
@@ -178,15 +180,35 @@ def test_exceptions_in_data_and_validation(tmp_path: Path, where: str, needle: s
         assert r.status().state == "failed"
 
 
-def test_out_of_memory_pauses(tmp_path: Path, run_in_thread: Any) -> None:
-    t = make_trainer(tmp_path, _job(Faulty(oom_at=10)), flush_every=4)
+@pytest.mark.parametrize(
+    "oom",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        # what older CUDA paths, MPS and XPU raise: a plain RuntimeError
+        RuntimeError("CUDA error: out of memory"),
+        RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, max allowed: 18 GB)"),
+        RuntimeError("XPU out of memory. Tried to allocate 1.00 GiB"),
+    ],
+    ids=["OutOfMemoryError", "cuda-runtime", "mps", "xpu"],
+)
+def test_out_of_memory_pauses(tmp_path: Path, run_in_thread: Any, oom: BaseException) -> None:
+    t = make_trainer(tmp_path, _job(Faulty(oom_at=10, oom=oom)), flush_every=4)
     run_in_thread(t)
     reader = RunReader(t.paths.root)
     wait_for(lambda: reader.status().state == "paused", what="paused on OOM")
     st = reader.status()
     assert st.step == 9 and "out of memory at step 10" in (st.message or "")
+    assert str(oom).split(".")[0] in (st.message or "")
     assert client.send(t.paths, "resume").outcome is not None
     wait_for(lambda: reader.status().step > 20, what="training again")
+
+
+def test_other_runtime_errors_still_fail_the_run(tmp_path: Path) -> None:
+    t = make_trainer(tmp_path, _job(Faulty(oom_at=3, oom=RuntimeError("shape mismatch"))))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        t.run()
+    with RunReader(t.paths.root) as r:
+        assert r.status().state == "failed"
 
 
 def test_headless_failure_exits_without_hanging(tmp_path: Path) -> None:

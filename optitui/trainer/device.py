@@ -80,6 +80,21 @@ def batch_size(batch: Any) -> int:
     return 0
 
 
+#: what allocators say when they run out: CUDA and HIP paths that predate
+#: torch.OutOfMemoryError, MPS, XPU, and the CPU allocator
+_OOM_WORDS = ("out of memory", "can't allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """``torch.OutOfMemoryError``, or a RuntimeError whose message says memory ran out."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc).lower()
+    return any(w in text for w in _OOM_WORDS)
+
+
 def memory_allocated(device: torch.device) -> int | None:
     """Bytes allocated on an accelerator (a host-side counter: no sync); None on CPU."""
     if device.type == "cuda":

@@ -45,7 +45,7 @@ from optitui.trainer import (
     state,
     surgery,
 )
-from optitui.trainer.device import batch_size, memory_allocated, to_device
+from optitui.trainer.device import batch_size, is_out_of_memory, memory_allocated, to_device
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
@@ -698,7 +698,9 @@ class Trainer:
                     break
                 try:
                     self._train_step()
-                except torch.OutOfMemoryError as exc:
+                except RuntimeError as exc:  # torch.OutOfMemoryError is one too
+                    if not is_out_of_memory(exc):
+                        raise
                     self._out_of_memory(exc)
                     continue
                 self.step += 1

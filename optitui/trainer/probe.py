@@ -81,9 +81,11 @@ ENV_RUN_DIR = "OPTITUI_RUN_DIR"
 OnStop = Literal["flag", "raise"]
 
 
-class StopTraining(Exception):
+class StopTraining(BaseException):
     """Raised by ``probe.step()`` when the run was asked to stop and the loop goes on.
 
+    A BaseException, as KeyboardInterrupt is, so that a loop which skips bad batches
+    with ``except Exception: continue`` cannot swallow it and train on.
     ``optitui run`` treats it as a clean stop. A script run with plain ``python``
     may catch it (``except optitui.StopTraining``) or check ``probe.should_stop``.
     """
