@@ -90,6 +90,9 @@ class Ema:
         return SmoothView(src, length, self.beta, self.block_m, self.block_w, len(self.block_m))
 
 
+EMPTY_TIME: array[float] = array("d")
+
+
 @dataclass(frozen=True)
 class HistoryView:
     """What the plots draw from: a frozen prefix of every series."""
@@ -103,6 +106,7 @@ class HistoryView:
     val_loss: PyramidView
     breaks: tuple[int, ...] = ()  # rows where the step went back (a checkpoint restore)
     val_breaks: tuple[int, ...] = ()  # the same for validation records
+    time: array[float] = field(default_factory=lambda: EMPTY_TIME)  # each row's wall time
 
     @property
     def val_length(self) -> int:
@@ -215,4 +219,5 @@ class History:
             val_loss=self._pview("val", self.val_loss, len(self.val_loss)),
             breaks=tuple(self.breaks),
             val_breaks=tuple(self.val_breaks),
+            time=cols.get("time", EMPTY_TIME),
         )

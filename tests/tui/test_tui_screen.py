@@ -204,7 +204,7 @@ async def test_supervised_job_exit_is_reported(tmp_path: Path) -> None:
     code = f"import os, time\n{wait}\nraise SystemExit(3)"
     proc = subprocess.Popen([sys.executable, "-c", code])  # exits with 3 when told
     app = build_app(paths.root, process=proc, settings=fixed_settings())
-    async with app.run_test(size=(120, 30)) as pilot:
+    async with app.run_test(size=(160, 30)) as pilot:
         await loaded(pilot)
         assert f"job pid {proc.pid}" in str(app.dashboard.query_one(StatusBar).render())
         assert app.job_alive()

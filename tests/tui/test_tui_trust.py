@@ -190,7 +190,7 @@ async def test_probe_limits_are_named_and_unknown_speeds_are_dashes(tmp_path: Pa
         notice = app.dashboard.query_one(ProbeNotice)
         assert notice.display
         assert str(notice.render()).startswith("zero-code mode: 2 limits (? lists them)")
-        assert "20 steps/s  – samples/s" in str(app.dashboard.query_one(StatusBar).render())
+        assert "123 steps/s  – samples/s" in str(app.dashboard.query_one(StatusBar).render())
         await pilot.press("question_mark")
         help_screen = app.screen
         assert isinstance(help_screen, HelpScreen)

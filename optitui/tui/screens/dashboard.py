@@ -26,6 +26,7 @@ from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.run_keys import RunKeys
 from optitui.tui.settings import ViewerSettings
+from optitui.tui.speed import speed
 from optitui.tui.widgets.alert_banner import AlertBanner
 from optitui.tui.widgets.command_status import CommandStatus
 from optitui.tui.widgets.controls_line import ControlsLine
@@ -181,7 +182,7 @@ class DashboardScreen(ControlKeys, RunKeys):
         if u.grew or u.first:
             for plot in self.plots:
                 plot.show(u.view)
-        self.query_one(StatusBar).show(u.status, self.meta, self.settings.clock())
+        self.query_one(StatusBar).show(u.status, self.meta, self.settings.clock(), speed(u.view))
         self._show_alert()
         self.updates += 1
         if u.first:

@@ -1,14 +1,21 @@
-"""The status bar: run state, progress, speed, device, and how fresh the data is."""
+"""The status bar: run state, progress, speed, device, and how fresh the data is.
+
+Always one line: when the terminal is too narrow for every field, fields are
+dropped by priority (state, step, steps/s and ETA stay longest), never wrapped.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import Static
 
 from optitui.store.reader import Status
 from optitui.tui import fmt
+from optitui.tui.speed import Speed
 
 STATE_STYLES = {
     "starting": "bold",
@@ -22,14 +29,27 @@ STATE_STYLES = {
 }
 #: a running job silent this long is shown as stalled
 STALL_AFTER_S = 10.0
+GAP = "  "
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the bar: lower ``rank`` is kept longer when space runs out."""
+
+    rank: int
+    text: Text
+
+
+def _field(rank: int, text: str, style: str = "") -> Field:
+    return Field(rank, Text(text, style))
 
 
 class StatusBar(Static):
-    """Two short lines at the top; ages are computed from the app's injected clock."""
+    """One line at the top; ages are computed from the app's injected clock."""
 
     DEFAULT_CSS = """
     StatusBar {
-        height: auto;
+        height: 1;
         background: $panel;
         padding: 0 1;
     }
@@ -40,41 +60,93 @@ class StatusBar(Static):
         self.run_name = run_name
         self.status: Status | None = None
         self.meta: dict[str, Any] = {}
+        self.speed = Speed()
         self.note = ""  # e.g. "job pid 1234" or "inline"
+        self._now = 0.0
 
-    def show(self, status: Status, meta: dict[str, Any], now: float) -> None:
-        self.status, self.meta = status, meta
+    def show(self, status: Status, meta: dict[str, Any], now: float, speed: Speed) -> None:
+        self.status, self.meta, self.speed = status, meta, speed
         self.tick(now)
 
     def tick(self, now: float) -> None:
+        self._now = now
         self.update(self.render_text(now))
 
-    def render_text(self, now: float) -> Text:
-        t = Text(no_wrap=False, overflow="fold")
-        t.append(self.run_name, "bold")
+    def on_resize(self, event: events.Resize) -> None:
+        self.update(self.render_text(self._now))
+
+    def fields(self, now: float) -> list[Field]:
+        """Every field, in the order shown."""
+        out = [_field(5, self.run_name, "bold")]
         if self.note:
-            t.append(f"  ({self.note})", "dim")
+            out.append(_field(10, f"({self.note})", "dim"))
         st = self.status
         if st is None:
-            t.append("  reading run store…", "dim")
-            return t
-        t.append("  ● ", STATE_STYLES.get(st.state, "bold"))
-        t.append(st.state, STATE_STYLES.get(st.state, "bold"))
-        t.append(f"  step {st.step:,}  epoch {st.epoch}")
-        t.append(f"  {fmt.rate(st.steps_per_s)} steps/s  {fmt.rate(st.samples_per_s)} samples/s")
+            out.append(_field(0, "reading run store…", "dim"))
+            return out
+        style = STATE_STYLES.get(st.state, "bold")
+        out.append(_field(0, f"● {st.state}", style))
+        out.append(_field(1, f"step {st.step:,}"))
+        out.append(_field(8, f"epoch {st.epoch}"))
+        rate, samples = self.rates(st)
+        out.append(_field(2, rate))
+        if samples:
+            out.append(_field(9, samples))
         max_steps = self.meta.get("max_steps")
         if isinstance(max_steps, int) and max_steps > 0:
-            t.append(f"  {min(st.step, max_steps) * 100 // max_steps}% of {max_steps:,}")
-            if st.state == "running" and st.steps_per_s and st.steps_per_s > 0:
-                t.append(f"  ETA {fmt.duration((max_steps - st.step) / st.steps_per_s)}")
-        t.append(f"  {self.meta.get('device', '?')}")
+            out.append(_field(4, f"{min(st.step, max_steps) * 100 // max_steps}% of {max_steps:,}"))
+            steady = self.speed.steady or self.speed.recent or st.steps_per_s
+            if st.state == "running" and steady and steady > 0 and st.step < max_steps:
+                out.append(_field(3, f"ETA {fmt.duration((max_steps - st.step) / steady)}"))
+        device = str(self.meta.get("device", "?"))
         if st.device_mem is not None:
-            t.append(f" {fmt.nbytes(st.device_mem)}")
+            device += f" {fmt.nbytes(st.device_mem)}"
+        out.append(_field(7, device))
         seen = st.last_record if st.last_record is not None else st.heartbeat
         if seen:
             age = max(0.0, now - seen)
             stalled = st.state == "running" and age > STALL_AFTER_S
-            t.append(f"  last record {fmt.duration(age)} ago", "bold red" if stalled else "dim")
+            out.append(
+                _field(
+                    1 if stalled else 6,
+                    f"last record {fmt.duration(age)} ago",
+                    "bold red" if stalled else "dim",
+                )
+            )
         if st.message and st.state not in ("running", "paused"):
-            t.append(f"  {st.message}", "italic")
+            out.append(_field(4, st.message, "italic"))
+        return out
+
+    def rates(self, st: Status) -> tuple[str, str]:
+        """(steps/s, samples/s) as shown: recent while running, "–" while paused, the run's
+        average once it is over."""
+        if st.state == "running":
+            steps = self.speed.recent or st.steps_per_s
+            per_step = None
+            if st.samples_per_s and st.steps_per_s:  # the job's ratio holds whatever its clock
+                per_step = st.samples_per_s / st.steps_per_s
+            samples = steps * per_step if steps and per_step else st.samples_per_s
+            return f"{fmt.rate(steps)} steps/s", f"{fmt.rate(samples)} samples/s"
+        if st.alive:  # paused, starting, in a range test: not training at a rate
+            return "– steps/s", ""
+        if self.speed.average:
+            return f"avg {fmt.rate(self.speed.average)} steps/s", ""
+        return "", ""
+
+    def render_text(self, now: float) -> Text:
+        """The fields that fit the bar's width (all of them before the first layout)."""
+        fields = [f for f in self.fields(now) if f.text.plain]
+        width = self.content_region.width or self.size.width
+        if width > 0:
+            while len(fields) > 1 and _width(fields) > width:
+                fields.remove(max(fields, key=lambda f: f.rank))
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        for i, f in enumerate(fields):
+            if i:
+                t.append(GAP)
+            t.append_text(f.text)
         return t
+
+
+def _width(fields: list[Field]) -> int:
+    return sum(f.text.cell_len for f in fields) + len(GAP) * (len(fields) - 1)
