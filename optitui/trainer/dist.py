@@ -12,8 +12,11 @@ every rank, so they agree without further messages.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import inspect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +95,47 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
     return DDP(model, device_ids=ids)
 
 
+def no_sync(net: nn.Module, skip: bool) -> contextlib.AbstractContextManager[Any]:
+    """While ``skip``: no gradient all-reduce for this forward and backward (DDP and
+    FSDP's ``no_sync``, FSDP2's ``set_requires_gradient_sync``); else nothing."""
+    if not skip:
+        return contextlib.nullcontext()
+    ctx = getattr(net, "no_sync", None)
+    if callable(ctx):
+        return ctx()  # type: ignore[no-any-return]
+    toggle = getattr(net, "set_requires_gradient_sync", None)
+    if callable(toggle):
+        return _gradient_sync_off(toggle)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _gradient_sync_off(toggle: Any) -> Iterator[None]:
+    toggle(False)
+    try:
+        yield
+    finally:
+        toggle(True)
+
+
+#: what a DataLoader keeps from its construction besides its dataset, batch size and
+#: sampler (only those this torch's DataLoader takes are passed on)
+_LOADER_ARGS = (
+    "num_workers",
+    "collate_fn",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "multiprocessing_context",
+    "generator",
+    "prefetch_factor",
+    "persistent_workers",
+    "pin_memory_device",
+    "in_order",
+)
+
+
 def shard(data: Any, info: DistInfo) -> Any:
     """A DataLoader over a map-style dataset gets a DistributedSampler if it has none."""
     if not isinstance(data, DataLoader) or isinstance(data.sampler, DistributedSampler):
@@ -112,18 +156,9 @@ def shard(data: Any, info: DistInfo) -> Any:
         seed=seed,
         drop_last=data.drop_last,
     )
-    return DataLoader(
-        data.dataset,
-        batch_size=data.batch_size,
-        sampler=sampler,
-        num_workers=data.num_workers,
-        collate_fn=data.collate_fn,
-        pin_memory=data.pin_memory,
-        drop_last=data.drop_last,
-        timeout=data.timeout,
-        worker_init_fn=data.worker_init_fn,
-        persistent_workers=data.persistent_workers,
-    )
+    known = inspect.signature(DataLoader.__init__).parameters
+    kept = {k: getattr(data, k) for k in _LOADER_ARGS if k in known and hasattr(data, k)}
+    return DataLoader(data.dataset, batch_size=data.batch_size, sampler=sampler, **kept)
 
 
 def set_epoch(data: Any, epoch: int) -> None:

@@ -22,7 +22,7 @@ import torch
 
 from optitui.lrfind import Smoother, factor, should_stop, suggest_all
 from optitui.store.records import Event
-from optitui.trainer import rangetest, state
+from optitui.trainer import lr_record, rangetest, state
 from optitui.trainer.lr import write_lr
 
 if TYPE_CHECKING:
@@ -68,14 +68,15 @@ class Flight:
             write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
         self.lrs = [float(g["lr"]) for g in groups]
 
-    def _early_end(self, loss: torch.Tensor | float | None, used: list[Any] | None) -> bool:
+    def _early_end(self, loss: torch.Tensor | float | None, used: lr_record.LrRow | None) -> bool:
         """Cancel, an lr changed outside, or no loss: agreed by every rank."""
         t, test = self.trainer, self.test
         if t.agree(rangetest._cancel_requested(t) is not None):
             self.end("cancelled", f"cancelled after {self.it} iterations")
             return True
-        changed = used is not None and any(
-            not math.isclose(float(used[g]), self.lrs[g], rel_tol=1e-6) for g in test.targets
+        got = None if used is None else lr_record.values(used)  # the test reads every step
+        changed = got is not None and any(
+            not math.isclose(got[g], self.lrs[g], rel_tol=1e-6) for g in test.targets
         )
         if t.agree(changed):
             self.end(
@@ -89,7 +90,7 @@ class Flight:
             return True
         return False
 
-    def step(self, loss: torch.Tensor | float | None, used: list[Any] | None) -> None:
+    def step(self, loss: torch.Tensor | float | None, used: lr_record.LrRow | None) -> None:
         """One of the user's steps, taken at ``self.lrs`` (``used`` is what it really used)."""
         t, test = self.trainer, self.test
         if self._early_end(loss, used):

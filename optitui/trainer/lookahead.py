@@ -12,13 +12,18 @@ from torch.optim import Optimizer
 
 
 class Lookahead:
-    def __init__(self, optimizer: Optimizer, k: int, alpha: float) -> None:
+    def __init__(
+        self, optimizer: Optimizer, k: int, alpha: float, slow: list[torch.Tensor] | None = None
+    ) -> None:
+        """``slow``: weights to start from (a restore), else a copy of the current ones."""
         self.k = k
         self.alpha = alpha
         self.count = 0
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
-        with torch.no_grad():
-            self.slow = [p.detach().clone() for p in self.params]
+        if slow is None:
+            with torch.no_grad():
+                slow = [p.detach().clone() for p in self.params]
+        self.slow = slow
 
     def after_step(self) -> None:
         self.count += 1

@@ -40,6 +40,7 @@ from optitui.trainer import (
     control,
     dist,
     hparams,
+    lr_record,
     ramps,
     rangetest,
     state,
@@ -119,7 +120,7 @@ class Trainer:
         self._last_val: float | None = None
         self._buf_loss: list[torch.Tensor] = []
         self._buf_gn: list[torch.Tensor] = []
-        self._buf_lr: list[list[Any]] = []
+        self._buf_lr: list[lr_record.LrRow] = []
         self._buf_time: list[float] = []
         self._buf_epoch: list[int] = []
         self._samples = 0  # counted at flushes: steps x samples per step
@@ -439,18 +440,22 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.job.grad_accum
         total: torch.Tensor | None = None
-        for _ in range(accum):
+        for k in range(accum):
             batch = next_batch()
             if self._move:  # on the CPU, batches from a CPU loader are already in place
                 batch = to_device(batch, self.device)
             if self._measure_batch:  # once an epoch, not every step
                 self._batch_samples = batch_size(batch) * accum
                 self._measure_batch = False
-            loss = self._loss(batch)
-            if not self._checked_loss:
-                self._check_loss(loss)
-            (loss / accum if accum > 1 else loss).backward()  # type: ignore[no-untyped-call]
+            # DDP all-reduces the gradients of the last micro-batch only
+            with dist.no_sync(self.net, k < accum - 1):
+                loss = self._loss(batch)
+                if not self._checked_loss:
+                    self._check_loss(loss)
+                (loss / accum if accum > 1 else loss).backward()  # type: ignore[no-untyped-call]
             d = loss.detach()
+            if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
+                d = d.float()
             total = d if total is None else total + d
         assert total is not None
         norm = None
@@ -467,7 +472,7 @@ class Trainer:
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
-        self._buf_lr.append([g["lr"] for g in self.optimizer.param_groups])
+        self._buf_lr.append(lr_record.snapshot(self.optimizer.param_groups))
         if self.job.scheduler_interval == "step":
             self.lr.step_scheduler()
         self._buf_loss.append(loss)
@@ -549,10 +554,10 @@ class Trainer:
         norms = None
         if len(self._buf_gn) == n:
             cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
-        by_group = list(zip(*self._buf_lr, strict=True))
+        # tensor-valued lrs (capturable, fused) were copied each step; read here, once
+        by_group = list(zip(*lr_record.columns(self._buf_lr), strict=True))
         for i, col in enumerate(by_group):
-            # tensor-valued lrs (capturable, fused) are read here, at flush time only
-            cols[f"lr/{i}"] = col if type(col[0]) is float else [float(v) for v in col]
+            cols[f"lr/{i}"] = list(col)
         self.recorder.put(MetricBatch(cols))
         self.recorder.put(
             StatusUpdate(

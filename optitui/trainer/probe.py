@@ -68,7 +68,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
-from optitui.trainer import dist, probe_registry, rangetest
+from optitui.trainer import dist, lr_record, probe_registry, rangetest
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.flight import Flight
 from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler
@@ -186,7 +186,7 @@ class Probe:
         self.backend = backend
         self._closed = False
         self._stop_seen = False
-        self._lr_used: list[Any] | None = None
+        self._lr_used: lr_record.LrRow | None = None
         self._norm: torch.Tensor | None = None
         self._flight: Flight | None = None
         self._hooks: list[Any] = []
@@ -306,7 +306,7 @@ class Probe:
         if t is None:
             return
         groups = t.optimizer.param_groups
-        self._lr_used = [g["lr"] for g in groups]
+        self._lr_used = lr_record.snapshot(groups)  # a copy: tensor lrs change in place
         if t.clip is not None:
             params = [p for g in groups for p in g["params"]]
             self._norm = torch.nn.utils.clip_grad_norm_(params, t.clip)
@@ -366,7 +366,7 @@ class Probe:
         """The hot path: device tensors and host floats into buffers, nothing read back."""
         lrs = self._lr_used
         if lrs is None:
-            lrs = [g["lr"] for g in t.optimizer.param_groups]
+            lrs = lr_record.snapshot(t.optimizer.param_groups)
         self._lr_used = None
         if t.lookahead is not None:
             t.lookahead.after_step()

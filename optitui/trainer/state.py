@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from optitui.trainer import inplace
+
 if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
 
@@ -135,11 +137,11 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
     """Put a snapshot back. ``data=False`` leaves the main loop's iterator as it is."""
     from optitui.trainer.lookahead import Lookahead
 
-    device = trainer.device
-    trainer.model.load_state_dict(snap["model"])
+    trainer.model.load_state_dict(snap["model"])  # copies into the live tensors
     for p, rg in zip(trainer.model.parameters(), snap["requires_grad"], strict=True):
         p.requires_grad_(rg)
-    trainer.optimizer.load_state_dict(snap["optimizer"])  # moves state to the params' device
+    # into the live state and tensor hyperparameters: never two copies on the device
+    inplace.load_optimizer(trainer.optimizer, snap["optimizer"])
     lr = trainer.lr
     if lr.scheduler is not None and snap["scheduler"] is not None:
         lr.scheduler.load_state_dict(snap["scheduler"])
@@ -151,9 +153,15 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
     if look is None:
         trainer.lookahead = None
     else:
-        la = Lookahead(trainer.optimizer, look["k"], look["alpha"])
+        old = trainer.lookahead
+        params = [p for g in trainer.optimizer.param_groups for p in g["params"]]
+        current = None
+        if old is not None and len(old.params) == len(params):
+            same = all(a is b for a, b in zip(old.params, params, strict=True))
+            current = old.slow if same else None
+        slow = inplace.load_slow_weights(current, look["slow"], params)
+        la = Lookahead(trainer.optimizer, look["k"], look["alpha"], slow=slow)
         la.count = look["count"]
-        la.slow = [s.to(device) for s in look["slow"]]
         trainer.lookahead = la
     trainer.step = snap["step"]
     trainer.epoch = snap["epoch"]

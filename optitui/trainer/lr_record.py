@@ -1,0 +1,84 @@
+"""The lr each step used, recorded without a host-device sync.
+
+A float lr is kept as it is. A tensor lr (capturable and fused optimizers,
+``Adam(lr=torch.tensor(...))``) is updated in place by the scheduler and by
+optitui's own edits, so keeping a reference would make every step of a flush
+show the last value. Each step's tensor lrs are therefore stacked into a new
+small tensor on their own device (a copy the device runs in order, no sync),
+and the whole flush's stack is read with one ``tolist()`` per device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class LrRow:
+    """One step's lrs: ``floats[i]`` for float lrs; ``stacks`` holds, per device, the
+    group indices and a 1-D tensor of their values at that step."""
+
+    floats: list[float]
+    stacks: tuple[tuple[tuple[int, ...], torch.Tensor], ...] = ()
+
+
+def _value_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
+
+
+def snapshot(groups: Sequence[dict[str, Any]]) -> LrRow:
+    """Every group's lr now; tensor lrs copied on their device, nothing read back."""
+    floats: list[float] = []
+    by_device: dict[torch.device, list[int]] = {}
+    for i, g in enumerate(groups):
+        lr = g["lr"]
+        if isinstance(lr, torch.Tensor):
+            by_device.setdefault(lr.device, []).append(i)
+            floats.append(0.0)  # filled in when the stack is read
+        else:
+            floats.append(lr)
+    if not by_device:
+        return LrRow(floats)
+    stacks = []
+    for device, idx in by_device.items():
+        dtype = _value_dtype(device)
+        values = [groups[i]["lr"].detach().reshape(()).to(dtype) for i in idx]
+        stacks.append((tuple(idx), torch.stack(values)))
+    return LrRow(floats, tuple(stacks))
+
+
+def values(row: LrRow) -> list[float]:
+    """One row read back now (a sync when a tensor lr lives on an accelerator)."""
+    return columns([row])[0] if row.stacks else list(row.floats)
+
+
+def columns(rows: Sequence[LrRow]) -> list[list[float]]:
+    """The rows' values, one list per step: one read per device for all tensor lrs.
+
+    Rows whose tensor lrs moved to another device between steps (a restore, a
+    swapped optimizer) are read one at a time."""
+    out = [list(r.floats) for r in rows]
+    tensor_rows = [k for k, r in enumerate(rows) if r.stacks]
+    if not tensor_rows:
+        return out
+    layout = rows[tensor_rows[0]].stacks
+    same = all(
+        len(rows[k].stacks) == len(layout)
+        and all(
+            a[0] == b[0] and a[1].device == b[1].device
+            for a, b in zip(rows[k].stacks, layout, strict=True)
+        )
+        for k in tensor_rows
+    )
+    groups = [tensor_rows] if same else [[k] for k in tensor_rows]
+    for ks in groups:
+        for pos, (idx, _) in enumerate(rows[ks[0]].stacks):
+            table = torch.stack([rows[k].stacks[pos][1] for k in ks]).tolist()
+            for k, vals in zip(ks, table, strict=True):
+                for i, v in zip(idx, vals, strict=True):
+                    out[k][i] = float(v)
+    return out
