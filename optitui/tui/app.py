@@ -20,8 +20,9 @@ from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from optitui.store.access import LocalRun, RunAccess
 from optitui.store.layout import RunPaths
-from optitui.tui.feed import StoreFeed
+from optitui.tui.feed import Feed, StoreFeed
 from optitui.tui.keys import KEYS
 from optitui.tui.messages import InlineJobEnded, JobExited
 from optitui.tui.screens.dashboard import DashboardScreen
@@ -36,7 +37,8 @@ Stopper = Callable[[str], None]
 
 
 class DashboardApp(App[int]):
-    """Live dashboard of one run directory."""
+    """Live dashboard of one run: a directory on this host, or ``run`` and ``feed`` for
+    one read some other way (over ssh)."""
 
     TITLE = "optitui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
@@ -44,27 +46,41 @@ class DashboardApp(App[int]):
 
     def __init__(
         self,
-        run_dir: Path,
+        run_dir: Path | None,
         *,
         settings: ViewerSettings | None = None,
         process: subprocess.Popen[bytes] | None = None,
         job_runner: JobRunner | None = None,
         stopper: Stopper | None = None,
-        feed: StoreFeed | None = None,
+        feed: Feed | None = None,
+        run: RunAccess | None = None,
+        note: str = "",
     ) -> None:
         super().__init__()
         if (job_runner is None) != (stopper is None):
             raise ValueError("an inline job needs both job_runner and stopper")
-        self.paths = RunPaths(Path(run_dir))
+        if run_dir is None and (run is None or feed is None or job_runner is not None):
+            raise ValueError("a run without a directory here needs its own run and feed")
+        #: the run directory on this host (None for a run read over ssh)
+        self.paths = None if run_dir is None else RunPaths(Path(run_dir))
         self.settings = settings or ViewerSettings()
+        if run is None:
+            assert self.paths is not None
+            run = LocalRun(self.paths)
+        if feed is None:
+            assert self.paths is not None
+            s = self.settings
+            feed = StoreFeed(self.paths.root, ema_beta=s.ema_beta, clock=s.clock)
+        self.run_access = run
         self.process = process
         self.job_runner = job_runner
         self.stopper = stopper
         self.stop_event = threading.Event()
-        note = "inline" if job_runner is not None else ""
+        if job_runner is not None:
+            note = "inline"
         if process is not None:
             note = f"job pid {process.pid}"
-        self.dashboard = DashboardScreen(self.paths, self.settings, self.stop_event, note, feed)
+        self.dashboard = DashboardScreen(run, feed, self.settings, self.stop_event, note)
         self.job_returncode: int | None = None
         self.inline_state: str | None = None  # set when the inline loop has returned
         self._inline_running = False
@@ -82,6 +98,7 @@ class DashboardApp(App[int]):
         if self.process is not None:
             self._supervise()
         if self.inline:
+            assert self.paths is not None
             self._output = open(self.paths.output, "a", encoding="utf-8")  # noqa: SIM115
             self.begin_capture_print(self)
             self._inline_running = True
@@ -93,6 +110,7 @@ class DashboardApp(App[int]):
             self.stopper("the dashboard closed")  # training ends with the app
         if self._output is not None:
             self._output.close()
+        self.run_access.close()
 
     # -- the job -----------------------------------------------------------------------
     @work(thread=True, group="supervisor", exit_on_error=False)
@@ -207,23 +225,28 @@ class DashboardApp(App[int]):
 
 
 def build_app(
-    run_dir: Path | str,
+    run_dir: Path | str | None,
     *,
     settings: ViewerSettings | None = None,
     process: subprocess.Popen[bytes] | None = None,
     job_runner: JobRunner | None = None,
     stopper: Stopper | None = None,
-    feed: StoreFeed | None = None,
+    feed: Feed | None = None,
+    run: RunAccess | None = None,
+    note: str = "",
 ) -> DashboardApp:
     """The dashboard on ``run_dir``: attached (no process), supervising one, or inline.
 
-    ``feed`` may be a :class:`StoreFeed` whose first read was started early.
+    ``feed`` may be one whose first read was started early. A run read over ssh has no
+    directory here: it comes with its own ``run`` (commands, answers) and ``feed``.
     """
     return DashboardApp(
-        Path(run_dir),
+        None if run_dir is None else Path(run_dir),
         settings=settings,
         process=process,
         job_runner=job_runner,
         stopper=stopper,
         feed=feed,
+        run=run,
+        note=note,
     )

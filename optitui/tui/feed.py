@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from optitui.store.layout import RunPaths
 from optitui.store.reader import EventRow, RunReader, Status
@@ -40,6 +40,18 @@ class FeedUpdate:
     events: tuple[EventRow, ...]
     output: tuple[str, ...]
     first: bool  # the first update: the full history so far
+    #: how the connection to a remote run is doing, when it is not well (None: fine or local)
+    link: str | None = None
+
+
+class Feed(Protocol):
+    """Where a dashboard's updates come from: a run store here, or a run over ssh."""
+
+    def next(self) -> FeedUpdate:
+        """Everything new since the last call (the whole history on the first)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class StoreFeed:
@@ -145,7 +157,7 @@ class StoreFeed:
 
 
 def follow(
-    feed: StoreFeed,
+    feed: Feed,
     deliver: Callable[[FeedUpdate], None],
     consumed: threading.Event,
     stop: threading.Event,

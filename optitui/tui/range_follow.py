@@ -6,14 +6,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-from optitui.store.layout import RunPaths
-from optitui.store.reader import CommandOutcome, RangeTest, RunReader
+from optitui.store.access import RunAccess
+from optitui.store.reader import CommandOutcome, RangeTest
 
 Deliver = Callable[[RangeTest | None, CommandOutcome | None, str], None]
 
 
 def follow_range_test(
-    paths: RunPaths,
+    run: RunAccess,
     test_id: str,
     deliver: Deliver,
     stop: threading.Event,
@@ -26,26 +26,24 @@ def follow_range_test(
     read delivers (test or None, the lr-find command's outcome, run state).
     """
     last: tuple[object, ...] | None = None
-    with RunReader(paths.root) as reader:
-        while not stop.is_set():
-            try:
-                found = reader.range_tests(test_id)
-                outcome = reader.outcome(test_id)
-                state = reader.status().state
-            except sqlite3.Error:  # a busy or briefly unreadable store: try again
-                stop.wait(interval)
-                continue
-            test = found[0] if found else None
-            key = (
-                None if test is None else (test.status, len(test.lrs), test.time),
-                None if outcome is None else outcome.applied,
-                state,
-            )
-            if key != last:
-                deliver(test, outcome, state)
-                last = key
-            ended = test is not None and test.status != "running"
-            refused = outcome is not None and not outcome.applied
-            if ended or refused or state not in ("starting", "running", "paused", "lr-find"):
-                return
+    while not stop.is_set():
+        try:
+            test = run.range_test(test_id)
+            outcome = run.outcome(test_id)
+            state = run.status().state
+        except (sqlite3.Error, OSError):  # a busy or briefly unreadable store: try again
             stop.wait(interval)
+            continue
+        key = (
+            None if test is None else (test.status, len(test.lrs), test.time),
+            None if outcome is None else outcome.applied,
+            state,
+        )
+        if key != last:
+            deliver(test, outcome, state)
+            last = key
+        ended = test is not None and test.status != "running"
+        refused = outcome is not None and not outcome.applied
+        if ended or refused or state not in ("starting", "running", "paused", "lr-find"):
+            return
+        stop.wait(interval)

@@ -1,9 +1,10 @@
 """Sending commands from the viewer and waiting for the job's answer.
 
-Textual-free: :meth:`Steering.send` writes the command file (a few hundred
-bytes, done on the UI thread so the change shows as pending at once) and
-:func:`await_outcome` runs in a worker thread until the job answers, the run
-ends, or the worker is told to stop.
+Textual-free: :meth:`Steering.send` hands the command to the run (a file of a
+few hundred bytes, or a line to the ssh link: done on the UI thread so the change
+shows as pending at once) and :func:`await_outcome` runs in a worker thread until
+the job answers, the run ends, the command cannot be delivered, or the worker is
+told to stop.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from optitui.store import commands
-from optitui.store.layout import RunPaths
-from optitui.store.reader import CommandOutcome, RunReader
+from optitui.store.access import RunAccess
+from optitui.store.reader import CommandOutcome
 
 State = Literal["pending", "applied", "rejected", "unanswered"]
 
@@ -53,14 +53,14 @@ class Change:
 class Steering:
     """The commands of one viewer on one run."""
 
-    def __init__(self, paths: RunPaths) -> None:
-        self.paths = paths
+    def __init__(self, run: RunAccess) -> None:
+        self.run = run
         self.changes: dict[str, Change] = {}
         self._local = itertools.count(1)
 
     def send(self, kind: str, args: dict[str, Any], label: str, group: int | None) -> Change:
         """Write the command; raises CommandError (nothing sent) when it is malformed."""
-        cid = commands.send(self.paths, kind, args)
+        cid = self.run.send(kind, args)
         change = Change(cid, kind, dict(args), label, group)
         self.changes[cid] = change
         return change
@@ -88,7 +88,7 @@ class Steering:
 
 
 def await_outcome(
-    paths: RunPaths,
+    run: RunAccess,
     cid: str,
     stop: threading.Event,
     poll: float = 0.05,
@@ -98,18 +98,20 @@ def await_outcome(
     A live job answers every command (a paused one too), so there is no
     timeout while the run is alive.
     """
-    with RunReader(paths.root) as reader:
-        delay = 0.01
-        while not stop.is_set():
-            out = reader.outcome(cid)
+    delay = 0.01
+    while not stop.is_set():
+        out = run.outcome(cid)
+        if out is not None:
+            return out, None
+        lost = run.undelivered(cid)
+        if lost is not None:
+            return None, lost
+        status = run.status()
+        if not status.alive:
+            out = run.outcome(cid)  # it may have answered just before ending
             if out is not None:
                 return out, None
-            status = reader.status()
-            if not status.alive:
-                out = reader.outcome(cid)  # it may have answered just before ending
-                if out is not None:
-                    return out, None
-                return None, f"no answer: the run is {status.state}"
-            stop.wait(delay)
-            delay = min(delay * 1.5, poll)
+            return None, f"no answer: the run is {status.state}"
+        stop.wait(delay)
+        delay = min(delay * 1.5, poll)
     return None, "no answer: the viewer stopped waiting"

@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 from textual import on, work
@@ -16,7 +15,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
-from optitui.store.manifests import Manifest, listing
+from optitui.store.manifests import Manifest
 from optitui.tui import fmt
 from optitui.tui.messages import CheckpointsListed
 
@@ -64,9 +63,11 @@ class CheckpointPicker(ModalScreen[Picked | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, folder: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, listing: Callable[[], list[Manifest]], clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__()
-        self.folder = folder
+        self.listing = listing  # the run's complete checkpoints, oldest first
         self.clock = clock
         self.manifests: list[Manifest] = []  # newest first, as shown
         self.reads = 0
@@ -93,7 +94,10 @@ class CheckpointPicker(ModalScreen[Picked | None]):
     def _list(self) -> None:
         last: list[Manifest] | None = None
         while not self._stop.is_set():
-            found = listing(self.folder)
+            try:
+                found = self.listing()
+            except OSError:  # a folder gone for a moment: read again next time
+                found = last or []
             if found != last:
                 self.post_message(CheckpointsListed(found))
                 last = found

@@ -18,8 +18,8 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
-from optitui.store.layout import RunPaths
-from optitui.tui.feed import FeedUpdate, StoreFeed, follow
+from optitui.store.access import RunAccess
+from optitui.tui.feed import Feed, FeedUpdate, follow
 from optitui.tui.keys import KEYS, listed
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
@@ -60,13 +60,13 @@ class DashboardScreen(ControlKeys, RunKeys):
 
     def __init__(
         self,
-        paths: RunPaths,
+        run: RunAccess,
+        feed: Feed,
         settings: ViewerSettings,
         stop: threading.Event,
         note: str = "",
-        feed: StoreFeed | None = None,
     ) -> None:
-        super().__init__(paths, settings, stop)
+        super().__init__(run, settings, stop)
         self.note = note
         self.markers: list[Marker] = []
         self.store_problem: str | None = None  # set when this viewer cannot show the store
@@ -74,11 +74,11 @@ class DashboardScreen(ControlKeys, RunKeys):
         self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
         self._consumed = threading.Event()
-        self._feed = feed or StoreFeed(paths.root, ema_beta=settings.ema_beta, clock=settings.clock)
+        self._feed = feed
 
     # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        bar = StatusBar(self.paths.root.name, id="status")
+        bar = StatusBar(self.run.label, id="status")
         bar.note = self.note
         yield bar
         yield AlertBanner(id="alert")

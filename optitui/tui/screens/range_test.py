@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from optitui.store.layout import RunPaths
+from optitui.store.access import RunAccess
 from optitui.store.reader import CommandOutcome, RangeTest
 from optitui.tui.messages import RangeTestPolled
 from optitui.tui.range_follow import follow_range_test
@@ -75,9 +75,9 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
         Binding("escape", "leave", "cancel test / close"),
     ]
 
-    def __init__(self, paths: RunPaths, test_id: str) -> None:
+    def __init__(self, run: RunAccess, test_id: str) -> None:
         super().__init__()
-        self.paths = paths
+        self.run = run
         self.test_id = test_id
         self.test: RangeTest | None = None
         self.outcome: CommandOutcome | None = None
@@ -105,7 +105,7 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
         def deliver(test: RangeTest | None, outcome: CommandOutcome | None, state: str) -> None:
             self.post_message(RangeTestPolled(test, outcome, state))
 
-        follow_range_test(self.paths, self.test_id, deliver, self._stop)
+        follow_range_test(self.run, self.test_id, deliver, self._stop)
 
     @on(RangeTestPolled)
     def _polled(self, message: RangeTestPolled) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from optitui.store.layout import RunPaths
+from optitui.store.access import RunAccess
 from optitui.store.reader import EventRow
 from optitui.tui import forms
 from optitui.tui.screens.steering_screen import SteeringScreen
@@ -16,8 +16,8 @@ from optitui.tui.widgets.group_table import GroupTable
 class RunKeys(SteeringScreen):
     """Range test (r), save (s), restore from the picker (c), traceback (t)."""
 
-    def __init__(self, paths: RunPaths, settings: ViewerSettings, stop: threading.Event) -> None:
-        super().__init__(paths, settings, stop)
+    def __init__(self, run: RunAccess, settings: ViewerSettings, stop: threading.Event) -> None:
+        super().__init__(run, settings, stop)
         self.range_test_ids: list[str] = []  # every range test the job announced, oldest first
         self.last_traceback: EventRow | None = None  # the newest error event with a traceback
 
@@ -71,7 +71,7 @@ class RunKeys(SteeringScreen):
                 None,
             )
 
-        self.app.push_screen(RangeTestScreen(self.paths, test_id), done)
+        self.app.push_screen(RangeTestScreen(self.run, test_id), done)
 
     # -- checkpoints --------------------------------------------------------------------
     def action_save(self) -> None:
@@ -89,7 +89,7 @@ class RunKeys(SteeringScreen):
                 label = f"restore step {picked.step} ({picked.id})"
                 self.send("restore", {"id": picked.id}, label, None)
 
-        self.app.push_screen(CheckpointPicker(self.paths.checkpoints, self.settings.clock), restore)
+        self.app.push_screen(CheckpointPicker(self.run.checkpoints, self.settings.clock), restore)
 
     # -- failures -----------------------------------------------------------------------
     def action_traceback(self) -> None:

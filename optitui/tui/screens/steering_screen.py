@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.screen import Screen
 
+from optitui.store.access import RunAccess
 from optitui.store.commands import CommandError
-from optitui.store.layout import RunPaths
 from optitui.store.reader import Status
 from optitui.tui.messages import CommandAnswered
 from optitui.tui.settings import ViewerSettings
@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 class SteeringScreen(Screen[None]):
     """Sends commands for one run; each shows as pending until the job answers."""
 
-    def __init__(self, paths: RunPaths, settings: ViewerSettings, stop: threading.Event) -> None:
+    def __init__(self, run: RunAccess, settings: ViewerSettings, stop: threading.Event) -> None:
         super().__init__()
-        self.paths = paths
+        self.run = run
         self.settings = settings
         self.stop_event = stop
-        self.steering = Steering(paths)
+        self.steering = Steering(run)
         self.status: Status | None = None
         self.meta: dict[str, Any] = {}
         self.all_groups = False
@@ -85,7 +85,7 @@ class SteeringScreen(Screen[None]):
 
     @work(thread=True, group="outcomes", exit_on_error=False)
     def _await_outcome(self, command_id: str) -> None:
-        outcome, note = await_outcome(self.paths, command_id, self.stop_event)
+        outcome, note = await_outcome(self.run, command_id, self.stop_event)
         self.post_message(CommandAnswered(command_id, outcome, note))
 
     @on(CommandAnswered)
