@@ -94,12 +94,19 @@ def test_an_hf_trainer_is_steered_from_the_store(tmp_path: Path) -> None:
         frozen = len(used.rows)
         threading.Event().wait(0.3)
         assert len(used.rows) == frozen == probe.steps
-        saved = send(paths, "save").outcome
-        assert saved is not None and saved.applied
+        # the Trainer writes the checkpoint as it leaves this step: answered only then
+        sent = send(paths, "save", timeout=0)
         kept = {k: v.clone() for k, v in model.state_dict().items()}
+        threading.Event().wait(0.3)
+        with RunReader(paths.root) as r:
+            assert r.outcome(sent.id) is None
+            assert any("resume" in e.message for e in r.events() if e.kind == "info")
         assert send(paths, "resume").outcome.applied  # type: ignore[union-attr]
         folder = tmp_path / "out" / f"checkpoint-{frozen}"
-        wait_for(lambda: (folder / "optitui.json").is_file(), 30, "the HF checkpoint")
+        with RunReader(paths.root) as r:
+            saved = wait_for(lambda: r.outcome(sent.id), 30, "the save's answer")
+        assert saved.applied and saved.reason == f"checkpoint {folder.name}"
+        assert (folder / "optitui.json").is_file()
         wait_for(lambda: len(used.rows) > frozen + 5, 30, "steps after resume")
         assert send(paths, "pause").outcome.applied  # type: ignore[union-attr]
         wait_for(lambda: probe.state == "paused", 10, "paused again")

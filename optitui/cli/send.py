@@ -49,7 +49,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"sent {sent.id}")
         return 0
     if out.applied:
-        print(f"applied after step {out.step}: {kind} ({sent.id})")
+        note = f"; {out.reason}" if out.reason else ""  # what it made, how it applied
+        print(f"applied after step {out.step}: {kind} ({sent.id}){note}")
         if kind == "lr-find":
             return _follow_range_test(paths, sent.id)
         return 0

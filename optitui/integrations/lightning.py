@@ -48,6 +48,7 @@ from optitui.store.records import Event
 from optitui.trainer import checkpoint
 from optitui.trainer.device import batch_size
 from optitui.trainer.probe import Probe
+from optitui.trainer.saver import Answer
 
 LIMITS = (
     "restore loads model, optimizers and schedulers from a Lightning checkpoint; the "
@@ -171,13 +172,24 @@ class _Checkpoints:
         assert probe is not None and probe.trainer is not None
         return probe.trainer.paths.checkpoints
 
-    def save(self, reason: str, tag: str | None) -> str:
+    def save(self, reason: str, tag: str | None, answer: Answer | None = None) -> str:
         probe, trainer = self.cb.probe, self.cb._trainer
         assert probe is not None and probe.trainer is not None
         step = probe.steps
         cid = checkpoint.new_id(step, reason) + (f"-{tag}" if tag else "")
         path = self._folder() / f"{cid}.ckpt"
-        trainer.save_checkpoint(path, weights_only=False)  # with optimizers and schedulers
+        try:
+            trainer.save_checkpoint(path, weights_only=False)  # with optimizers and schedulers
+        except Exception as exc:
+            if answer is None:
+                raise
+            answer(None, f"Lightning could not save {path.name}: {type(exc).__name__}: {exc}")
+            return cid
+        if answer is not None:  # Lightning writes on rank 0; the others answer nobody
+            if probe.silent or path.is_file():
+                answer(cid, None)
+            else:
+                answer(None, f"{path.name} is not on disk after trainer.save_checkpoint")
         probe.trainer.recorder.put(
             Event(
                 step,

@@ -46,6 +46,7 @@ from optitui.integrations import (
 from optitui.store.records import Event
 from optitui.trainer import checkpoint
 from optitui.trainer.probe import Probe
+from optitui.trainer.saver import Answer
 from optitui.trainer.script_mode import LossTap, innermost
 
 STATE_FILE = "optitui.json"
@@ -87,7 +88,9 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         self.optimizer: Any = None
         self.scheduler: Any = None
         self.in_step = False
+        #: a save asked for: the Trainer writes it after this step, then on_save answers
         self.save_wanted: tuple[str, str | None] | None = None
+        self.save_answers: list[Answer] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.probe is not None:
@@ -145,6 +148,12 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
             (folder / STATE_FILE).write_text(json.dumps(lr_state(p)))
         reason, tag = self.save_wanted or ("transformers", None)
         self.save_wanted = None
+        waiting, self.save_answers = self.save_answers, []
+        for answer in waiting:  # the Trainer has written the folder: the save is done
+            if p.silent or folder.is_dir():
+                answer(folder.name, None)
+            else:
+                answer(None, f"the Trainer saved, but {folder} is not there")
         p.trainer.recorder.put(
             Event(
                 p.steps,
@@ -156,6 +165,9 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tap.stop()
+        waiting, self.save_answers = self.save_answers, []
+        for answer in waiting:
+            answer(None, "training ended before the Trainer saved")
         if self.probe is not None:
             self.probe.close()
             self.probe = None
@@ -167,11 +179,23 @@ class _Checkpoints:
     def __init__(self, callback: OptituiCallback) -> None:
         self.cb = callback
 
-    def save(self, reason: str, tag: str | None) -> str:
+    def save(self, reason: str, tag: str | None, answer: Answer | None = None) -> str:
         cb = self.cb
         cb.save_wanted = (reason, tag)
+        if answer is not None:
+            cb.save_answers.append(answer)
         # written by the Trainer after this step (at the first one, when asked before it)
-        return f"checkpoint-{cb.state.global_step + (0 if cb.in_step else 1)}"
+        name = f"checkpoint-{cb.state.global_step + (0 if cb.in_step else 1)}"
+        probe = cb.probe
+        if probe is not None and probe.trainer is not None and probe.trainer.paused:
+            probe.trainer.recorder.put(
+                Event(
+                    probe.steps,
+                    "info",
+                    f"the Trainer writes {name} as it leaves this step: resume (or step) to save",
+                )
+            )
+        return name
 
     def find(self, ref: str) -> Path:
         out = Path(self.cb.args.output_dir)

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS commands (
     payload TEXT NOT NULL,           -- JSON as received (or a note when unreadable)
     outcome TEXT NOT NULL,           -- applied | rejected
     step INTEGER NOT NULL,           -- optimizer steps completed when it took effect
-    reason TEXT,
+    reason TEXT,                     -- why rejected; for applied, what it made or how
     time REAL NOT NULL
 );
 -- Snapshots of every param group's hyperparameters and editable fields,

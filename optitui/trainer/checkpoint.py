@@ -18,6 +18,7 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,60 @@ def _write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def non_finite(snap: dict[str, Any]) -> str | None:
-    """The first model entry holding NaN or inf, if any (such a state is never written)."""
+#: per model entry, whether it held NaN and whether it held inf in the run's first state
+Expected = dict[str, tuple[bool, bool]]
+
+
+def _kinds(t: torch.Tensor) -> tuple[bool, bool] | None:
+    """(holds NaN, holds inf) for a floating tensor that is not all finite, else None."""
+    if not t.is_floating_point() or bool(t.isfinite().all()):
+        return None
+    return bool(t.isnan().any()), bool(t.isinf().any())
+
+
+def expected_non_finite(model: torch.nn.Module) -> Expected:
+    """Buffers that are not finite before training changes anything: causal masks filled
+    with -inf, -inf padding biases and the like. They are legitimate and stay so.
+    (Parameters never are.) One read for all the buffers; none when there are none."""
+    named = [(n, b) for n, b in model.named_buffers() if b.is_floating_point()]
+    if not named:
+        return {}
+    finite = torch.stack([b.isfinite().all() for _, b in named]).tolist()
+    out: Expected = {}
+    for (name, b), ok in zip(named, finite, strict=True):
+        if not ok:
+            out[name] = (bool(b.isnan().any()), bool(b.isinf().any()))
+    return out
+
+
+def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        yield where, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{where}.{k}")
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{where}[{i}]")
+
+
+def non_finite(snap: dict[str, Any], expected: Expected | None = None) -> str | None:
+    """The first entry holding NaN or inf that training put there, if any (such a state
+    is never written): parameters, buffers that were finite at the start (``expected``
+    names the others and what they held), and the optimizer's state."""
+    expected = expected or {}
     for name, t in snap["model"].items():
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(t.isfinite().all()):
+        if not isinstance(t, torch.Tensor):
+            continue
+        kinds = _kinds(t)
+        if kinds is None:
+            continue
+        had_nan, had_inf = expected.get(str(name), (False, False))
+        if (kinds[0] and not had_nan) or (kinds[1] and not had_inf):
             return str(name)
+    for where, t in _tensors(snap.get("optimizer", {}).get("state", {}), "optimizer state"):
+        if _kinds(t) is not None:
+            return where
     return None
 
 
@@ -81,9 +131,11 @@ def write(
     tag: str | None = None,
     loss: float | None = None,
     val_loss: float | None = None,
+    expected: Expected | None = None,
 ) -> Manifest:
-    """Write ``snap`` (host tensors only) as a complete checkpoint; returns its manifest."""
-    bad = non_finite(snap)
+    """Write ``snap`` (host tensors only) as a complete checkpoint; returns its manifest.
+    ``expected``: the model entries that were not finite at the start (allowed)."""
+    bad = non_finite(snap, expected)
     if bad is not None:
         raise CheckpointError(f"not saved: {bad} holds NaN or inf")
     buf = io.BytesIO()

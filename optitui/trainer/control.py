@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError
-from optitui.trainer import checkpoint, hparams, ramps, rangetest, surgery
+from optitui.trainer import answers, checkpoint, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
 
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
 
 class Rejection(Exception):
     """A command that cannot be applied; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A command in effect: whether param groups changed, and a word for its answer."""
+
+    changed: bool
+    note: str | None = None
+
+
+class Later:
+    """A command answered once its effect exists (a save: when the file is listed)."""
+
+
+LATER = Later()
 
 
 #: fields a momentum-cycling scheduler (OneCycleLR, CyclicLR) writes every step
@@ -81,16 +97,20 @@ def describe(cmd: Command) -> str:
     return f"{cmd.kind}{where}"
 
 
-def apply(trainer: Trainer, cmd: Command) -> bool:
-    """Apply ``cmd``; returns True when param groups changed. Raises Rejection."""
+def apply(trainer: Trainer, cmd: Command) -> Applied | Later:
+    """Apply ``cmd``: what it did, or LATER when it answers once its effect exists.
+    Raises Rejection."""
     handler = _HANDLERS.get(cmd.kind)
-    if handler is None and cmd.kind != "lr-find":
+    if handler is None and cmd.kind not in ("lr-find", "save"):
         raise Rejection(f"unknown command {cmd.kind!r}")
     try:
         if cmd.kind == "lr-find":  # the test is named after the command that asked for it
-            return _lr_find(trainer, cmd.args, cmd.id)
+            return Applied(_lr_find(trainer, cmd.args, cmd.id))
+        if cmd.kind == "save":
+            return _save(trainer, cmd)
         assert handler is not None
-        return handler(trainer, cmd.args)
+        done = handler(trainer, cmd.args)
+        return done if isinstance(done, Applied) else Applied(done)
     except (
         FieldError,
         CommandError,
@@ -235,18 +255,26 @@ def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
     return True
 
 
-def _save(trainer: Trainer, args: dict[str, Any]) -> bool:
-    trainer.save_checkpoint("manual", args.get("tag"))
-    return False
+def _save(trainer: Trainer, cmd: Command) -> Later:
+    """Answered by the checkpoint writer: applied once the file is listed, with its id."""
+    answer = answers.later(trainer.recorder, cmd, trainer.step)
+    try:
+        trainer.save_checkpoint("manual", cmd.args.get("tag"), answer=answer)
+    except (RuntimeError, OSError) as exc:  # the state could not be copied to the host
+        raise Rejection(f"cannot capture the state: {exc}") from None
+    return LATER
 
 
-def _restore(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _restore(trainer: Trainer, args: dict[str, Any]) -> Applied:
     folder = trainer.paths.checkpoints
+    if trainer.saver is not None:
+        trainer.saver.wait()  # a save answered before this command is listed by now
     m = checkpoint.find(folder, args["id"])
     snap = checkpoint.load(folder / m.file, m)
     checkpoint.check_compatible(trainer, snap)
+    old = trainer.step
     trainer.rewind(snap, m.id)
-    return True
+    return Applied(True, f"rewound from step {old} to step {trainer.step} ({m.id})")
 
 
 def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:
@@ -322,11 +350,10 @@ def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
-_HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool]] = {
+_HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool | Applied]] = {
     "divergence": _divergence,
     "lr-find-cancel": _lr_find_cancel,
     "lr-find-apply": _lr_find_apply,
-    "save": _save,
     "restore": _restore,
     "checkpoint-policy": _policy,
     "set": _set,

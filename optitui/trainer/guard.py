@@ -119,7 +119,7 @@ class Guard:
         if t.step - at < self.policy.snapshot_every and self.good is not None:
             return
         snap = state.capture(t)
-        if checkpoint.non_finite(snap) is None:
+        if checkpoint.non_finite(snap, t.expected_non_finite) is None:
             self.good = snap
 
     def _last_good(self, before: int) -> tuple[dict[str, Any], str] | None:

@@ -35,6 +35,7 @@ from optitui.store.records import (
     ValRecord,
 )
 from optitui.store.writer import NullRecorder, Recorder
+from optitui.trainer import answers as answer
 from optitui.trainer import (
     checkpoint,
     control,
@@ -52,7 +53,7 @@ from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import LrControl
-from optitui.trainer.saver import Policy, Saver
+from optitui.trainer.saver import Answer, Policy, Saver
 
 
 class _EndOfData(Exception):
@@ -143,6 +144,9 @@ class Trainer:
             job.checkpoint_every, job.checkpoint_minutes, job.keep_last, job.keep_best
         )
         self.saver: Saver | None = None  # started with the run
+        #: model entries that are not finite before training (masks filled with -inf):
+        #: legitimate, so the divergence checks leave them be
+        self.expected_non_finite: checkpoint.Expected = {}
         self._ckpt_at = float("inf")
         #: a range test asked for at this boundary, and every finished one by id
         self.pending_test: rangetest.RangeTest | None = None
@@ -240,10 +244,13 @@ class Trainer:
             self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
 
     # -- checkpoints ----------------------------------------------------------------
-    def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
-        if self.saver is None:  # rank 0 alone writes checkpoints
+    def save_checkpoint(
+        self, reason: str, tag: str | None = None, answer: Answer | None = None
+    ) -> str:
+        """Save in the background; ``answer`` hears once it is listed, or why not."""
+        if self.saver is None:  # rank 0 alone writes checkpoints (and answers)
             return ""
-        cid = self.saver.save(reason, tag)
+        cid = self.saver.save(reason, tag, answer=answer)
         self._ckpt_at = self.saver.next_due_step()
         return cid
 
@@ -301,6 +308,11 @@ class Trainer:
         self._ramps = [r for r in self._ramps if r.field == "lr"]
         self.publish_controls()
 
+    @property
+    def paused(self) -> bool:
+        """Paused now (not counting down a ``step N``)."""
+        return self._paused and not self._budget
+
     def pause(self) -> None:
         self._paused = True
         self._budget = 0
@@ -335,22 +347,15 @@ class Trainer:
         answers: list[Outcome | Event] = []
         while queue:
             cmd: Command = queue.popleft()
-            what = control.describe(cmd)
             try:
-                changed |= control.apply(self, cmd)
+                done = control.apply(self, cmd)
             except control.Rejection as exc:
-                answers.append(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
-                answers.append(Event(self.step, "command", f"{what}: rejected: {exc}"))
+                answers += answer.records(cmd, self.step, False, str(exc))
                 continue
-            answers.append(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
-            answers.append(
-                Event(
-                    self.step,
-                    "command",
-                    f"{what}: applied after step {self.step}",
-                    {"kind": cmd.kind, "args": cmd.args},
-                )
-            )
+            if isinstance(done, control.Later):  # answered once its effect exists
+                continue
+            changed |= done.changed
+            answers += answer.records(cmd, self.step, True, done.note)
         # what changed is on record before the answers: a viewer that sees "applied"
         # finds the new values and state already there
         if changed:
@@ -606,6 +611,7 @@ class Trainer:
                     {"marker": "restore", "to_step": self.step},
                 )
             )
+        self.expected_non_finite = checkpoint.expected_non_finite(self.model)
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         self.publish_controls()

@@ -27,10 +27,11 @@ from torch.optim import Optimizer
 from optitui.store.commands import Command
 from optitui.store.layout import RunPaths
 from optitui.store.records import Event, GroupSnapshot, Outcome
-from optitui.trainer import checkpoint, control, rangetest, surgery
+from optitui.trainer import answers, checkpoint, rangetest, surgery
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.job import Job
 from optitui.trainer.loop import Trainer
+from optitui.trainer.saver import Answer
 
 if TYPE_CHECKING:
     from optitui.trainer.probe import Probe
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 class CheckpointBackend(Protocol):
     """A framework's own checkpoint format (Lightning, HF), used for save and restore."""
 
-    def save(self, reason: str, tag: str | None) -> str:
-        """Save (now or at the end of this step); return the checkpoint's id.
+    def save(self, reason: str, tag: str | None, answer: Answer | None = None) -> str:
+        """Save (now or at the end of this step); return the checkpoint's id. Call
+        ``answer`` once the checkpoint is on disk (its id), or when it cannot be (why).
         Under torch.distributed it is called on every rank at the same step."""
         ...
 
@@ -131,19 +133,21 @@ class LoopTrainer(Trainer):
         return test
 
     # -- checkpoints -----------------------------------------------------------------
-    def save_checkpoint(self, reason: str, tag: str | None = None) -> str:
+    def save_checkpoint(
+        self, reason: str, tag: str | None = None, answer: Answer | None = None
+    ) -> str:
         if self.probe.backend is None:
-            return super().save_checkpoint(reason, tag)
+            return super().save_checkpoint(reason, tag, answer)
         if reason == "periodic" and self.dist is not None:
             self._periodic_due = True  # taken by every rank at the next sync
             self._ckpt_at = float("inf")
             return ""
-        return self._save_with_backend(reason, tag)
+        return self._save_with_backend(reason, tag, answer)
 
-    def _save_with_backend(self, reason: str, tag: str | None) -> str:
+    def _save_with_backend(self, reason: str, tag: str | None, answer: Answer | None = None) -> str:
         backend = self.probe.backend
         assert backend is not None
-        cid = backend.save(reason, tag)
+        cid = backend.save(reason, tag, answer)
         if self.saver is not None:  # the periodic policy counts from here
             self.saver._last_save_step, self.saver._last_save_time = self.step, time.time()
             self._ckpt_at = self.saver.next_due_step()
@@ -185,7 +189,7 @@ class LoopTrainer(Trainer):
         super()._apply_commands(part)
 
     def _restore_from_backend(self, cmd: Command) -> None:
-        backend, what = self.probe.backend, control.describe(cmd)
+        backend = self.probe.backend
         assert backend is not None
         try:
             self.flush()
@@ -194,13 +198,14 @@ class LoopTrainer(Trainer):
         except Exception as exc:  # every command is answered; the backends check first
             if not isinstance(exc, checkpoint.CheckpointError):
                 exc = checkpoint.CheckpointError(f"restore failed: {type(exc).__name__}: {exc}")
-            self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, False, self.step, str(exc)))
-            self.recorder.put(Event(self.step, "command", f"{what}: rejected: {exc}"))
+            for r in answers.records(cmd, self.step, False, str(exc)):
+                self.recorder.put(r)
             return
         # what changed is on record before the answer, as the trainer does it
         self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         self.publish_controls()
-        self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step))
+        note = f"loaded {cid}; the loop goes on from step {old}"
+        self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step, note))
         self.recorder.put(
             Event(
                 self.step,

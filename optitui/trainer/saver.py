@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,11 @@ from optitui.trainer import checkpoint, state
 
 if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
+
+
+#: told how a save ended: (checkpoint id, None) once it is on disk and listed, or
+#: (None, why it was not written); called on the writer thread
+Answer = Callable[[str | None, str | None], None]
 
 
 @dataclass
@@ -62,13 +68,20 @@ class Saver:
         every = self.policy.every
         return float("inf") if every is None else self._last_save_step + every
 
-    def save(self, reason: str, tag: str | None = None, snap: dict[str, Any] | None = None) -> str:
-        """Capture now (on the training thread) and write in the background; returns the id."""
+    def save(
+        self,
+        reason: str,
+        tag: str | None = None,
+        snap: dict[str, Any] | None = None,
+        answer: Answer | None = None,
+    ) -> str:
+        """Capture now (on the training thread) and write in the background; returns the id.
+        ``answer`` hears from the writer thread once the checkpoint is listed, or why not."""
         trainer = self.trainer
         snap = state.capture(trainer) if snap is None else snap
         cid = checkpoint.new_id(trainer.step, reason)
         self._last_save_step, self._last_save_time = trainer.step, time.time()
-        self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer._last_val))
+        self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer._last_val, answer))
         return cid
 
     def _run(self) -> None:
@@ -90,24 +103,41 @@ class Saver:
         tag: str | None,
         loss: float | None,
         val: float | None,
+        answer: Answer | None,
     ) -> None:
         rec = self.trainer.recorder
         step = int(snap["step"])
         try:
             m = checkpoint.write(
-                self.folder, snap, cid, reason=reason, tag=tag, loss=loss, val_loss=val
+                self.folder,
+                snap,
+                cid,
+                reason=reason,
+                tag=tag,
+                loss=loss,
+                val_loss=val,
+                expected=self.trainer.expected_non_finite,
             )
+        except Exception as exc:  # a full disk, a folder gone, a state that is not finite
+            why = str(exc) if isinstance(exc, checkpoint.CheckpointError | OSError) else repr(exc)
+            rec.put(Event(step, "warning", f"checkpoint {cid} not written: {why}"))
+            if answer is not None:
+                answer(None, f"checkpoint {cid} not written: {why}")
+            return
+        rec.put(
+            Event(
+                step,
+                "checkpoint",
+                f"saved {m.id} ({reason})",
+                {"marker": "save", "id": m.id, "reason": reason, "tag": tag},
+            )
+        )
+        if answer is not None:  # on disk and listed: now the save is done
+            answer(m.id, None)
+        try:
             checkpoint.prune(self.folder, self.policy.keep_last, self.policy.keep_best)
-            rec.put(
-                Event(
-                    step,
-                    "checkpoint",
-                    f"saved {m.id} ({reason})",
-                    {"marker": "save", "id": m.id, "reason": reason, "tag": tag},
-                )
-            )
-        except (checkpoint.CheckpointError, OSError) as exc:
-            rec.put(Event(step, "warning", f"checkpoint {cid} not written: {exc}"))
+        except OSError as exc:
+            rec.put(Event(step, "warning", f"old checkpoints not pruned: {exc}"))
 
     def wait(self) -> None:
         """Block until every queued checkpoint is on disk (or has failed)."""

@@ -36,15 +36,16 @@ class Change:
     def answered(self, outcome: CommandOutcome | None, note: str | None = None) -> Change:
         if outcome is None:
             return replace(self, state="unanswered", reason=note or "no answer")
-        if outcome.applied:
-            return replace(self, state="applied", step=outcome.step)
+        if outcome.applied:  # its reason, if any, says what it made (a checkpoint id)
+            return replace(self, state="applied", step=outcome.step, reason=outcome.reason)
         return replace(self, state="rejected", step=outcome.step, reason=outcome.reason)
 
     def describe(self) -> str:
         if self.state == "pending":
             return f"{self.label}: pending"
         if self.state == "applied":
-            return f"{self.label}: applied after step {self.step}"
+            note = f"; {self.reason}" if self.reason else ""
+            return f"{self.label}: applied after step {self.step}{note}"
         if self.state == "rejected":
             return f"{self.label}: rejected: {self.reason}"
         return f"{self.label}: {self.reason}"
