@@ -58,7 +58,8 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
             "-m",
             "optitui",
         ]
-    argv += ["--run-dir", str(run_dir), "--device", opts.device]
+    # the dashboard shows progress and events: its job's output.log keeps to the job's own
+    argv += ["--run-dir", str(run_dir), "--device", opts.device, "--quiet"]
     if opts.max_steps is not None:
         argv += ["--max-steps", str(opts.max_steps)]
     if opts.seed is not None:

@@ -32,6 +32,9 @@ def _loaded(code: str) -> set[str]:
         "optitui.store.client",
         "optitui.store.inbox",
         "optitui.store.export",
+        "optitui.console.progress",
+        "optitui.console.summary",
+        "optitui.cli.status",
     ],
 )
 def test_no_torch(module: str) -> None:

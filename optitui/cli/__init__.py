@@ -11,7 +11,7 @@ import sys
 from types import ModuleType
 
 from optitui import __version__
-from optitui.cli import attach, export, lr_find, ls, run, send
+from optitui.cli import attach, export, lr_find, ls, run, send, status
 from optitui.cli.run import torchrun_argv
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
@@ -23,6 +23,7 @@ Watch and steer PyTorch training from the terminal.
   optitui run train.py --headless        the same without a viewer (nohup, sbatch)
   optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
   optitui ls                             runs under ./runs with state, step, loss
+  optitui status RUN [--json]            one run summed up: state, ETA, loss trend, groups
   optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
   optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
   optitui export RUN --format csv        per-step metrics for pandas
@@ -33,6 +34,7 @@ VERBS: dict[str, ModuleType] = {
     "run": run,
     "attach": attach,
     "ls": ls,
+    "status": status,
     "send": send,
     "lr-find": lr_find,
     "export": export,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err
+from optitui.cli.common import err, has_terminal
 
 
 def add_parser(sub: Any) -> None:
@@ -18,9 +18,21 @@ def add_parser(sub: Any) -> None:
     )
     att.add_argument("run", nargs="?", help="run directory (or its name under --root)")
     att.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
+    att.add_argument(
+        "--no-bell",
+        action="store_true",
+        help="no terminal bell when the run pauses itself, fails or ends",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if not has_terminal():  # the dashboard would draw escape codes and wait for keys
+        run = args.run or "RUN"
+        err(
+            "no terminal: the dashboard needs one; run `optitui attach "
+            f"{run}` in a terminal (ssh -t HOST ...), or `optitui status {run}` for a summary"
+        )
+        return 2
     from optitui.store.client import resolve_run
     from optitui.store.layout import latest_running_run
     from optitui.store.reader import open_reader
@@ -47,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
     feed = StoreFeed(paths.root)
     feed.prefetch()  # a long history is read while Textual loads
     from optitui.tui.app import build_app
+    from optitui.tui.settings import ViewerSettings
 
-    app = build_app(paths.root, feed=feed)
+    app = build_app(paths.root, feed=feed, settings=ViewerSettings(bell=not args.no_bell))
     app.run()
     return app.return_code or 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -19,6 +20,29 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
     return v
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: a finite number >= 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text}")
+    return v
+
+
+def has_terminal() -> bool:
+    """Whether stdin, stdout and stderr are all terminals: the dashboard draws on one
+    (escape codes) and waits for keys from one."""
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        try:
+            if stream is None or not stream.isatty():
+                return False
+        except (AttributeError, ValueError, OSError):  # closed or replaced streams
+            return False
+    return True
 
 
 def whole_int(text: str) -> int:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err, positive_int, whole_int
+from optitui.cli.common import err, has_terminal, positive_int, seconds, whole_int
 
 RUN_DESCRIPTION = """\
 Train SCRIPT with the dashboard (or --headless, --inline).
@@ -40,7 +40,26 @@ def add_parser(sub: Any) -> None:
         type=Path,
         help="a Python file: with setup(device), or a training script run as it is",
     )
-    run.add_argument("--headless", action="store_true", help="no viewer (for nohup, sbatch)")
+    run.add_argument(
+        "--headless",
+        action="store_true",
+        help="no viewer (for nohup, sbatch); the default when there is no terminal",
+    )
+    run.add_argument(
+        "--log-every",
+        type=seconds,
+        metavar="SECONDS",
+        help="headless: a progress line every SECONDS in a log (30; 0: none); "
+        "on a terminal a status line that rewrites itself (0: none)",
+    )
+    run.add_argument(
+        "--quiet", action="store_true", help="headless: print only the first and the last line"
+    )
+    run.add_argument(
+        "--no-bell",
+        action="store_true",
+        help="with the dashboard: no terminal bell when the run pauses itself, fails or ends",
+    )
     run.add_argument(
         "--inline",
         action="store_true",
@@ -115,9 +134,12 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
         ("--on-divergence", args.on_divergence),
         ("--sync-every", args.sync_every),
         ("--dist-timeout", args.dist_timeout),
+        ("--log-every", args.log_every),
     ):
         if value is not None:
             argv += [flag, str(value)]
+    if args.quiet:
+        argv.append("--quiet")
     return argv + (["--", *args.script_args] if args.script_args else [])
 
 
@@ -149,7 +171,19 @@ def main(args: argparse.Namespace) -> int:
     if problem is not None:
         err(problem)
         return 2
+    # the dashboard needs a terminal: without one (nohup, sbatch, CI) train headless
+    args.no_terminal = not args.headless and not has_terminal()
+    if args.no_terminal:
+        args.headless, args.inline = True, False
     if args.nproc_per_node and args.headless and "LOCAL_RANK" not in os.environ:
+        from optitui.store.layout import new_run_path
+
+        args.run_dir = args.run_dir or new_run_path(args.root, Path(args.script).stem)
+        if args.no_terminal:
+            from optitui.console.progress import first_line
+
+            what = f"{args.nproc_per_node} processes through torchrun"
+            print(first_line(what, args.run_dir, True), file=sys.stderr, flush=True)
         return subprocess.call(torchrun_argv(args))
     if args.nproc_per_node and args.inline:
         err("--inline runs in this process; it cannot be combined with --nproc-per-node")
@@ -181,6 +215,9 @@ def _run_options(args: argparse.Namespace, mode: str) -> Any:
         sync_every=args.sync_every,
         dist_timeout=args.dist_timeout,
         mode=mode,
+        log_every=args.log_every,
+        quiet=args.quiet,
+        no_terminal=getattr(args, "no_terminal", False),
     )
 
 
@@ -222,8 +259,11 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
         err("interrupted before training started")
         return 130
     from optitui.tui.app import build_app
+    from optitui.tui.settings import ViewerSettings
 
-    app = build_app(job.paths.root, process=job.process)
+    app = build_app(
+        job.paths.root, process=job.process, settings=ViewerSettings(bell=not args.no_bell)
+    )
     app.run()
     if app.quit_choice != "stop" and job.process.poll() is None:
         print(f"optitui: detached; the job trains on. `optitui attach {job.paths.root}`")
@@ -272,8 +312,14 @@ def _run_inline(args: argparse.Namespace) -> int:
         err(str(exc))
         return 2
     from optitui.tui.app import build_app
+    from optitui.tui.settings import ViewerSettings
 
-    app = build_app(trainer.paths.root, job_runner=trainer.run, stopper=trainer.request_stop)
+    app = build_app(
+        trainer.paths.root,
+        job_runner=trainer.run,
+        stopper=trainer.request_stop,
+        settings=ViewerSettings(bell=not args.no_bell),
+    )
     app.run()
     print(f"optitui: {how_it_ended(trainer.paths.root)}")
     return app.return_code or 0

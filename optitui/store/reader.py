@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -205,6 +206,36 @@ class RunReader:
             EventRow(i, t, s, k, m, None if d is None else json.loads(d))
             for i, t, s, k, m, d in self.conn.execute(q, args)
         ]
+
+    def last_events(self, kinds: Sequence[str], limit: int) -> list[EventRow]:
+        """The newest ``limit`` events of these kinds, oldest first."""
+        marks = ", ".join("?" * len(kinds))
+        rows = self.conn.execute(
+            f"SELECT id, time, step, kind, message, data FROM events WHERE kind IN ({marks}) "
+            "ORDER BY id DESC LIMIT ?",
+            (*kinds, limit),
+        ).fetchall()
+        return [
+            EventRow(i, t, s, k, m, None if d is None else json.loads(d))
+            for i, t, s, k, m, d in reversed(rows)
+        ]
+
+    def metric_ids(self) -> list[int]:
+        """The id of every metric row (one row holds a flush's steps), oldest first."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM metrics ORDER BY id")]
+
+    def metric_rows(self, ids: Sequence[int]) -> list[dict[str, array[float]]]:
+        """The columns of these metric rows, in id order (a sample or a tail of a run)."""
+        out: list[dict[str, array[float]]] = []
+        wanted = list(ids)
+        for start in range(0, len(wanted), 500):  # SQLite caps the number of parameters
+            part = wanted[start : start + 500]
+            marks = ", ".join("?" * len(part))
+            for n, cols, blob in self.conn.execute(
+                f"SELECT n, columns, data FROM metrics WHERE id IN ({marks}) ORDER BY id", part
+            ):
+                out.append(metrics.decode(json.loads(cols), n, blob))
+        return out
 
     def outcome(self, command_id: str) -> CommandOutcome | None:
         row = self.conn.execute(

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import StatusUpdate
 from optitui.trainer import checkpoint, dist
@@ -38,6 +39,12 @@ class RunOptions:
     dist_timeout: float = 120.0
     script_args: tuple[str, ...] = ()
     """What followed ``--`` on the command line: the script's own ``sys.argv[1:]``."""
+    log_every: float | None = None
+    """Seconds between progress lines (None: 30 in a log, a live line on a terminal; 0: off)."""
+    quiet: bool = False
+    """Print only the first and the last line."""
+    no_terminal: bool = False
+    """Headless because there is no terminal (not by choice): the first line says so."""
 
 
 class SetupFailed(Exception):
@@ -154,24 +161,35 @@ def _run_headless(opts: RunOptions) -> int:
         return 2
     who = "" if trainer.dist is None else f"rank {trainer.dist.rank}/{trainer.dist.world} "
     print(
-        f"optitui: {who}training on {trainer.device}; run directory {trainer.paths.root}",
+        first_line(f"{who}training on {trainer.device}", trainer.paths.root, opts.no_terminal),
         file=sys.stderr,
         flush=True,
     )
     install_signal_handlers(trainer)
+    reporter = (
+        reporter_for(trainer.paths.root, opts.log_every, opts.quiet) if trainer.leader else None
+    )
+    error: BaseException | None = None
     try:
         state = trainer.run()
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        error = exc
+    finally:
+        if reporter is not None:  # the events up to the end, before the last line
+            reporter.stop()
+    if isinstance(error, KeyboardInterrupt):
         print("optitui: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        traceback.print_exc()
+    if isinstance(error, Exception):
+        traceback.print_exception(error)
         print(
-            f"optitui: the run failed at step {trainer.step}: {type(exc).__name__}: {exc}",
+            f"optitui: the run failed at step {trainer.step}: {type(error).__name__}: {error}",
             file=sys.stderr,
         )
         print(f"optitui: traceback stored in {trainer.paths.db}", file=sys.stderr)
         return 1
+    if error is not None:
+        raise error
     print(
         f"optitui: {state} at step {trainer.step}; run directory {trainer.paths.root}",
         file=sys.stderr,

@@ -36,6 +36,7 @@ from torch.optim import Optimizer
 from torch.optim import lr_scheduler as sched_mod
 from torch.utils.hooks import RemovableHandle
 
+from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import create_run_dir
 from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
@@ -387,9 +388,13 @@ def run_script_mode(opts: RunOptions) -> int:
         on_divergence=opts.on_divergence,
     )
     zero = ZeroCode(max_steps=opts.max_steps, on_divergence=opts.on_divergence or "pause")
-    where = f"run directory {paths.root}" if paths else f"rank {env_rank()}, rank 0 records"
-    print(f"optitui: running {script} as it is (no setup()); {where}", file=sys.stderr, flush=True)
+    what = f"running {script} as it is (no setup())"
+    if paths is not None:
+        print(first_line(what, paths.root, opts.no_terminal), file=sys.stderr, flush=True)
+    else:
+        print(f"optitui: {what}; rank {env_rank()}, rank 0 records", file=sys.stderr, flush=True)
     _install_signal_handlers()
+    reporter = None if paths is None else reporter_for(paths.root, opts.log_every, opts.quiet)
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *opts.script_args]
     sys.path.insert(0, str(script.resolve().parent))
@@ -416,6 +421,8 @@ def run_script_mode(opts: RunOptions) -> int:
         os.environ.pop(ENV_RUN_DIR, None)
         made = probe_registry.made_probes()
         probe_registry.close_all(error)
+        if reporter is not None:  # the events up to the end, before the last line
+            reporter.stop()
     return _report(None if paths is None else paths.root, made, code)
 
 

@@ -27,6 +27,9 @@ class ViewerSettings:
     """Start with a logarithmic loss axis."""
     show_all: bool = True
     """Start with the whole history in view (else the last ``window`` steps)."""
+    bell: bool = True
+    """Ring the terminal bell once when the run needs the user: it paused itself, failed,
+    died or finished (``--no-bell`` turns it off)."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall clock for ages and ETAs; tests pass a fixed one."""
 

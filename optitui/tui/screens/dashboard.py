@@ -27,7 +27,7 @@ from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.run_keys import RunKeys
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.speed import speed
-from optitui.tui.widgets.alert_banner import AlertBanner
+from optitui.tui.widgets.alert_banner import AlertBanner, needs_user
 from optitui.tui.widgets.command_status import CommandStatus
 from optitui.tui.widgets.controls_line import ControlsLine
 from optitui.tui.widgets.event_log import EventLog
@@ -155,7 +155,11 @@ class DashboardScreen(ControlKeys, RunKeys):
             self._consumed.set()
 
     def apply(self, u: FeedUpdate) -> None:
+        before = needs_user(self.status)
         self.status = u.status
+        now = needs_user(u.status)
+        if self.settings.bell and not u.first and now is not None and now != before:
+            self.app.bell()  # once per change: the run needs the user
         if u.meta is not None:
             self.meta = u.meta
             self.query_one(ControlsLine).show(self.meta)

@@ -41,6 +41,18 @@ def alert(
     return None
 
 
+def needs_user(status: Status | None) -> tuple[str, str | None] | None:
+    """(state, reason) when the run waits on the user (it paused itself, failed, died or
+    finished), else None; a change of it while a viewer watches rings the bell."""
+    if status is None:
+        return None
+    if status.state in ("finished", "failed", "crashed"):
+        return status.state, status.message
+    if status.state == "paused" and status.message:  # the guard or an OOM paused it
+        return status.state, status.message
+    return None
+
+
 class AlertBanner(Static):
     """Hidden while there is nothing to say."""
 

@@ -1,0 +1,55 @@
+"""``optitui status``: one run summed up, as text or JSON, without the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from optitui.cli.common import err
+
+
+def add_parser(sub: Any) -> None:
+    st = sub.add_parser(
+        "status",
+        help="print one run's state, step, ETA, loss and trend, groups, commands, checkpoints",
+        description="A one-shot summary for scripts and for terminals without the dashboard: "
+        "state, step and ETA, the loss now and its trend, each param group's "
+        "hyperparameters, the last commands and warnings, the newest checkpoints.",
+    )
+    st.add_argument("run", help="run directory (or its name under --root)")
+    st.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
+    st.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    st.add_argument(
+        "--last", type=int, default=5, metavar="N", help="commands and warnings shown (5)"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from optitui.console.style import Style, use_color
+    from optitui.console.summary import json_ready, render, summarize
+    from optitui.store.client import resolve_run
+    from optitui.store.reader import open_reader
+
+    try:
+        paths = resolve_run(args.run, args.root)
+        with open_reader(paths.root) as reader:
+            problem = reader.schema_problem()
+            if problem:
+                err(f"{paths.root}: {problem}")
+                return 2
+            summary = summarize(reader, last=max(1, args.last))
+    except FileNotFoundError as exc:
+        err(str(exc))
+        return 2
+    except (sqlite3.Error, OSError, ValueError) as exc:  # a damaged or foreign store
+        err(f"{args.run}: the run store cannot be read: {exc}")
+        return 2
+    if args.json:
+        print(json.dumps(json_ready(summary), indent=2))
+    else:
+        print(render(summary, Style(use_color(sys.stdout))))
+    return 0
