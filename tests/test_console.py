@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from optitui.console import fmt
-from optitui.console.pace import Pace
-from optitui.console.progress import Reporter
+from optitui.console.pace import ETA_WINDOW_S, WINDOW_S, Pace, eta, rate_over
+from optitui.console.progress import AboveLiveLine, Reporter
 from optitui.console.style import use_color
 from optitui.store.layout import create_run_dir
 from optitui.store.records import (
@@ -30,31 +30,29 @@ T0 = 1_790_000_000.0
 ESC = "\x1b"
 
 
-def test_pace_smooths_and_gives_an_eta() -> None:
-    p = Pace(tau=10.0)
-    assert p.rate is None and p.eta(0, 100) is None
-    for i in range(1, 61):
-        p.add(T0 + i, 10 * i)  # 10 steps/s
-    assert p.rate == pytest.approx(10.0)
-    assert p.eta(600, 1000) == pytest.approx(40.0)
-    assert p.eta(600, None) is None
-    p.add(T0 + 61, 610 + 100)  # one fast flush moves it, but not all the way
-    assert p.rate is not None and 10.0 < p.rate < 20.0
+def test_pace_is_the_dashboards_rate_over_the_steps_wall_times() -> None:
+    times = [T0 + i / 10 for i in range(1200)]  # 10 steps/s for two minutes
+    times += [T0 + 120 + i / 50 for i in range(1, 501)]  # then 50 steps/s for ten seconds
+    p = Pace()
+    for start in range(0, len(times), 64):  # as the job flushes them
+        p.add(times[start : start + 64])
+    n = len(times)
+    assert p.rate() == pytest.approx(rate_over(times, n, WINDOW_S), rel=0.02)
+    assert p.rate() == pytest.approx(50.0, rel=0.02)
+    assert p.rate(ETA_WINDOW_S) == pytest.approx(rate_over(times, n, ETA_WINDOW_S), rel=0.02)
+    assert p.rate(ETA_WINDOW_S) == pytest.approx(1000 / 60, rel=0.05)  # 10 s fast, 50 s slow
+    assert len(p._times) < 30  # only the last minute is kept
+    assert eta(1000, 1600, 10.0) == pytest.approx(60.0)
+    assert eta(1000, None, 10.0) is None and eta(1000, 1600, None) is None
 
 
-def test_pace_restarts_its_interval_after_a_restore_and_a_pause() -> None:
-    p = Pace(tau=5.0)
-    for i in range(1, 31):
-        p.add(T0 + i, 4 * i)
-    p.add(T0 + 31, 10)  # restored to step 10: no negative rate
-    p.add(T0 + 32, 14)
-    assert p.rate == pytest.approx(4.0)
-    p.hold()  # paused for an hour
-    p.add(T0 + 3600, 14)
-    p.add(T0 + 3601, 18)
-    assert p.rate == pytest.approx(4.0)
-    with pytest.raises(ValueError):
-        Pace(tau=0)
+def test_pace_counts_steps_trained_across_a_restore_and_waits_for_two() -> None:
+    p = Pace()
+    p.add([T0])
+    assert p.rate() is None  # one step: no rate yet
+    p.add([T0 + 1, T0 + 2])  # steps 2 and 3, then restored to step 1: times still advance
+    p.add([T0 + 3, T0 + 4])
+    assert p.rate() == pytest.approx(1.0)
 
 
 def test_sparkline_spans_lowest_to_highest_and_marks_gaps() -> None:
@@ -105,7 +103,7 @@ class Job:
                     {
                         "step": [float(s) for s in steps],
                         "epoch": [float(s // 100) for s in steps],
-                        "time": [at] * n,
+                        "time": [at - 1 + (k + 1) / n for k in range(n)],  # spread over 1 s
                         "loss": [loss] * n,
                         "lr/0": [0.05] * n,
                         "lr/1": [0.01] * n,
@@ -240,3 +238,19 @@ def test_a_reporter_that_cannot_read_stops_without_stopping_the_job(tmp_path: Pa
     r.stop()
     assert r.failed is not None
     assert "optitui: progress lines stopped" in out.getvalue()
+
+
+def test_the_scripts_own_prints_go_above_the_live_line(tmp_path: Path) -> None:
+    job, out, clock = Job(tmp_path), Tty(), [T0]
+    r = reporter(job, out, clock, live=True)
+    job.train(10, T0)
+    r.poll_once()
+    assert r.live is not None and r.live.shown
+    script = AboveLiveLine(out, r.live)
+    script.write("epoch 1 done")  # print() writes the text, then the newline
+    r.poll_once()  # a redraw between the two would erase the text
+    script.write("\n")
+    text = out.getvalue()
+    assert text.endswith("\r\x1b[2Kepoch 1 done\n")
+    r.poll_once()
+    assert out.getvalue().count("step 10/1,000") == 2  # drawn again below the print

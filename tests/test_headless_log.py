@@ -88,7 +88,7 @@ def test_without_a_terminal_run_trains_headless_logs_progress_and_exits(tmp_path
     assert "\x1b" not in text  # not one escape code in the log
     lines = text.splitlines()
     assert lines[0] == (
-        "optitui: no terminal: running headless (training on cpu); "
+        "optitui: no terminal: running headless: training on cpu; "
         f"optitui attach {run_dir} to watch"
     )
     assert lines[-1] == f"optitui: finished at step 800; run directory {run_dir}"
@@ -174,3 +174,49 @@ def test_headless_on_a_terminal_keeps_one_status_line(tmp_path: Path) -> None:
 def test_the_dashboards_job_keeps_its_output_log_to_its_own_lines(tmp_path: Path) -> None:
     argv = child_argv(JobOptions(tmp_path / "train.py"), tmp_path / "run")
     assert "--quiet" in argv and "--headless" in argv
+
+
+def test_every_rank_under_torchrun_gets_the_log_options() -> None:
+    from optitui.cli import build_parser, torchrun_argv
+
+    args = build_parser().parse_args(
+        ["run", "t.py", "--nproc-per-node", "2", "--log-every", "5", "--quiet", "--headless"]
+    )
+    args.script_args = ()
+    argv = torchrun_argv(args)
+    assert argv[argv.index("--log-every") + 1] == "5.0" and "--quiet" in argv
+
+
+OWN_LOOP = """
+import time
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+x = torch.randn(64, 4)
+y = x.sum(1, keepdim=True)
+for step in range(300):
+    loss = nn.functional.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    time.sleep(0.004)
+print("the script's own end")
+"""
+
+
+def test_a_script_without_setup_logs_its_progress_too(tmp_path: Path) -> None:
+    script = write_script(tmp_path, OWN_LOOP, "own.py")
+    run_dir, log = tmp_path / "runs" / "own", tmp_path / "own.log"
+    proc = start_without_terminal(script, run_dir, log, "--log-every", "0.5")
+    assert proc.wait(60) == 0
+    text = log.read_text()
+    lines = text.splitlines()
+    assert "\x1b" not in text
+    assert lines[0].startswith("optitui: no terminal: running headless: ")
+    assert lines[0].endswith(f"optitui attach {run_dir} to watch")
+    assert "the script's own end" in lines
+    progress = [x for x in lines if re.match(STAMP + " progress   step ", x)]
+    assert len(progress) >= 2 and "lr 0=0.05" in progress[0]
+    assert lines[-1] == f"optitui: finished at step 300; run directory {run_dir}"

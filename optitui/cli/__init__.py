@@ -20,7 +20,8 @@ DESCRIPTION = """\
 Watch and steer PyTorch training from the terminal.
 
   optitui run train.py                   train a script's setup(device) Job, with the dashboard
-  optitui run train.py --headless        the same without a viewer (nohup, sbatch)
+  optitui run train.py --headless        the same without a viewer, progress in the log
+                                         (nohup, sbatch; the default with no terminal)
   optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
   optitui ls                             runs under ./runs with state, step, loss
   optitui status RUN [--json]            one run summed up: state, ETA, loss trend, groups

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err
+from optitui.cli.common import err, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> None:
     st.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
     st.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     st.add_argument(
-        "--last", type=int, default=5, metavar="N", help="commands and warnings shown (5)"
+        "--last", type=positive_int, default=5, metavar="N", help="commands and warnings shown (5)"
     )
 
 
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
             if problem:
                 err(f"{paths.root}: {problem}")
                 return 2
-            summary = summarize(reader, last=max(1, args.last))
+            summary = summarize(reader, last=args.last)
     except FileNotFoundError as exc:
         err(str(exc))
         return 2

@@ -1,48 +1,77 @@
-"""Steps per second smoothed over wall time, and the time left to a step count.
+"""Training speed from the steps' own wall times, and the ETA.
 
-One estimator for every place that shows a pace or an ETA (headless progress
-lines, ``optitui status``): each sample ``(time, step)`` moves an exponential
-moving average of the rate by a weight that grows with the time the sample
-covers (time constant ``tau``), so one slow flush does not swing the ETA, and
-a change of pace shows within about ``tau`` seconds.
+The job's own figure (steps between two flushes over the time between them)
+jumps after a pause or a range test, whose time it counts; the recorded wall
+time of every step does not lie, so viewers measure over it. One definition
+for the dashboard's status bar, the headless progress lines and
+``optitui status``: steps per second over the steps recorded within a window
+of the newest one's time, the shown rate over :data:`WINDOW_S`, the ETA over
+the steadier :data:`ETA_WINDOW_S`.
 """
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_left
+from collections.abc import Sequence
+
+#: seconds of recent steps behind the shown steps/s
+WINDOW_S = 10.0
+#: seconds of recent steps behind the ETA (steadier than the shown rate)
+ETA_WINDOW_S = 60.0
+
+
+def rate_over(t: Sequence[float], n: int, window: float) -> float | None:
+    """Steps per second over the first ``n`` steps' wall times ``t`` (in order) that lie
+    within ``window`` seconds of the newest; at least the last two count."""
+    if n < 2:
+        return None
+    end = t[n - 1]
+    first = min(bisect_left(t, end - window, 0, n - 1), n - 2)
+    span = end - t[first]
+    return (n - 1 - first) / span if span > 0 else None
+
+
+def eta(step: int, total: int | None, rate: float | None) -> float | None:
+    """Seconds until step ``total`` at ``rate`` steps/s; None when either is unknown."""
+    if total is None or rate is None or not rate > 0:
+        return None
+    return max(0, total - step) / rate
 
 
 class Pace:
-    """Feed it ``add(time, step)`` as records arrive; read :attr:`rate` and :meth:`eta`."""
+    """:func:`rate_over` for a reader that gets the steps a batch at a time and keeps
+    only the last :data:`ETA_WINDOW_S` of them: per batch, its newest step's time
+    and its index among the steps trained so far.
 
-    def __init__(self, tau: float = 30.0) -> None:
-        if not tau > 0:
-            raise ValueError(f"tau must be > 0 seconds, got {tau}")
-        self.tau = tau
-        self.rate: float | None = None
-        self._base: tuple[float, int] | None = None
+    Steps are counted as trained, so a restore (the step number going back) does not
+    look like negative progress."""
 
-    def add(self, t: float, step: int) -> None:
-        """A step count seen at wall time ``t``. A step count that went back (a restore)
-        keeps the rate and measures on from there."""
-        base = self._base
-        if base is None or step < base[1]:
-            self._base = (t, step)
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._index: list[int] = []
+        self._seen = 0
+
+    def add(self, times: Sequence[float]) -> None:
+        """The wall times of the steps recorded since the last call, in order."""
+        if not times:
             return
-        dt = t - base[0]
-        if dt <= 0:
-            return  # same instant: the steps count towards the next sample
-        now = (step - base[1]) / dt
-        weight = 1.0 - math.exp(-dt / self.tau)
-        self.rate = now if self.rate is None else self.rate + weight * (now - self.rate)
-        self._base = (t, step)
+        if not self._times:  # measuring starts at the first step
+            self._times.append(times[0])
+            self._index.append(0)
+        self._seen += len(times)
+        self._times.append(times[-1])
+        self._index.append(self._seen - 1)
+        # forget what is older than the ETA's window, but keep one sample before it
+        old = bisect_left(self._times, times[-1] - ETA_WINDOW_S) - 1
+        if old > 0:
+            del self._times[:old], self._index[:old]
 
-    def hold(self) -> None:
-        """Time stops counting (paused): the next sample starts a fresh interval."""
-        self._base = None
-
-    def eta(self, step: int, total: int | None) -> float | None:
-        """Seconds until ``total`` steps at the current rate; None when unknown."""
-        if total is None or self.rate is None or not self.rate > 0:
+    def rate(self, window: float = WINDOW_S) -> float | None:
+        """Steps per second over the batches within ``window`` s of the newest."""
+        n = len(self._times)
+        if n < 2:
             return None
-        return max(0, total - step) / self.rate
+        end = self._times[-1]
+        first = min(bisect_left(self._times, end - window, 0, n - 1), n - 2)
+        span = end - self._times[first]
+        return (self._index[-1] - self._index[first]) / span if span > 0 else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
+import os
 import sys
 import threading
 import time
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from optitui.console import fmt
-from optitui.console.pace import Pace
-from optitui.console.style import Style, event_line, stamp
+from optitui.console.pace import ETA_WINDOW_S, Pace, eta
+from optitui.console.style import Style, event_line, stamp, use_color
 from optitui.console.summary import EMA_BETA
 from optitui.store.layout import RunPaths
 from optitui.store.reader import MetricColumns, RunReader, Status
@@ -43,15 +43,25 @@ class LiveLine:
         self.out = out
         self.lock = threading.Lock()
         self.shown = False
+        self.partial = False  # the script wrote part of a line: do not draw over it
 
     def width(self) -> int:
+        """The terminal's columns: $COLUMNS, else the size of the terminal written to."""
         try:
-            return shutil.get_terminal_size((100, 24)).columns
-        except (OSError, ValueError):
-            return 100
+            columns = int(os.environ.get("COLUMNS", "0"))
+        except ValueError:
+            columns = 0
+        if columns <= 0:
+            try:
+                columns = os.get_terminal_size(self.out.fileno()).columns
+            except (AttributeError, OSError, ValueError):
+                columns = 0
+        return columns if columns > 0 else 100
 
     def draw(self, text: str) -> None:
         with self.lock:
+            if self.partial:
+                return
             self.out.write("\r\x1b[2K" + _clip(text, self.width() - 1))
             self.out.flush()
             self.shown = True
@@ -62,6 +72,13 @@ class LiveLine:
                 self.out.write("\r\x1b[2K")
                 self.out.flush()
                 self.shown = False
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # closed or replaced streams
+        return False
 
 
 def _clip(text: str, width: int) -> str:
@@ -81,8 +98,8 @@ def _clip(text: str, width: int) -> str:
 
 
 class AboveLiveLine:
-    """A stream (the script's stdout on the same terminal) whose writes clear the live
-    line first, so the script's prints do not land in the middle of it."""
+    """A stream on the same terminal (the script's stdout and stderr) whose writes clear
+    the live line first, so the script's prints do not land in the middle of it."""
 
     def __init__(self, stream: TextIO, live: LiveLine) -> None:
         self._stream = stream
@@ -91,6 +108,8 @@ class AboveLiveLine:
     def write(self, text: str) -> int:
         if self._live.shown:
             self._live.hide()
+        if text:
+            self._live.partial = not text.endswith("\n")
         return self._stream.write(text)
 
     def __getattr__(self, name: str) -> Any:
@@ -135,14 +154,17 @@ class Reporter:
         self._pace = Pace()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="optitui-progress", daemon=True)
-        self._stdout: TextIO | None = None
+        self._saved: tuple[TextIO, TextIO] | None = None  # sys.stdout, sys.stderr
         self.failed: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        if self.live is not None and sys.stdout.isatty():
-            self._stdout = sys.stdout
-            sys.stdout = AboveLiveLine(sys.stdout, self.live)  # type: ignore[assignment]
+        if self.live is not None:
+            self._saved = (sys.stdout, sys.stderr)
+            if _is_tty(sys.stdout):
+                sys.stdout = AboveLiveLine(sys.stdout, self.live)  # type: ignore[assignment]
+            if _is_tty(sys.stderr):
+                sys.stderr = AboveLiveLine(sys.stderr, self.live)  # type: ignore[assignment]
         self._thread.start()
 
     def stop(self) -> None:
@@ -150,9 +172,9 @@ class Reporter:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
-        if self._stdout is not None:
-            sys.stdout = self._stdout
-            self._stdout = None
+        if self._saved is not None:
+            sys.stdout, sys.stderr = self._saved
+            self._saved = None
         try:
             if self.failed is None:
                 self.poll_once(final=True)
@@ -206,8 +228,6 @@ class Reporter:
         for val_id, step, _, loss in reader.val(self._val_id):
             self._val_id, self._new_val = val_id, (step, loss)
         st = reader.status()
-        if st.state != "running":
-            self._pace.hold()
         if self.every <= 0 or "step" not in self._last:
             return
         if self.live is not None:
@@ -240,8 +260,7 @@ class Reporter:
         for name, col in cols.columns.items():
             if len(col) and math.isfinite(col[-1]):
                 self._last[name] = col[-1]
-        if "time" in self._last:
-            self._pace.add(self._last["time"], int(self._last["step"]))
+        self._pace.add(cols.columns.get("time", ()))
 
     # -- writing ---------------------------------------------------------------------
     def _describe(self, reader: RunReader, st: Status, live: bool = False) -> str:
@@ -262,10 +281,10 @@ class Reporter:
         if lrs:
             parts.append("lr " + " ".join(lrs))
         if st.state == "running":
-            parts.append(f"{fmt.rate(self._pace.rate)} steps/s")
-            eta = self._pace.eta(step, total)
-            if eta is not None:
-                parts.append(f"ETA {fmt.duration(eta)}")
+            parts.append(f"{fmt.rate(self._pace.rate())} steps/s")
+            left = eta(step, total, self._pace.rate(ETA_WINDOW_S))
+            if left is not None:
+                parts.append(f"ETA {fmt.duration(left)}")
         else:
             state = s(st.state, "lr-find-state" if st.state == "lr-find" else st.state)
             parts.append(state + (f" ({st.message})" if st.message else ""))
@@ -305,17 +324,11 @@ def reporter_for(run_dir: Path, every: float | None, quiet: bool) -> Reporter | 
     if quiet:
         return None
     out = sys.stderr
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError, OSError):
-        tty = False
-    from optitui.console.style import use_color
-
     reporter = Reporter(
         run_dir,
         out,
         every=DEFAULT_EVERY if every is None else every,
-        live=tty,
+        live=_is_tty(out),
         color=use_color(out),
     )
     reporter.start()
@@ -325,5 +338,5 @@ def reporter_for(run_dir: Path, every: float | None, quiet: bool) -> Reporter | 
 def first_line(what: str, run_dir: Path, no_terminal: bool) -> str:
     """The line a headless job starts with: what runs where, and how to watch it."""
     if no_terminal:
-        return f"optitui: no terminal: running headless ({what}); optitui attach {run_dir} to watch"
+        return f"optitui: no terminal: running headless: {what}; optitui attach {run_dir} to watch"
     return f"optitui: {what}; run directory {run_dir}"

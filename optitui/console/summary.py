@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optitui.console import fmt
-from optitui.console.pace import Pace
+from optitui.console.pace import ETA_WINDOW_S, WINDOW_S, eta, rate_over
 from optitui.console.style import Style, event_line, stamp
 from optitui.store.manifests import listing
 from optitui.store.reader import EventRow, RunReader
@@ -92,15 +92,12 @@ def summarize(
     st = reader.status(now)
     rows = reader.metric_rows(reader.metric_ids()[-TAIL_ROWS:])
     losses = [v for r in rows for v in r.get("loss", ())]
-    pace = Pace()
-    for r in rows:
-        if len(r.get("time", ())) and len(r.get("step", ())):
-            pace.add(r["time"][-1], int(r["step"][-1]))
+    times = [t for r in rows for t in r.get("time", ())]
     max_steps = meta.get("max_steps") if isinstance(meta.get("max_steps"), int) else None
-    rate = pace.rate if pace.rate is not None else st.steps_per_s  # one row: the job's own
-    eta = None
-    if st.state == "running" and max_steps is not None and rate is not None and rate > 0:
-        eta = max(0, max_steps - st.step) / rate
+    # the dashboard's figures: the shown rate over the last 10 s, the ETA over the last minute
+    rate = rate_over(times, len(times), WINDOW_S) or st.steps_per_s
+    steady = rate_over(times, len(times), ETA_WINDOW_S) or rate
+    left = eta(st.step, max_steps, steady) if st.state == "running" else None
     vals = reader.val()
     val = next((v for v in reversed(vals) if v[3] is not None), None)
     values, first, last_step = trend(reader, points)
@@ -116,7 +113,7 @@ def summarize(
         "epoch": st.epoch,
         "max_steps": max_steps,
         "steps_per_s": rate,
-        "eta_s": eta,
+        "eta_s": left,
         "last_record": st.last_record if st.last_record is not None else st.heartbeat or None,
         "loss": {
             "now": losses[-1] if losses else None,

@@ -388,11 +388,18 @@ def run_script_mode(opts: RunOptions) -> int:
         on_divergence=opts.on_divergence,
     )
     zero = ZeroCode(max_steps=opts.max_steps, on_divergence=opts.on_divergence or "pause")
-    what = f"running {script} as it is (no setup())"
+    what = f"{script} as it is (no setup())"
     if paths is not None:
-        print(first_line(what, paths.root, opts.no_terminal), file=sys.stderr, flush=True)
+        line = first_line(
+            what if opts.no_terminal else f"running {what}", paths.root, opts.no_terminal
+        )
+        print(line, file=sys.stderr, flush=True)
     else:
-        print(f"optitui: {what}; rank {env_rank()}, rank 0 records", file=sys.stderr, flush=True)
+        print(
+            f"optitui: running {what}; rank {env_rank()}, rank 0 records",
+            file=sys.stderr,
+            flush=True,
+        )
     _install_signal_handlers()
     reporter = None if paths is None else reporter_for(paths.root, opts.log_every, opts.quiet)
     saved_argv, saved_path = sys.argv, list(sys.path)
