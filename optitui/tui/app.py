@@ -25,7 +25,7 @@ from optitui.store.layout import RunPaths
 from optitui.tui.feed import Feed, StoreFeed
 from optitui.tui.keys import KEYS
 from optitui.tui.messages import InlineJobEnded, JobExited
-from optitui.tui.screens.dashboard import DashboardScreen
+from optitui.tui.screens.dashboard import COMPACT_BELOW, DashboardScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.event_log import EventLog
 
@@ -41,7 +41,12 @@ class DashboardApp(App[int]):
     one read some other way (over ssh)."""
 
     TITLE = "optitui"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
+    #: below 100 columns the dashboard shows one plot at a time
+    HORIZONTAL_BREAKPOINTS = [  # noqa: RUF012
+        (0, "-compact"),
+        (COMPACT_BELOW, "-narrow"),
+        (120, "-wide"),
+    ]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
 
     def __init__(

@@ -15,6 +15,12 @@ class Key:
     footer: bool = True  # shown in the footer (the footer has room for the common ones)
     display: str | None = None  # how the key is written, when not its Textual name
     listed: bool = True  # in help and the palette (False: the other half of a pair)
+    group: str = ""  # keys of one footer group share one word there ("↑↓ group")
+    foot: str | None = None  # how the footer writes the key, when not as help does
+
+    @property
+    def footer_display(self) -> str | None:
+        return self.foot or self.display
 
     @property
     def shown_as(self) -> str:
@@ -22,10 +28,21 @@ class Key:
 
 
 KEYS = (
-    Key("up", "move_group(-1)", "group", "select the previous param group", True, "↑↓"),
-    Key("down", "move_group(1)", "group", "select the next param group", False, listed=False),
-    Key("plus,equals_sign", "scale_lr(1)", "lr+", "lr × fine factor (1.1)", True, "+"),
-    Key("minus", "scale_lr(-1)", "lr-", "lr ÷ fine factor", True, "-"),
+    Key(
+        "up",
+        "move_group(-1)",
+        "group",
+        "select the previous / next param group",
+        False,  # arrows move in a table as everywhere: the footer keeps its room
+        "↑↓",
+        group="group",
+        foot="↑",
+    ),
+    Key(
+        "down", "move_group(1)", "group", "select the next param group", False, "↓", False, "group"
+    ),
+    Key("plus,equals_sign", "scale_lr(1)", "lr", "lr × fine factor (1.1)", True, "+", group="lr"),
+    Key("minus", "scale_lr(-1)", "lr", "lr ÷ fine factor", True, "-", group="lr"),
     Key("asterisk", "scale_lr(2)", "lr++", "lr × coarse factor (2)", False, "*"),
     Key("slash", "scale_lr(-2)", "lr--", "lr ÷ coarse factor", False, "/"),
     Key("a", "toggle_all", "all", "toggle: keys act on all groups / the selected one", False),
@@ -45,11 +62,17 @@ KEYS = (
     Key("t", "traceback", "traceback", "the last error's traceback", False),
     Key("l", "toggle_log", "log-y", "loss plot: toggle log-y", False),
     Key("w", "toggle_window", "window", "plots: toggle last N steps / all", False),
+    Key("p", "toggle_plot", "plot", "narrow terminal: show the loss / the lr plot"),
+    Key("m", "markers", "markers", "list the plots' markers: step and what happened", False),
     Key("question_mark,f1", "help", "help", "this help", True, "?"),
     Key("q", "app.quit", "quit", "quit: detach (job keeps training) / stop / cancel"),
 )
 
 
+#: keys Textual binds itself, listed in help with the dashboard's own
+TEXTUAL_KEYS = (("ctrl+p", "command palette: every action above, searchable"),)
+
+
 def listed() -> list[tuple[str, str]]:
     """(key as written, what it does) of every key, for help and the README."""
-    return [(k.shown_as, k.long) for k in KEYS if k.listed]
+    return [(k.shown_as, k.long) for k in KEYS if k.listed] + list(TEXTUAL_KEYS)

@@ -1,19 +1,21 @@
 """Which events become markers on the plots, so cause and effect line up.
 
 A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
-a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests, as
-those features arrive), and every applied command that changed the
-optimization (``set``, ``scale-lr``, freezing, ...; pausing or stepping is
-run control, not a change; saves are routine, and a restore or a range test is
-drawn from its own event). Applied commands are the command events that
-carry ``data`` with the command's ``kind``; rejections carry none. Changes
-are drawn as full-height lines; routine events (periodic checkpoint saves,
-loss spikes) as small ticks along the top.
+a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests), and
+every applied command that changed the optimization (``set``, ``scale-lr``,
+freezing, ...; pausing or stepping is run control, not a change; saves are
+routine, and a restore or a range test is drawn from its own event). Applied
+commands are the command events that carry ``data`` with the command's
+``kind``; rejections carry none.
+
+Markers are small glyphs in a strip along the bottom of each plot, one glyph
+and colour per :class:`Category` (named in the plot's legend), so a dozen
+edits never cover the curves; **m** lists them with their step and message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from optitui.store.reader import EventRow
 
@@ -30,20 +32,40 @@ NOT_CHANGES = RUN_CONTROL | {
     "divergence",
 }
 
-#: plot colour per marker name (the event's ``data["marker"]``) or event kind
-COLORS = {
-    "command": "orange",
-    "save": "green",
-    "restore": "green",
-    "checkpoint": "green",
-    "lr-find": "magenta",
-    "spike": "red",
-    "divergence": "red",
-    "oom": "red",
+
+@dataclass(frozen=True)
+class Category:
+    name: str  # the legend's word
+    glyph: str  # one cell wide
+    rgb: tuple[int, int, int]  # no loss series' colour, nor the first three groups' lrs
+
+    @property
+    def color(self) -> str:
+        """The colour as rich writes it (plotext takes ``rgb``)."""
+        return "rgb({},{},{})".format(*self.rgb)
+
+
+CHANGE = Category("change", "▲", (255, 215, 0))
+RESTORE = Category("restore", "◀", (95, 135, 255))
+SAVED = Category("ckpt", "▪", (135, 135, 175))
+LR_FIND = Category("lr-find", "◆", (255, 95, 255))
+PROBLEM = Category("problem", "✕", (255, 70, 70))
+#: in the order the legend names them
+CATEGORIES = (CHANGE, RESTORE, SAVED, LR_FIND, PROBLEM)
+
+#: category per marker name (the event's ``data["marker"]``) or event kind
+BY_NAME = {
+    "command": CHANGE,
+    "save": SAVED,
+    "saved": SAVED,
+    "checkpoint": SAVED,
+    "restore": RESTORE,
+    "lr-find": LR_FIND,
+    "range-test": LR_FIND,
+    "spike": PROBLEM,
+    "divergence": PROBLEM,
+    "oom": PROBLEM,
 }
-DEFAULT_COLOR = "magenta"
-#: routine or frequent events: a tick along the top instead of a line
-TICKS = frozenset({"save", "saved", "spike"})
 
 
 @dataclass(frozen=True)
@@ -51,38 +73,47 @@ class Marker:
     step: int
     kind: str  # the event's kind
     label: str  # the marker's name, or the event's message
+    message: str = field(default="", compare=False)  # what happened, for the list of markers
+
+    @property
+    def category(self) -> Category:
+        return BY_NAME.get(self.label, BY_NAME.get(self.kind, CHANGE))
 
     @property
     def color(self) -> str:
-        return COLORS.get(self.label, COLORS.get(self.kind, DEFAULT_COLOR))
-
-    @property
-    def tick(self) -> bool:
-        """Routine events (periodic checkpoint saves, loss spikes) get a small tick at the
-        top of the plot instead of a full-height line, so they cannot bury the changes."""
-        return self.label in TICKS
+        return self.category.color
 
 
 def marker_for(event: EventRow) -> Marker | None:
     """The marker an event puts on the plots, or None."""
     data = event.data or {}
+    text = event.message.splitlines()[0] if event.message else ""
     if "marker" in data:
-        return Marker(event.step, event.kind, str(data["marker"]) or event.message)
+        return Marker(event.step, event.kind, str(data["marker"]) or event.message, text)
     if event.kind in MARKER_KINDS:
-        return Marker(event.step, event.kind, event.message)
+        return Marker(event.step, event.kind, event.message, text)
     kind = data.get("kind")
     if event.kind == "command" and isinstance(kind, str) and kind not in NOT_CHANGES:
-        return Marker(event.step, "command", event.message)
+        return Marker(event.step, "command", event.message, text)
     return None
 
 
+#: which marker a plot column shows when several fall in it (first wins, then the newest)
+PRECEDENCE = (PROBLEM, RESTORE, LR_FIND, CHANGE, SAVED)
+
+
 def in_view(markers: list[Marker], lo: float, hi: float, buckets: int) -> list[Marker]:
-    """Markers with lo <= step <= hi, at most one per plot column (the newest wins)."""
+    """Markers with lo <= step <= hi, at most one per plot column: a problem before a
+    restore, a range test or a change, and those before a routine save; then the newest."""
     if hi < lo:
         return []
     width = max((hi - lo) / max(buckets, 1), 1e-9)
     seen: dict[int, Marker] = {}
     for m in markers:
         if lo <= m.step <= hi:
-            seen[int((m.step - lo) / width)] = m
+            col = int((m.step - lo) / width)
+            old = seen.get(col)
+            rank = PRECEDENCE.index(m.category)
+            if old is None or rank <= PRECEDENCE.index(old.category):
+                seen[col] = m
     return list(seen.values())

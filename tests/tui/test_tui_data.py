@@ -21,7 +21,7 @@ from optitui.tui import decimate, fmt
 from optitui.tui.devices import parse_nvidia_smi
 from optitui.tui.feed import StoreFeed
 from optitui.tui.history import Ema, History, find_breaks
-from optitui.tui.markers import Marker, in_view, marker_for
+from optitui.tui.markers import CATEGORIES, PROBLEM, RESTORE, SAVED, Marker, in_view, marker_for
 from optitui.tui.output_tail import OutputTail, clean
 from optitui.tui.pyramid import Pyramid
 
@@ -169,15 +169,22 @@ def test_markers() -> None:
         assert marker_for(ev("command", {"kind": kind, "args": {}})) is None, kind
     assert marker_for(ev("command", {"kind": "lr-find-apply", "args": {}})) is not None
     restore = marker_for(ev("checkpoint", {"marker": "restore"}))
-    assert restore is not None and restore.color == "green" and not restore.tick
+    assert restore is not None and restore.category is RESTORE
     oom = marker_for(ev("error", {"marker": "oom"}))
-    assert oom is not None and oom.color == "red" and not oom.tick
+    assert oom is not None and oom.category is PROBLEM
+    saved = marker_for(ev("checkpoint", {"marker": "save"}))
+    assert saved is not None and saved.category is SAVED
+    # one glyph and one colour per category, none the colour of a loss series
+    assert len({c.glyph for c in CATEGORIES}) == len({c.rgb for c in CATEGORIES}) == 5
     assert marker_for(ev("command", None)) is None  # a rejection changed nothing
     assert marker_for(ev("checkpoint", None)) == Marker(5, "checkpoint", "m")
     assert marker_for(ev("info", {"marker": "range test"})) == Marker(5, "info", "range test")
     assert marker_for(ev("warning", None)) is None
     ms = [Marker(s, "command", "") for s in (1, 2, 3, 50, 200)]
     assert [m.step for m in in_view(ms, 0, 100, 10)] == [3, 50]
+    # in one column a problem wins over a later change
+    ms = [Marker(1, "warning", "spike"), Marker(2, "command", "")]
+    assert [m.label for m in in_view(ms, 0, 100, 10)] == ["spike"]
 
 
 def test_formats() -> None:

@@ -102,12 +102,12 @@ async def test_all_toggle_sends_without_a_group(tmp_path: Path) -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await loaded(pilot)
             await pilot.press("a")
-            assert app.dashboard.all_groups and table(app).border_title == "all groups"
+            assert app.dashboard.all_groups and table(app).all_groups
             await pilot.press("asterisk")
             await wait_until(pilot, lambda: "applied" in status_text(app))
             assert "all groups" in status_text(app)
             await pilot.press("a")
-            assert not app.dashboard.all_groups and table(app).border_title is None
+            assert not app.dashboard.all_groups and not table(app).all_groups
     [(kind, args, _, _)] = commands_table(paths)
     assert kind == "scale-lr" and "group" not in args and args["factor"] == 2.0
 
@@ -169,7 +169,7 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         text = "\n".join(f"{k} {v}" for k, v in app.screen.keys)
         shown = [k for k, _ in app.screen.keys]
-        assert shown == [k.shown_as for k in KEYS if k.listed]
+        assert shown == [k.shown_as for k in KEYS if k.listed] + ["ctrl+p"]
         for key in [
             "↑↓",
             "+",
@@ -193,11 +193,19 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
             "t",
             "l",
             "w",
+            "p",
+            "m",
             "?",
+            "ctrl+p",
             "q",
         ]:
             assert key in shown, key
         assert "detach" in text and "pause" in text
+        assert "↑↓ select the previous / next param group" in text
+        assert any(
+            line.startswith("ctrl+p") and "command palette" in line
+            for line in app.screen.text().splitlines()
+        )
         await pilot.press("escape")
         assert on_dashboard(app)
 

@@ -58,9 +58,9 @@ async def test_a_run_that_paused_itself_is_shown_loudly(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: banner(app).display)
         assert banner(app).text == "⏸ PAUSED — diverged at step 599: paused · space resumes"
         assert banner(app).has_class("-error")
-        # the divergence is a red line on both plots, not a tick
+        # the divergence is a problem marker (red ✕) on both plots
         [marker] = [m for m in app.dashboard.markers if m.label == "divergence"]
-        assert (marker.step, marker.color, marker.tick) == (600, "red", False)
+        assert (marker.step, marker.category.glyph) == (600, "✕")
         assert all(marker in p.markers for p in app.dashboard.plots)
         msg = "out of memory at step 601 (peak 7.90 GiB): CUDA out of memory; training paused"
         writer.write(
@@ -70,9 +70,8 @@ async def test_a_run_that_paused_itself_is_shown_loudly(tmp_path: Path) -> None:
             ]
         )
         await wait_until(pilot, lambda: "out of memory at step 601" in banner(app).text)
-        assert [(m.step, m.color) for m in app.dashboard.markers if m.label == "oom"] == [
-            (601, "red")
-        ]
+        oom = [(m.step, m.category.name) for m in app.dashboard.markers if m.label == "oom"]
+        assert oom == [(601, "problem")]
         writer.write([StatusUpdate("running", 602, 6)])  # resumed: the banner goes
         await wait_until(pilot, lambda: not banner(app).display)
     writer.close()

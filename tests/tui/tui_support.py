@@ -147,22 +147,23 @@ def step_time(step: int) -> float:
     return FIXED_NOW - 3.0 + (step - 600) / STEPS_PER_S
 
 
-def metric_batches(first: int, last: int, total: int, chunk: int = 64) -> list[MetricBatch]:
+def metric_batches(
+    first: int, last: int, total: int, chunk: int = 64, groups: int = 2
+) -> list[MetricBatch]:
     out = []
     for s0 in range(first, last + 1, chunk):
         steps = list(range(s0, min(s0 + chunk, last + 1)))
-        out.append(
-            MetricBatch(
-                {
-                    "step": [float(s) for s in steps],
-                    "epoch": [float(s // 100) for s in steps],
-                    "time": [step_time(s) for s in steps],
-                    "loss": [loss_at(s) for s in steps],
-                    "lr/0": [lr_at(s, total) for s in steps],
-                    "lr/1": [0.02 if s < 300 else 0.022 for s in steps],
-                }
-            )
-        )
+        cols = {
+            "step": [float(s) for s in steps],
+            "epoch": [float(s // 100) for s in steps],
+            "time": [step_time(s) for s in steps],
+            "loss": [loss_at(s) for s in steps],
+            "lr/0": [lr_at(s, total) for s in steps],
+            "lr/1": [0.02 if s < 300 else 0.022 for s in steps],
+        }
+        if groups > 2:  # a constant lr: a flat line on the log axis
+            cols["lr/2"] = [0.002 for _ in steps]
+        out.append(MetricBatch(cols))
     return out
 
 
@@ -226,6 +227,61 @@ def write_fixed_store(
         return paths, w
     w.close()
     return paths, None
+
+
+SHOWCASE_TRACEBACK = """Traceback (most recent call last):
+  File "/fixed/digits.py", line 88, in step_fn
+    loss = model(x).log_softmax(-1).gather(1, y[:, None]).mean()
+RuntimeError: index 10 is out of bounds for dimension 1 with size 10
+"""
+
+
+def write_showcase_store(run_dir: Path, state: str = "failed") -> RunPaths:
+    """Everything the dashboard can show at once: three groups (one with a constant lr),
+    a scheduler, markers of every kind, and (by default) a run that failed at step 600."""
+    groups = sgd_groups((0.05, 0.022, 0.002))
+    paths, writer = write_fixed_store(run_dir, steps=0, groups=groups, keep_open=True)
+    assert writer is not None
+    records: list[Record] = list(metric_batches(1, 600, 1000, groups=3))
+    records += [
+        ValRecord(s, s // 100, loss_at(s) + 0.1, time=step_time(s)) for s in range(100, 601, 100)
+    ]
+    for s in range(100, 601, 100):
+        records.append(
+            Event(s, "checkpoint", f"saved step {s} (periodic)", {"marker": "save", "id": f"c{s}"})
+        )
+    records += [
+        Event(
+            150,
+            "command",
+            "set momentum=0.95 group=body: applied after step 150",
+            {"kind": "set", "args": {"values": {"momentum": 0.95}, "group": 0}},
+        ),
+        Event(250, "info", "range test 4f2a started", {"marker": "lr-find", "id": "4f2a"}),
+        Event(
+            300,
+            "command",
+            "scale-lr 1.1 group=head: applied after step 300",
+            {"kind": "scale-lr", "args": {"factor": 1.1, "group": 1}},
+        ),
+        Event(520, "warning", "loss spike at step 520", {"marker": "spike"}),
+        Event(
+            600,
+            "error",
+            "RuntimeError: index 10 is out of bounds for dimension 1 with size 10",
+            {"traceback": SHOWCASE_TRACEBACK},
+        ),
+    ]
+    message = (
+        None
+        if state in ("running", "paused")
+        else ("RuntimeError: index 10 is out of bounds for dimension 1 with size 10")
+    )
+    records.append(StatusUpdate(state, 600, 6, 123.4, 7897.6, None, FIXED_NOW - 3.0, message))
+    writer.write(records)
+    writer.close()
+    set_heartbeat(paths, FIXED_NOW - 1.0)
+    return paths
 
 
 def set_heartbeat(paths: RunPaths, when: float) -> None:

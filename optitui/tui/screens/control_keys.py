@@ -31,9 +31,7 @@ class ControlKeys(SteeringScreen):
 
     def action_toggle_all(self) -> None:
         self.all_groups = not self.all_groups
-        table = self.query_one(GroupTable)
-        table.border_title = "all groups" if self.all_groups else None
-        table.set_class(self.all_groups, "-all")
+        self.query_one(GroupTable).show_all_groups(self.all_groups)
         self._changes_shown()
         self.notify(
             "keys act on all groups" if self.all_groups else "keys act on the selected group",

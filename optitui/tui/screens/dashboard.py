@@ -39,6 +39,9 @@ from optitui.tui.widgets.probe_notice import ProbeNotice, probe
 from optitui.tui.widgets.ranks_line import RanksLine
 from optitui.tui.widgets.status_bar import StatusBar
 
+#: columns below which one plot shows at a time (the app's first horizontal breakpoint)
+COMPACT_BELOW = 100
+
 
 class DashboardScreen(ControlKeys, RunKeys):
     """Live view and keyboard control of one run."""
@@ -47,15 +50,32 @@ class DashboardScreen(ControlKeys, RunKeys):
     DashboardScreen #plots { height: 3fr; min-height: 8; }
     DashboardScreen LossPlot { width: 3fr; }
     DashboardScreen LrPlot { width: 2fr; }
-    DashboardScreen EventLog { height: 1fr; min-height: 3; max-height: 12; }
+    DashboardScreen EventLog {
+        height: 1fr; min-height: 3; max-height: 12; scrollbar-size-horizontal: 0;
+    }
     DashboardScreen.-narrow LossPlot, DashboardScreen.-narrow LrPlot { width: 1fr; }
     DashboardScreen.-narrow GroupTable { scrollbar-size-horizontal: 0; }
     DashboardScreen.-short EventLog { max-height: 5; }
     DashboardScreen.-short GroupTable { max-height: 5; }
+    /* a narrow terminal: one plot at full width (p shows the other) */
+    DashboardScreen.-compact GroupTable { scrollbar-size-horizontal: 0; }
+    DashboardScreen.-compact LossPlot, DashboardScreen.-compact LrPlot { width: 1fr; }
+    DashboardScreen.-compact LrPlot { display: none; }
+    DashboardScreen.-compact.-lr-shown LrPlot { display: block; }
+    DashboardScreen.-compact.-lr-shown LossPlot { display: none; }
+    DashboardScreen.-compact EventLog { max-height: 4; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(k.keys, k.action, k.short, show=k.footer, key_display=k.display) for k in KEYS
+        Binding(
+            k.keys,
+            k.action,
+            k.short,
+            show=k.footer,
+            key_display=k.footer_display,
+            group=Binding.Group(k.group, compact=True) if k.group else None,
+        )
+        for k in KEYS
     ]
 
     def __init__(
@@ -218,6 +238,24 @@ class DashboardScreen(ControlKeys, RunKeys):
         for plot in self.plots:
             plot.set_options(show_all=self.show_all, window=self.settings.window)
         self.redraw()
+
+    def on_resize(self) -> None:
+        # the palette's key is in help; a narrow footer keeps its room for the run's keys
+        self.query_one(Footer).show_command_palette = self.size.width >= COMPACT_BELOW
+
+    def action_toggle_plot(self) -> None:
+        """Narrow terminals show one plot at a time: the loss, or the lr per group."""
+        self.toggle_class("-lr-shown")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_plot":  # both plots show side by side when there is room
+            return self.has_class("-compact")
+        return True
+
+    def action_markers(self) -> None:
+        from optitui.tui.screens.markers import MarkersScreen
+
+        self.app.push_screen(MarkersScreen(self.markers))
 
     def action_help(self) -> None:
         from optitui.tui.screens.help import HelpScreen

@@ -19,10 +19,11 @@ terminal detaches too. `optitui attach [RUN_DIR]` opens a dashboard on a
 running job again; several may be open at once.
 
 Changes show as pending (⋯) until the job applies them at a step boundary
-(✓ with the step) or rejects them (✗ with the reason). Lines on the plots
-mark changes (orange), checkpoint restores (green), range tests (magenta),
-divergence and out-of-memory (red); small ticks along the top mark routine
-saves and loss spikes. After a restore the old branch is drawn dimmed.
+(✓ with the step) or rejects them (✗ with the reason). Markers along the
+bottom of the plots: ▲ a change, ◀ a checkpoint restored, ▪ a checkpoint
+saved, ◆ a range test, ✕ a problem (divergence, out of memory, a loss
+spike); m lists them with their step. After a restore the old branch is
+drawn dimmed. Under 100 columns one plot shows at a time: p switches.
 
 The range test (r) sweeps the lr over a few batches, then puts everything
 back; pick a suggestion with 1-4 to apply it, Esc cancels. Checkpoints (c)

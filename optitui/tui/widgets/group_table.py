@@ -28,13 +28,53 @@ def group_name(group: dict[str, Any], index: int) -> str:
     return str(name) if name not in (None, "") else str(index)
 
 
+#: the group column's header while the keys act on every group
+ALL_GROUPS = "ALL groups"
+
+
+def fit_columns(columns: dict[str, list[str]], keep: list[str], width: int) -> list[str]:
+    """The columns to show in ``width`` cells, in their order: those in ``keep`` first (in
+    that order), then the rest from the left, while they fit. A column is as wide as its
+    widest cell or label, plus a cell of padding either side."""
+
+    def cells(name: str) -> int:
+        return max([len(name), *map(len, columns[name])]) + 2
+
+    picked: set[str] = set()
+    used = 0
+    for name in [*keep, *columns]:
+        if name in picked or name not in columns:
+            continue
+        if used + cells(name) > width:
+            if name in keep:
+                continue
+            break
+        picked.add(name)
+        used += cells(name)
+    return [n for n in columns if n in picked]
+
+
 class GroupTable(DataTable[str]):
-    """One row per param group; the cursor row is the group the keys act on."""
+    """One row per param group; the cursor row is the group the keys act on.
+
+    Columns that do not fit the width are left out by priority (the group, its lr,
+    its state and multiplier first), and the last column says how many are hidden:
+    **e** shows every field of the selected group. While the keys act on all groups
+    the header says so and every row is highlighted.
+    """
 
     DEFAULT_CSS = """
     GroupTable {
         height: auto;
         max-height: 8;
+    }
+    GroupTable.-all > .datatable--even-row, GroupTable.-all > .datatable--odd-row,
+    GroupTable.-all > .datatable--cursor {
+        background: $accent 45%;
+        text-style: bold;
+    }
+    GroupTable.-all > .datatable--header {
+        color: $text-accent;
     }
     """
 
@@ -42,7 +82,22 @@ class GroupTable(DataTable[str]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=True)
         self.can_focus = False
         self.groups: list[dict[str, Any]] = []
+        self.hidden: list[str] = []  # columns left out for want of width
+        self.all_groups = False
         self._columns: list[str] = []
+        self._pending: set[int | None] = set()
+
+    def on_resize(self) -> None:
+        if self.groups:
+            self.set_groups(self.groups, self._pending)
+
+    def show_all_groups(self, on: bool) -> None:
+        """Mark the table as acting on every group (header and every row) or on one."""
+        self.all_groups = on
+        self.set_class(on, "-all")
+        if self.groups:
+            self.set_groups(self.groups, self._pending)
+        self.refresh()
 
     @property
     def selected(self) -> int:
@@ -64,40 +119,58 @@ class GroupTable(DataTable[str]):
     def set_groups(self, groups: list[dict[str, Any]], pending: set[int | None]) -> None:
         """Show a new group snapshot (and which groups have changes in flight)."""
         keep = self.selected
-        self.groups = groups
+        self.groups, self._pending = groups, set(pending)
         fields = editable_fields(groups)
-        columns = ["", "group", *fields, "params", "state", "lr×"]
-        if columns != self._columns:
+        names = ["", "group", *fields, "params", "state", "lr×"]
+        rows = [self._cells(i, g, fields, pending) for i, g in enumerate(groups)]
+        columns = {n: [r[k] for r in rows] for k, n in enumerate(names)}
+        shown = names
+        width = self.scrollable_content_region.width
+        if width > 0 and fit_columns(columns, names, width) != names:  # not all fit
+            used = [n for n in ("state", "lr×") if any(columns[n])]
+            keep_first = ["", "group", "lr", *used, "params"]
+            shown = fit_columns(columns, keep_first, width - len("+9 more: e") - 2)
+        # an empty state or multiplier column hides nothing worth counting
+        self.hidden = [
+            n for n in names if n not in shown and (any(columns[n]) or n not in ("state", "lr×"))
+        ]
+        more = [f"+{len(self.hidden)} more: e"] if self.hidden else []
+        labels = [ALL_GROUPS if n == "group" and self.all_groups else n for n in shown] + more
+        if labels != self._columns:
             self.clear(columns=True)
-            for c in columns:
-                self.add_column(c, key=c)
-            self._columns = columns
+            for label, key in zip(labels, [*shown, *more], strict=True):
+                self.add_column(label, key=key)
+            self._columns = labels
         else:
             self.clear()
-        for i, g in enumerate(groups):
-            values = g.get("values") or {}
-            mark = PENDING_MARK if (i in pending or None in pending) else ""
-            ramping = [str(f) for f in g.get("ramping") or []]
-            cells = [mark, group_name(g, i)]
-            cells += [
-                (fmt.value(values.get(f)) + (RAMP_MARK if f in ramping else ""))
-                if f in values
-                else ""
-                for f in fields
-            ]
-            mult = g.get("lr_multiplier", 1.0)
-            state = ["frozen"] if g.get("frozen") else []
-            state += ["ramping " + ",".join(ramping)] if ramping else []
-            cells += [
-                fmt.count(float(g.get("params", 0))),
-                ", ".join(state),
-                "" if mult in (None, 1.0) else fmt.value(mult),
-            ]
-            self.add_row(*cells, key=str(i))
+        index = [names.index(n) for n in shown]
+        for i, row in enumerate(rows):
+            self.add_row(*[row[k] for k in index], *[""] * len(more), key=str(i))
         if groups:
             self.move_cursor(row=min(keep, len(groups) - 1), animate=False)
 
+    @staticmethod
+    def _cells(i: int, g: dict[str, Any], fields: list[str], pending: set[int | None]) -> list[str]:
+        values = g.get("values") or {}
+        mark = PENDING_MARK if (i in pending or None in pending) else ""
+        ramping = [str(f) for f in g.get("ramping") or []]
+        cells = [mark, group_name(g, i)]
+        cells += [
+            (fmt.value(values.get(f)) + (RAMP_MARK if f in ramping else "")) if f in values else ""
+            for f in fields
+        ]
+        mult = g.get("lr_multiplier", 1.0)
+        state = ["frozen"] if g.get("frozen") else []
+        state += ["ramping " + ",".join(ramping)] if ramping else []
+        return [
+            *cells,
+            fmt.count(float(g.get("params", 0))),
+            ", ".join(state),
+            "" if mult in (None, 1.0) else fmt.value(mult),
+        ]
+
     def mark_pending(self, pending: set[int | None]) -> None:
+        self._pending = set(pending)
         for i in range(len(self.groups)):
             mark = PENDING_MARK if (i in pending or None in pending) else ""
             self.update_cell(str(i), "", mark)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -11,13 +12,36 @@ from textual.geometry import Size
 from textual_plotext import PlotextPlot
 
 from optitui.tui import decimate, fmt
+from optitui.tui.axis import axis_for
+from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
-from optitui.tui.markers import Marker
-from optitui.tui.plot_text import dimmed, figure_text
+from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
+from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
 
 #: columns taken by the y tick labels and the frame; the rest hold data
 AXIS_COLUMNS = 10
+#: the line above the figure: title, legend, markers' key
+HEADER_ROWS = 1
 SERIES_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
+#: plotext's names that rich spells otherwise
+RICH_NAMES = {"orange": "dark_orange", "gray": "grey50"}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One plotted series: a line (braille) or points (``scatter``, one glyph each)."""
+
+    points: Points
+    color: Any
+    marker: str = "braille"
+    scatter: bool = False
+
+
+def _rich_color(color: Any) -> str:
+    """The rich style of a series colour, dimmed stand-ins included."""
+    if isinstance(color, tuple):
+        return f"dim {RICH_NAMES.get(DIMMABLE[color[2] - 2], DIMMABLE[color[2] - 2])}"
+    return RICH_NAMES.get(str(color), str(color))
 
 
 def branch_color(color: str, abandoned: bool) -> Any:
@@ -57,6 +81,8 @@ class HistoryPlot(PlotextPlot):
         self.drawn_length = -1  # history length of the last frame drawn
         self._drawn_size: Size | None = None
         self._text: Text | None = None
+        self._legend: list[tuple[str, str, Any]] = []
+        self.marker_categories: list[Category] = []
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -99,14 +125,22 @@ class HistoryPlot(PlotextPlot):
         t0 = time.perf_counter()
         plt = self.plt
         plt.clear_figure()
-        self.draw(plt)
+        # the first line is the plot's own: title, legend and the markers' key
+        rows = max(size.height - HEADER_ROWS, 1)
+        self._legend = []
+        series, x_range = self.draw(plt)
+        self._finish(plt, series, x_range, rows)
         self.decimate_seconds = time.perf_counter() - t0
-        plt.plotsize(size.width, size.height)
-        plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
+        plt.plotsize(size.width, rows)
+        plt._set_size(size.width, rows)  # see PlotextPlot.render: both are needed
         plt.theme(self._get_plotext_theme_name(self.app.theme))
         # plotext's build is not repeatable (a log axis would be applied twice), so
         # one figure is built once and its text kept until the next redraw
-        self._text = figure_text(plt)
+        figure = figure_text(plt)
+        self._text = Text(end="")
+        self._text.append_text(self.header(size.width))
+        self._text.append("\n")
+        self._text.append_text(figure)
         self.dirty = False
         self._drawn_size = size
         self.drawn_length = self.view.length
@@ -114,13 +148,82 @@ class HistoryPlot(PlotextPlot):
         self.frames += 1
         return True
 
-    def draw(self, plt: Any) -> None:
-        """Put this plot's series on ``plt`` (a fresh plotext figure)."""
+    def draw(self, plt: Any) -> tuple[list[Series], tuple[float, float] | None]:
+        """This plot's series (and their step range) for a fresh plotext figure ``plt``."""
+        raise NotImplementedError
+
+    def title(self) -> str:
         raise NotImplementedError
 
     def render(self) -> RenderResult:
         self._build(force=self._text is None)
         return self._text if self._text is not None else Text("")
+
+    def _finish(
+        self,
+        plt: Any,
+        series: list[Series],
+        x_range: tuple[float, float] | None,
+        rows: int,
+    ) -> None:
+        """Put the series on a y axis of their own range (a flat one padded) with a strip
+        for the markers along its bottom, and whole-step x ticks."""
+        self.marker_categories = []
+        ys = [y for s in series for y in s.points.ys]
+        if not ys or x_range is None:
+            return
+        log = self.log_scale()
+        axis = axis_for(min(ys), max(ys), log)
+        canvas = max(rows - 3, 2)  # less the frame's two lines and the step labels
+        row = (axis.hi - axis.lo) / max(canvas - 1, 1)
+        strip = axis.lo - row  # the bottom row holds the markers, below every curve
+        for s in series:
+            ys_plot = [axis.to_plot(y) for y in s.points.ys]
+            if s.scatter:
+                plt.scatter(s.points.xs, ys_plot, marker=s.marker, color=s.color)
+            else:
+                plt.plot(s.points.xs, ys_plot, marker=s.marker, color=s.color)
+        x_lo, x_hi = x_range
+        shown = self.markers_in_view(x_lo, x_hi)
+        by_category: dict[Category, list[float]] = {}
+        for m in shown:
+            by_category.setdefault(m.category, []).append(m.step)
+        for category, xs in by_category.items():
+            plt.scatter(xs, [strip] * len(xs), marker=category.glyph, color=category.rgb)
+        self.marker_categories = [c for c in CATEGORIES if c in by_category]
+        plt.ylim(strip - row * 0.25, axis.hi + row * 0.25)
+        positions, labels = axis.ticks(canvas)
+        plt.yticks(positions, labels)
+        self.step_axis(plt, x_lo, x_hi)
+
+    def log_scale(self) -> bool:
+        return self.log_y
+
+    def markers_in_view(self, x_lo: float, x_hi: float) -> list[Marker]:
+        """At most one marker every few columns: frequent events must not fill the strip."""
+        return in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 2))
+
+    def legend(self) -> list[tuple[str, str, Any]]:
+        """(glyph, name, colour) of each series in the legend."""
+        return self._legend
+
+    def header(self, width: int) -> Text:
+        """The plot's first line: its title, the series' legend and the markers' key,
+        cut to ``width`` (the legend sits outside the plot, never over a curve)."""
+        t = Text(no_wrap=True, overflow="ellipsis", end="")
+        t.append(self.title(), "bold")
+        for glyph, name, color in self.legend():
+            t.append("  ")
+            t.append(glyph, _rich_color(color))
+            t.append(f" {name}")
+        if self.marker_categories:
+            t.append("  │", "dim")
+            for c in self.marker_categories:
+                t.append(" ")
+                t.append(c.glyph, c.color)
+                t.append(f" {c.name}", "dim")
+        t.truncate(width, overflow="ellipsis")
+        return t
 
     # -- helpers for subclasses -----------------------------------------------------
     def window_rows(self) -> tuple[int, int]:
@@ -149,19 +252,3 @@ class HistoryPlot(PlotextPlot):
         n = max(2, min(6, self.size.width // 18))
         ticks = [x_lo + (x_hi - x_lo) * i / (n - 1) for i in range(n)]
         plt.xticks(ticks, [fmt.count(round(t)) for t in ticks])
-
-    def draw_markers(self, plt: Any, x_lo: float, x_hi: float, y_top: float | None) -> None:
-        """Lines where something changed, ticks at ``y_top`` for routine events."""
-        from optitui.tui.markers import in_view
-
-        # at most one marker every few columns: frequent events must not hide the curve
-        shown = in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 3))
-        ticks: dict[str, list[float]] = {}
-        for m in shown:
-            if m.tick:
-                ticks.setdefault(m.color, []).append(m.step)
-            else:
-                plt.vline(m.step, m.color)
-        if y_top is not None:
-            for color, xs in ticks.items():
-                plt.scatter(xs, [y_top] * len(xs), marker="▾", color=color)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from optitui.tui import decimate
-from optitui.tui.widgets.history_plot import SERIES_COLORS, HistoryPlot, branch_color
+from optitui.tui.widgets.history_plot import SERIES_COLORS, HistoryPlot, Series, branch_color
 
 
 class LrPlot(HistoryPlot):
@@ -23,31 +23,29 @@ class LrPlot(HistoryPlot):
     def group_label(self, index: int) -> str:
         return self.group_names[index] if index < len(self.group_names) else str(index)
 
-    def draw(self, plt: Any) -> None:
+    def title(self) -> str:
+        return f"lr per group · {self.window_label()} · log-y"
+
+    def log_scale(self) -> bool:
+        return True
+
+    def draw(self, plt: Any) -> tuple[list[Series], tuple[float, float] | None]:
         view = self.view
         start, stop = self.window_rows()
-        plt.title(f"lr per group · {self.window_label()} · log-y")
         if stop <= start:
-            return
+            return [], None
         pieces = self.pieces(start, stop)
         x_lo, x_hi = decimate.x_range(view.step, pieces)
-        tops: list[float] = []
-        for k, (a, b, nb, left) in enumerate(pieces):  # a series per piece: no line goes back
+        series: list[Series] = []
+        named: dict[int, Any] = {}
+        for a, b, nb, left in pieces:  # a series per piece: no line goes back
             for index, column in view.lrs:
                 pts = decimate.minmax(view.step, column, a, b, nb, positive=True)
                 pts = pts.flat_runs_joined()
                 if pts:
                     color = SERIES_COLORS[index % len(SERIES_COLORS)]
-                    last = k == len(pieces) - 1
-                    plt.plot(
-                        pts.xs,
-                        pts.ys,
-                        marker="braille",
-                        color=branch_color(color, left),  # dimmed: left behind by a restore
-                        label=self.group_label(index) if last else None,
-                    )
-                    tops.append(max(pts.ys))
-        self.draw_markers(plt, x_lo, x_hi, max(tops) if tops else None)
-        self.step_axis(plt, x_lo, x_hi)
-        if tops:
-            plt.yscale("log")
+                    # dimmed: left behind by a restore
+                    series.append(Series(pts, branch_color(color, left)))
+                    named[index] = color
+        self._legend = [("━", self.group_label(i), c) for i, c in sorted(named.items())]
+        return series, (x_lo, x_hi)

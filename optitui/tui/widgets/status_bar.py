@@ -113,7 +113,8 @@ class StatusBar(Static):
                     "bold red" if stalled else "dim",
                 )
             )
-        if st.message and st.state not in ("running", "paused"):
+        # a failure's message is the banner's; a finished or stopped run's is said here
+        if st.message and st.state not in ("running", "paused", "failed", "crashed"):
             out.append(_field(4, st.message, "italic"))
         return out
 

@@ -1,0 +1,157 @@
+"""Layout at every size: axes, legends and markers that never cover the curves, one plot
+at a time on a narrow terminal, a table that says what it left out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tui_support import (
+    fixed_app,
+    loaded,
+    pilot_test,
+    wait_until,
+    write_fixed_store,
+    write_showcase_store,
+)
+
+from optitui.store.records import MetricBatch
+from optitui.tui.markers import CATEGORIES
+from optitui.tui.screens.markers import MarkersScreen
+from optitui.tui.widgets.group_table import ALL_GROUPS, GroupTable
+from optitui.tui.widgets.loss_plot import LossPlot
+from optitui.tui.widgets.lr_plot import LrPlot
+
+LABEL = re.compile(r"^\s*([0-9.e+-]+)\s*┤")
+
+
+def y_labels(text: str) -> list[tuple[int, float]]:
+    """(row, value) of each y tick label of a plot's text, top row first."""
+    out = []
+    for row, line in enumerate(text.splitlines()):
+        m = LABEL.match(line)
+        if m:
+            out.append((row, float(m.group(1))))
+    return out
+
+
+@pilot_test
+async def test_a_constant_lr_gets_an_upright_axis_around_its_value(tmp_path: Path) -> None:
+    paths, writer = write_fixed_store(tmp_path / "run", steps=0, keep_open=True)
+    assert writer is not None
+    steps = range(1, 201)
+    writer.write(
+        [
+            MetricBatch(
+                {
+                    "step": [float(s) for s in steps],
+                    "loss": [1.0 / s for s in steps],
+                    "lr/0": [0.002] * 200,
+                    "lr/1": [0.002] * 200,
+                }
+            )
+        ]
+    )
+    writer.close()
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await loaded(pilot, 200)
+        text = str(app.dashboard.query_one(LrPlot).render())
+        labels = y_labels(text)
+        values = [v for _, v in labels]
+        assert len(values) >= 2 and values == sorted(values, reverse=True), labels  # upright
+        assert min(values) < 0.002 < max(values), labels  # around the value
+        # the line is drawn at the height of the 0.002 label
+        row = next(r for r, v in labels if v == 0.002)
+        line = text.splitlines()[row]
+        assert any(0x2800 < ord(c) < 0x2900 for c in line), line
+
+
+@pilot_test
+async def test_legends_sit_above_the_curves_and_markers_in_a_strip(tmp_path: Path) -> None:
+    paths = write_showcase_store(tmp_path / "run", state="running")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        for plot in app.dashboard.plots:
+            lines = str(plot.render()).splitlines()
+            header, canvas = lines[0], lines[2:-2]  # less the frame and the step labels
+            names = ("loss", "smoothed", "val") if isinstance(plot, LossPlot) else ("body",)
+            assert all(n in header for n in names), header
+            assert "▲ change" in header or isinstance(plot, LrPlot), header
+            assert not any(n in row for row in canvas for n in names)  # no legend on a curve
+            glyphs = {c.glyph for c in CATEGORIES}
+            *curves, strip = canvas
+            assert {"▲", "◆", "▪", "✕"} <= set(strip), strip  # every kind in the strip
+            assert not any(g in row for row in curves for g in glyphs)
+            # no full-height lines: inside the frame, no column is drawn on every row
+            inside = [row[row.index("┤") + 1 : -1] if "┤" in row else row[-80:-1] for row in curves]
+            width = min(map(len, inside))
+            assert not any(all(r[c] == "│" for r in inside) for c in range(width))
+        # m lists every marker with its step and what happened
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, MarkersScreen)
+        texts = [str(o.prompt) for o in screen.query_one("OptionList").options]  # type: ignore[attr-defined]
+        assert any("150" in t and "set momentum=0.95" in t and "change" in t for t in texts)
+        assert any("520" in t and "problem" in t for t in texts)
+        assert len(texts) == len(app.dashboard.markers)
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+
+
+@pilot_test
+async def test_a_narrow_terminal_shows_one_plot_and_says_what_the_table_left_out(
+    tmp_path: Path,
+) -> None:
+    paths = write_showcase_store(tmp_path / "run", state="running")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        loss, lr = app.dashboard.query_one(LossPlot), app.dashboard.query_one(LrPlot)
+        assert loss.display and loss.size.width >= 76 and loss.size.height >= 9
+        assert lr.size.width == 0
+        await pilot.press("p")
+        await wait_until(pilot, lambda: lr.size.width >= 76 and loss.size.width == 0)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: loss.size.width >= 76)
+        # the table keeps group and lr, and names how many columns it left out
+        table = app.dashboard.query_one(GroupTable)
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[:3] == ["", "group", "lr"] and labels[-1] == f"+{len(table.hidden)} more: e"
+        assert "params" in labels and table.hidden and "nesterov" in table.hidden
+        assert table.virtual_size.width <= table.size.width
+        # every key of the footer is on screen
+        keys = list(app.dashboard.query("FooterKey"))
+        assert keys and all(k.region.right <= 80 for k in keys), [k.region for k in keys]
+        assert any("quit" in str(k.render()) for k in keys)
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert all(p.size.width > 50 for p in app.dashboard.plots)  # side by side
+        assert not app.dashboard.query_one(GroupTable).hidden
+
+
+@pilot_test
+async def test_all_groups_shows_in_the_header_and_on_every_row(tmp_path: Path) -> None:
+    paths = write_showcase_store(tmp_path / "run", state="running")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        table = app.dashboard.query_one(GroupTable)
+
+        def rows() -> list[str]:
+            return [
+                str(table.get_component_styles(f"datatable--{c}").background)
+                for c in ("even-row", "odd-row", "cursor")
+            ]
+
+        before = rows()
+        await pilot.press("a")
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[1] == ALL_GROUPS
+        after = rows()
+        assert len(set(after)) == 1 and after != before  # every row alike, and marked
+        await pilot.press("a")
+        assert [str(c.label) for c in table.columns.values()][1] == "group"
+        assert rows() == before
