@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     steps, rounds = (200, 1) if args.quick else (1500, 5)
-    info = odist.init_from_env()
+    info = odist.init_from_env(torch.device("cpu"))
     assert info is not None
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(info.rank)
@@ -90,7 +90,7 @@ def main() -> None:
             max_steps=steps,
         )
         made = create_run_dir(root, "b", root / f"k{k}-{i}") if root is not None else None
-        paths = odist.broadcast_object(made)
+        paths = odist.broadcast_object(made, torch.device("cpu"))
         trainer = Trainer(job, torch.device("cpu"), paths, dist_info=info)
         dist.barrier()
         t0 = time.perf_counter()

@@ -238,9 +238,9 @@ def test_a_command_arriving_during_a_meeting_waits_for_the_next(
         early, late = command("scale-lr", factor=0.5), command("scale-lr", factor=0.25)
         real = dist.broadcast_object
 
-        def meeting(obj: Any) -> Any:
+        def meeting(obj: Any, device: torch.device) -> Any:
             trainer.commands.append(late)  # the inbox thread, mid-broadcast
-            return real(obj)
+            return real(obj, device)
 
         monkeypatch.setattr(dist, "broadcast_object", meeting)
         trainer.commands.append(early)

@@ -166,10 +166,26 @@ def script_problem(script: Path) -> str | None:
     return None
 
 
+def one_gpu_for_ranks(device: str, nproc: int | None) -> str | None:
+    """Why ``--device cuda:N`` cannot go with several ranks (each rank trains on its own
+    GPU, cuda:LOCAL_RANK), or None."""
+    if not nproc or nproc < 2 or not device.strip().lower().startswith("cuda:"):
+        return None
+    return (
+        f"--device {device} with --nproc-per-node {nproc}: every rank would train on that "
+        "one GPU. Each rank uses its own (cuda:LOCAL_RANK) with --device cuda or auto; "
+        "choose which GPUs with CUDA_VISIBLE_DEVICES"
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     problem = script_problem(Path(args.script))
     if problem is not None:
         err(problem)
+        return 2
+    shared = one_gpu_for_ranks(args.device, args.nproc_per_node)
+    if shared is not None:
+        err(shared)
         return 2
     # the dashboard needs a terminal: without one (nohup, sbatch, CI) train headless
     args.no_terminal = not args.headless and not has_terminal()
@@ -226,7 +242,7 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
     from optitui.launch import JobOptions, LaunchError, start_job
 
     device = args.device
-    if device == "auto":
+    if device == "auto" and not args.nproc_per_node:  # under torchrun: a GPU per rank
         picked = _pick_device()
         if picked is None:
             return 1
@@ -294,7 +310,10 @@ def _pick_device() -> str | None:
     """ "auto", or the device picked among several accelerators (None: cancelled)."""
     from optitui.tui.devices import accelerators
 
-    devices = accelerators()
+    found = accelerators()
+    if found.note:
+        print(f"optitui: {found.note}", file=sys.stderr)
+    devices = found.devices
     if len(devices) < 2:
         return "auto"
     from optitui.tui.screens.device_picker import DevicePickerApp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,13 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if dev.type == "mps" and not _mps_available():
         raise DeviceError(f"--device {spec}: MPS is not available on this machine")
     return dev
+
+
+def select(device: torch.device) -> None:
+    """Make ``device`` the current CUDA device, so that pin-memory threads, NCCL and
+    code that says ``"cuda"`` use it rather than opening a context on GPU 0."""
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
 
 
 def _mps_available() -> bool:
@@ -105,3 +113,40 @@ def memory_allocated(device: torch.device) -> int | None:
         except Exception:
             return None
     return None
+
+
+def memory_reserved(device: torch.device) -> int | None:
+    """Bytes the caching allocator holds on an accelerator (allocated plus cached, what
+    nvidia-smi counts for this process, less the CUDA context); None on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_reserved(device))
+    if device.type == "mps":
+        try:
+            return int(torch.mps.driver_allocated_memory())
+        except Exception:
+            return None
+    return None
+
+
+def cuda_inventory() -> list[dict[str, Any]]:
+    """Each CUDA ordinal as this process sees it (CUDA_VISIBLE_DEVICES and
+    CUDA_DEVICE_ORDER applied, MIG instances as CUDA names them): its UUID, name and
+    size. Reads device properties only: no context is created on any GPU."""
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        out.append(
+            {
+                "ordinal": i,
+                "uuid": str(getattr(props, "uuid", "")),
+                "name": props.name,
+                "total_mib": int(props.total_memory) // 2**20,
+            }
+        )
+    return out
+
+
+if __name__ == "__main__":  # `python -m optitui.trainer.device`: what the device picker reads
+    print(json.dumps(cuda_inventory()))

@@ -26,6 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from optitui.trainer.device import DeviceError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -43,18 +45,48 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_from_env(timeout_s: float = 120.0) -> DistInfo | None:
-    """Join the process group torchrun set up (None when not launched by torchrun)."""
+def local_ranks() -> tuple[int, int]:
+    """(LOCAL_RANK, LOCAL_WORLD_SIZE) as torchrun announced them ((0, 1) when it did not)."""
+    try:
+        return int(os.environ.get("LOCAL_RANK", "0")), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        return 0, 1
+
+
+def rank_device(spec: str, local_rank: int, local_world: int) -> str:
+    """This rank's ``--device``: ``auto`` and ``cuda`` become the rank's own GPU
+    (``cuda:LOCAL_RANK``, as ``set_device(local_rank)`` in every torchrun script);
+    one ``cuda:N`` for several ranks on this machine is refused, since every rank
+    would train on that one GPU (and NCCL refuses a GPU shared by two ranks)."""
+    s = spec.strip().lower()
+    if s in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank}"
+    if s.startswith("cuda:") and local_world > 1:
+        raise DeviceError(
+            f"--device {spec}: under torchrun each of this machine's {local_world} ranks uses "
+            "its own GPU (cuda:LOCAL_RANK); one cuda:N would put them all on one GPU. Use "
+            "--device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose which GPUs"
+        )
+    return spec
+
+
+def backend_for(device: torch.device) -> str:
+    """NCCL for a CUDA (or ROCm) device, gloo for the CPU and anything else."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_from_env(device: torch.device, timeout_s: float = 120.0) -> DistInfo | None:
+    """Join the process group torchrun set up, with the backend the rank's ``device``
+    needs (None when not launched by torchrun). ``device`` is already selected
+    (:func:`~optitui.trainer.device.select`), so NCCL binds to it."""
     if not launched_by_torchrun():
         return None
     world = int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local, _ = local_ranks()
+    backend = backend_for(device)
     if not dist.is_initialized():
-        if backend == "nccl":
-            torch.cuda.set_device(local)
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return DistInfo(dist.get_rank(), world, local, backend)
+    return DistInfo(dist.get_rank(), world, local, str(dist.get_backend()))
 
 
 def from_process_group() -> DistInfo | None:
@@ -74,16 +106,17 @@ def env_rank() -> int:
         return 0
 
 
-def device_for(info: DistInfo, spec: str) -> str:
-    """Each rank's device: its own GPU under NCCL, else what was asked."""
-    if info.backend == "nccl" and spec in ("auto", "cuda"):
-        return f"cuda:{info.local_rank}"
-    return spec
+def comm_device(device: torch.device) -> torch.device:
+    """Where a collective's tensors go: the job's own device under NCCL (never the
+    current CUDA device, cuda:0 in a script that did not call ``set_device``), the
+    CPU under gloo."""
+    return torch.device("cpu") if str(dist.get_backend()) == "gloo" else device
 
 
-def broadcast_object(obj: Any) -> Any:
+def broadcast_object(obj: Any, device: torch.device) -> Any:
+    """Rank 0's ``obj`` on every rank (pickled through ``device`` under NCCL)."""
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, device=comm_device(device))
     return box[0]
 
 
@@ -172,6 +205,7 @@ def gather_losses(
 ) -> tuple[list[float], list[list[float]]]:
     """One all-gather: the mean of each step's loss over ranks, and every rank's stats."""
     world = dist.get_world_size()
+    device = comm_device(device)
     local = torch.cat([losses.float().to(device), torch.tensor(stats, device=device)])
     out = [torch.empty_like(local) for _ in range(world)]
     dist.all_gather(out, local)
@@ -183,12 +217,12 @@ def gather_losses(
 
 def mean_scalar(value: torch.Tensor) -> float:
     """The mean of a scalar over ranks (a range test iteration, a validation)."""
-    t = value.detach().float().reshape(1).clone()
+    t = value.detach().float().reshape(1).to(comm_device(value.device), copy=True)
     dist.all_reduce(t)
     return float(t) / dist.get_world_size()
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    t = torch.tensor([1.0 if flag else 0.0], device=comm_device(device))
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)

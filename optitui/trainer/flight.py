@@ -97,7 +97,9 @@ class Flight:
             return
         assert loss is not None
         # one read per test step (the mean over ranks under torch.distributed)
-        value = t.mean(loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss))
+        value = t.mean(
+            loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss, device=t.device)
+        )
         smoothed = self.smoother.update(value)
         self.best = min(self.best, smoothed)
         test.lrs.append(self.lrs[test.ref])

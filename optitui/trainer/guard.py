@@ -131,7 +131,7 @@ class Guard:
         from optitui.trainer import dist
 
         choice = self._choose(before) if t.leader else None
-        key = dist.broadcast_object(None if choice is None else choice[1])
+        key = dist.broadcast_object(None if choice is None else choice[1], t.device)
         if key is None:
             return None
         if self.good is not None and key == f"snapshot at step {self.good['step']}":

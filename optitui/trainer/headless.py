@@ -17,7 +17,7 @@ from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import StatusUpdate
 from optitui.trainer import checkpoint, dist
-from optitui.trainer.device import DeviceError, resolve_device
+from optitui.trainer.device import DeviceError, resolve_device, select
 from optitui.trainer.loop import Trainer, seed_everything
 from optitui.trainer.script import ScriptError, load_job
 from optitui.trainer.script_mode import defines_setup, run_script_mode
@@ -61,11 +61,15 @@ def prepare(opts: RunOptions) -> Trainer:
             f"{opts.script}: defines no setup(device); a script without one runs as it is "
             "with `optitui run SCRIPT` (not with --inline or lr-find)"
         )
-    info = dist.init_from_env(opts.dist_timeout)
+    spec = opts.device
     try:
-        device = resolve_device(opts.device if info is None else dist.device_for(info, opts.device))
+        if dist.launched_by_torchrun():
+            spec = dist.rank_device(opts.device, *dist.local_ranks())
+        device = resolve_device(spec)
     except DeviceError as exc:
         raise SetupFailed(str(exc)) from None
+    select(device)  # before the process group and setup(): NCCL and the script use it
+    info = dist.init_from_env(device, opts.dist_timeout)
     if opts.seed is not None:
         seed_everything(opts.seed)  # before setup: model init is seeded too
     sys.argv = [str(opts.script), *opts.script_args]  # as `python SCRIPT ARGS` would see it
@@ -86,7 +90,8 @@ def prepare(opts: RunOptions) -> Trainer:
         paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
     else:
         made = create_run_dir(opts.root, opts.script.stem, opts.run_dir) if info.leader else None
-        paths = RunPaths(Path(dist.broadcast_object(None if made is None else str(made.root))))
+        made_at = None if made is None else str(made.root)
+        paths = RunPaths(Path(dist.broadcast_object(made_at, device)))
     meta = {
         "script": str(opts.script.resolve()),
         "argv": list(opts.argv),

@@ -47,7 +47,13 @@ from optitui.trainer import (
     state,
     surgery,
 )
-from optitui.trainer.device import batch_size, is_out_of_memory, memory_allocated, to_device
+from optitui.trainer.device import (
+    batch_size,
+    is_out_of_memory,
+    memory_allocated,
+    memory_reserved,
+    to_device,
+)
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
@@ -528,6 +534,9 @@ class Trainer:
         dt = max(now - t0, 1e-9)
         steps_per_s = (self.step - s0) / dt
         mem = memory_allocated(self.device)
+        if mem is not None:  # host-side counters of the caching allocator: no sync
+            held = memory_reserved(self.device)
+            self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
         if self.dist is None:
             losses = torch.stack(self._buf_loss).float().tolist()
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
@@ -635,7 +644,7 @@ class Trainer:
         outgoing = None
         if self.leader:
             outgoing = [self._for_every_rank(c) for c in self._drain()]
-        incoming: list[Command] = dist.broadcast_object(outgoing)
+        incoming: list[Command] = dist.broadcast_object(outgoing, self.device)
         if self.agree(self._stop_request is not None) and self._stop_reason is None:
             self._stop_reason = self._stop_request or "stop requested on another rank"
         # exactly what was broadcast: on rank 0 a command that arrived since the drain

@@ -111,7 +111,11 @@ def set_script_meta(
 
 
 def _run_paths(
-    info: DistInfo | None, root: Path | str, stem: str, run_dir: Path | str | None
+    info: DistInfo | None,
+    root: Path | str,
+    stem: str,
+    run_dir: Path | str | None,
+    device: torch.device,
 ) -> RunPaths:
     """The run directory: made here, or under torch.distributed by rank 0 and shared
     (every rank must use rank 0's choice, and fails with rank 0's error)."""
@@ -124,7 +128,7 @@ def _run_paths(
             made = ("dir", str(create_run_dir(root, stem, run_dir).root))
         except (OSError, ValueError) as exc:
             made, error = ("error", f"{type(exc).__name__}: {exc}"), exc
-    kind, value = dist.broadcast_object(made)
+    kind, value = dist.broadcast_object(made, device)  # the model's GPU, not cuda:0
     if error is not None:
         raise error
     if kind != "dir":
@@ -233,7 +237,9 @@ class Probe:
             "probe": {"mode": mode, "limits": list(limits)},
         }
         stem = name or (script.stem if script is not None else "run")
-        paths = _run_paths(info, root, stem, run_dir if run_dir is not None else env_dir)
+        paths = _run_paths(
+            info, root, stem, run_dir if run_dir is not None else env_dir, self._device
+        )
         self.trainer = LoopTrainer(
             self,
             job,

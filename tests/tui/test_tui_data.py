@@ -208,10 +208,14 @@ def test_formats() -> None:
 
 
 def test_nvidia_smi_parsing() -> None:
-    out = "0, NVIDIA A100-SXM4-40GB, 1234, 40960\n1, NVIDIA A100-SXM4-40GB, 0, 40960\nbad line\n"
+    out = (
+        "0, GPU-aa, NVIDIA A100-SXM4-40GB, 1234, 40960\n"
+        "1, GPU-bb, NVIDIA A100-SXM4-40GB, 0, 40960\nbad line\n"
+    )
     devices = parse_nvidia_smi(out)
     assert [d.spec for d in devices] == ["cuda:0", "cuda:1"]
-    assert "1,234 / 40,960 MiB in use" in devices[0].describe()
+    assert [d.uuid for d in devices] == ["GPU-aa", "GPU-bb"]
+    assert "1,234 / 40,960 MiB in use (all processes, nvidia-smi)" in devices[0].describe()
 
 
 def test_the_viewer_never_imports_torch() -> None:

@@ -20,6 +20,7 @@ class DevicePickerApp(App[str | None]):
     Screen { align: center middle; }
     OptionList { width: 80; max-width: 100%; height: auto; max-height: 80%; }
     Label { width: 80; max-width: 100%; }
+    Label.note { color: $text-muted; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "cancel", "Cancel"),
@@ -32,6 +33,11 @@ class DevicePickerApp(App[str | None]):
 
     def compose(self) -> ComposeResult:
         yield Label("Several accelerators here; train on which one?")
+        yield Label(
+            "cuda:N is CUDA's numbering (CUDA_VISIBLE_DEVICES applied); memory in use is "
+            "nvidia-smi's, for every process on the GPU",
+            classes="note",
+        )
         yield OptionList(*[Option(d.describe(), id=d.spec) for d in self.devices], id="devices")
         yield Footer()
 

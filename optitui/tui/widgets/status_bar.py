@@ -99,8 +99,11 @@ class StatusBar(Static):
             if st.state == "running" and steady and steady > 0 and st.step < max_steps:
                 out.append(_field(3, f"ETA {fmt.duration((max_steps - st.step) / steady)}"))
         device = str(self.meta.get("device", "?"))
-        if st.device_mem is not None:
-            device += f" {fmt.nbytes(st.device_mem)}"
+        if st.device_mem is not None:  # torch's allocator counters, this job only
+            device += f" allocated {fmt.nbytes(st.device_mem)}"
+            held = (self.meta.get("memory") or {}).get("reserved")
+            if isinstance(held, int):
+                device += f", reserved {fmt.nbytes(held)}"
         out.append(_field(7, device))
         seen = st.last_record if st.last_record is not None else st.heartbeat
         if seen:
