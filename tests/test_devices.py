@@ -8,7 +8,6 @@ own view of the devices is handed in as the subprocess would print it, and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
@@ -219,6 +218,7 @@ def test_several_ranks_open_no_picker(tiny_script: Path, monkeypatch: pytest.Mon
         raise AssertionError("the device picker opened for a torchrun job")
 
     monkeypatch.setattr(run, "_pick_device", no_picker)
+    monkeypatch.setattr(run, "has_terminal", lambda: True, raising=False)  # a dashboard run
     started: list[Any] = []
 
     def start_job(opts: Any, **kw: Any) -> Any:
@@ -226,12 +226,10 @@ def test_several_ranks_open_no_picker(tiny_script: Path, monkeypatch: pytest.Mon
         raise launch.LaunchError("not started in this test")
 
     monkeypatch.setattr(launch, "start_job", start_job)
-    args = argparse.Namespace(
-        script=tiny_script, device="auto", root=tiny_script.parent / "runs", run_dir=None,
-        max_steps=None, seed=None, resume=None, on_divergence=None, nproc_per_node=2,
-        sync_every=None, dist_timeout=120.0, script_args=(), headless=False, inline=False,
-    )  # fmt: skip
-    assert run.main(args) == 2
+    from optitui.cli import main
+
+    root = tiny_script.parent / "runs"
+    assert main(["run", str(tiny_script), "--nproc-per-node", "2", "--root", str(root)]) == 2
     (opts,) = started
     assert opts.device == "auto"  # each rank resolves it to cuda:LOCAL_RANK
 
