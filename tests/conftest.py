@@ -123,3 +123,24 @@ def start_headless(script: Path, run_dir: Path, min_step: int = 1) -> tuple[Any,
         proc.kill()
         raise
     return proc, reader
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A private sshd on 127.0.0.1 (tests/sshd.py); skipped, with the reason, where none can
+    run."""
+    from sshd import start
+
+    got = start(tmp_path_factory.mktemp("sshd"))
+    if isinstance(got, str):
+        pytest.skip(f"no test sshd: {got}")
+    yield got
+    got.stop()
+
+
+@pytest.fixture
+def over_ssh(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """optitui's ssh reaches the test sshd as host `optitui-test`, and runs this checkout."""
+    for name, value in sshd.env().items():
+        monkeypatch.setenv(name, value)
+    return sshd

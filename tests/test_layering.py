@@ -35,6 +35,9 @@ def _loaded(code: str) -> set[str]:
         "optitui.console.progress",
         "optitui.console.summary",
         "optitui.cli.status",
+        "optitui.remote.server",
+        "optitui.remote.client",
+        "optitui.cli.serve_stdio",
     ],
 )
 def test_no_torch(module: str) -> None:

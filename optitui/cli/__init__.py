@@ -11,7 +11,7 @@ import sys
 from types import ModuleType
 
 from optitui import __version__
-from optitui.cli import attach, export, lr_find, ls, run, send, status
+from optitui.cli import attach, export, lr_find, ls, run, send, serve_stdio, status
 from optitui.cli.run import torchrun_argv
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
@@ -23,6 +23,7 @@ Watch and steer PyTorch training from the terminal.
   optitui run train.py --headless        the same without a viewer, progress in the log
                                          (nohup, sbatch; the default with no terminal)
   optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
+  optitui attach gpu1:runs/big           the same for a run on another host, over your ssh
   optitui ls                             runs under ./runs with state, step, loss
   optitui status RUN [--json]            one run summed up: state, ETA, loss trend, groups
   optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
@@ -39,6 +40,7 @@ VERBS: dict[str, ModuleType] = {
     "send": send,
     "lr-find": lr_find,
     "export": export,
+    "serve-stdio": serve_stdio,
 }
 
 

@@ -1,12 +1,17 @@
-"""``optitui attach``: the dashboard on a run that is already going (or done)."""
+"""``optitui attach``: the dashboard on a run that is already going (or done), here or
+on another host through ssh (``HOST:RUN``)."""
 
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 from typing import Any
 
 from optitui.cli.common import err, has_terminal
+
+#: how long the first connection to another host may take (a passphrase typed included)
+CONNECT_S = 120.0
 
 
 def add_parser(sub: Any) -> None:
@@ -14,9 +19,12 @@ def add_parser(sub: Any) -> None:
         "attach",
         help="open the dashboard on a run (default: the newest running one under --root)",
         description="Shows the run's whole history, then live updates; q detaches or stops. "
-        "Several dashboards may attach to one run.",
+        "Several dashboards may attach to one run. A run on another host is named HOST:RUN "
+        "(or ssh://[user@]host[:port]/path): the dashboard runs here and reads the run there "
+        "through your ssh, which runs `optitui serve-stdio` on that host ($OPTITUI_REMOTE, "
+        "default `optitui`, is the command there; $OPTITUI_SSH, default `ssh`, the one here).",
     )
-    att.add_argument("run", nargs="?", help="run directory (or its name under --root)")
+    att.add_argument("run", nargs="?", help="run directory (or its name under --root), or HOST:RUN")
     att.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
     att.add_argument(
         "--no-bell",
@@ -33,10 +41,18 @@ def main(args: argparse.Namespace) -> int:
             f"{run}` in a terminal (ssh -t HOST ...), or `optitui status {run}` for a summary"
         )
         return 2
+    from optitui.remote.target import TargetError, parse
     from optitui.store.client import resolve_run
     from optitui.store.layout import latest_running_run
     from optitui.store.reader import open_reader
 
+    try:
+        target = parse(args.run) if args.run is not None else None
+    except TargetError as exc:
+        err(str(exc))
+        return 2
+    if target is not None:
+        return _attach_remote(target, args)
     try:
         if args.run is not None:
             paths = resolve_run(args.run, args.root)
@@ -48,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
             paths = found
         with open_reader(paths.root) as reader:
             problem = reader.schema_problem()
+            writer = reader.meta().get("host")
     except FileNotFoundError as exc:
         err(str(exc))
         return 2
@@ -61,6 +78,46 @@ def main(args: argparse.Namespace) -> int:
     from optitui.tui.app import build_app
     from optitui.tui.settings import ViewerSettings
 
-    app = build_app(paths.root, feed=feed, settings=ViewerSettings(bell=not args.no_bell))
+    app = build_app(
+        paths.root,
+        feed=feed,
+        settings=ViewerSettings(bell=not args.no_bell),
+        note=writer_note(writer, socket.gethostname()),
+    )
+    app.run()
+    return app.return_code or 0
+
+
+def writer_note(writer: Any, here: str) -> str:
+    """What the status bar says when the job writes its store on another host than this."""
+    if not isinstance(writer, str) or writer == here:
+        return ""
+    return f"job on {writer}, viewer on {here}: liveness by heartbeat only"
+
+
+def _attach_remote(target: Any, args: argparse.Namespace) -> int:
+    from optitui.remote.client import RemoteError, RemoteRun
+
+    root = str(args.root) if args.root != Path("runs") else None
+    run = RemoteRun(target, root=root)
+    run.start()  # ssh connects, the server starts streaming while Textual loads
+    try:
+        info = run.wait_ready(CONNECT_S)
+    except RemoteError as exc:
+        run.close()
+        err(str(exc))
+        return 2
+    from optitui.tui.remote_feed import RemoteFeed
+
+    feed = RemoteFeed(run)
+    feed.prefetch()
+    from optitui.tui.app import build_app
+    from optitui.tui.settings import ViewerSettings
+
+    note = f"over ssh from {info.host}"
+    if info.writer_host and info.writer_host != info.host:
+        note += f"; {writer_note(info.writer_host, info.host)}"
+    settings = ViewerSettings(bell=not args.no_bell)
+    app = build_app(None, run=run, feed=feed, settings=settings, note=note)
     app.run()
     return app.return_code or 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import age
+from optitui.cli.common import age, err
 
 #: runs listed without --all
 NEWEST = 20
@@ -19,7 +21,11 @@ def add_parser(sub: Any) -> None:
         help="list runs, newest first, with state, step, last loss, steps/s and age",
         description="Runs under --root, newest first. steps/s is the current speed of a "
         "running job and the run's average for one that is over; AGE is the time since "
-        f"its last record. Only the {NEWEST} newest are listed unless --all.",
+        f"its last record. Only the {NEWEST} newest are listed unless --all. "
+        "HOST: lists the runs on another host through ssh (HOST:DIR, ssh://[user@]host[:port]/dir).",
+    )
+    ls.add_argument(
+        "where", nargs="?", help="HOST: or HOST:DIR for the runs on another host (over ssh)"
     )
     ls.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
     ls.add_argument(
@@ -41,8 +47,20 @@ def _speed(status: Any, meta: dict[str, Any]) -> str:
     return "–"
 
 
-def row(paths: Any, now: float) -> tuple[str, ...]:
-    """One run's line: RUN STATE STEP LOSS STEPS/S AGE SCRIPT."""
+HEADER = ("RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT")
+
+
+@dataclass
+class Listing:
+    """The lines of ``optitui ls``: one row per run, notes under them."""
+
+    rows: list[tuple[str, ...]]
+    notes: list[str] = field(default_factory=list)
+    older: int = 0  # runs not listed (without --all)
+
+
+def row(paths: Any, now: float) -> tuple[tuple[str, ...], str | None]:
+    """One run's line (RUN STATE STEP LOSS STEPS/S AGE SCRIPT), and its writer's host."""
     from optitui.store.reader import open_reader
 
     try:
@@ -51,6 +69,7 @@ def row(paths: Any, now: float) -> tuple[str, ...]:
             loss = r.last_loss()
             meta = r.meta()
             script = Path(str(meta.get("script", "?"))).name
+            host = meta.get("host")
             return (
                 paths.root.name,
                 st.state,
@@ -59,25 +78,90 @@ def row(paths: Any, now: float) -> tuple[str, ...]:
                 _speed(st, meta),
                 age(now - (st.last_record or st.heartbeat)),
                 script,
-            )
+            ), host if isinstance(host, str) else None
     except Exception as exc:  # one bad store costs one line
-        return (paths.root.name, "unreadable", "-", "-", "-", "-", str(exc)[:40])
+        return (paths.root.name, "unreadable", "-", "-", "-", "-", str(exc)[:40]), None
+
+
+def listing(root: Path, show_all: bool, now: float, *, own_only: bool = False) -> Listing:
+    """The runs under ``root``, newest first (``own_only``: this user's private runs only)."""
+    from optitui.store.layout import find_runs
+
+    runs = list(reversed(find_runs(root)))  # newest first
+    notes: list[str] = []
+    if own_only:
+        from optitui.remote.owner import private_problem
+
+        mine = [p for p in runs if private_problem(p) is None]
+        if len(mine) < len(runs):
+            notes.append(f"{len(runs) - len(mine)} runs not listed: not this user's own")
+        runs = mine
+    shown = runs if show_all else runs[:NEWEST]
+    here = socket.gethostname()
+    rows: list[tuple[str, ...]] = []
+    elsewhere: dict[str, list[str]] = {}
+    for paths in shown:
+        line, host = row(paths, now)
+        rows.append(line)
+        if host is not None and host != here:
+            elsewhere.setdefault(host, []).append(paths.root.name)
+    for host, names in elsewhere.items():
+        notes.append(
+            f"written on {host} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}): "
+            f"read here over a shared filesystem, their liveness judged by heartbeat only; "
+            f"`optitui attach {host}:RUN` reads them where they are written"
+        )
+    return Listing(rows, notes, len(runs) - len(shown))
+
+
+def render(found: Listing) -> list[str]:
+    """The table, aligned, then the notes."""
+    table = [HEADER, *found.rows]
+    widths = [max(len(r[i]) if i < len(r) else 0 for r in table) for i in range(len(HEADER))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False)).rstrip() for line in table
+    ]
+    if found.older:
+        lines.append(f"… and {found.older} older; `optitui ls --all` lists every run")
+    return lines + [f"note: {n}" for n in found.notes]
 
 
 def main(args: argparse.Namespace) -> int:
-    from optitui.store.layout import find_runs
+    root = args.root
+    if args.where is not None:
+        from optitui.remote.target import TargetError, parse
 
-    runs = list(reversed(find_runs(args.root)))  # newest first
-    if not runs:
-        print(f"no runs under {args.root}/")
+        try:
+            target = parse(args.where)
+        except TargetError as exc:
+            err(str(exc))
+            return 2
+        if target is not None:
+            return _remote(target, args.all)
+        root = Path(args.where)
+    found = listing(root, args.all, time.time())
+    if not found.rows and not found.older:
+        print(f"no runs under {root}/")
         return 0
-    now = time.time()
-    shown = runs if args.all else runs[:NEWEST]
-    table: list[tuple[str, ...]] = [("RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT")]
-    table += [row(paths, now) for paths in shown]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    if len(shown) < len(runs):
-        print(f"… and {len(runs) - len(shown)} older; `optitui ls --all` lists every run")
+    print("\n".join(render(found)))
+    return 0
+
+
+def _remote(target: Any, show_all: bool) -> int:
+    """The same table, made on the far side by ``optitui serve-stdio`` over ssh."""
+    from optitui.remote.client import RemoteError, list_runs
+
+    try:
+        got = list_runs(target, show_all)
+    except RemoteError as exc:
+        err(f"{target.label}: {exc}")
+        return 2
+    rows = [tuple(str(c) for c in r) for r in got["rows"] if isinstance(r, list)]
+    older = int(got["older"]) if isinstance(got.get("older"), int) else 0
+    notes = [str(n) for n in got.get("notes", []) if isinstance(n, str)]
+    if not rows and not older:
+        print(f"no runs under {target.host}:{got.get('root')}/")
+        print("\n".join(f"note: {n}" for n in notes))
+    else:
+        print("\n".join(render(Listing(rows, notes, older))))
     return 0

@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
         + "\n\nExit status: 0 applied, 1 rejected, 2 bad command, 3 no answer.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send.add_argument("run", help="run directory (or its name under --root)")
+    send.add_argument("run", help="run directory (or its name under --root), or HOST:RUN")
     send.add_argument("command", help="set, scale-lr, pause, resume, step, stop, ... (below)")
     send.add_argument("args", nargs="*", help="FIELD=VALUE pairs for set; FACTOR; N")
     send.add_argument("--ramp", type=positive_int, help="spread set/scale-lr over N steps")
@@ -31,11 +31,15 @@ def add_parser(sub: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from optitui.remote.target import parse
     from optitui.store.client import NoAnswer, resolve_run, send
     from optitui.store.words import parse_send
 
     try:
         kind, cargs = parse_send(args.command, args.args, args.group, args.ramp)
+        target = parse(args.run)
+        if target is not None:
+            return _send_remote(target, kind, cargs, args)
         paths = resolve_run(args.run, args.root)
         sent = send(paths, kind, cargs, timeout=args.timeout)
     except (ValueError, FileNotFoundError) as exc:  # CommandError is a ValueError
@@ -73,3 +77,62 @@ def _follow_range_test(paths: Any, test_id: str) -> int:
                 err("the run ended before the range test finished")
                 return 3
             time.sleep(0.2)
+
+
+def _send_remote(target: Any, kind: str, cargs: dict[str, Any], args: argparse.Namespace) -> int:
+    """The same command to a run on another host, through ssh; the same answers."""
+    from optitui.remote.client import RemoteError, RemoteRun
+
+    root = str(args.root) if args.root != Path("runs") else None
+    run = RemoteRun(target, root=root, history=False)
+    run.start()
+    try:
+        run.wait_ready(120.0)
+        run.mirror.synced.wait(args.timeout)  # the run's present state has arrived
+        status = run.status()
+        if not status.alive:
+            err(f"the run is {status.state}; no job is there to answer")
+            return 3
+        cid = run.send(kind, cargs)
+        if args.timeout <= 0:
+            print(f"sent {cid}")
+            return 0
+        deadline = time.monotonic() + args.timeout
+        while (out := run.outcome(cid)) is None:
+            lost = run.undelivered(cid)
+            if lost is not None:
+                err(lost)
+                return 3
+            if time.monotonic() > deadline or not run.status().alive:
+                state = run.status().state
+                err(f"no answer within {args.timeout:g} s (run is {state}); command {cid}")
+                return 3
+            run.mirror.changed.wait(0.2)
+            run.mirror.changed.clear()
+        if not out.applied:
+            print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
+            return 1
+        print(f"applied after step {out.step}: {kind} ({cid})")
+        if kind == "lr-find":
+            return _follow_remote_test(run, cid)
+        return 0
+    except RemoteError as exc:
+        err(str(exc))
+        return 3
+    finally:
+        run.close()
+
+
+def _follow_remote_test(run: Any, test_id: str) -> int:
+    from optitui.lrfind_report import as_dict, report
+
+    while True:
+        test = run.range_test(test_id)
+        if test is not None and test.status != "running":
+            print(report(as_dict(test)))
+            return 0 if test.status == "done" else 1
+        if not run.status().alive or run.fatal is not None:
+            err("the run ended before the range test finished")
+            return 3
+        run.mirror.changed.wait(0.5)
+        run.mirror.changed.clear()

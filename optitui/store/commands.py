@@ -376,11 +376,17 @@ def _reject_constant(name: str) -> Any:
 
 
 # -- sending ---------------------------------------------------------------------
-def send(paths: RunPaths, kind: str, args: dict[str, Any] | None = None) -> str:
-    """Write a command into the run's inbox atomically; returns its id."""
+def send(
+    paths: RunPaths, kind: str, args: dict[str, Any] | None = None, *, cid: str | None = None
+) -> str:
+    """Write a command into the run's inbox atomically; returns its id (``cid``, when a
+    client far away chose it, else a new one)."""
     args = dict(args or {})
     validate(kind, args)  # fail here, with the same message, rather than at the job
-    cid = new_id()
+    if cid is None:
+        cid = new_id()
+    elif not ID_RE.match(cid):
+        raise CommandError(f"command id {cid!r}: expected 1 to 80 of A-Z a-z 0-9 _ . -")
     body = json.dumps({"id": cid, "kind": kind, "args": args, "sent": time.time()})
     tmp = paths.inbox / f".{cid}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from optitui.store.layout import RunPaths
+from optitui.store.output_tail import OutputTail
 from optitui.store.reader import EventRow, RunReader, Status
 from optitui.tui.history import History, HistoryView
-from optitui.tui.output_tail import OutputTail
 
 
 class StoreMismatch(Exception):

@@ -12,9 +12,19 @@ import math
 from array import array
 from dataclasses import dataclass, field
 from operator import mul
+from typing import Protocol
 
-from optitui.store.reader import MetricColumns, RunReader
+from optitui.store.reader import MetricColumns
 from optitui.tui.pyramid import Pyramid, PyramidView
+
+
+class Rows(Protocol):
+    """Where history rows come from: a run store's reader, or a remote run's mirror."""
+
+    def read_metrics(self, into: MetricColumns | None = None) -> MetricColumns: ...
+
+    def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]: ...
+
 
 #: below this weight the bias correction of the EMA is not negligible (float64)
 _CORRECTED_UNTIL = 1.0 - 1e-12
@@ -159,7 +169,7 @@ class History:
     _ema: Ema | None = None
     _pyramids: dict[str, Pyramid] = field(default_factory=dict)
 
-    def read(self, reader: RunReader) -> bool:
+    def read(self, reader: Rows) -> bool:
         """Take every new metric and validation row from ``reader``; True if any came."""
         before = (self.metrics.length, len(self.val_step))
         reader.read_metrics(into=self.metrics)

@@ -16,13 +16,13 @@ from tui_support import FIXED_NOW, write_fixed_store
 
 from optitui.launch import JobOptions, LaunchError, child_argv, start_job, store_ready
 from optitui.store.layout import RunPaths
+from optitui.store.output_tail import OutputTail, clean
 from optitui.store.reader import EventRow
 from optitui.tui import decimate, fmt
 from optitui.tui.devices import parse_nvidia_smi
 from optitui.tui.feed import StoreFeed
 from optitui.tui.history import Ema, History, find_breaks
 from optitui.tui.markers import CATEGORIES, PROBLEM, RESTORE, SAVED, Marker, in_view, marker_for
-from optitui.tui.output_tail import OutputTail, clean
 from optitui.tui.pyramid import Pyramid
 
 floats = st.one_of(

@@ -90,6 +90,7 @@ class DashboardScreen(ControlKeys, RunKeys):
         self.note = note
         self.markers: list[Marker] = []
         self.store_problem: str | None = None  # set when this viewer cannot show the store
+        self.link_problem: str | None = None  # a remote run's connection, while it is down
         self.show_all = settings.show_all
         self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
@@ -180,6 +181,12 @@ class DashboardScreen(ControlKeys, RunKeys):
         now = needs_user(u.status)
         if self.settings.bell and not u.first and now is not None and now != before:
             self.app.bell()  # once per change: the run needs the user
+        if u.link != self.link_problem:
+            if u.link is not None:
+                self.query_one(EventLog).note(u.link, "bold red")
+            else:
+                self.query_one(EventLog).note("connection back: following the run again", "green")
+            self.link_problem = u.link
         if u.meta is not None:
             self.meta = u.meta
             self.query_one(ControlsLine).show(self.meta)
@@ -223,7 +230,9 @@ class DashboardScreen(ControlKeys, RunKeys):
     def _show_alert(self) -> None:
         banner = self.query_one(AlertBanner)
         traceback = self.last_traceback is not None
-        banner.show(self.status, self.store_problem, traceback, self.settings.clock())
+        banner.show(
+            self.status, self.store_problem, traceback, self.settings.clock(), self.link_problem
+        )
 
     # -- view keys -------------------------------------------------------------------
     def action_toggle_log(self) -> None:

@@ -11,7 +11,11 @@ from optitui.tui import fmt
 
 
 def alert(
-    status: Status | None, store_problem: str | None, traceback: bool, now: float
+    status: Status | None,
+    store_problem: str | None,
+    traceback: bool,
+    now: float,
+    link: str | None = None,
 ) -> tuple[str, str] | None:
     """(text, level) of the banner to show, or None; level is "error" or "info"."""
     if store_problem:
@@ -20,6 +24,8 @@ def alert(
             "Open it with the optitui version that wrote it.",
             "error",
         )
+    if link:  # a remote run whose connection is down: what is shown may be old
+        return f"⚠ {link}", "error"
     if status is None:
         return None
     where = f"at step {status.step:,}"
@@ -79,9 +85,14 @@ class AlertBanner(Static):
         self.level = ""
 
     def show(
-        self, status: Status | None, store_problem: str | None, traceback: bool, now: float
+        self,
+        status: Status | None,
+        store_problem: str | None,
+        traceback: bool,
+        now: float,
+        link: str | None = None,
     ) -> None:
-        found = alert(status, store_problem, traceback, now)
+        found = alert(status, store_problem, traceback, now, link)
         text, level = found if found is not None else ("", "")
         if (text, level) == (self.text, self.level):
             return

@@ -1,0 +1,97 @@
+"""The dashboard's feed for a run on another host: the same updates as
+:class:`~optitui.tui.feed.StoreFeed`, read from a :class:`RemoteRun`'s mirror.
+
+Textual-free, like the store feed. Rows arrive on the connection's own thread;
+each poll takes what came since the last one. The first update waits until the
+server has sent the whole history once, so the first frame shows all of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from optitui.remote.client import RemoteRun
+from optitui.tui.feed import FeedUpdate, StoreMismatch
+from optitui.tui.history import History
+
+
+class RemoteFeed:
+    """Updates of one remote run. Owned by one thread at a time (after :meth:`prefetch`)."""
+
+    def __init__(
+        self,
+        run: RemoteRun,
+        *,
+        ema_beta: float = 0.98,
+        clock: Callable[[], float] = time.time,
+        events_per_poll: int = 2000,
+    ) -> None:
+        self.run = run
+        self.history = History(ema_beta=ema_beta)
+        self.clock = clock
+        self.events_per_poll = events_per_poll
+        self._last_event = 0
+        self._meta: dict[str, Any] | None = None
+        self._groups: list[dict[str, Any]] | None = None
+        self._polls = 0
+        self._prefetch: threading.Thread | None = None
+
+    def prefetch(self) -> None:
+        """Take rows as they arrive, in a background thread, until the history is complete
+        (decoding overlaps the transfer and whatever the caller does meanwhile)."""
+
+        def run() -> None:
+            mirror = self.run.mirror
+            while self.run.fatal is None:
+                mirror.changed.clear()
+                self.history.read(self.run)
+                if mirror.synced.is_set():
+                    self.history.read(self.run)
+                    return
+                mirror.changed.wait(0.5)
+
+        self._prefetch = threading.Thread(target=run, name="optitui-prefetch", daemon=True)
+        self._prefetch.start()
+
+    def next(self) -> FeedUpdate:
+        if self._prefetch is not None:
+            self._prefetch.join()
+            self._prefetch = None
+        elif self._polls == 0:  # the first update is the whole history
+            while not self.run.mirror.synced.wait(0.5) and self.run.fatal is None:
+                pass
+        return self.poll()
+
+    def poll(self) -> FeedUpdate:
+        if self.run.fatal_code == "schema":
+            raise StoreMismatch(self.run.fatal or "a run store of another version")
+        run = self.run
+        grew = self.history.read(run)
+        meta = run.mirror.meta()
+        new_meta = meta if meta != self._meta else None
+        self._meta = meta
+        step, groups = run.mirror.groups()
+        new_groups = groups if groups != self._groups else None
+        self._groups = groups
+        events = run.events(self._last_event, limit=self.events_per_poll)
+        if events:
+            self._last_event = events[-1].id
+        self._polls += 1
+        return FeedUpdate(
+            view=self.history.view(),
+            grew=grew,
+            status=run.status(),
+            meta=new_meta,
+            groups=new_groups,
+            group_step=step,
+            events=tuple(events),
+            output=tuple(run.mirror.take_output()),
+            first=self._polls == 1,
+            link=run.link_problem(),
+        )
+
+    def close(self) -> None:
+        """Nothing to let go: the connection belongs to the app's run (closed with it)."""
