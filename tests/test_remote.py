@@ -341,14 +341,17 @@ def test_the_server_imports_no_torch_and_writes_nothing(tmp_path: Path) -> None:
     assert [x for x in after if x[0] not in shared] == [x for x in before if x[0] not in shared]
 
 
-def test_attach_to_a_remote_run_that_is_not_there_says_so(tmp_path: Path, local_ssh: None) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "optitui", "attach", f"gpu1:{tmp_path / 'none'}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 2 and out.stdout == ""
-    assert out.stderr.startswith("optitui: gpu1:") and "not a run directory" in out.stderr
-    assert out.stderr.count("\n") == 1  # one line, no traceback
+def test_attach_to_a_remote_run_that_is_not_there_says_so(
+    tmp_path: Path,
+    local_ssh: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from optitui.cli import attach, main
+
+    monkeypatch.setattr(attach, "has_terminal", lambda: True)
+    assert main(["attach", f"gpu1:{tmp_path / 'none'}"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("optitui: gpu1:") and "not a run directory" in out.err
+    assert out.err.count("\n") == 1  # one line, no traceback
