@@ -219,4 +219,5 @@ def test_a_script_without_setup_logs_its_progress_too(tmp_path: Path) -> None:
     assert "the script's own end" in lines
     progress = [x for x in lines if re.match(STAMP + " progress   step ", x)]
     assert len(progress) >= 2 and "lr 0=0.05" in progress[0]
+    assert "epoch" not in progress[0]  # zero-code mode cannot see the script's epochs
     assert lines[-1] == f"optitui: finished at step 300; run directory {run_dir}"

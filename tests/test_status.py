@@ -110,13 +110,13 @@ def test_status_of_a_failed_run(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "error" in next(line for line in text.splitlines() if line.startswith("warnings"))
 
 
-def test_non_finite_losses_stay_valid_json(
+def test_non_finite_losses_stay_valid_json_and_zero_code_shows_no_epoch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from optitui.store.layout import create_run_dir
 
     paths = create_run_dir(tmp_path, "nan", tmp_path / "nan")
-    w = StoreWriter(paths, {"max_steps": None})
+    w = StoreWriter(paths, {"max_steps": None, "probe": {"mode": "zero-code", "limits": []}})
     w.write(
         [
             MetricBatch({"step": [1.0, 2.0], "time": [1.0, 2.0], "loss": [0.5, math.nan]}),
@@ -127,6 +127,9 @@ def test_non_finite_losses_stay_valid_json(
     code, out, _ = status(capsys, paths.root, "--json")
     s = as_json(out)
     assert code == 0 and s["loss"]["now"] == "nan" and s["loss"]["smoothed"] == 0.5
+    assert s["epoch"] is None  # zero-code mode sees no epochs: none is shown
+    code, text, _ = status(capsys, paths.root)
+    assert "epoch" not in text and "loss is nan at step 2" in text
 
 
 def test_a_missing_or_damaged_run_is_one_line(

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from optitui.console import fmt
 from optitui.console.pace import ETA_WINDOW_S, Pace, eta
 from optitui.console.style import Style, event_line, stamp, use_color
-from optitui.console.summary import EMA_BETA
+from optitui.console.summary import EMA_BETA, counts_epochs
 from optitui.store.layout import RunPaths
 from optitui.store.reader import MetricColumns, RunReader, Status
 
@@ -266,12 +266,14 @@ class Reporter:
     def _describe(self, reader: RunReader, st: Status, live: bool = False) -> str:
         s = self.style
         step = int(self._last["step"])
-        max_steps = reader.meta().get("max_steps")
+        meta = reader.meta(refresh=True)  # a probe adds to it after the store is made
+        max_steps = meta.get("max_steps")
         total = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
         parts = [
             f"step {step:,}" + (f"/{total:,} ({min(step, total) * 100 // total}%)" if total else "")
         ]
-        parts.append(f"epoch {int(self._last.get('epoch', st.epoch))}")
+        if counts_epochs(meta):
+            parts.append(f"epoch {int(self._last.get('epoch', st.epoch))}")
         m, w = self._ema
         parts.append(f"loss {fmt.loss(m / w if w > 0 else None)}" + ("" if live else " (smoothed)"))
         if self._new_val is not None:

@@ -28,6 +28,12 @@ TAIL_ROWS = 256
 EMA_BETA = 0.98
 
 
+def counts_epochs(meta: dict[str, Any]) -> bool:
+    """False for zero-code mode, which cannot see the script's epochs (always 0 there)."""
+    probe = meta.get("probe")
+    return not (isinstance(probe, dict) and probe.get("mode") == "zero-code")
+
+
 def smoothed(values: Sequence[float], beta: float = EMA_BETA) -> float | None:
     """The bias-corrected exponential moving average of the finite values (None: none)."""
     m = w = 0.0
@@ -110,7 +116,7 @@ def summarize(
         "state": st.state,
         "message": st.message,
         "step": st.step,
-        "epoch": st.epoch,
+        "epoch": st.epoch if counts_epochs(meta) else None,
         "max_steps": max_steps,
         "steps_per_s": rate,
         "eta_s": left,
@@ -188,7 +194,8 @@ def render(s: dict[str, Any], style: Style) -> str:
     if s["max_steps"]:
         done = min(s["step"], s["max_steps"]) * 100 // s["max_steps"]
         parts[0] += f" of {s['max_steps']:,} ({done}%)"
-    parts.append(f"epoch {s['epoch']}")
+    if s["epoch"] is not None:
+        parts.append(f"epoch {s['epoch']}")
     if state in ("running", "paused", "lr-find"):
         parts.append(f"{fmt.rate(s['steps_per_s'])} steps/s")
     if s["eta_s"] is not None:
