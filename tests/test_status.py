@@ -147,3 +147,26 @@ def test_a_missing_or_damaged_run_is_one_line(
     sqlite3.connect(str(empty / "store.sqlite")).close()  # a database, but not ours
     code, out, err = status(capsys, empty)
     assert code == 2 and out == "" and len(err.splitlines()) == 1
+
+
+def test_status_of_a_run_on_another_host(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`optitui status HOST:RUN` runs `optitui status` there, where the store is local
+    (tests/local_ssh.py stands in for ssh and runs it on this host)."""
+    import sys
+
+    from conftest import REPO
+
+    monkeypatch.setenv("OPTITUI_SSH", f"{sys.executable} {REPO / 'tests' / 'local_ssh.py'}")
+    monkeypatch.setenv("OPTITUI_REMOTE", f"env PYTHONPATH={REPO} {sys.executable} -m optitui")
+    t = make_trainer(tmp_path, tiny_job(val_data=None), max_steps=30)
+    assert t.run() == "finished"
+    assert main(["status", f"gpu-node-17:{t.paths.root}", "--json"]) == 0
+    s = as_json(capfd.readouterr().out)
+    assert s["state"] == "finished" and s["step"] == 30 and s["run"] == str(t.paths.root)
+    assert main(["status", f"gpu-node-17:{tmp_path / 'gone'}"]) == 2
+    out = capfd.readouterr()
+    assert out.out == "" and len(out.err.splitlines()) == 1 and "not a run" in out.err
+    assert main(["status", "gpu-node-17:"]) == 2
+    assert "name the run" in capfd.readouterr().err

@@ -20,7 +20,9 @@ def add_parser(sub: Any) -> None:
         "state, step and ETA, the loss now and its trend, each param group's "
         "hyperparameters, the last commands and warnings, the newest checkpoints.",
     )
-    st.add_argument("run", help="run directory (or its name under --root)")
+    st.add_argument(
+        "run", help="run directory (or its name under --root), or HOST:RUN (read there over ssh)"
+    )
     st.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
     st.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     st.add_argument(
@@ -31,11 +33,19 @@ def add_parser(sub: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from optitui.console.style import Style, use_color
     from optitui.console.summary import json_ready, render, summarize
+    from optitui.remote.target import TargetError, parse
     from optitui.store.client import resolve_run
     from optitui.store.reader import open_reader
 
     try:
-        paths = resolve_run(args.run, args.root)
+        target = parse(args.run)
+    except TargetError as exc:
+        err(str(exc))
+        return 2
+    if target is not None:
+        return _remote(target, args)
+    try:
+        paths = resolve_run(Path(args.run).expanduser(), args.root)
         with open_reader(paths.root) as reader:
             problem = reader.schema_problem()
             if problem:
@@ -53,3 +63,23 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(render(summary, Style(use_color(sys.stdout))))
     return 0
+
+
+def _remote(target: Any, args: argparse.Namespace) -> int:
+    """``optitui status`` run on the run's own host (where its store is local), over ssh."""
+    import subprocess
+
+    if not target.path:
+        err(f"{target.label}: name the run, e.g. {target.host}:runs/NAME")
+        return 2
+    words = ["status", target.path, "--root", str(args.root), "--last", str(args.last)]
+    argv = target.ssh_argv([*words, *(["--json"] if args.json else [])], batch=False)
+    try:
+        code = subprocess.call(argv, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        err(f"{target.label}: cannot run ssh: {exc}")
+        return 2
+    if code not in (0, 2):  # 255: ssh itself failed, and said why
+        err(f"{target.label}: no answer over ssh (exit status {code})")
+        return 2
+    return code
