@@ -84,30 +84,16 @@ def lr_state(probe: Probe | None) -> dict[str, Any]:
     """The probe's lr multipliers and step, to keep beside a framework checkpoint."""
     if probe is None or probe.trainer is None:
         return {}
-    lr = probe.trainer.lr
-    return {
-        "lr_control": {
-            "mult": list(lr.mult),
-            "base": {str(k): v for k, v in lr.base.items()},
-            "attached": lr.attached,
-        },
-        "step": probe.steps,
-    }
+    state = probe.trainer.lr.state()
+    state["base"] = {str(k): v for k, v in state["base"].items()}  # JSON keys
+    return {"lr_control": state, "step": probe.steps}
 
 
 def load_lr_state(probe: Probe, saved: dict[str, Any] | None) -> None:
     """Put back the multipliers saved with a checkpoint (none saved: the lr is as loaded)."""
     if probe.trainer is None:
         return
-    lr = probe.trainer.lr
-    ctl = (saved or {}).get("lr_control")
-    if not isinstance(ctl, dict) or len(ctl.get("mult", [])) != len(lr.mult):
-        lr.mult = [1.0 for _ in lr.mult]
-        lr.base = {}
-        return
-    lr.mult = [float(m) for m in ctl["mult"]]
-    lr.base = {int(k): float(v) for k, v in ctl["base"].items()}
-    lr.attached = bool(ctl["attached"])
+    probe.trainer.lr.load_state((saved or {}).get("lr_control"))
 
 
 def check_model_state(

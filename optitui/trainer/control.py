@@ -132,7 +132,7 @@ def _check_cycled(trainer: Trainer, fields: set[str]) -> None:
         )
 
 
-def _set(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _set(trainer: Trainer, args: dict[str, Any]) -> Applied:
     targets = resolve_groups(trainer, args.get("group"))
     groups = trainer.optimizer.param_groups
     values: dict[str, Any] = args["values"]
@@ -166,10 +166,20 @@ def _set(trainer: Trainer, args: dict[str, Any]) -> bool:
                     trainer.lr.set_lr(i, value)
                 else:
                     hparams.assign(trainer.optimizer, groups[i], key, value)
-    return True
+    return Applied(True, _by_script(trainer, targets) if "lr" in values else None)
 
 
-def _scale(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _by_script(trainer: Trainer, targets: list[int]) -> str | None:
+    """How an lr edit lives on where the script writes the lr itself."""
+    lr, groups = trainer.lr, trainer.optimizer.param_groups
+    mine = [i for i in targets if i in lr.script]
+    if not mine:
+        return None
+    each = ", ".join(f"{group_label(groups[i], i)} x{lr.mult[i]:.4g}" for i in mine)
+    return f"the script writes the lr itself: multiplier on its values ({each})"
+
+
+def _scale(trainer: Trainer, args: dict[str, Any]) -> Applied:
     targets = resolve_groups(trainer, args.get("group"))
     factor = float(args["factor"])
     groups = trainer.optimizer.param_groups
@@ -189,7 +199,7 @@ def _scale(trainer: Trainer, args: dict[str, Any]) -> bool:
         else:
             trainer.cancel_ramp(i, "lr")
             trainer.lr.scale(i, factor)
-    return True
+    return Applied(True, _by_script(trainer, targets))
 
 
 def _pause(trainer: Trainer, args: dict[str, Any]) -> bool:
@@ -244,8 +254,8 @@ def _clip(trainer: Trainer, args: dict[str, Any]) -> bool:
 
 
 def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
-    if trainer.lr.scheduler is None:
-        raise Rejection("this run has no scheduler")
+    if trainer.lr.scheduler is None and not trainer.lr.script:
+        raise Rejection("this run has no scheduler (and the script does not write the lr)")
     if args["action"] == "detach":
         trainer.cancel_ramp(None, "lr")
         trainer.lr.detach()
@@ -335,7 +345,7 @@ def _apply_as_edit(trainer: Trainer, args: dict[str, Any]) -> tuple[str, dict[st
     return "scale-lr", {"factor": s["factor"]}
 
 
-def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> Applied:
     kind, edit = _apply_as_edit(trainer, args)
     return _set(trainer, edit) if kind == "set" else _scale(trainer, edit)
 

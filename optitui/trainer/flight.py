@@ -67,6 +67,16 @@ class Flight:
         for g in test.targets:
             write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
         self.lrs = [float(g["lr"]) for g in groups]
+        self.trainer.lr.remember()
+
+    def before_step(self) -> None:
+        """Right before the user's step: a loop that writes the lr itself keeps its
+        multipliers on the groups not swept, and the sweep's lr wins on the others."""
+        t, groups = self.trainer, self.trainer.optimizer.param_groups
+        t.lr.notice_writes()
+        for g in self.test.targets:
+            write_lr(groups[g], self.lrs[g])
+        t.lr.remember()
 
     def _early_end(self, loss: torch.Tensor | float | None, used: lr_record.LrRow | None) -> bool:
         """Cancel, an lr changed outside, or no loss: agreed by every rank."""

@@ -9,13 +9,12 @@ as it was; :meth:`HeldScheduler.release` restores the original class.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
-
-from optitui.trainer.lr import read_lr, write_lr
 
 if TYPE_CHECKING:
     from optitui.trainer.probe import Probe
@@ -37,6 +36,37 @@ def check_scheduler(optimizer: Optimizer, scheduler: Any) -> None:
     ours = optimizer.param_groups
     if len(theirs) != len(ours) or any(a is not b for a, b in zip(theirs, ours, strict=True)):
         raise ValueError("the scheduler drives another optimizer than the one watched")
+
+
+def _drives(sched: Any, optimizer: Optimizer) -> bool:
+    theirs = getattr(getattr(sched, "optimizer", None), "param_groups", None)
+    ours = optimizer.param_groups
+    return (
+        isinstance(theirs, list)
+        and len(theirs) == len(ours)
+        and all(a is b for a, b in zip(theirs, ours, strict=True))
+    )
+
+
+def find_scheduler(optimizer: Optimizer) -> Scheduler | None:
+    """The torch scheduler driving ``optimizer``'s groups, found among the objects that
+    refer to it; None when there is none, or several that are not nested in one another.
+
+    A scheduler left unheld would read the scaled lr and compound an edit at every step
+    (ExponentialLR: lr * gamma), so a probe holds the one it finds. It looks once, when
+    the probe is made."""
+    found: list[Any] = []
+    for ref in gc.get_referrers(optimizer):
+        owners = [ref]
+        if isinstance(ref, dict):  # an instance's __dict__ (Python before 3.11)
+            owners = [o for o in gc.get_referrers(ref) if getattr(o, "__dict__", None) is ref]
+        for o in owners:
+            is_sched = isinstance(o, LRScheduler | ReduceLROnPlateau)
+            if is_sched and _drives(o, optimizer) and all(o is not f for f in found):
+                found.append(o)
+    inner = {id(c) for s in found for c in getattr(s, "_schedulers", [])}
+    outer = [s for s in found if id(s) not in inner]
+    return outer[0] if len(outer) == 1 else None
 
 
 class HeldScheduler:
@@ -67,16 +97,7 @@ class HeldScheduler:
         lr = t.lr
         if probe.testing or not lr.attached:
             return None
-        if isinstance(sched, ReduceLROnPlateau) or not lr.base:
-            return step(sched, *args, **kwargs)
-        groups = t.optimizer.param_groups
-        for i, base in lr.base.items():
-            write_lr(groups[i], base)
-        out = step(sched, *args, **kwargs)
-        for i in lr.base:
-            lr.base[i] = read_lr(groups[i])
-            write_lr(groups[i], lr.base[i] * lr.mult[i])
-        return out
+        return lr.around_step(lambda: step(sched, *args, **kwargs))
 
     def release(self) -> None:
         self.scheduler.__class__ = self.base

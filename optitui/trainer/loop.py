@@ -111,6 +111,7 @@ class Trainer:
         self._stop_request: str | None = None  # a rank's own wish to stop, agreed at a sync
         self.optimizer = job.optimizer
         self.lr = LrControl(job.optimizer, job.scheduler)
+        self.lr.on_script = self._lr_by_script
         self.max_steps = max_steps if max_steps is not None else job.max_steps
         self.flush_every = max(1, flush_every)
         self.flush_seconds = flush_seconds
@@ -202,6 +203,7 @@ class Trainer:
                     "params": sum(int(p.numel()) for p in g["params"]),
                     "frozen": all(not p.requires_grad for p in g["params"]),
                     "lr_multiplier": self.lr.mult[i],
+                    "lr_by_script": i in self.lr.script,
                     "ramping": sorted(r.field for r in self._ramps if r.group == i),
                     "values": {
                         k: hparams.plain(v) for k, v in g.items() if k not in hparams.HIDDEN
@@ -219,6 +221,7 @@ class Trainer:
         return {
             "scheduler": None if sched is None else type(sched).__name__,
             "scheduler_attached": self.lr.attached,
+            "lr_by_script": bool(self.lr.script),
             "cycles_momentum": self.lr.drives_momentum(),
             "lookahead": None if self.lookahead is None else self.lookahead.describe(),
             "clip": self.clip,
@@ -226,6 +229,26 @@ class Trainer:
             "checkpoints": self.policy.describe(),
             "divergence": self.guard.policy.describe(),
         }
+
+    def _lr_by_script(self, i: int, first: bool) -> None:
+        """The script wrote group i's lr itself (at an optimizer step): the first time, or
+        settling the multiplier of a "set lr". Viewers see the new values at once."""
+        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        if not first:
+            return
+        name = control.group_label(self.optimizer.param_groups[i], i)
+        m = self.lr.mult[i]
+        kept = f"; x{m:.4g} from earlier edits stays on top" if m != 1.0 else ""
+        self.recorder.put(
+            Event(
+                self.step,
+                "info",
+                f"group {name}: the script writes its lr itself; edits are multipliers on "
+                f"the script's values{kept}",
+                {"lr_by_script": i},
+            )
+        )
+        self.publish_controls()
 
     def publish_controls(self) -> None:
         self.recorder.put(MetaUpdate({"controls": self.controls()}))
@@ -479,6 +502,7 @@ class Trainer:
         loss, norm = self.gradients(self._next_batch)
         if norm is not None:
             self._buf_gn.append(norm)
+        self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
         self.optimizer.step()
         if self.lookahead is not None:
             self.lookahead.after_step()
@@ -621,6 +645,7 @@ class Trainer:
                 )
             )
         self.expected_non_finite = checkpoint.expected_non_finite(self.model)
+        self.lr.remember()  # the lrs now are where the run starts from
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
         self.publish_controls()

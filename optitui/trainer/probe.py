@@ -27,7 +27,10 @@ What it does differently from the trainer, because the loop is not its own:
 - The scheduler given to ``watch(scheduler=...)`` is stepped by the user; the
   probe wraps its ``step`` (a subclass swapped in for the instance, undone by
   ``close()``) to keep the lr multipliers out of the scheduler's sight. Without
-  it, an lr edit lasts until the user's scheduler next writes the lr.
+  it, ``watch()`` holds the one torch scheduler it finds driving the optimizer.
+- A loop that writes ``param_group['lr']`` itself (``lr = get_lr(it)``): the
+  pre-hook notices the write, takes the value as the schedule's, and puts the
+  multiplier back on top, so an edit lasts.
 - Pause blocks inside ``step()``. Stop sets ``should_stop``; a loop that calls
   ``step()`` again regardless gets :class:`StopTraining` (at once with
   ``on_stop="raise"``).
@@ -71,7 +74,7 @@ from optitui.store.records import Event, ValRecord
 from optitui.trainer import dist, lr_record, probe_registry, rangetest
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.flight import Flight
-from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler
+from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
 from optitui.trainer.job import Job
 from optitui.trainer.probe_trainer import CheckpointBackend, LoopTrainer, ParamsOnly, user_loop
 
@@ -312,6 +315,10 @@ class Probe:
         if t is None:
             return
         groups = t.optimizer.param_groups
+        if self._flight is not None:
+            self._flight.before_step()  # the sweep's lr wins over one the script wrote
+        else:
+            t.lr.notice_writes()  # a loop that writes the lr itself: its value is the base
         self._lr_used = lr_record.snapshot(groups)  # a copy: tensor lrs change in place
         if t.clip is not None:
             params = [p for g in groups for p in g["params"]]
@@ -483,7 +490,9 @@ def watch(
 
     ``model`` puts buffers (BatchNorm statistics) into checkpoints and range-test
     restores; without it only the optimizer's parameters are saved. ``scheduler``
-    keeps live lr edits in the schedule's shape. The store goes to ``run_dir``, or
+    keeps live lr edits in the schedule's shape (without it, the one torch scheduler
+    driving the optimizer is found and held; a loop that writes ``param_group['lr']``
+    itself needs none). The store goes to ``run_dir``, or
     the directory ``optitui run`` chose, or a new one under ``root``. Watching an
     optimizer that is already watched returns the same probe. Under torch.distributed
     call it on every rank; ``sync_every`` (16) is how many steps pass between the
@@ -496,6 +505,8 @@ def watch(
     for p in probe_registry.open_probes():
         if p.optimizer is optimizer:
             return p
+    if scheduler is None:  # one left unheld would compound every lr edit
+        scheduler = find_scheduler(optimizer)
     return Probe(
         optimizer,
         model,

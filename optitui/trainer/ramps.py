@@ -39,7 +39,7 @@ class Ramp:
 
 def start_lr_ramp(trainer: Trainer, group: int, target_lr: float, steps: int) -> Ramp:
     lr = trainer.lr
-    if lr.scheduled:
+    if lr.follows(group):
         base = lr.unscaled(group)
         return Ramp(
             group,
@@ -65,7 +65,7 @@ def advance(trainer: Trainer, ramp: Ramp) -> bool:
     ramp.done += 1
     v = ramp.value()
     if ramp.field == "lr":
-        if ramp.on_multiplier and trainer.lr.scheduled:
+        if ramp.on_multiplier and trainer.lr.follows(ramp.group):
             trainer.lr.set_multiplier(ramp.group, v)
         else:
             trainer.lr.set_lr(ramp.group, v)

@@ -174,9 +174,13 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
                 break
             ref_lr = factor(cfg, it, test.base[test.ref])
             m = ref_lr / test.base[test.ref]
+            loss, _ = trainer.gradients(lambda: next(batches))
+            # set after the job's own step: a step_fn that writes the lr keeps its
+            # multipliers on the groups not swept, and the sweep's lr wins on the others
+            trainer.lr.notice_writes()
             for g in test.targets:
                 write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
-            loss, _ = trainer.gradients(lambda: next(batches))
+            trainer.lr.remember()
             trainer.optimizer.step()
             value = trainer.mean(loss)  # one read per iteration: the stop rule needs it now
             smoothed = smoother.update(value)

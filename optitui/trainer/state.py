@@ -109,7 +109,7 @@ def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
         "optimizer": to_host(trainer.optimizer.state_dict()),
         "optimizer_class": type(trainer.optimizer).__name__,
         "scheduler": None if lr.scheduler is None else to_host(lr.scheduler.state_dict()),
-        "lr_control": {"mult": list(lr.mult), "base": dict(lr.base), "attached": lr.attached},
+        "lr_control": lr.state(),
         "requires_grad": [p.requires_grad for p in trainer.model.parameters()],
         "clip": trainer.clip,
         "lookahead": None
@@ -145,9 +145,7 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
     lr = trainer.lr
     if lr.scheduler is not None and snap["scheduler"] is not None:
         lr.scheduler.load_state_dict(snap["scheduler"])
-    lr.mult = list(snap["lr_control"]["mult"])
-    lr.base = {int(k): v for k, v in snap["lr_control"]["base"].items()}
-    lr.attached = snap["lr_control"]["attached"]
+    lr.load_state(snap["lr_control"])  # and the lrs as loaded are optitui's
     trainer.clip = snap["clip"]
     look = snap["lookahead"]
     if look is None:

@@ -13,11 +13,15 @@ from optitui.tui import fmt
 
 def _scheduler(c: dict[str, Any]) -> str:
     name = c.get("scheduler")
+    attached = "attached" if c.get("scheduler_attached", True) else "DETACHED"
+    by_script = bool(c.get("lr_by_script"))
     if not name:
-        return "no scheduler"
-    out = f"{name} {'attached' if c.get('scheduler_attached', True) else 'DETACHED'}"
+        return f"lr written by the script ({attached})" if by_script else "no scheduler"
+    out = f"{name} {attached}"
     if c.get("cycles_momentum"):
         out += ", cycles momentum"
+    if by_script:
+        out += ", lr written by the script"
     return out
 
 

@@ -161,6 +161,7 @@ class GroupTable(DataTable[str]):
         ]
         mult = g.get("lr_multiplier", 1.0)
         state = ["frozen"] if g.get("frozen") else []
+        state += ["lr by script"] if g.get("lr_by_script") else []
         state += ["ramping " + ",".join(ramping)] if ramping else []
         return [
             *cells,
