@@ -229,7 +229,7 @@ def _check_clip(args: dict[str, Any]) -> dict[str, Any]:
         return {"max_norm": None}
     max_norm = _number("max_norm", value)
     if not max_norm > 0:
-        raise CommandError(f"max_norm: must be > 0 (or null to turn clipping off), got {value!r}")
+        raise CommandError(f"max_norm: got {value!r}; allowed: a number > 0, or off (no clipping)")
     return {"max_norm": max_norm}
 
 

@@ -104,8 +104,13 @@ class FieldSpec:
         return int(x) if self.kind == "int" else x
 
     def parse(self, text: str) -> Any:
-        """Check a value typed by a person ("3e-4", "true", "0.9, 0.999")."""
-        return self.check(parse_text(text))
+        """Check a value typed by a person ("3e-4", "true", "0.9, 0.999"); an error names
+        the field, what was typed and what is allowed."""
+        try:
+            value = parse_text(text)
+        except ValueError as exc:
+            raise ValueError(f"{self.name}: {exc}; allowed: {self.allowed()}") from None
+        return self.check(value)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}

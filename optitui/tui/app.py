@@ -216,6 +216,34 @@ class DashboardApp(App[int]):
         if change is None or change.state != "pending":
             self.exit(0)
 
+    # -- screenshots ---------------------------------------------------------------------
+    def deliver_screenshot(
+        self,
+        filename: str | None = None,
+        path: str | None = None,
+        time_format: str | None = None,
+    ) -> str | None:
+        """The palette's *Screenshot*: an SVG in the run directory (else the current one),
+        and a note saying where. Servers often have no ~/Downloads, Textual's default."""
+        from textual._files import generate_datetime_filename
+
+        name = filename or generate_datetime_filename("optitui", ".svg", time_format)
+        svg = self.export_screenshot()
+        folders = [Path(path)] if path else [self.paths.root, Path.cwd()]
+        problem = ""
+        for folder in folders:
+            target = folder / name
+            try:
+                with open(target, "x", encoding="utf-8") as f:  # never over another file
+                    f.write(svg)
+            except OSError as exc:
+                problem = f"{target}: {exc.strerror or exc}"
+                continue
+            self.notify(f"screenshot saved: {target}", title="Screenshot", timeout=8)
+            return str(target)
+        self.notify(f"screenshot not saved: {problem}", severity="error", timeout=8)
+        return None
+
     # -- command palette -----------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

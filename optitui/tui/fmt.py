@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from optitui.console.fmt import count, duration, rate, value
 
-__all__ = ["count", "duration", "editable_text", "nbytes", "rate", "value"]
+__all__ = ["count", "duration", "editable_text", "nbytes", "rate", "short_float", "value"]
 
 
 def nbytes(n: int | None) -> str:
@@ -25,7 +26,20 @@ def editable_text(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return repr(v)
+        return short_float(v)
     if isinstance(v, list | tuple):
         return ", ".join(editable_text(x) for x in v)
     return "" if v is None else str(v)
+
+
+def short_float(v: float) -> str:
+    """The shortest text for ``v``: exact when 15 significant digits can say it, else
+    the 15-digit form, which drops float noise (0.02 * 1.1 is 0.022, not
+    0.022000000000000002; they differ in the last bit)."""
+    if not math.isfinite(v):
+        return repr(v)
+    for digits in range(1, 16):
+        text = f"{v:.{digits}g}"
+        if float(text) == v:
+            return text
+    return f"{v:.15g}"

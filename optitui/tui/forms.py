@@ -38,6 +38,8 @@ class Form:
     fields: tuple[FormField, ...]
     parse: Callable[[dict[str, str]], dict[str, Any]]
     note: str = ""
+    start: str = ""  # the field that has the focus first (default: the first text box)
+    hint: str = "Enter sends · Esc cancels · Tab next field"
 
 
 def number(name: str, text: str) -> float:
@@ -99,17 +101,61 @@ def clip_form(current: float | None) -> Form:
 def swap_form(current: str | None) -> Form:
     def parse(t: dict[str, str]) -> dict[str, Any]:
         _, args = parse_send("swap-optimizer", [t["name"], *t["values"].split()], None)
+        if args["name"] == current and not args.get("values"):
+            raise ValueError(
+                f"class: the optimizer is {current} already; pick another class, or give "
+                "FIELD=VALUE pairs to start it again with those"
+            )
         return checked("swap-optimizer", args)
 
     first = current if current in OPTIMIZERS else OPTIMIZERS[0]
     return Form(
-        f"Swap the optimizer (now {current or '?'}): groups and lrs carry over, state starts fresh",
+        f"Swap the optimizer (now {current or '?'}): lr and weight decay carry over; "
+        "other fields take the new class's defaults; the optimizer state starts fresh",
         (
             FormField("name", "class", first, choices=tuple((o, o) for o in OPTIMIZERS)),
             FormField("values", "FIELD=VALUE ...", "", "e.g. momentum=0.9 nesterov=true"),
         ),
         parse,
+        "you are asked to confirm, with what changes, before anything is sent",
+        start="name",
+        hint="Enter opens the class list · Tab: FIELD=VALUE, Enter there sends · Esc cancels",
     )
+
+
+def swap_summary(current: str | None, args: dict[str, Any], groups: list[dict[str, Any]]) -> str:
+    """What a swap changes, for the question before it is sent: which fields carry over,
+    which start again from the new class's defaults (with their values now), and the
+    optimizer state that is dropped."""
+    name = str(args["name"])
+    given: dict[str, Any] = dict(args.get("values") or {})
+    kept = ["lr", "weight_decay"]
+    reset: dict[str, list[str]] = {}
+    for g in groups:
+        specs = g.get("fields") or {}
+        for field, value in (g.get("values") or {}).items():
+            spec = specs.get(field) or {}
+            if field in kept or field in given or spec.get("kind") == "readonly":
+                continue
+            shown = reset.setdefault(field, [])
+            text = fmt.value(value)
+            if text not in shown:
+                shown.append(text)
+    lines = [f"Swap the optimizer {current or '?'} → {name} for every group?"]
+    lines.append(f"Carried over: {', '.join(kept)} (and the scheduler).")
+    if given:
+        lines.append("Set: " + " ".join(f"{k}={fmt.value(v)}" for k, v in given.items()) + ".")
+    if reset:
+        what = ", ".join(f"{k} (now {' / '.join(v)})" for k, v in reset.items())
+        lines.append(
+            f"Reset to {name}'s defaults where it has them: {what}; momentum and "
+            "beta1 map onto each other when one class has the one and not the other."
+        )
+    lines.append(
+        "Dropped: the optimizer state of every parameter (momentum buffers, moments, "
+        "step counts); it builds up again from zero."
+    )
+    return "\n".join(lines)
 
 
 def divergence_form(current: dict[str, Any]) -> Form:

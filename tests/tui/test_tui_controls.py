@@ -132,7 +132,9 @@ async def test_lookahead_clip_swap_and_divergence_forms(tmp_path: Path) -> None:
             await pilot.press("o")
             assert form(app).query_one("#name", Select).value == "SGD"
             await fill(pilot, app, name="AdamW", values="weight_decay=0.01 betas=0.9,0.99")
-            await pilot.press("enter")
+            await pilot.press("tab", "enter")
+            assert isinstance(app.screen, ConfirmScreen)  # what changes, before it is sent
+            await pilot.press("y")
             await wait_until(pilot, lambda: controls_text(app).startswith("AdamW"))
             # x: the divergence policy, pre-filled with the job's
             await pilot.press("x")
@@ -193,3 +195,44 @@ async def test_edit_over_n_steps_sends_a_ramp(tmp_path: Path) -> None:
         {"values": {"lr": 0.1}, "group": 0, "ramp": 200},
         "applied",
     )
+
+
+@pilot_test
+async def test_swap_starts_on_the_class_list_refuses_a_no_op_and_confirms(
+    tmp_path: Path,
+) -> None:
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await loaded(pilot)
+            await pilot.press("o")
+            assert isinstance(form(app).focused, Select)  # not the FIELD=VALUE box
+            await pilot.press("enter")  # opens the list: nothing is sent
+            await pilot.press("escape")
+            assert isinstance(app.screen, FormScreen)
+            # the same class and no fields: a no-op, refused in the form
+            await pilot.press("tab", "enter")
+            assert "the optimizer is SGD already" in form(app).error
+            # the same class with a field: asks first, naming what resets and what is dropped
+            await fill(pilot, app, values="nesterov=true")
+            await pilot.press("enter")
+            question = app.screen
+            assert isinstance(question, ConfirmScreen)
+            text = question.question
+            assert "SGD → SGD" in text and "Set: nesterov=on" in text
+            assert "momentum (now 0.9)" in text and "dampening (now 0)" in text
+            assert "Dropped: the optimizer state" in text and "lr" in text.split("Carried")[1]
+            await pilot.press("n")  # no: nothing is sent
+            assert on_dashboard(app)
+            await pilot.pause(0.2)
+            assert not [c for c in job.seen if c.kind == "swap-optimizer"]
+            await pilot.press("o")
+            await fill(pilot, app, name="Adam")
+            await pilot.press("tab", "enter")
+            question = app.screen
+            assert isinstance(question, ConfirmScreen) and "SGD → Adam" in question.question
+            await pilot.press("y")
+            await wait_until(pilot, lambda: controls_text(app).startswith("Adam"))
+    sent = [(k, a) for k, a, o, _ in commands_table(paths) if k == "swap-optimizer"]
+    assert sent == [("swap-optimizer", {"name": "Adam", "values": {}})]

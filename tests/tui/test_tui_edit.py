@@ -143,3 +143,32 @@ async def test_tuple_fields_and_all_groups(tmp_path: Path) -> None:
             await wait_until(pilot, lambda: "applied" in status_text(app))
     [(kind, args, outcome, _)] = commands_table(paths)
     assert (kind, args, outcome) == ("set", {"values": {"betas": [0.8, 0.99]}}, "applied")
+
+
+@pilot_test
+async def test_prefill_without_float_noise_errors_name_the_field_and_ctrl_u_clears(
+    tmp_path: Path,
+) -> None:
+    groups = sgd_groups((0.05, 0.02 * 1.1))  # 0.022000000000000002
+    paths, _ = write_fixed_store(tmp_path / "run", groups=groups)
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("down", "e")
+        ed = editor(app)
+        box = ed.query_one("#value", Input)
+        assert box.value == "0.022"
+        await type_value(pilot, app, "abc")
+        await pilot.press("enter")
+        assert ed.error.startswith("lr: 'abc' is not a number"), ed.error
+        assert "allowed: a finite number >= 0" in ed.error
+        # after moving to another field, ctrl+u empties the box (not one character)
+        await pilot.press("down", "down", "down", "down")
+        assert ed.field == "nesterov" and box.value == "false"
+        await pilot.press("ctrl+u")
+        assert box.value == ""
+        await pilot.press("t", "r", "u", "e")
+        assert box.value == "true"
+        # the dialog's text fits: nothing cut at 80 columns
+        hint = ed.query_one("#hint", Label)
+        assert hint.size.height >= 2 and "(blank: at once)" in str(hint.render())

@@ -282,3 +282,22 @@ def test_readme_keys_table_lists_every_key() -> None:
             for word in spelled.get(key.shown_as, [key.shown_as]):
                 assert word in documented, (key, sorted(documented))
     assert "ctrl+p" in documented
+
+
+@pilot_test
+async def test_palette_screenshot_goes_to_the_run_directory_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "no-such-home"))  # a server: no ~/Downloads
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    notes: list[str] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        monkeypatch.setattr(app, "notify", lambda message, **kw: notes.append(str(message)))
+        commands = {c.title: c for c in app.get_system_commands(app.dashboard)}
+        commands["Screenshot"].callback()
+        saved = await wait_until(pilot, lambda: list(paths.root.glob("*.svg")), what="the SVG")
+        assert saved[0].read_text().startswith("<svg")
+        await wait_until(pilot, lambda: notes)
+        assert notes == [f"screenshot saved: {saved[0]}"]

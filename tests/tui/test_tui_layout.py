@@ -155,3 +155,45 @@ async def test_all_groups_shows_in_the_header_and_on_every_row(tmp_path: Path) -
         await pilot.press("a")
         assert [str(c.label) for c in table.columns.values()][1] == "group"
         assert rows() == before
+
+
+@pilot_test
+async def test_dialogs_and_the_probe_hint_wrap_instead_of_cutting_at_80_columns(
+    tmp_path: Path,
+) -> None:
+    from textual.widgets import Label
+
+    from optitui.store.records import MetaUpdate
+    from optitui.tui.screens.confirm import ConfirmScreen
+    from optitui.tui.screens.form import FormScreen
+    from optitui.tui.widgets.probe_notice import ProbeNotice
+
+    paths, writer = write_fixed_store(tmp_path / "run", keep_open=True)
+    assert writer is not None
+    hint = (
+        "probe = optitui.watch(optimizer, model=model, scheduler=scheduler) and "
+        "probe.step(loss) after optimizer.step() lift these limits"
+    )
+    writer.write([MetaUpdate({"probe": {"mode": "zero-code", "limits": ["x"], "hint": hint}})])
+    writer.close()
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        notice = app.dashboard.query_one(ProbeNotice)
+        await wait_until(pilot, lambda: notice.display and notice.size.height >= 2)
+        assert "lift these limits" in str(notice.render())
+        # z: the whole question shows, wrapped
+        await pilot.press("z")
+        assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.query_one("#question", Label)
+        await pilot.pause()
+        assert question.size.height >= 2 and question.size.width <= 76
+        assert str(question.render()).rstrip().endswith("the selected one).")
+        await pilot.press("n")
+        # o: the form's title, wrapped
+        await pilot.press("o")
+        assert isinstance(app.screen, FormScreen)
+        title = app.screen.query_one("#title", Label)
+        await pilot.pause()
+        assert title.size.height >= 2 and "starts fresh" in str(title.render())
+        await pilot.press("escape")

@@ -19,7 +19,7 @@ class ConfirmScreen(ModalScreen[bool]):
         align: center middle;
     }
     ConfirmScreen > Vertical {
-        width: 64;
+        width: 76;
         max-width: 100%;
         height: auto;
         border: thick $warning;
@@ -28,6 +28,9 @@ class ConfirmScreen(ModalScreen[bool]):
     }
     ConfirmScreen #hint {
         color: $text-muted;
+    }
+    ConfirmScreen Label {
+        width: 1fr;
     }
     """
 

@@ -118,13 +118,18 @@ class ControlKeys(SteeringScreen):
 
     def action_swap_optimizer(self) -> None:
         current = self.controls.get("optimizer", self.meta.get("optimizer"))
+        now = current if isinstance(current, str) else None
 
         def done(args: dict[str, Any]) -> None:
             extra = " ".join(f"{k}={fmt.value(v)}" for k, v in args.get("values", {}).items())
             label = f"swap optimizer to {args['name']}" + (f" ({extra})" if extra else "")
-            self.send("swap-optimizer", args, label, None)
+            groups = self.query_one(GroupTable).groups
+            self.confirm(
+                forms.swap_summary(now, args, groups),
+                lambda: self.send("swap-optimizer", args, label, None),
+            )
 
-        self.ask(forms.swap_form(current if isinstance(current, str) else None), done)
+        self.ask(forms.swap_form(now), done)
 
     def action_divergence(self) -> None:
         current = self.controls.get("divergence")

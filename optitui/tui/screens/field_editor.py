@@ -75,6 +75,9 @@ class FieldEditor(ModalScreen[Edit | None]):
     FieldEditor #allowed, FieldEditor #hint {
         color: $text-muted;
     }
+    FieldEditor Label {
+        width: 1fr;
+    }
     FieldEditor Horizontal {
         height: auto;
     }
@@ -82,6 +85,7 @@ class FieldEditor(ModalScreen[Edit | None]):
         width: 1fr;
     }
     FieldEditor #ramp-label {
+        width: auto;
         padding: 1 1 0 1;
     }
     FieldEditor #ramp {
@@ -91,6 +95,8 @@ class FieldEditor(ModalScreen[Edit | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
+        # ctrl+u empties the box, whichever field it holds and wherever the cursor is
+        Binding("ctrl+u", "clear", "Clear", show=False, priority=True),
         Binding("up", "move(-1)", "Previous field", show=False),
         Binding("down", "move(1)", "Next field", show=False),
     ]
@@ -142,6 +148,7 @@ class FieldEditor(ModalScreen[Edit | None]):
         spec = self.specs.get(name)
         inp = self.query_one("#value", Input)
         inp.value = fmt.editable_text(self.values.get(name)) if spec else ""
+        inp.cursor_position = len(inp.value)
         self.query_one("#allowed", Label).update(f"allowed: {spec.allowed()}" if spec else "")
         self._show_error("")
 
@@ -198,6 +205,11 @@ class FieldEditor(ModalScreen[Edit | None]):
             self._show_error(str(exc))
             return
         self.dismiss(edit)
+
+    def action_clear(self) -> None:
+        focused = self.focused
+        box = focused if isinstance(focused, Input) else self.query_one("#value", Input)
+        box.value = ""
 
     def action_cancel(self) -> None:
         self.dismiss(None)

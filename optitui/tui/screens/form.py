@@ -54,6 +54,9 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         color: $text-muted;
         height: auto;
     }
+    FormScreen Label {
+        width: 1fr;
+    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -82,9 +85,12 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
             yield Label("", id="error")
             if self.form.note:
                 yield Label(self.form.note, id="note")
-            yield Label("Enter sends · Esc cancels · Tab next field", id="hint")
+            yield Label(self.form.hint, id="hint")
 
     def on_mount(self) -> None:
+        if self.form.start:
+            self.query_one(f"#{self.form.start}").focus()
+            return
         inputs = self.query(Input)
         if inputs:
             inputs.first().focus()

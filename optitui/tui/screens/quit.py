@@ -36,6 +36,9 @@ class QuitScreen(ModalScreen[str]):
     QuitScreen Button {
         margin: 0 1;
     }
+    QuitScreen Label {
+        width: 1fr;
+    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [

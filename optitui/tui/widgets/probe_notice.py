@@ -19,11 +19,12 @@ def probe(meta: dict[str, Any]) -> tuple[str, list[str], str]:
 
 
 class ProbeNotice(Static):
-    """Hidden unless the run's mode has limits."""
+    """Hidden unless the run's mode has limits; wraps rather than cut the hint."""
 
     DEFAULT_CSS = """
     ProbeNotice {
-        height: 1;
+        height: auto;
+        max-height: 3;
         padding: 0 1;
         color: $warning;
         display: none;
@@ -35,7 +36,7 @@ class ProbeNotice(Static):
         self.display = bool(limits)
         if not limits:
             return
-        t = Text(no_wrap=True, overflow="ellipsis")
+        t = Text()  # wraps: the hint is the way out of the limits, so all of it shows
         t.append(f"{mode} mode: ", "bold")
         n = len(limits)
         t.append(f"{n} limit{'s' if n != 1 else ''} (? lists them)")
