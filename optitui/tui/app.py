@@ -229,7 +229,8 @@ class DashboardApp(App[int]):
 
         name = filename or generate_datetime_filename("optitui", ".svg", time_format)
         svg = self.export_screenshot()
-        folders = [Path(path)] if path else [self.paths.root, Path.cwd()]
+        here = [self.paths.root] if self.paths is not None else []  # none for a remote run
+        folders = [Path(path)] if path else [*here, Path.cwd()]
         problem = ""
         for folder in folders:
             target = folder / name

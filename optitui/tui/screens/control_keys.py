@@ -123,11 +123,12 @@ class ControlKeys(SteeringScreen):
         def done(args: dict[str, Any]) -> None:
             extra = " ".join(f"{k}={fmt.value(v)}" for k, v in args.get("values", {}).items())
             label = f"swap optimizer to {args['name']}" + (f" ({extra})" if extra else "")
+
+            def swap() -> None:
+                self.send("swap-optimizer", args, label, None)
+
             groups = self.query_one(GroupTable).groups
-            self.confirm(
-                forms.swap_summary(now, args, groups),
-                lambda: self.send("swap-optimizer", args, label, None),
-            )
+            self.confirm(forms.swap_summary(now, args, groups), swap)
 
         self.ask(forms.swap_form(now), done)
 
