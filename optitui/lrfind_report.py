@@ -84,8 +84,13 @@ def _plot(d: dict[str, Any], width: int, height: int, color: bool, marks: bool) 
 def table(d: dict[str, Any]) -> str:
     lines = [
         f"range test {d['id']}: {d['status']}" + (f" ({d['message']})" if d["message"] else ""),
-        f"{'rule':8} {'lr':>10} {'x now':>8}  note",
     ]
+    if not d["suggestions"]:  # cancelled or failed: no table to head
+        lines.append(
+            "no suggestions" + (" (the test did not finish)" if d["status"] != "done" else "")
+        )
+        return "\n".join(lines)
+    lines.append(f"{'rule':8} {'lr':>10} {'x now':>8}  note")
     for s in d["suggestions"]:
         lr = "-" if s["lr"] is None else f"{s['lr']:.3g}"
         fac = "-" if s.get("factor") is None else f"{s['factor']:.3g}"

@@ -104,3 +104,12 @@ def test_readme_says_how_to_install_the_cpu_torch_and_check_it() -> None:
     setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
     assert "--index-url https://download.pytorch.org/whl/cpu" in setup
     assert "torch.version.cuda" in setup and "+cpu" in setup
+
+
+def test_commands_are_described_without_stray_spaces() -> None:
+    from optitui.store.commands import Command
+    from optitui.trainer.control import describe
+
+    for kind in ("lr-find", "divergence", "checkpoint-policy"):
+        said = describe(Command("x", kind, {}, "{}"))
+        assert said == kind and f"{said}: applied" == f"{kind}: applied"

@@ -87,13 +87,13 @@ def describe(cmd: Command) -> str:
     if cmd.kind == "restore":
         return f"restore {a['id']}"
     if cmd.kind == "lr-find":
-        return "lr-find " + " ".join(f"{k}={v}" for k, v in a.items() if v is not None)
+        return " ".join(["lr-find", *(f"{k}={v}" for k, v in a.items() if v is not None)])
     if cmd.kind == "divergence":
-        return "divergence " + " ".join(f"{k}={v}" for k, v in a.items())
+        return " ".join(["divergence", *(f"{k}={v}" for k, v in a.items())])
     if cmd.kind == "lr-find-apply":
         return f"lr-find-apply {a['id']} {a['rule']}"
     if cmd.kind == "checkpoint-policy":
-        return "checkpoint-policy " + " ".join(f"{k}={v}" for k, v in a.items())
+        return " ".join(["checkpoint-policy", *(f"{k}={v}" for k, v in a.items())])
     return f"{cmd.kind}{where}"
 
 

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from optitui.console.fmt import count, duration, rate, value
 
-__all__ = ["count", "duration", "editable_text", "nbytes", "rate", "short_float", "value"]
+__all__ = [
+    "count",
+    "duration",
+    "editable_text",
+    "nbytes",
+    "rate",
+    "short_float",
+    "short_id",
+    "shorten_ids",
+    "value",
+]
+
+#: a command (and range test) id: 20-digit nanosecond time, pid, 6 random hex digits
+LONG_ID = re.compile(r"\b\d{20}-\d+-([0-9a-f]{6})\b")
 
 
 def nbytes(n: int | None) -> str:
@@ -43,3 +57,15 @@ def short_float(v: float) -> str:
         if float(text) == v:
             return text
     return f"{v:.15g}"
+
+
+def short_id(cid: str) -> str:
+    """A command or range test id as shown: its random part (``fd0d9d``), which is
+    unique among a run's commands; other ids are shown whole."""
+    m = LONG_ID.fullmatch(cid)
+    return m.group(1) if m else cid
+
+
+def shorten_ids(text: str) -> str:
+    """``text`` with every long command id in its short form."""
+    return LONG_ID.sub(lambda m: m.group(1), text)

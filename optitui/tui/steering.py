@@ -44,6 +44,8 @@ class Change:
         if self.state == "pending":
             return f"{self.label}: pending"
         if self.state == "applied":
+            if self.reason and self.reason.startswith("rewound"):  # a restore: where to
+                return f"{self.label}: {self.reason}"
             note = f"; {self.reason}" if self.reason else ""
             return f"{self.label}: applied after step {self.step}{note}"
         if self.state == "rejected":

@@ -155,9 +155,10 @@ async def test_prefill_without_float_noise_errors_name_the_field_and_ctrl_u_clea
     async with app.run_test(size=(80, 24)) as pilot:
         await loaded(pilot)
         await pilot.press("down", "e")
+        await wait_until(pilot, lambda: isinstance(app.screen, FieldEditor))
         ed = editor(app)
         box = ed.query_one("#value", Input)
-        assert box.value == "0.022"
+        await wait_until(pilot, lambda: box.value == "0.022", what=f"0.022, not {box.value!r}")
         await type_value(pilot, app, "abc")
         await pilot.press("enter")
         assert ed.error.startswith("lr: 'abc' is not a number"), ed.error
@@ -171,4 +172,5 @@ async def test_prefill_without_float_noise_errors_name_the_field_and_ctrl_u_clea
         assert box.value == "true"
         # the dialog's text fits: nothing cut at 80 columns
         hint = ed.query_one("#hint", Label)
-        assert hint.size.height >= 2 and "(blank: at once)" in str(hint.render())
+        await wait_until(pilot, lambda: hint.size.height >= 2, what="the hint wrapped")
+        assert "(blank: at once)" in str(hint.render())

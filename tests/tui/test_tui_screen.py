@@ -131,7 +131,7 @@ async def test_event_log_and_markers(tmp_path: Path) -> None:
         screen = app.dashboard
         log = screen.query_one(EventLog)
         text = log_text(log)
-        assert "scale-lr 1.1 group=1: applied after step 300" in text
+        assert "scale-lr 1.1 group=head: applied after step 300" in text
         assert "loss spike at step 300" in text
         assert "epoch 5: accuracy 0.93" in text  # the job's output tail
         assert [(m.step, m.kind) for m in screen.markers] == [(300, "command")]

@@ -116,7 +116,8 @@ class CheckpointPicker(ModalScreen[Picked | None]):
         ids = [m.id for m in self.manifests]
         if chosen in ids:  # the cursor stays on the same checkpoint when one is added
             table.move_cursor(row=ids.index(chosen), animate=False)
-        hint = "no checkpoints yet: s saves one" if not ids else f"{len(ids)} checkpoints"
+        n = len(ids)
+        hint = "no checkpoints yet: s saves one" if not n else f"{n} checkpoint{'s' * (n != 1)}"
         self.query_one("#hint", Label).update(hint)
         self.reads += 1
 

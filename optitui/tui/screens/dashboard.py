@@ -207,7 +207,7 @@ class DashboardScreen(ControlKeys, RunKeys):
                 self.markers = self.markers + new
                 for plot in self.plots:
                     plot.set_markers(self.markers)
-            log.add_events(u.events)
+            log.add_events(u.events, names)
         if u.output:
             log.add_output(u.output)
         if u.grew or u.first:

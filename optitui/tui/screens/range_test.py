@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from optitui.store.access import RunAccess
 from optitui.store.reader import CommandOutcome, RangeTest
+from optitui.tui import fmt
 from optitui.tui.messages import RangeTestPolled
 from optitui.tui.range_follow import follow_range_test
 from optitui.tui.widgets.range_plot import COLORS, MARKS, RangePlot
@@ -124,7 +125,7 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
         test = self.test
         head = Text(no_wrap=False)
         head.append("LR range test ", "bold")
-        head.append(self.test_id, "dim")
+        head.append(fmt.short_id(self.test_id), "dim")
         head.append(" ")
         if test is None:
             head.append("  waiting for the job to start it…")

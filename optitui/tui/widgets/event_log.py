@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from optitui.store.reader import EventRow
+from optitui.tui import fmt
 
 KIND_STYLES = {
     "command": "cyan",
@@ -15,6 +16,17 @@ KIND_STYLES = {
     "info": "green",
     "output": "dim",
 }
+
+
+def readable(event: EventRow, names: list[str]) -> str:
+    """An event's first line as the dashboard words it: groups by the names the table
+    shows (``group=head``, not ``group=1``) and command ids in their short form."""
+    message = event.message.splitlines()[0] if event.message else ""
+    args = (event.data or {}).get("args")
+    group = args.get("group") if isinstance(args, dict) else None
+    if isinstance(group, int) and not isinstance(group, bool) and 0 <= group < len(names):
+        message = message.replace(f" group={group}", f" group={names[group]}", 1)
+    return fmt.shorten_ids(message)
 
 
 class EventLog(RichLog):
@@ -40,10 +52,12 @@ class EventLog(RichLog):
         self.write(t)
         self.count += 1
 
-    def add_events(self, events: tuple[EventRow, ...] | list[EventRow]) -> None:
+    def add_events(
+        self, events: tuple[EventRow, ...] | list[EventRow], names: list[str] | None = None
+    ) -> None:
+        """The job's events; ``names`` are the groups' names, used instead of indexes."""
         for e in events:
-            message = e.message.splitlines()[0] if e.message else ""
-            self._line(str(e.step), e.kind, message, KIND_STYLES.get(e.kind, ""))
+            self._line(str(e.step), e.kind, readable(e, names or []), KIND_STYLES.get(e.kind, ""))
 
     def add_output(self, lines: tuple[str, ...] | list[str]) -> None:
         for line in lines:
