@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,9 @@ def row(paths: Any, now: float) -> tuple[tuple[str, ...], str | None]:
     """One run's line (RUN STATE STEP LOSS STEPS/S AGE SCRIPT), and its writer's host."""
     from optitui.store.reader import open_reader
 
+    where = paths.elsewhere()
+    if where is not None:  # its store is on the writer's disk: nothing to read from here
+        return (paths.root.name, f"on {where.host}", "-", "-", "-", "-", ""), where.host
     try:
         with open_reader(paths.root) as r:
             st = r.status(now=now)
@@ -99,19 +103,31 @@ def listing(root: Path, show_all: bool, now: float, *, own_only: bool = False) -
     shown = runs if show_all else runs[:NEWEST]
     here = socket.gethostname()
     rows: list[tuple[str, ...]] = []
-    elsewhere: dict[str, list[str]] = {}
+    foreign: dict[str, list[str]] = {}  # host -> runs read here, written there
+    away: dict[str, list[str]] = {}  # host -> runs whose store is on that host's disk
     for paths in shown:
         line, host = row(paths, now)
         rows.append(line)
         if host is not None and host != here:
-            elsewhere.setdefault(host, []).append(paths.root.name)
-    for host, names in elsewhere.items():
+            (away if line[1] == f"on {host}" else foreign).setdefault(host, []).append(line[0])
+    where = os.path.abspath(root)
+    for host, names in away.items():
         notes.append(
-            f"written on {host} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''}): "
-            f"read here over a shared filesystem, their liveness judged by heartbeat only; "
-            f"`optitui attach {host}:RUN` reads them where they are written"
+            f"{_names(names)}: the job on {host} keeps the store on {host}'s own disk while "
+            f"it runs (this directory is on a network filesystem, where SQLite cannot be "
+            f"shared between hosts); `optitui ls {host}:{where}` or "
+            f"`optitui attach {host}:{where}/RUN` read them there"
+        )
+    for host, names in foreign.items():
+        notes.append(
+            f"{_names(names)}: written on {host}, read here on {here}: liveness judged by "
+            f"heartbeat only; `optitui attach {host}:RUN` reads them where they are written"
         )
     return Listing(rows, notes, len(runs) - len(shown))
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def render(found: Listing) -> list[str]:

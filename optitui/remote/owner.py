@@ -20,6 +20,8 @@ def private_problem(paths: RunPaths) -> str | None:
         loose = loose_permissions(root)
         if loose is not None:
             return loose
+        if paths.elsewhere() is not None:
+            return None  # the directory is ours; its store is on the writer's host
         st = os.lstat(paths.db)
     except OSError as exc:
         return f"{paths.root}: {exc.strerror or exc}"

@@ -25,10 +25,10 @@ class Sent:
 def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
     """A run directory given as a path, or as a name under ``root``."""
     p = Path(run)
-    if (p / "store.sqlite").is_file():
+    if RunPaths(p).exists():
         return RunPaths(p)
     q = Path(root) / p
-    if (q / "store.sqlite").is_file():
+    if RunPaths(q).exists():
         return RunPaths(q)
     raise FileNotFoundError(f"{run}: not a run directory (and not a run under {root}/)")
 

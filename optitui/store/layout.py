@@ -9,7 +9,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-DB_NAME = "store.sqlite"
+from optitui.store import placement
+from optitui.store.placement import DB_NAME, Where
+
+__all__ = ["DB_NAME", "RunPaths", "create_run_dir", "find_runs", "latest_running_run"]
+
 INBOX = "inbox"
 OUTPUT = "output.log"
 CHECKPOINTS = "checkpoints"
@@ -23,7 +27,9 @@ class RunPaths:
 
     @property
     def db(self) -> Path:
-        return self.root / DB_NAME
+        """The store file as this host opens it: in the run directory, or on this node's
+        disk when the run directory is on a network filesystem (see placement.py)."""
+        return placement.resolve(self.root)
 
     @property
     def inbox(self) -> Path:
@@ -38,7 +44,12 @@ class RunPaths:
         return self.root / CHECKPOINTS
 
     def exists(self) -> bool:
-        return self.db.is_file()
+        return (self.root / DB_NAME).is_file() or (self.root / placement.POINTER).is_file()
+
+    def elsewhere(self) -> Where | None:
+        """Where the store is when it is on another host's disk (only a viewer there may
+        open it), else None."""
+        return placement.elsewhere(self.root)
 
 
 def _slug(name: str) -> str:
@@ -62,11 +73,19 @@ def create_run_dir(root: Path | str, name: str, run_dir: Path | str | None = Non
     path.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     paths = RunPaths(path)
-    if paths.db.exists():
+    if paths.exists():
         raise FileExistsError(f"{path} already holds a run; choose another --run-dir")
     paths.inbox.mkdir(mode=0o700, exist_ok=True)
     paths.checkpoints.mkdir(mode=0o700, exist_ok=True)
+    placement.place(path)  # on a network filesystem the store goes to this node's disk
     return paths
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a store on another host's disk
+        return 0.0
 
 
 def find_runs(root: Path | str) -> list[RunPaths]:
@@ -74,8 +93,8 @@ def find_runs(root: Path | str) -> list[RunPaths]:
     base = Path(root)
     if not base.is_dir():
         return []
-    runs = [RunPaths(p) for p in base.iterdir() if (p / DB_NAME).is_file()]
-    runs.sort(key=lambda r: r.db.stat().st_mtime if r.db.exists() else 0.0)
+    runs = [RunPaths(p) for p in base.iterdir() if RunPaths(p).exists()]
+    runs.sort(key=lambda r: _mtime(r.db))
     runs.sort(key=lambda r: r.root.stat().st_ctime)
     return runs
 

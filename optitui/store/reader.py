@@ -22,6 +22,7 @@ from typing import Any
 
 from optitui.store import metrics
 from optitui.store.layout import RunPaths
+from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
 
 #: A live job refreshes its heartbeat every fraction of a second; this much
@@ -117,6 +118,9 @@ class RunReader:
 
     def __init__(self, run_dir: Path | str) -> None:
         self.paths = RunPaths(Path(run_dir))
+        where = self.paths.elsewhere()
+        if where is not None:  # a WAL store on another host's disk: not through the network
+            raise StoreElsewhere(self.paths.root, where)
         self.conn = connect(self.paths.db)
         self.conn.execute("PRAGMA query_only = ON")
         self._meta: dict[str, Any] | None = None
@@ -160,10 +164,23 @@ class RunReader:
             return Status("starting", 0, 0, 0.0, None, None, None, None, None)
         st = Status(*row)
         if st.state in LIVE_STATES and self._looks_dead(st, now):
-            return replace(
-                st, state="crashed", message=st.message or "the job stopped without a word"
-            )
+            return replace(st, state="crashed", message=st.message or self._silence())
         return st
+
+    def writer_host(self) -> str | None:
+        """The host the job writes from, when it is not this one: its liveness is then
+        judged by its heartbeat alone (its process cannot be looked at from here)."""
+        host = self.meta().get("host")
+        return host if isinstance(host, str) and host != socket.gethostname() else None
+
+    def _silence(self) -> str:
+        host = self.writer_host()
+        if host is None:
+            return "the job stopped without a word"
+        return (
+            f"no heartbeat for over {STALE_AFTER_S:g} s from the job on {host} (judged by "
+            f"heartbeat only: its process cannot be checked from {socket.gethostname()})"
+        )
 
     def _looks_dead(self, st: Status, now: float | None) -> bool:
         meta = self.meta()

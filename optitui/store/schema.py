@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import urllib.parse
 from pathlib import Path
+
+from optitui.store import netfs, placement
 
 SCHEMA_VERSION = 1
 
@@ -94,6 +97,11 @@ def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
         conn.close()  # checkpoints the WAL into the file and removes it
         os.rename(tmp, db)
+    if not create and placement.settled(db.parent) and netfs.network_filesystem(db.parent):
+        # a finished store copied into a run directory on a network filesystem: read it
+        # as the immutable file it is (no locks, which such filesystems may not have)
+        uri = f"file:{urllib.parse.quote(str(db.resolve()))}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     if create:

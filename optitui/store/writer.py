@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from optitui.store import metrics
+from optitui.store import metrics, placement
 from optitui.store.layout import RunPaths
 from optitui.store.records import (
     Event,
@@ -48,6 +48,7 @@ class StoreWriter:
     """Writes records to the database. Owned by exactly one thread."""
 
     def __init__(self, paths: RunPaths, meta: dict[str, Any]) -> None:
+        self.paths = paths
         self.conn = connect(paths.db, create=True)
         self._last_step = 0
         self._last_epoch = 0
@@ -158,6 +159,7 @@ class StoreWriter:
 
     def close(self) -> None:
         self.conn.close()
+        placement.settle(self.paths.root)  # a store kept on this node goes to its run dir
 
 
 class Recorder:
