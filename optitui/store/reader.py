@@ -213,6 +213,10 @@ class RunReader:
             )
         )
 
+    def val_times(self) -> list[tuple[int, float | None, float]]:
+        """(step, loss, time) of every validation record, oldest first."""
+        return list(self.conn.execute("SELECT step, loss, time FROM val ORDER BY id"))
+
     def events(self, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
         q = "SELECT id, time, step, kind, message, data FROM events WHERE id > ? ORDER BY id"
         args: tuple[Any, ...] = (after_id,)

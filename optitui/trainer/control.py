@@ -12,6 +12,7 @@ from optitui.store.fields import FieldError
 from optitui.trainer import answers, checkpoint, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
+from optitui.trainer.published import group_label as group_label
 
 if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
@@ -38,11 +39,6 @@ LATER = Later()
 
 #: fields a momentum-cycling scheduler (OneCycleLR, CyclicLR) writes every step
 CYCLED = ("momentum", "betas")
-
-
-def group_label(group: dict[str, Any], index: int) -> str:
-    name = group.get("name")
-    return str(name) if isinstance(name, str) and name else str(index)
 
 
 def resolve_groups(trainer: Trainer, group: int | str | None) -> list[int]:
@@ -283,8 +279,8 @@ def _restore(trainer: Trainer, args: dict[str, Any]) -> Applied:
     snap = checkpoint.load(folder / m.file, m)
     checkpoint.check_compatible(trainer, snap)
     old = trainer.step
-    trainer.rewind(snap, m.id)
-    return Applied(True, f"rewound from step {old} to step {trainer.step} ({m.id})")
+    trainer.rewind(snap, m.id)  # publishes the new step and values itself
+    return Applied(False, f"rewound from step {old} to step {trainer.step} ({m.id})")
 
 
 def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:

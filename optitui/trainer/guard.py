@@ -174,6 +174,7 @@ class Guard:
                 t.rewind(snap, source)
                 for i in range(len(t.optimizer.param_groups)):
                     t.lr.scale(i, p.lr_factor)
+                t.published.publish_groups()  # viewers show the lr every step now uses
                 for _ in range(p.skip * t.job.grad_accum):
                     t._next_batch()
                 self._reset()

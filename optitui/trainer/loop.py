@@ -27,7 +27,6 @@ from optitui.store.inbox import CommandPump, NullPump
 from optitui.store.layout import RunPaths
 from optitui.store.records import (
     Event,
-    GroupSnapshot,
     MetaUpdate,
     MetricBatch,
     Outcome,
@@ -40,7 +39,6 @@ from optitui.trainer import (
     checkpoint,
     control,
     dist,
-    hparams,
     lr_record,
     ramps,
     rangetest,
@@ -59,6 +57,7 @@ from optitui.trainer.guard import Guard, GuardPolicy
 from optitui.trainer.job import Job, JobError
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import LrControl
+from optitui.trainer.published import Published
 from optitui.trainer.saver import Answer, Policy, Saver
 
 
@@ -111,7 +110,9 @@ class Trainer:
         self._stop_request: str | None = None  # a rank's own wish to stop, agreed at a sync
         self.optimizer = job.optimizer
         self.lr = LrControl(job.optimizer, job.scheduler)
-        self.lr.on_script = self._lr_by_script
+        #: what viewers see besides the metrics: group snapshots, controls, status
+        self.published = Published(self)
+        self.lr.on_script = self.published.lr_by_script
         self.max_steps = max_steps if max_steps is not None else job.max_steps
         self.flush_every = max(1, flush_every)
         self.flush_seconds = flush_seconds
@@ -194,64 +195,18 @@ class Trainer:
 
     def group_snapshot(self) -> list[dict[str, Any]]:
         """Every group's values and editable fields, as plain data (syncs on tensor lrs)."""
-        out = []
-        for i, g in enumerate(self.optimizer.param_groups):
-            out.append(
-                {
-                    "index": i,
-                    "name": control.group_label(g, i),
-                    "params": sum(int(p.numel()) for p in g["params"]),
-                    "frozen": all(not p.requires_grad for p in g["params"]),
-                    "lr_multiplier": self.lr.mult[i],
-                    "lr_by_script": i in self.lr.script,
-                    "ramping": sorted(r.field for r in self._ramps if r.group == i),
-                    "values": {
-                        k: hparams.plain(v) for k, v in g.items() if k not in hparams.HIDDEN
-                    },
-                    "fields": {
-                        k: s.to_json() for k, s in hparams.group_fields(self.optimizer, g).items()
-                    },
-                }
-            )
-        return out
+        return self.published.groups()
 
     def controls(self) -> dict[str, Any]:
         """Run-wide settings shown beside the group table."""
-        sched = self.lr.scheduler
-        return {
-            "scheduler": None if sched is None else type(sched).__name__,
-            "scheduler_attached": self.lr.attached,
-            "lr_by_script": bool(self.lr.script),
-            "cycles_momentum": self.lr.drives_momentum(),
-            "lookahead": None if self.lookahead is None else self.lookahead.describe(),
-            "clip": self.clip,
-            "optimizer": type(self.optimizer).__name__,
-            "checkpoints": self.policy.describe(),
-            "divergence": self.guard.policy.describe(),
-        }
-
-    def _lr_by_script(self, i: int, first: bool) -> None:
-        """The script wrote group i's lr itself (at an optimizer step): the first time, or
-        settling the multiplier of a "set lr". Viewers see the new values at once."""
-        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
-        if not first:
-            return
-        name = control.group_label(self.optimizer.param_groups[i], i)
-        m = self.lr.mult[i]
-        kept = f"; x{m:.4g} from earlier edits stays on top" if m != 1.0 else ""
-        self.recorder.put(
-            Event(
-                self.step,
-                "info",
-                f"group {name}: the script writes its lr itself; edits are multipliers on "
-                f"the script's values{kept}",
-                {"lr_by_script": i},
-            )
-        )
-        self.publish_controls()
+        return self.published.controls()
 
     def publish_controls(self) -> None:
-        self.recorder.put(MetaUpdate({"controls": self.controls()}))
+        self.published.publish_controls()
+
+    @property
+    def state_message(self) -> str | None:
+        return self._state_message
 
     # -- control, called at step boundaries -------------------------------------
     def start_ramp(self, ramp: ramps.Ramp) -> None:
@@ -270,7 +225,7 @@ class Trainer:
         finished = [r for r in self._ramps if ramps.advance(self, r)]
         if finished:
             self._ramps = [r for r in self._ramps if r not in finished]
-            self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+            self.published.publish_groups()
 
     # -- checkpoints ----------------------------------------------------------------
     def save_checkpoint(
@@ -296,6 +251,7 @@ class Trainer:
             raise checkpoint.CheckpointError(f"restore failed, nothing changed: {exc}") from exc
         self._last_flush = (time.time(), self.step, self._samples)
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
+        self.published.state_changed()  # the new step and values, also while paused
         self.recorder.put(
             Event(
                 self.step,
@@ -310,7 +266,6 @@ class Trainer:
                 },
             )
         )
-        self.publish_controls()
 
     def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
         self.pending_test = None
@@ -388,7 +343,7 @@ class Trainer:
         # what changed is on record before the answers: a viewer that sees "applied"
         # finds the new values and state already there
         if changed:
-            self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+            self.published.publish_groups()
         if self._paused and not self._budget:
             self._set_state("paused", self.pause_message)
         else:
@@ -613,6 +568,7 @@ class Trainer:
             self.save_checkpoint("periodic")
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch = [], []
+        self.published.publish_if_moved()  # a cycled momentum, a field ramp
         if check:
             self.guard.observe(cols["step"], losses, norms)
 
@@ -647,7 +603,7 @@ class Trainer:
         self.expected_non_finite = checkpoint.expected_non_finite(self.model)
         self.lr.remember()  # the lrs now are where the run starts from
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
-        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        self.published.publish_groups()
         self.publish_controls()
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()

@@ -26,7 +26,7 @@ from torch.optim import Optimizer
 
 from optitui.store.commands import Command
 from optitui.store.layout import RunPaths
-from optitui.store.records import Event, GroupSnapshot, Outcome
+from optitui.store.records import Event, Outcome
 from optitui.trainer import answers, checkpoint, rangetest, surgery
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.job import Job
@@ -202,7 +202,7 @@ class LoopTrainer(Trainer):
                 self.recorder.put(r)
             return
         # what changed is on record before the answer, as the trainer does it
-        self.recorder.put(GroupSnapshot(self.step, self.group_snapshot()))
+        self.published.publish_groups()
         self.publish_controls()
         note = f"loaded {cid}; the loop goes on from step {old}"
         self.recorder.put(Outcome(cmd.id, cmd.kind, cmd.raw, True, self.step, note))
