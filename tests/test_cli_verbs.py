@@ -3,8 +3,10 @@ the `--` hint and `run --help`."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,7 +89,16 @@ def test_ls_lists_newest_first_with_speed_and_all_for_the_rest(
     monkeypatch.setattr("optitui.cli.ls.NEWEST", 4)
     assert main(["ls", "--root", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT"]
+    assert lines[0].split() == [
+        "RUN",
+        "STATE",
+        "STEP",
+        "LOSS",
+        "STEPS/S",
+        "AGE",
+        "SCRIPT",
+        "TREND",
+    ]
     names = [line.split()[0] for line in lines[1:-1]]
     assert names == ["later2", "later1", "later0", "second"]  # newest first, 4 of 5
     second = lines[4].split()
@@ -113,3 +124,66 @@ def test_commands_are_described_without_stray_spaces() -> None:
     for kind in ("lr-find", "divergence", "checkpoint-policy"):
         said = describe(Command("x", kind, {}, "{}"))
         assert said == kind and f"{said}: applied" == f"{kind}: applied"
+
+
+def _long_store(root: Path, name: str, rows: int, per_row: int = 4) -> None:
+    """A finished run of ``rows`` metric rows whose loss falls from 10 to 0.01."""
+    paths = create_run_dir(root, name, root / name)
+    start = time.time() - 1000
+    w = StoreWriter(paths, {"start": start, "script": f"/x/{name}.py"})
+    n = rows * per_row
+    for r in range(rows):
+        steps = [float(r * per_row + i + 1) for i in range(per_row)]
+        loss = [10.0 * 1000.0 ** (-(s - 1) / (n - 1)) for s in steps]
+        w.write([MetricBatch({"step": steps, "time": [start + s for s in steps], "loss": loss})])
+    w.write([StatusUpdate("finished", n, 0, last_record=start + n)])
+    w.close()
+
+
+def test_ls_trend_column_is_a_sparkline_read_from_a_bounded_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optitui.store.reader import RunReader
+
+    root = tmp_path / "runs"
+    _long_store(root, "long", rows=2000)
+    read: list[int] = []
+    whole = RunReader.metric_rows
+
+    def counted(self: RunReader, ids: list[int]) -> Any:
+        read.append(len(ids))
+        return whole(self, ids)
+
+    monkeypatch.setattr(RunReader, "metric_rows", counted)
+    assert main(["ls", "--root", str(root)]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    trend = line.split()[-1]
+    assert len(trend) == 16 and set(trend) <= set("▁▂▃▄▅▆▇█")
+    # falling over three decades: drawn on a log scale, highest first, lowest last
+    assert trend[0] == "█" and trend[-1] == "▁" and list(trend) == sorted(trend, reverse=True)
+    assert sum(read) <= 4 * 16 + 2  # a sample of the 2,000 rows, not the whole history
+
+
+def test_ls_json_lists_the_same_runs_as_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    _store(root, "first", "finished", 1000, 606.0, 0.5)
+    _long_store(root, "long", rows=10)
+    _store(root, "last", "stopped", 500, 999.0, float("nan"))
+    (root / "broken").mkdir()
+    (root / "broken" / "store.sqlite").write_bytes(b"not a database" * 100)
+    monkeypatch.setattr("optitui.cli.ls.NEWEST", 3)
+    assert main(["ls", "--root", str(root), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["root"] == str(root) and got["older"] == 1
+    runs = {r["run"]: r for r in got["runs"]}
+    assert got["runs"][0]["run"] == "broken"  # newest first, as in the table
+    assert runs["broken"]["state"] == "unreadable" and runs["broken"]["problem"]
+    long = runs["long"]
+    assert long["state"] == "finished" and long["step"] == 40 and long["script"] == "/x/long.py"
+    assert long["speed"] == "average" and long["steps_per_s"] == pytest.approx(1.0, rel=0.01)
+    assert long["trend"]["first_step"] == 1 and long["trend"]["last_step"] == 40
+    assert long["trend"]["log_scale"] is True and len(long["trend"]["values"]) == 16
+    assert long["loss"] == pytest.approx(0.01)
+    assert runs["last"]["loss"] == "nan"  # JSON has no NaN: written as a string

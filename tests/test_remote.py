@@ -313,6 +313,19 @@ def test_ls_on_another_host(tmp_path: Path, local_ssh: None) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split()[:3] == ["RUN", "STATE", "STEP"]
     assert "finished" in out.stdout and "attach gpu7:RUN" in out.stdout
+    data = subprocess.run(
+        [sys.executable, "-m", "optitui", "ls", f"localhost:{tmp_path / 'runs'}", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert data.returncode == 0, data.stderr
+    runs = json.loads(data.stdout)["runs"]
+    assert [(r["run"], r["state"], r["host"]) for r in runs] == [
+        ("b", "finished", "gpu7"),
+        ("a", "finished", socket.gethostname()),
+    ]
 
 
 def test_the_server_imports_no_torch_and_writes_nothing(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import time
@@ -22,7 +23,8 @@ def add_parser(sub: Any) -> None:
         help="list runs, newest first, with state, step, last loss, steps/s and age",
         description="Runs under --root, newest first. steps/s is the current speed of a "
         "running job and the run's average for one that is over; AGE is the time since "
-        f"its last record. Only the {NEWEST} newest are listed unless --all. "
+        f"its last record; TREND a sparkline of the loss over the whole run (log scale when "
+        f"it falls over decades). Only the {NEWEST} newest are listed unless --all. "
         "HOST: lists the runs on another host through ssh (HOST:DIR, ssh://[user@]host[:port]/dir).",
     )
     ls.add_argument(
@@ -32,23 +34,14 @@ def add_parser(sub: Any) -> None:
     ls.add_argument(
         "--all", action="store_true", help=f"list every run, not only the {NEWEST} newest"
     )
+    ls.add_argument(
+        "--json", action="store_true", help="print the list as one JSON object (runs, notes)"
+    )
 
 
-def _speed(status: Any, meta: dict[str, Any]) -> str:
-    """The job's own speed while it runs; the run's average once it is over."""
-    from optitui.tui import fmt
-
-    if status.state == "running":
-        return fmt.rate(status.steps_per_s)
-    if status.state in ("paused", "starting", "lr-find"):
-        return "–"
-    start, end = meta.get("start"), status.last_record
-    if isinstance(start, int | float) and end is not None and end > start and status.step > 0:
-        return "avg " + fmt.rate(status.step / (end - start))
-    return "–"
-
-
-HEADER = ("RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT")
+HEADER = ("RUN", "STATE", "STEP", "LOSS", "STEPS/S", "AGE", "SCRIPT", "TREND")
+#: points in the TREND column: each the mean loss of a stretch of the run
+TREND_POINTS = 16
 
 
 @dataclass
@@ -58,33 +51,86 @@ class Listing:
     rows: list[tuple[str, ...]]
     notes: list[str] = field(default_factory=list)
     older: int = 0  # runs not listed (without --all)
+    #: the same runs as plain data (``--json``), in the same order
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def row(paths: Any, now: float) -> tuple[tuple[str, ...], str | None]:
-    """One run's line (RUN STATE STEP LOSS STEPS/S AGE SCRIPT), and its writer's host."""
+def record(paths: Any, now: float) -> dict[str, Any]:
+    """One run as plain data: what its line shows, unformatted. Only ``run``, ``path``,
+    ``state`` and what explains it for a store that cannot be read here: ``problem`` (why),
+    or ``host`` for state ``elsewhere`` (the store is on that host's disk while it runs)."""
+    from optitui.console.summary import loss_spark, trend
     from optitui.store.reader import open_reader
 
+    out: dict[str, Any] = {"run": paths.root.name, "path": str(paths.root)}
     where = paths.elsewhere()
     if where is not None:  # its store is on the writer's disk: nothing to read from here
-        return (paths.root.name, f"on {where.host}", "-", "-", "-", "-", ""), where.host
+        return out | {"state": "elsewhere", "host": where.host}
     try:
         with open_reader(paths.root) as r:
-            st = r.status(now=now)
-            loss = r.last_loss()
             meta = r.meta()
-            script = Path(str(meta.get("script", "?"))).name
-            host = meta.get("host")
-            return (
-                paths.root.name,
-                st.state,
-                f"{st.step:,}",
-                "-" if loss is None else f"{loss:.4g}",
-                _speed(st, meta),
-                age(now - (st.last_record or st.heartbeat)),
-                script,
-            ), host if isinstance(host, str) else None
+            problem = r.schema_problem()
+            if problem is not None:  # another optitui's store: named, not read further
+                version = meta.get("optitui_version")
+                by = f"optitui {version}" if isinstance(version, str) else "another optitui"
+                return out | {"state": "unreadable", "problem": f"written by {by}: {problem}"}
+            st = r.status(now=now)
+            # the trend reads an even sample of at most 4 x TREND_POINTS metric rows
+            values, first, last = trend(r, TREND_POINTS)
+            host, script = meta.get("host"), meta.get("script")
+            return out | {
+                "state": st.state,
+                "step": st.step,
+                "loss": r.last_loss(),
+                **_speed(st, meta),
+                "last_record": st.last_record or st.heartbeat or None,
+                "age_s": max(0.0, now - (st.last_record or st.heartbeat)),
+                "script": script if isinstance(script, str) else None,
+                "host": host if isinstance(host, str) else None,
+                "trend": {
+                    "values": values,
+                    "first_step": first,
+                    "last_step": last,
+                    "log_scale": loss_spark(values)[1],
+                },
+            }
     except Exception as exc:  # one bad store costs one line
-        return (paths.root.name, "unreadable", "-", "-", "-", "-", str(exc)[:40]), None
+        return out | {"state": "unreadable", "problem": str(exc)}
+
+
+def _speed(status: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """The job's own speed while it runs; the run's average once it is over."""
+    if status.state == "running":
+        return {"steps_per_s": status.steps_per_s, "speed": "now"}
+    if status.state in ("paused", "starting", "lr-find"):
+        return {"steps_per_s": None, "speed": None}
+    start, end = meta.get("start"), status.last_record
+    if isinstance(start, int | float) and end is not None and end > start and status.step > 0:
+        return {"steps_per_s": status.step / (end - start), "speed": "average"}
+    return {"steps_per_s": None, "speed": None}
+
+
+def cells(run: dict[str, Any]) -> tuple[str, ...]:
+    """A run's line: RUN STATE STEP LOSS STEPS/S AGE SCRIPT TREND."""
+    from optitui.console import fmt
+    from optitui.console.summary import loss_spark
+
+    if run["state"] == "elsewhere":
+        return (run["run"], f"on {run['host']}", "-", "-", "-", "-", "", "")
+    if run.get("problem") is not None:
+        return (run["run"], run["state"], "-", "-", "-", "-", str(run["problem"])[:60], "")
+    rate = fmt.rate(run["steps_per_s"])
+    loss = run["loss"]
+    return (
+        run["run"],
+        run["state"],
+        f"{run['step']:,}",
+        "-" if loss is None else f"{loss:.4g}",
+        "avg " + rate if run["speed"] == "average" and rate != "–" else rate,
+        age(run["age_s"]),
+        Path(run["script"] or "?").name,
+        loss_spark(run["trend"]["values"])[0],
+    )
 
 
 def listing(root: Path, show_all: bool, now: float, *, own_only: bool = False) -> Listing:
@@ -105,11 +151,14 @@ def listing(root: Path, show_all: bool, now: float, *, own_only: bool = False) -
     rows: list[tuple[str, ...]] = []
     foreign: dict[str, list[str]] = {}  # host -> runs read here, written there
     away: dict[str, list[str]] = {}  # host -> runs whose store is on that host's disk
+    runs_out: list[dict[str, Any]] = []
     for paths in shown:
-        line, host = row(paths, now)
+        run = record(paths, now)
+        runs_out.append(run)
+        line, host = cells(run), run.get("host")
         rows.append(line)
         if host is not None and host != here:
-            (away if line[1] == f"on {host}" else foreign).setdefault(host, []).append(line[0])
+            (away if run["state"] == "elsewhere" else foreign).setdefault(host, []).append(line[0])
     where = os.path.abspath(root)
     for host, names in away.items():
         notes.append(
@@ -123,7 +172,7 @@ def listing(root: Path, show_all: bool, now: float, *, own_only: bool = False) -
             f"{_names(names)}: written on {host}, read here on {here}: liveness judged by "
             f"heartbeat only; `optitui attach {host}:RUN` reads them where they are written"
         )
-    return Listing(rows, notes, len(runs) - len(shown))
+    return Listing(rows, notes, len(runs) - len(shown), runs_out)
 
 
 def _names(names: list[str]) -> str:
@@ -153,9 +202,12 @@ def main(args: argparse.Namespace) -> int:
             err(str(exc))
             return 2
         if target is not None:
-            return _remote(target, args.all)
+            return _remote(target, args.all, args.json)
         root = Path(args.where)
     found = listing(root, args.all, time.time())
+    if args.json:
+        print(as_json(str(root), found))
+        return 0
     if not found.rows and not found.older:
         print(f"no runs under {root}/")
         return 0
@@ -163,7 +215,15 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote(target: Any, show_all: bool) -> int:
+def as_json(root: str, found: Listing) -> str:
+    """``ls --json``: the runs (newest first), how many older ones were left out, the notes."""
+    from optitui.console.summary import json_ready
+
+    body = {"root": root, "runs": found.runs, "older": found.older, "notes": found.notes}
+    return json.dumps(json_ready(body), indent=2)
+
+
+def _remote(target: Any, show_all: bool, as_data: bool = False) -> int:
     """The same table, made on the far side by ``optitui serve-stdio`` over ssh."""
     from optitui.remote.client import RemoteError, list_runs
 
@@ -175,6 +235,14 @@ def _remote(target: Any, show_all: bool) -> int:
     rows = [tuple(str(c) for c in r) for r in got["rows"] if isinstance(r, list)]
     older = int(got["older"]) if isinstance(got.get("older"), int) else 0
     notes = [str(n) for n in got.get("notes", []) if isinstance(n, str)]
+    if as_data:
+        runs = got.get("runs")
+        if not isinstance(runs, list):
+            err(f"{target.label}: the optitui there lists no runs as data; update it there")
+            return 2
+        found = Listing(rows, notes, older, [r for r in runs if isinstance(r, dict)])
+        print(as_json(f"{target.host}:{got.get('root')}", found))
+        return 0
     if not rows and not older:
         print(f"no runs under {target.host}:{got.get('root')}/")
         print("\n".join(f"note: {n}" for n in notes))

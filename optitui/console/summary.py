@@ -80,6 +80,16 @@ def trend(reader: RunReader, points: int = 40) -> tuple[list[float], int, int]:
     return _buckets(values, points), first, last
 
 
+def loss_spark(values: Sequence[float]) -> tuple[str, bool]:
+    """A sparkline of losses, and whether it is drawn on a log scale: a loss falling over
+    decades is, or all but its start would be flat."""
+    finite = [v for v in values if math.isfinite(v)]
+    log = bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
+    if log:
+        values = [math.log10(v) if math.isfinite(v) and v > 0 else math.nan for v in values]
+    return fmt.sparkline(values), log
+
+
 def _mean(col: array[float]) -> float:
     finite = [v for v in col if math.isfinite(v)]
     return sum(finite) / len(finite) if finite else math.nan
@@ -211,16 +221,13 @@ def render(s: dict[str, Any], style: Style) -> str:
     row("loss", text)
     t = s["trend"]
     if t["values"]:
-        values = t["values"]
-        finite = [v for v in values if math.isfinite(v)]
+        finite = [v for v in t["values"] if math.isfinite(v)]
         ends = f" ({fmt.loss(finite[0])} → {fmt.loss(finite[-1])})" if finite else ""
-        # a loss falling over decades is drawn on a log scale, or all but its start is flat
-        log = bool(finite) and min(finite) > 0 and max(finite) > 10 * min(finite)
+        line, log = loss_spark(t["values"])
         if log:
-            values = [math.log10(v) if math.isfinite(v) and v > 0 else math.nan for v in values]
             ends += ", log scale"
         steps = f"steps {t['first_step']:,} to {t['last_step']:,}"
-        row("trend", f"{fmt.sparkline(values)}  {steps}{ends}")
+        row("trend", f"{line}  {steps}{ends}")
     width = max((len(g["name"]) for g in s["groups"]), default=0)
     for i, g in enumerate(s["groups"]):
         shown = [k for k in g["editable"] or list(g["values"]) if k in g["values"]]

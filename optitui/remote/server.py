@@ -141,6 +141,7 @@ class Server:
                 "t": "runs",
                 "root": str(root),
                 "rows": [list(r) for r in found.rows],
+                "runs": found.runs,
                 "notes": found.notes,
                 "older": found.older,
             }
