@@ -35,6 +35,8 @@ def _loaded(code: str) -> set[str]:
         "optitui.console.progress",
         "optitui.console.summary",
         "optitui.cli.status",
+        "optitui.cli.ls",
+        "optitui.cli.export",
         "optitui.remote.server",
         "optitui.remote.client",
         "optitui.cli.serve_stdio",

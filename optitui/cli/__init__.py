@@ -24,11 +24,11 @@ Watch and steer PyTorch training from the terminal.
                                          (nohup, sbatch; the default with no terminal)
   optitui attach [RUN_DIR]               open the dashboard on a running job (default: newest)
   optitui attach gpu1:runs/big           the same for a run on another host, over your ssh
-  optitui ls                             runs under ./runs with state, step, loss
+  optitui ls [--json]                    runs under ./runs, newest first: state, step, loss, trend
   optitui status RUN [--json]            one run summed up: state, ETA, loss trend, groups
   optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
   optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
-  optitui export RUN --format csv        per-step metrics for pandas
+  optitui export RUN... --format csv     per-step metrics of runs for pandas, in one table
 """
 
 #: verb -> its module (``add_parser(sub)`` and ``main(args)``)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sqlite3
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optitui.store.reader import RunReader
 
 
 def err(msg: str) -> None:
@@ -62,3 +68,53 @@ def age(seconds: float) -> str:
     if s < 172800:
         return f"{s // 3600}h"
     return f"{s // 86400}d"
+
+
+class RunUnreadable(Exception):
+    """A run that cannot be read here; the message is one line naming it and why."""
+
+
+#: what reading a damaged, foreign or vanishing run store can raise
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ValueError)
+
+
+def written_by(meta: dict[str, Any]) -> str:
+    """Which optitui wrote a run, as far as its store says."""
+    version = meta.get("optitui_version")
+    return f"optitui {version}" if isinstance(version, str) else "an optitui that did not say"
+
+
+def open_run(name: str, root: Path, verb: str) -> RunReader:
+    """A reader on the run ``name`` (a run directory, or its name under ``root``), checked
+    to exist, to open, and to be in the store schema this optitui reads. ``verb`` names
+    the command in the hint for a run on another host. Raises RunUnreadable."""
+    from optitui.remote.target import TargetError, parse
+    from optitui.store.client import resolve_run
+    from optitui.store.reader import open_reader
+
+    try:
+        target = parse(name)
+    except TargetError as exc:
+        raise RunUnreadable(str(exc)) from None
+    if target is not None:
+        raise RunUnreadable(
+            f"{name}: `optitui {verb}` reads runs on this host; run it on {target.host} "
+            f"(ssh {target.host} optitui {verb} ...)"
+        )
+    try:
+        reader = open_reader(resolve_run(Path(name).expanduser(), root).root)
+    except FileNotFoundError as exc:
+        raise RunUnreadable(str(exc)) from None
+    except STORE_ERRORS as exc:
+        raise RunUnreadable(f"{name}: the run store cannot be read: {exc}") from None
+    try:
+        problem = reader.schema_problem()
+        if problem is not None:
+            raise RunUnreadable(f"{name}: written by {written_by(reader.meta())}: {problem}")
+    except STORE_ERRORS as exc:
+        reader.close()
+        raise RunUnreadable(f"{name}: the run store cannot be read: {exc}") from None
+    except RunUnreadable:
+        reader.close()
+        raise
+    return reader

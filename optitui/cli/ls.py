@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import age, err
+from optitui.cli.common import age, err, written_by
 
 #: runs listed without --all
 NEWEST = 20
@@ -71,8 +71,7 @@ def record(paths: Any, now: float) -> dict[str, Any]:
             meta = r.meta()
             problem = r.schema_problem()
             if problem is not None:  # another optitui's store: named, not read further
-                version = meta.get("optitui_version")
-                by = f"optitui {version}" if isinstance(version, str) else "another optitui"
+                by = written_by(meta)
                 return out | {"state": "unreadable", "problem": f"written by {by}: {problem}"}
             st = r.status(now=now)
             # the trend reads an even sample of at most 4 x TREND_POINTS metric rows

@@ -1,4 +1,4 @@
-"""``optitui export``: a run's per-step metrics as CSV or JSON lines, for pandas.
+"""``optitui export``: runs' per-step metrics as CSV or JSON lines, for pandas.
 
 After a restore the run goes on from an earlier step, so a step can appear more
 than once: every row and every validation loss carries the ``branch`` it was
@@ -12,7 +12,7 @@ import bisect
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from optitui.store.reader import RunReader
@@ -27,17 +27,29 @@ def branch_starts(reader: RunReader) -> list[float]:
     )
 
 
+def _renames(names: Sequence[str], labels: Any) -> dict[str, str]:
+    """``lr/<i>`` columns named after their group (``lr/head``)."""
+    labels = labels if isinstance(labels, list) else []
+    out = {}
+    for name in names:
+        if name.startswith("lr/") and name[3:].isdigit():
+            i = int(name[3:])
+            out[name] = f"lr/{labels[i]}" if i < len(labels) else name
+    return out
+
+
+def columns(reader: RunReader) -> list[str]:
+    """The names :func:`rows` gives, read without the data (for a header over several runs)."""
+    names = reader.metric_names()
+    rename = _renames(names, reader.meta().get("groups"))
+    return ["branch", *(rename.get(n, n) for n in names), "val_loss"]
+
+
 def rows(reader: RunReader) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """Column names and one dict per step; ``val_loss`` is filled on evaluated steps of
     the same branch."""
     cols = reader.read_metrics()
-    labels = reader.meta().get("groups") or []
-    rename = {}
-    for name in cols.columns:
-        if name.startswith("lr/"):
-            i = int(name[3:])
-            label = labels[i] if i < len(labels) else str(i)
-            rename[name] = f"lr/{label}"
+    rename = _renames(list(cols.columns), reader.meta().get("groups"))
     starts = branch_starts(reader)
     val = {
         (bisect.bisect_right(starts, when), step): loss for step, loss, when in reader.val_times()
@@ -63,19 +75,31 @@ def rows(reader: RunReader) -> tuple[list[str], Iterator[dict[str, Any]]]:
 
 
 def write(reader: RunReader, out: TextIO, fmt: str) -> int:
-    """Write every step's row; returns the number of rows."""
-    names, it = rows(reader)
-    n = 0
-    if fmt == "csv":
-        w = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
-        w.writeheader()
-        for row in it:
-            w.writerow({k: "" if v is None else v for k, v in row.items()})
-            n += 1
-    elif fmt == "jsonl":
-        for row in it:
-            out.write(json.dumps(row) + "\n")
-            n += 1
-    else:
+    """Write every step's row of one run; returns the number of rows."""
+    return write_runs([(None, reader)], out, fmt)
+
+
+def write_runs(runs: Sequence[tuple[str | None, RunReader]], out: TextIO, fmt: str) -> int:
+    """Write the rows of runs into one table, one run after the other: a ``run`` column
+    names each row's run (where runs are named), the columns are every run's together
+    (empty where a run has none). A run's data is read when its turn comes. Returns the
+    number of rows."""
+    if fmt not in ("csv", "jsonl"):
         raise ValueError(f"unknown format {fmt!r}; use csv or jsonl")
+    names = ["run"] if any(label is not None for label, _ in runs) else []
+    for _, reader in runs:
+        names += [n for n in columns(reader) if n not in names and n != "val_loss"]
+    names.append("val_loss")
+    n = 0
+    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+    if fmt == "csv":
+        writer.writeheader()
+    for label, reader in runs:
+        for row in rows(reader)[1]:
+            full = {k: row.get(k) for k in names} | ({} if label is None else {"run": label})
+            if fmt == "csv":
+                writer.writerow({k: "" if v is None else v for k, v in full.items()})
+            else:
+                out.write(json.dumps(full) + "\n")
+            n += 1
     return n

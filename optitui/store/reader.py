@@ -245,6 +245,16 @@ class RunReader:
         """The id of every metric row (one row holds a flush's steps), oldest first."""
         return [r[0] for r in self.conn.execute("SELECT id FROM metrics ORDER BY id")]
 
+    def metric_names(self) -> list[str]:
+        """Every metric column's name, in the order :meth:`read_metrics` meets them
+        (reads the rows' column lists only, not their data)."""
+        names: list[str] = []
+        for (cols,) in self.conn.execute(
+            "SELECT columns FROM metrics GROUP BY columns ORDER BY MIN(id)"
+        ):
+            names += [n for n in json.loads(cols) if n not in names]
+        return names
+
     def metric_rows(self, ids: Sequence[int]) -> list[dict[str, array[float]]]:
         """The columns of these metric rows, in id order (a sample or a tail of a run)."""
         out: list[dict[str, array[float]]] = []
