@@ -117,6 +117,27 @@ def test_remote_names_parse_like_scp_and_ssh_urls(tmp_path: Path) -> None:
     assert argv[-1].endswith("serve-stdio 'runs/it'\"'\"'s'")  # quoted for the remote shell
 
 
+def test_metric_rows_travel_exactly_packed_or_not() -> None:
+    import base64
+    import math
+    import zlib
+
+    from optitui.store import metrics
+
+    _, _, blob = metrics.encode(
+        {"step": [float(s) for s in range(1, 65)], "loss": [math.nan, math.inf] + [0.1] * 62}
+    )
+    for packed in (False, True):
+        text = protocol.blob_text(blob, packed=packed)
+        assert protocol.text_blob(text, len(blob), packed=packed) == blob  # bit for bit
+    assert len(protocol.blob_text(blob, packed=True)) < len(protocol.blob_text(blob)) / 3
+    bomb = base64.b64encode(zlib.compress(b"\0" * 10_000_000)).decode()
+    with pytest.raises(protocol.ProtocolError, match="not 1024 bytes"):
+        protocol.text_blob(bomb, 1024, packed=True)  # inflates no further than the row
+    with pytest.raises(protocol.ProtocolError):
+        protocol.text_blob("not base64!", 8)
+
+
 # -- following ----------------------------------------------------------------------------
 def test_follow_and_reconnect_lose_and_repeat_nothing(live: LiveRun, local_ssh: None) -> None:
     run = RemoteRun(Target("localhost", str(live.paths.root)), interval=0.05)

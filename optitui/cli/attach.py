@@ -101,18 +101,18 @@ def _attach_remote(target: Any, args: argparse.Namespace) -> int:
     root = str(args.root) if args.root != Path("runs") else None
     run = RemoteRun(target, root=root)
     run.start()  # ssh connects, the server starts streaming while Textual loads
+    from optitui.tui.app import build_app
+    from optitui.tui.remote_feed import RemoteFeed
+    from optitui.tui.settings import ViewerSettings
+
     try:
         info = run.wait_ready(CONNECT_S)
     except RemoteError as exc:
         run.close()
         err(str(exc))
         return 2
-    from optitui.tui.remote_feed import RemoteFeed
-
     feed = RemoteFeed(run)
     feed.prefetch()
-    from optitui.tui.app import build_app
-    from optitui.tui.settings import ViewerSettings
 
     note = f"over ssh from {info.host}"
     if info.writer_host and info.writer_host != info.host:

@@ -289,6 +289,7 @@ class RemoteRun:
                 "run": self.target.path or None,
                 "root": self.root,
                 "interval": self.interval,
+                "pack": True,
                 "cursors": self.mirror.resume_from(),
             }
             if not self.history and self.connections == 0:

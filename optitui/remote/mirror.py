@@ -97,14 +97,15 @@ class Mirror:
         names = field(msg, "cols", list)
         if not all(isinstance(n, str) for n in names):
             raise ProtocolError("cols: expected names")
+        packed = msg.get("z") is True
         got = []
         for item in field(msg, "rows", list):
             if not isinstance(item, list) or len(item) != 3:
                 raise ProtocolError("a metric row is [id, n, blob]")
             row_id, n = _int(item[0], "id"), _int(item[1], "n")
-            blob = text_blob(item[2])
-            if len(blob) != 8 * n * len(names):
-                raise ProtocolError(f"metric row {row_id}: {len(blob)} bytes for {n} steps")
+            if not 0 < n <= 1 << 20:
+                raise ProtocolError(f"metric row {row_id}: {n} steps")
+            blob = text_blob(item[2], 8 * n * len(names), packed=packed)
             got.append((row_id, n, names, blob))
         with self._lock:
             for row in got:
