@@ -20,9 +20,9 @@ step. Target: remote within 1.5x of local.
 Following: a writer thread records 1,000 steps/s the way the trainer does (a
 64-step row of step, epoch, time, loss, lr/0, lr/1 about 16 times a second,
 status with each flush; the loss is noisy, so it barely deflates); a client
-follows it over ssh, and what it receives after catching up is counted: protocol bytes (JSON lines) and, from
-/proc/PID/io, what the server side's sshd wrote (encrypted, framed: what
-crosses the network).
+follows it over ssh, and what it receives after catching up is counted:
+protocol bytes (JSON lines) and, from /proc/PID/io, what the server side's
+sshd wrote (encrypted, framed: what crosses the network).
 """
 
 from __future__ import annotations
