@@ -135,6 +135,27 @@ def test_swap_optimizer_keeps_groups_and_schedule(tmp_path: Path) -> None:
     assert trainer.optimizer is opt
 
 
+def test_swap_checks_values_against_the_class_fields_not_themselves(tmp_path: Path) -> None:
+    """torch checks its constructor's arguments, not a group's: betas=0.9 in a group
+    builds an Adam that fails at its first step. The swap refuses it and keeps training."""
+    trainer = make_trainer(tmp_path, tiny_job("SGD", {"lr": 0.05}))
+    drive(trainer, 2)
+    before = trainer.optimizer
+    for values, field in (
+        ({"betas": 0.9}, "betas"),
+        ({"betas": (0.9,)}, "betas"),
+        ({"amsgrad": (1.0, 2.0)}, "amsgrad"),
+        ({"lr": (0.1, 0.2)}, "lr"),
+    ):
+        with pytest.raises(control.Rejection, match=field):
+            control.apply(trainer, command("swap-optimizer", name="Adam", values=values))
+        assert trainer.optimizer is before
+    drive(trainer, 2)  # still trains
+    control.apply(trainer, command("swap-optimizer", name="Adam", values={"betas": (0.8, 0.99)}))
+    assert all(g["betas"] == (0.8, 0.99) for g in trainer.optimizer.param_groups)
+    drive(trainer, 2)
+
+
 def test_lookahead(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, tiny_job("SGD", {"lr": 0.05}))
     drive(trainer, 2)

@@ -57,8 +57,8 @@ def _constructor_keys(cls: type[Optimizer]) -> set[str]:
     return {k for k in params if k not in ("self", "params")}
 
 
-def build_swapped(trainer: Trainer, name: str, values: dict[str, Any]) -> Optimizer:
-    """A new optimizer of class ``name`` over the same groups (names, lrs, shared fields)."""
+def _swappable(name: str, values: dict[str, Any]) -> tuple[Any, set[str]]:
+    """The class ``name`` names and its constructor's fields, once ``values`` all are some."""
     if name not in SWAPPABLE:
         raise SurgeryError(f"name: {name!r} is not one of {', '.join(SWAPPABLE)}")
     cls: Any = getattr(torch.optim, name)
@@ -66,6 +66,38 @@ def build_swapped(trainer: Trainer, name: str, values: dict[str, Any]) -> Optimi
     unknown = sorted(set(values) - keys)
     if unknown:
         raise SurgeryError(f"{name} has no field(s) {unknown}; it takes {', '.join(sorted(keys))}")
+    return cls, keys
+
+
+def _construct(cls: Any, groups: list[dict[str, Any]], values: dict[str, Any]) -> Optimizer:
+    """``cls`` over ``groups``, with ``values`` checked the same way an edit would be.
+
+    The values are checked against the fields of the class's own defaults, not against
+    themselves: torch checks its constructor's arguments, not a group's, so a group's
+    ``betas=0.9`` would build and then fail at the first step.
+    """
+    try:
+        bare = cls([{k: v for k, v in g.items() if k not in values} for g in groups])
+        for g in bare.param_groups:
+            hparams.check_values(bare, g, values)
+        opt: Optimizer = cls(groups)
+    except FieldError as exc:
+        raise SurgeryError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise SurgeryError(f"{cls.__name__}: {exc}") from None
+    return opt
+
+
+def new_optimizer(name: str, params: list[torch.Tensor], values: dict[str, Any]) -> Optimizer:
+    """A fresh optimizer of class ``name`` with its own defaults and ``values``, checked by
+    the rules of a swap: where there is no optimizer yet to carry settings from."""
+    cls, _ = _swappable(name, values)
+    return _construct(cls, [{"params": params, **values}], values)
+
+
+def build_swapped(trainer: Trainer, name: str, values: dict[str, Any]) -> Optimizer:
+    """A new optimizer of class ``name`` over the same groups (names, lrs, shared fields)."""
+    cls, keys = _swappable(name, values)
     drives = trainer.lr.drives_momentum()
     if drives and not ({"momentum", "betas"} & keys):
         raise SurgeryError(
@@ -84,16 +116,7 @@ def build_swapped(trainer: Trainer, name: str, values: dict[str, Any]) -> Optimi
             new["betas"] = (float(hparams.plain(g["momentum"])), 0.999)
         new.update(values)  # the user's values win over what carried over
         groups.append(new)
-    try:
-        opt: Optimizer = cls(groups)
-    except (ValueError, TypeError) as exc:
-        raise SurgeryError(f"{name}: {exc}") from None
-    for g in opt.param_groups:  # check the values the same way an edit would be
-        try:
-            hparams.check_values(opt, g, {k: hparams.plain(g[k]) for k in values})
-        except FieldError as exc:
-            raise SurgeryError(str(exc)) from None
-    return opt
+    return _construct(cls, groups, values)
 
 
 def rebind_scheduler(scheduler: Any, optimizer: Optimizer) -> None:
