@@ -152,8 +152,9 @@ def attach_in_process(run: Path, steps: int) -> tuple[float, float]:
     return float(done) - t0, float(cpu)
 
 
-def attach_in_tmux(run: Path, steps: int) -> float | None:
-    """Wall time from `optitui attach` in a 160x48 tmux pane to the full history on screen."""
+def attach_in_tmux(run: Path | str, steps: int) -> float | None:
+    """Wall time from `optitui attach RUN` in a 160x48 tmux pane to the full history on screen
+    (``run`` may be ``HOST:RUN``: the environment reaches the pane)."""
     if shutil.which("tmux") is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:

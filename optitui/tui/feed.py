@@ -44,6 +44,48 @@ class FeedUpdate:
     link: str | None = None
 
 
+@dataclass
+class Handed:
+    """What a feed has handed on so far, so that each update carries only what is new."""
+
+    meta: dict[str, Any] | None = None
+    groups: list[dict[str, Any]] | None = None
+    last_event: int = 0
+    polls: int = 0
+
+    def update(
+        self,
+        history: History,
+        grew: bool,
+        status: Status,
+        meta: dict[str, Any],
+        group_step: int,
+        groups: list[dict[str, Any]],
+        events: list[EventRow],
+        output: list[str],
+        link: str | None = None,
+    ) -> FeedUpdate:
+        new_meta = meta if meta != self.meta else None
+        self.meta = meta
+        new_groups = groups if groups != self.groups else None
+        self.groups = groups
+        if events:
+            self.last_event = events[-1].id
+        self.polls += 1
+        return FeedUpdate(
+            view=history.view(),
+            grew=grew,
+            status=status,
+            meta=new_meta,
+            groups=new_groups,
+            group_step=group_step,
+            events=tuple(events),
+            output=tuple(output),
+            first=self.polls == 1,
+            link=link,
+        )
+
+
 class Feed(Protocol):
     """Where a dashboard's updates come from: a run store here, or a run over ssh."""
 
@@ -76,10 +118,7 @@ class StoreFeed:
         self.events_per_poll = events_per_poll
         self._reader: RunReader | None = None
         self._tail = OutputTail(self.paths.output)
-        self._last_event = 0
-        self._meta: dict[str, Any] | None = None
-        self._groups: list[dict[str, Any]] | None = None
-        self._polls = 0
+        self.handed = Handed()
         self._version_checked = False
         self._prefetch: threading.Thread | None = None
         self._prefetched: FeedUpdate | BaseException | None = None
@@ -116,25 +155,11 @@ class StoreFeed:
             self._check_version(r)
         grew = self.history.read(r)
         meta = r.meta(refresh=True)
-        new_meta = meta if meta != self._meta else None
-        self._meta = meta
         step, groups = r.groups()
-        new_groups = groups if groups != self._groups else None
-        self._groups = groups
-        events = r.events(self._last_event, limit=self.events_per_poll)
-        if events:
-            self._last_event = events[-1].id
-        self._polls += 1
-        return FeedUpdate(
-            view=self.history.view(),
-            grew=grew,
-            status=r.status(now=self.clock()),
-            meta=new_meta,
-            groups=new_groups,
-            group_step=step,
-            events=tuple(events),
-            output=tuple(self._tail.read()),
-            first=self._polls == 1,
+        events = r.events(self.handed.last_event, limit=self.events_per_poll)
+        status = r.status(now=self.clock())
+        return self.handed.update(
+            self.history, grew, status, meta, step, groups, events, self._tail.read()
         )
 
     def _check_version(self, r: RunReader) -> None:

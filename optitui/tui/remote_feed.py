@@ -11,10 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from optitui.remote.client import RemoteRun
-from optitui.tui.feed import FeedUpdate, StoreMismatch
+from optitui.tui.feed import FeedUpdate, Handed, StoreMismatch
 from optitui.tui.history import History
 
 
@@ -33,10 +32,7 @@ class RemoteFeed:
         self.history = History(ema_beta=ema_beta)
         self.clock = clock
         self.events_per_poll = events_per_poll
-        self._last_event = 0
-        self._meta: dict[str, Any] | None = None
-        self._groups: list[dict[str, Any]] | None = None
-        self._polls = 0
+        self.handed = Handed()
         self._prefetch: threading.Thread | None = None
 
     def prefetch(self) -> None:
@@ -60,7 +56,7 @@ class RemoteFeed:
         if self._prefetch is not None:
             self._prefetch.join()
             self._prefetch = None
-        elif self._polls == 0:  # the first update is the whole history
+        elif self.handed.polls == 0:  # the first update is the whole history
             while not self.run.mirror.synced.wait(0.5) and self.run.fatal is None:
                 pass
         return self.poll()
@@ -68,29 +64,20 @@ class RemoteFeed:
     def poll(self) -> FeedUpdate:
         if self.run.fatal_code == "schema":
             raise StoreMismatch(self.run.fatal or "a run store of another version")
-        run = self.run
+        run, mirror = self.run, self.run.mirror
         grew = self.history.read(run)
-        meta = run.mirror.meta()
-        new_meta = meta if meta != self._meta else None
-        self._meta = meta
-        step, groups = run.mirror.groups()
-        new_groups = groups if groups != self._groups else None
-        self._groups = groups
-        events = run.events(self._last_event, limit=self.events_per_poll)
-        if events:
-            self._last_event = events[-1].id
-        self._polls += 1
-        return FeedUpdate(
-            view=self.history.view(),
-            grew=grew,
-            status=run.status(),
-            meta=new_meta,
-            groups=new_groups,
-            group_step=step,
-            events=tuple(events),
-            output=tuple(run.mirror.take_output()),
-            first=self._polls == 1,
-            link=run.link_problem(),
+        step, groups = mirror.groups()
+        events = run.events(self.handed.last_event, limit=self.events_per_poll)
+        return self.handed.update(
+            self.history,
+            grew,
+            run.status(),
+            mirror.meta(),
+            step,
+            groups,
+            events,
+            mirror.take_output(),
+            run.link_problem(),
         )
 
     def close(self) -> None:
