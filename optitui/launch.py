@@ -115,7 +115,8 @@ def start_job(
     """
     script = opts.script.resolve()
     paths = create_run_dir(opts.root, script.stem, opts.run_dir)
-    fd = os.open(paths.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
+    fd = os.open(paths.output, flags, 0o600)
     try:
         proc = subprocess.Popen(
             child_argv(replace(opts, script=script), paths.root),

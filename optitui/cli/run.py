@@ -240,6 +240,7 @@ def _run_options(args: argparse.Namespace, mode: str) -> Any:
 def _run_with_dashboard(args: argparse.Namespace) -> int:
     """The job in its own session (it outlives the terminal), the dashboard attached."""
     from optitui.launch import JobOptions, LaunchError, start_job
+    from optitui.store.layout import RunDirError
 
     device = args.device
     if device == "auto" and not args.nproc_per_node:  # under torchrun: a GPU per rank
@@ -268,7 +269,7 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
 
     try:
         job = start_job(opts, progress=waiting)
-    except (LaunchError, FileExistsError) as exc:
+    except (LaunchError, RunDirError) as exc:
         err(str(exc))
         return 2
     except KeyboardInterrupt:
@@ -327,7 +328,7 @@ def _run_inline(args: argparse.Namespace) -> int:
 
     try:
         trainer = prepare(_run_options(args, "inline"))
-    except (SetupFailed, FileExistsError) as exc:
+    except SetupFailed as exc:
         err(str(exc))
         return 2
     from optitui.tui.app import build_app

@@ -26,6 +26,7 @@ from optitui.console.style import Style, event_line, stamp, use_color
 from optitui.console.summary import EMA_BETA, counts_epochs
 from optitui.store.layout import RunPaths
 from optitui.store.reader import MetricColumns, RunReader, Status
+from optitui.store.supervise import Supervisor
 
 #: events the last line of the run already says ("run finished: ...")
 QUIET_KINDS = ("info",)
@@ -153,7 +154,8 @@ class Reporter:
         self._line_step = -1  # the step the last progress line showed
         self._pace = Pace()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="optitui-progress", daemon=True)
+        # its own faults end it with a note (_give_up); the job trains on without the lines
+        self._thread = Supervisor().thread("optitui-progress", self._run)
         self._saved: tuple[TextIO, TextIO] | None = None  # sys.stdout, sys.stderr
         self.failed: str | None = None
 

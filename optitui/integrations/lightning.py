@@ -207,7 +207,7 @@ class _Checkpoints:
         if ref == "latest":
             return found[-1]
         hits = [p for p in found if p.stem == ref] or [p for p in found if p.stem.startswith(ref)]
-        if not hits and ref.isdigit():
+        if not hits and (ref.isascii() and ref.isdigit()):
             hits = [p for p in found if p.stem.startswith(f"step{int(ref):08d}-")]
         if len(hits) != 1:
             have = ", ".join(p.stem for p in found)

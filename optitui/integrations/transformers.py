@@ -207,7 +207,7 @@ class _Checkpoints:
             raise checkpoint.CheckpointError(f"no checkpoint-N folders in {out}")
         if ref == "latest":
             return found[-1]
-        name = f"checkpoint-{int(ref)}" if ref.isdigit() else ref
+        name = f"checkpoint-{int(ref)}" if (ref.isascii() and ref.isdigit()) else ref
         for p in found:
             if p.name == name:
                 return p

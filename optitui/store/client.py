@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from optitui.store import commands
+from optitui.store.fields import FieldError, FieldSpec
 from optitui.store.layout import RunPaths
 from optitui.store.reader import LIVE_STATES, CommandOutcome, RunReader, open_reader
 
@@ -48,6 +49,40 @@ def wait_outcome(reader: RunReader, cid: str, timeout: float) -> CommandOutcome 
         delay = min(delay * 1.5, 0.1)
 
 
+def check_values(reader: RunReader, kind: str, args: dict[str, Any]) -> None:
+    """Check the *shape* of a ``set``'s values against the fields the job published:
+    a list for a number, a number for a pair, a pair of three is malformed (exit 2 at
+    ``send``), with the job's own wording. Bounds and cross-field rules stay the job's
+    to decide (answered ``rejected``). Raises CommandError."""
+    if kind != "set" or not isinstance(args.get("values"), dict):
+        return
+    _, groups = reader.groups()
+    ref = args.get("group")
+    for g in groups:
+        fields = g.get("fields")
+        if not isinstance(fields, dict) or ref not in (None, g.get("index"), g.get("name")):
+            continue
+        for name, value in args["values"].items():
+            try:
+                spec = FieldSpec.from_json(fields[name])
+            except (KeyError, TypeError, ValueError):
+                continue  # not a field here, or a spec this version cannot read: the job says
+            if not _same_shape(spec, value):
+                raise commands.CommandError(
+                    f"group {g.get('name')}: {FieldError(name, value, spec.allowed())}"
+                )
+
+
+def _same_shape(spec: FieldSpec, value: Any) -> bool:
+    if spec.kind == "tuple":
+        return isinstance(value, tuple | list) and len(value) == len(spec.items)
+    if spec.kind in ("float", "int"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if spec.kind == "bool":
+        return isinstance(value, bool | int | float)
+    return True
+
+
 def send(
     paths: RunPaths, kind: str, args: dict[str, Any] | None = None, *, timeout: float = 10.0
 ) -> Sent:
@@ -60,6 +95,7 @@ def send(
         status = reader.status()
         if not status.alive:
             raise NoAnswer(f"the run is {status.state}; no job is there to answer")
+        check_values(reader, kind, args or {})
         cid = commands.send(paths, kind, args)
         if timeout <= 0:
             return Sent(cid, None)

@@ -10,6 +10,7 @@ would give. Specs mirror the checks of the torch optimizer constructors, plus
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,7 +143,9 @@ class FieldSpec:
 def parse_text(text: str) -> Any:
     """Turn a typed value into a JSON-able one: bool, number, or tuple of numbers.
 
-    Raises ValueError when the text is none of those.
+    Numbers are written the plain way (``3e-4``, ``-2``, ``0.5``): no ``1_0``, no
+    ``nan`` or ``inf``, no digits from other scripts, and nothing a float64 would
+    turn into 0 or infinity. Raises ValueError when the text is none of those.
     """
     t = text.strip()
     low = t.lower()
@@ -153,19 +156,41 @@ def parse_text(text: str) -> Any:
     if t.startswith(("(", "[")) and t.endswith((")", "]")):
         t = t[1:-1]
     if "," in t:
-        parts = [p.strip() for p in t.split(",") if p.strip()]
+        parts = [p.strip() for p in t.split(",")]
+        if any(not p for p in parts):
+            raise ValueError(f"{text!r}: a list of numbers has an empty element")
         try:
-            return tuple(_num(p) for p in parts)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a list of numbers") from None
+            return tuple(parse_number(p) for p in parts)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not a list of numbers: {exc}") from None
     try:
-        return _num(t)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number, true/false or a list of numbers") from None
+        return parse_number(t)
+    except ValueError as exc:
+        raise ValueError(
+            f"{text!r} is not a number, true/false or a list of numbers ({exc})"
+        ) from None
 
 
-def _num(t: str) -> int | float:
-    try:
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_number(t: str) -> int | float:
+    """A number written the plain way; ValueError with the reason otherwise."""
+    if _INT.fullmatch(t):
+        if len(t.lstrip("+-")) > 30:
+            raise ValueError(f"{len(t.lstrip('+-'))} digits is out of range")
         return int(t)
-    except ValueError:
-        return float(t)
+    if not _FLOAT.fullmatch(t):
+        raise ValueError("use digits, a point and an exponent, e.g. 3e-4")
+    value = float(t)
+    if not math.isfinite(value):
+        raise ValueError(f"{t} is out of range for a float64")
+    if value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", t)[0]):
+        raise ValueError(f"{t} is too small for a float64: it would become 0")
+    return value
+
+
+def group_ref(text: str) -> int | str:
+    """A ``--group`` value: an index when it is written in ASCII digits, else a name."""
+    return int(text) if _INT.fullmatch(text) and text.isascii() and text[0] not in "+-" else text

@@ -13,8 +13,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from optitui.store.commands import Command, Rejected, take_inbox
+from optitui.store.commands import Command, Inbox, Rejected
 from optitui.store.layout import RunPaths
+from optitui.store.supervise import Supervisor
 
 WATCHED_POLL_S = 1.0
 UNWATCHED_POLL_S = 0.1
@@ -23,8 +24,14 @@ UNWATCHED_POLL_S = 0.1
 class CommandPump:
     """Moves commands from the inbox to :attr:`queue`; rejects malformed ones itself."""
 
-    def __init__(self, paths: RunPaths, on_reject: Callable[[Rejected], None]) -> None:
+    def __init__(
+        self,
+        paths: RunPaths,
+        on_reject: Callable[[Rejected], None],
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.paths = paths
+        self.inbox = Inbox(paths)
         self.queue: deque[Command] = deque()
         #: set whenever a command is queued; a paused trainer waits on it
         self.arrived = threading.Event()
@@ -33,7 +40,8 @@ class CommandPump:
         self._stop = threading.Event()
         self._observer: Any = None
         self.watching = False
-        self._thread = threading.Thread(target=self._run, name="optitui-commands", daemon=True)
+        sup = supervisor if supervisor is not None else Supervisor()
+        self._thread = sup.thread("optitui-commands", self._run)
 
     def start(self) -> None:
         self._observer = self._start_observer()
@@ -68,16 +76,14 @@ class CommandPump:
     def _run(self) -> None:
         interval = WATCHED_POLL_S if self.watching else UNWATCHED_POLL_S
         while not self._stop.is_set():
+            self._take()  # at once: also after a fault, what came meanwhile is answered
             self._wake.wait(interval)
             self._wake.clear()
-            if self._stop.is_set():
-                break
-            self._take()
 
     def _take(self) -> None:
         try:
-            items = take_inbox(self.paths)
-        except OSError:
+            items = self.inbox.take()
+        except OSError:  # the inbox is unreadable for now (a disk hiccup): next poll
             return
         for item in items:
             if isinstance(item, Rejected):

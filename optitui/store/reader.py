@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from optitui.store import metrics
-from optitui.store.layout import RunPaths
+from optitui.store.layout import RunPaths, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
 
@@ -183,10 +183,16 @@ class RunReader:
         )
 
     def _looks_dead(self, st: Status, now: float | None) -> bool:
+        """On the job's own host, its process decides: alive (and holding the run's lock)
+        is never called crashed, however old the heartbeat (a full disk can hold it
+        back). From another host only the heartbeat can tell."""
         meta = self.meta()
         pid, host = meta.get("pid"), meta.get("host")
-        if isinstance(pid, int) and host == socket.gethostname() and not _pid_alive(pid):
-            return True
+        if isinstance(pid, int) and host == socket.gethostname():
+            if not _pid_alive(pid):
+                return True
+            # a live pid that no longer holds the lock is another process (pid reuse)
+            return lock_held(self.paths.root) is False
         return ((now or time.time()) - st.heartbeat) > STALE_AFTER_S
 
     # -- incremental reads ---------------------------------------------------

@@ -90,8 +90,10 @@ def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
         raise FileNotFoundError(f"no run store at {db}")
     if create and not db.exists():
         # build the schema under a temporary name, then rename: a reader that sees
-        # store.sqlite always finds its tables
+        # store.sqlite always finds its tables. The file is made here (O_EXCL,
+        # O_NOFOLLOW) so that SQLite opens a file of ours, never a planted link.
         tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
         conn = sqlite3.connect(str(tmp), isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA)

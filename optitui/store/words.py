@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optitui.store.fields import parse_text
+from optitui.store.fields import group_ref, parse_number, parse_text
 
 USAGE = {
     "set": "set FIELD=VALUE [FIELD=VALUE ...] [--group G] [--ramp N]",
@@ -54,9 +54,9 @@ def _one_number(command: str, words: list[str], what: str) -> float:
     if len(words) != 1:
         raise ValueError(f"usage: {USAGE[command]}")
     try:
-        return float(words[0])
-    except ValueError:
-        raise ValueError(f"{what}: {words[0]!r} is not a number") from None
+        return float(parse_number(words[0]))
+    except ValueError as exc:
+        raise ValueError(f"{what}: {words[0]!r} is not a number ({exc})") from None
 
 
 def parse_send(
@@ -71,7 +71,7 @@ def parse_send(
         raise ValueError(f"{command} takes no --ramp")
     args: dict[str, Any] = {}
     if group is not None:
-        args["group"] = int(group) if group.isdigit() else group
+        args["group"] = group_ref(group)
     if ramp is not None:
         args["ramp"] = ramp
     if command == "set":
@@ -85,9 +85,12 @@ def parse_send(
             raise ValueError("step takes at most one N")
         if words:
             try:
-                args["n"] = int(words[0])
+                n = parse_number(words[0])
             except ValueError:
-                raise ValueError(f"n: {words[0]!r} is not a whole number") from None
+                n = None
+            if not isinstance(n, int):
+                raise ValueError(f"n: {words[0]!r} is not a whole number")
+            args["n"] = n
     elif command == "swap-optimizer":
         if not words:
             raise ValueError(f"usage: {USAGE[command]}")

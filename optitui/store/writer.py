@@ -7,8 +7,11 @@ counted, and the count is reported as a warning event once there is room.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import sqlite3
 import sys
 import threading
@@ -18,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from optitui.store import metrics, placement
-from optitui.store.layout import RunPaths
+from optitui.store.layout import RunDirError, RunLock, RunPaths
 from optitui.store.records import (
     Event,
     GroupSnapshot,
@@ -31,8 +34,10 @@ from optitui.store.records import (
     ValRecord,
 )
 from optitui.store.schema import SCHEMA_VERSION, connect
+from optitui.store.supervise import Supervisor
 
 _STOP = object()
+_DROPPED = {"dropped_record": True}
 _ROUTINE = (MetricBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
 
 
@@ -44,12 +49,46 @@ def _finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
+def _text(value: str | None) -> str | None:
+    """Text SQLite can store: lone surrogates (undecodable file names) become escapes."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def no_space(exc: BaseException) -> bool:
+    """Whether a write failed because the disk (or quota) is full."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == SQLITE_FULL:
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text
+
+
+def _busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL = 5, 6, 13
+
+
 class StoreWriter:
     """Writes records to the database. Owned by exactly one thread."""
 
     def __init__(self, paths: RunPaths, meta: dict[str, Any]) -> None:
         self.paths = paths
-        self.conn = connect(paths.db, create=True)
+        # one job per run directory, for its whole life; then a store made fresh
+        self.lock = RunLock(paths)
+        try:
+            if os.path.lexists(paths.db):
+                raise RunDirError(f"{paths.root} already holds a run; choose another --run-dir")
+            self.conn = connect(paths.db, create=True)
+        except BaseException:
+            self.lock.release()
+            raise
         self._last_step = 0
         self._last_epoch = 0
         with self.conn:
@@ -64,21 +103,27 @@ class StoreWriter:
     def _meta(self, values: dict[str, Any]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [(k, _json(v)) for k, v in values.items()],
+            [(_text(str(k)), _json(v)) for k, v in values.items()],
         )
 
     def write(self, records: Iterable[Record]) -> None:
-        """Write a batch in one transaction, then refresh the heartbeat."""
+        """Write a batch in one transaction: all of it, or (raising) none of it."""
         c = self.conn
         c.execute("BEGIN")
         try:
             for r in records:
                 self._write_one(r)
-            c.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (time.time(),))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk)
+            if c.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
             raise
+
+    def beat(self) -> None:
+        """Refresh the heartbeat: its own small write, so it goes on when a batch cannot."""
+        self.conn.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (time.time(),))
 
     def _write_one(self, r: Record) -> None:
         c = self.conn
@@ -99,19 +144,26 @@ class StoreWriter:
         elif isinstance(r, Event):
             c.execute(
                 "INSERT INTO events (time, step, kind, message, data) VALUES (?,?,?,?,?)",
-                (r.time, r.step, r.kind, r.message, None if r.data is None else _json(r.data)),
+                (
+                    r.time,
+                    r.step,
+                    _text(r.kind),
+                    _text(r.message),
+                    None if r.data is None else _json(r.data),
+                ),
             )
         elif isinstance(r, Outcome):
+            # never OR REPLACE: an answer, once given, is history
             c.execute(
-                "INSERT OR REPLACE INTO commands (id, kind, payload, outcome, step, reason, time) "
+                "INSERT INTO commands (id, kind, payload, outcome, step, reason, time) "
                 "VALUES (?,?,?,?,?,?,?)",
                 (
-                    r.id,
-                    r.kind,
-                    r.payload,
+                    _text(r.id),
+                    _text(r.kind),
+                    _text(r.payload),
                     "applied" if r.applied else "rejected",
                     r.step,
-                    r.reason,
+                    _text(r.reason),
                     r.time,
                 ),
             )
@@ -134,7 +186,7 @@ class StoreWriter:
                     _finite_or_none(r.samples_per_s),
                     r.device_mem,
                     r.last_record,
-                    r.message,
+                    _text(r.message),
                 ),
             )
         elif isinstance(r, MetaUpdate):
@@ -144,13 +196,13 @@ class StoreWriter:
                 "INSERT OR REPLACE INTO lr_tests (id, step, status, config, data, suggestions, "
                 "message, time) VALUES (?,?,?,?,?,?,?,?)",
                 (
-                    r.id,
+                    _text(r.id),
                     r.step,
                     r.status,
                     _json(r.config),
                     _json(r.data),
                     None if r.suggestions is None else _json(r.suggestions),
-                    r.message,
+                    _text(r.message),
                     r.time,
                 ),
             )
@@ -159,7 +211,10 @@ class StoreWriter:
 
     def close(self) -> None:
         self.conn.close()
-        placement.settle(self.paths.root)  # a store kept on this node goes to its run dir
+        try:
+            placement.settle(self.paths.root)  # a store kept on this node goes to its run dir
+        finally:
+            self.lock.release()
 
 
 class Recorder:
@@ -171,6 +226,13 @@ class Recorder:
     events wake the writer at once. Only metric batches are bounded
     (``max_queue``): when the disk cannot keep up they are dropped and counted;
     everything else is always kept, so every command gets its answer.
+
+    When the disk is full, nothing is dropped for that: the batch that could
+    not be written goes back to the front of the queue and is retried every
+    ``retry_s`` until space returns (then the queue's bound applies, and what
+    it drops is counted and reported). The heartbeat is written on its own, so
+    viewers keep seeing a live job. A record that cannot be written for any
+    other reason is dropped alone, with an error event saying so.
     """
 
     def __init__(
@@ -180,6 +242,8 @@ class Recorder:
         *,
         max_queue: int = 4096,
         flush_interval: float = 0.2,
+        retry_s: float = 1.0,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.paths = paths
         self._writer = StoreWriter(paths, meta)
@@ -187,11 +251,17 @@ class Recorder:
         self._urgent = threading.Event()
         self._max_queue = max_queue
         self._flush_interval = flush_interval
+        self._retry_s = retry_s
         self.dropped = 0
         self._reported_dropped = 0
-        self._thread = threading.Thread(target=self._run, name="optitui-store-writer", daemon=True)
+        #: the disk was full at the last try (the reason, as said on stderr)
+        self.blocked: str | None = None
+        self._stopping = False
+        sup = supervisor if supervisor is not None else Supervisor()
+        self._thread = sup.thread("optitui-store-writer", self._run)
         self._started = False
         self._closed = False
+        self._deadline = math.inf
 
     def start(self) -> None:
         self._started = True
@@ -201,6 +271,12 @@ class Recorder:
         """Queue a record without blocking; False (and counted) for a metric batch that
         finds the queue full."""
         if isinstance(record, MetricBatch) and len(self._items) >= self._max_queue:
+            if self.dropped == self._reported_dropped:
+                print(
+                    f"optitui: the run store's queue is full ({self._max_queue} records): "
+                    "metric batches are dropped and counted until it drains",
+                    file=sys.stderr,
+                )
             self.dropped += 1
             return False
         self._items.append(record)
@@ -218,28 +294,98 @@ class Recorder:
         return batch, False
 
     def _run(self) -> None:
-        warned = False
         while True:
-            self._urgent.wait(self._flush_interval)
+            wait = self._retry_s if self.blocked else self._flush_interval
+            if not self._stopping:
+                self._urgent.wait(wait)
             self._urgent.clear()
             batch, stop = self._drain()
-            if self.dropped > self._reported_dropped:
+            self._stopping |= stop
+            if self.dropped > self._reported_dropped and not self.blocked:
                 lost = self.dropped - self._reported_dropped
                 self._reported_dropped = self.dropped
-                batch.append(Event(0, "warning", f"store queue full: {lost} records dropped"))
-            try:
-                self._writer.write(batch)  # also refreshes the heartbeat
-            except sqlite3.Error as exc:  # a full disk must not stop training
-                if not warned:
-                    print(f"optitui: cannot write run store: {exc}", file=sys.stderr)
-                    warned = True
-            if stop:
-                return
-            if self._items:  # more than one batch was waiting
+                batch.append(
+                    Event(0, "warning", f"store queue full: {lost} metric batches dropped")
+                )
+            self._write(batch)
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.beat()
+            if self._stopping:
+                if not self._items or time.monotonic() > self._deadline:
+                    self._give_up()
+                    return
+                if self.blocked:
+                    time.sleep(min(self._retry_s, 0.5))
+            elif self._items and not self.blocked:  # more than one batch was waiting
                 self._urgent.set()
 
+    def _write(self, batch: list[Record]) -> None:
+        if not batch:
+            return
+        try:
+            self._writer.write(batch)
+            self._unblocked()
+            return
+        except Exception as exc:
+            if no_space(exc) or _busy(exc):
+                self._requeue(batch, exc)
+                return
+        # something in the batch cannot be written: one record at a time, dropping those
+        for i, r in enumerate(batch):
+            try:
+                self._writer.write([r])
+            except Exception as exc:
+                if no_space(exc) or _busy(exc):
+                    self._requeue(batch[i:], exc)
+                    return
+                self._drop(r, exc)
+        self._unblocked()
+
+    def _requeue(self, batch: list[Record], exc: BaseException) -> None:
+        """Put a batch back at the front, to be written when there is space again."""
+        self._items.extendleft(reversed(batch))
+        if self._stopping:  # the final state first: a viewer must not read a dead job
+            finals = [r for r in batch if isinstance(r, StatusUpdate)]
+            with contextlib.suppress(Exception):
+                if finals:
+                    self._writer.write(finals[-1:])
+        if not no_space(exc):
+            return
+        if self.blocked is None:
+            self.blocked = (
+                f"cannot write the run store {self.paths.db}: no space left on device; "
+                "metric batches wait in memory (up to "
+                f"{self._max_queue}) and are written when space returns"
+            )
+            print(f"optitui: {self.blocked}", file=sys.stderr, flush=True)
+
+    def _unblocked(self) -> None:
+        if self.blocked is None:
+            return
+        self.blocked = None
+        lost = self.dropped - self._reported_dropped
+        note = f"; {lost} metric batches were dropped (the queue was full)" if lost else ""
+        print(f"optitui: the run store is written again{note}", file=sys.stderr, flush=True)
+        self.put(Event(0, "warning", f"the disk was full; the run store caught up{note}"))
+
+    def _drop(self, r: Record, exc: BaseException) -> None:
+        what = f"a {type(r).__name__} record could not be stored and was dropped: {exc}"
+        print(f"optitui: {what}", file=sys.stderr, flush=True)
+        if not (isinstance(r, Event) and r.data == _DROPPED):  # never a loop of such events
+            self._items.append(Event(0, "error", what, _DROPPED))
+
+    def _give_up(self) -> None:
+        left = [r for r in self._items if r is not _STOP]
+        if left:
+            why = self.blocked or "the store could not be written"
+            print(f"optitui: {len(left)} records were not written: {why}", file=sys.stderr)
+        self._items.clear()
+
     def close(self, final: StatusUpdate | None = None, timeout: float = 30.0) -> None:
-        """Flush everything queued (plus ``final``), stop the thread, close the db."""
+        """Flush everything queued (plus ``final``), stop the thread, close the db.
+
+        On a full disk the writer keeps trying for ``timeout`` seconds; the final
+        state goes first, so the store says how the run ended."""
         if self._closed:
             return
         self._closed = True
@@ -250,9 +396,14 @@ class Recorder:
             return
         if final is not None:
             self._items.append(final)
+        self._deadline = time.monotonic() + timeout
         self._items.append(_STOP)
         self._urgent.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout + 5.0)
+        if final is not None and self._items:  # the writer thread is gone: the end at least
+            with contextlib.suppress(Exception):
+                self._writer.write([final])
         self._writer.close()
 
 

@@ -16,7 +16,10 @@ import io
 import json
 import math
 import os
+import pickle
+import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -32,7 +35,7 @@ from optitui.store.manifests import CheckpointError as CheckpointError
 from optitui.store.manifests import Manifest as Manifest
 from optitui.store.manifests import find as find
 from optitui.store.manifests import listing as listing
-from optitui.store.manifests import read_manifest
+from optitui.store.manifests import read_manifest, read_regular, real_dir
 
 
 def _fsync_dir(path: Path) -> None:
@@ -161,13 +164,23 @@ def write(
     return manifest
 
 
+#: the names optitui writes in a checkpoints folder (states, manifests, temporary files)
+OWN_NAME = re.compile(
+    r"^(?:\.)?step\d{8,}-[a-z-]+-[0-9a-f]{4}\.(?:pt|json)(?:\.[0-9a-f]{8}\.tmp)?$"
+)
+
+
 def cleanup(folder: Path) -> list[str]:
-    """Remove what an interrupted write left: temporary files and states with no manifest."""
+    """Remove what an interrupted write left: temporary files, states with no manifest and
+    unreadable manifests. Only regular files with optitui's own names are touched; a folder
+    that is a symlink is not ours to clean."""
     removed: list[str] = []
-    if not folder.is_dir():
+    if not real_dir(folder):
         return removed
     listed = {m.file for m in listing(folder)}
     for p in folder.iterdir():
+        if not OWN_NAME.match(p.name) or not _regular(p):
+            continue
         orphan = p.suffix == ".pt" and p.name not in listed
         if p.name.endswith(".tmp") or orphan or (p.suffix == ".json" and not read_manifest(p)):
             p.unlink(missing_ok=True)
@@ -175,18 +188,31 @@ def cleanup(folder: Path) -> list[str]:
     return removed
 
 
-def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (never retried without it)."""
+def _regular(path: Path) -> bool:
     try:
-        data = path.read_bytes()
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (never retried without it).
+
+    The file is read without following symlinks; with a manifest, its size and SHA-256
+    must match. Returns the raw dict: :func:`check_compatible` checks its structure."""
+    try:
+        data = read_regular(path)
     except OSError as exc:
-        raise CheckpointError(f"{path.name}: cannot read: {exc.strerror}") from None
+        raise CheckpointError(f"{path.name}: cannot read: {exc.strerror or exc}") from None
     if manifest is not None and (
         len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256
     ):
         raise CheckpointError(f"{path.name}: contents do not match the manifest (damaged file)")
     try:
         snap = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path.name}: refused: {_weights_only_reason(exc)}") from None
     except Exception as exc:  # truncated, foreign pickles, not a torch file at all
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path.name}: not a loadable checkpoint: {first[:200]}") from None
@@ -198,6 +224,21 @@ def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:
             f"this optitui reads version {VERSION}"
         )
     return snap
+
+
+def _weights_only_reason(exc: BaseException) -> str:
+    """optitui's reason for a file ``weights_only=True`` will not load (never torch's advice
+    to load it unsafely)."""
+    text = str(exc)
+    found = re.search(r"Unsupported (?:global: GLOBAL|operand) ?([\w.]+)", text)
+    what = f" ({found.group(1)})" if found else ""
+    if "Weights only load failed" in text or found:
+        return (
+            f"it holds Python objects{what}, not only tensors and plain data; optitui loads "
+            "checkpoints with weights_only=True and never runs code from a file"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"not a loadable checkpoint: {first[:200]}"
 
 
 def delete(folder: Path, manifest: Manifest) -> None:
@@ -218,36 +259,12 @@ def prune(folder: Path, keep_last: int, keep_best: bool) -> list[str]:
     return [m.id for m in doomed]
 
 
-def check_compatible(trainer: Any, snap: dict[str, Any]) -> None:
-    """Raise CheckpointError unless ``snap`` fits this run's model, optimizer and scheduler."""
-    cls = type(trainer.optimizer).__name__
-    if snap.get("optimizer_class") != cls:
-        raise CheckpointError(
-            f"saved with optimizer {snap.get('optimizer_class')}; this run uses {cls}"
-        )
-    saved, here = snap.get("model"), trainer.model.state_dict()
-    if not isinstance(saved, dict):
-        raise CheckpointError("the checkpoint holds no model state")
-    missing, extra = sorted(here.keys() - saved.keys()), sorted(saved.keys() - here.keys())
-    if missing or extra:
-        raise CheckpointError(
-            f"other model: missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {extra[:3]}{'...' if len(extra) > 3 else ''}"
-        )
-    for k, t in here.items():
-        s = saved[k]
-        if not isinstance(s, torch.Tensor) or s.shape != t.shape or s.dtype != t.dtype:
-            what = (tuple(s.shape), s.dtype) if isinstance(s, torch.Tensor) else type(s).__name__
-            raise CheckpointError(
-                f"other model: {k} is {what} there, {(tuple(t.shape), t.dtype)} here"
-            )
-    groups = snap["optimizer"].get("param_groups", [])
-    sizes = [len(g["params"]) for g in trainer.optimizer.param_groups]
-    if [len(g["params"]) for g in groups] != sizes:
-        raise CheckpointError(f"other param groups: {len(groups)} group(s) there, sizes differ")
-    has = trainer.lr.scheduler is not None
-    if has != (snap.get("scheduler") is not None):
-        raise CheckpointError(
-            "saved " + ("without" if has else "with") + " a scheduler; "
-            "this run has " + ("one" if has else "none")
-        )
+def check_compatible(trainer: Any, snap: Any) -> None:
+    """Raise CheckpointError unless ``snap`` fits this run's model, optimizer and scheduler,
+    with every value of the structure the restore reads (nothing is touched here)."""
+    from optitui.trainer import snapshot_check
+
+    target = snapshot_check.Target(
+        trainer.model, trainer.optimizer, trainer.lr.scheduler, trainer.job.train_data
+    )
+    snapshot_check.check(snap, target)

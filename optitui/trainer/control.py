@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
-from optitui.store.fields import FieldError
+from optitui.store.fields import FieldError, group_ref
 from optitui.trainer import answers, checkpoint, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
@@ -52,8 +52,9 @@ def resolve_groups(trainer: Trainer, group: int | str | None) -> list[int]:
     for i, g in enumerate(groups):
         if g.get("name") == group:
             return [i]
-    if group.isdigit():
-        return resolve_groups(trainer, int(group))
+    ref = group_ref(group)
+    if isinstance(ref, int):
+        return resolve_groups(trainer, ref)
     names = [group_label(g, i) for i, g in enumerate(groups)]
     raise Rejection(f"no group named {group!r}; groups: {', '.join(names)}")
 
@@ -276,8 +277,15 @@ def _restore(trainer: Trainer, args: dict[str, Any]) -> Applied:
     if trainer.saver is not None:
         trainer.saver.wait()  # a save answered before this command is listed by now
     m = checkpoint.find(folder, args["id"])
-    snap = checkpoint.load(folder / m.file, m)
-    checkpoint.check_compatible(trainer, snap)
+    try:
+        snap = checkpoint.load(folder / m.file, m)
+        checkpoint.check_compatible(trainer, snap)
+    except checkpoint.CheckpointError:
+        raise
+    except Exception as exc:  # a file may hold anything: one refusal, nothing touched yet
+        raise checkpoint.CheckpointError(
+            f"{m.id} cannot be used: {type(exc).__name__}: {exc}"
+        ) from None
     old = trainer.step
     trainer.rewind(snap, m.id)  # publishes the new step and values itself
     return Applied(False, f"rewound from step {old} to step {trainer.step} ({m.id})")

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from optitui.console.progress import first_line, reporter_for
-from optitui.store.layout import RunPaths, create_run_dir
-from optitui.store.records import StatusUpdate
-from optitui.trainer import checkpoint, dist
+from optitui.store.layout import RunDirError, RunPaths, create_run_dir
+from optitui.store.manifests import damaged
+from optitui.trainer import checkpoint, dist, snapshot_check
 from optitui.trainer.device import DeviceError, resolve_device, select
+from optitui.trainer.job import JobError
 from optitui.trainer.loop import Trainer, seed_everything
 from optitui.trainer.script import ScriptError, load_job
 from optitui.trainer.script_mode import defines_setup, run_script_mode
@@ -86,12 +87,13 @@ def prepare(opts: RunOptions) -> Trainer:
     if opts.sync_every is not None:
         job.sync_every = opts.sync_every
     resume = None if opts.resume is None else _load_resume(opts.resume)
-    if info is None:
-        paths = create_run_dir(opts.root, opts.script.stem, opts.run_dir)
-    else:
-        made = create_run_dir(opts.root, opts.script.stem, opts.run_dir) if info.leader else None
-        made_at = None if made is None else str(made.root)
-        paths = RunPaths(Path(dist.broadcast_object(made_at, device)))
+    if resume is not None:  # checked against the Job before any run directory exists
+        target = snapshot_check.Target(job.model, job.optimizer, job.scheduler, job.train_data)
+        try:
+            snapshot_check.check(resume[0], target)
+        except checkpoint.CheckpointError as exc:
+            raise SetupFailed(f"--resume {opts.resume}: {exc}") from None
+    paths = _run_dir(opts, info, device)
     meta = {
         "script": str(opts.script.resolve()),
         "argv": list(opts.argv),
@@ -102,28 +104,58 @@ def prepare(opts: RunOptions) -> Trainer:
     }
     if resume is not None:
         meta["resumed_from"] = str(resume[1])
-    trainer = Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps, dist_info=info)
+    try:  # the job's lock on its run directory is taken here
+        trainer = Trainer(job, device, paths, meta=meta, max_steps=opts.max_steps, dist_info=info)
+    except RunDirError as exc:
+        raise SetupFailed(str(exc)) from None
     if resume is not None:
-        try:
-            checkpoint.check_compatible(trainer, resume[0])
-        except checkpoint.CheckpointError as exc:
-            trainer.recorder.close(StatusUpdate("failed", 0, 0, message=str(exc)))
-            raise SetupFailed(f"--resume {opts.resume}: {exc}") from None
         trainer.resume_from = resume
     return trainer
 
 
+def _run_dir(opts: RunOptions, info: dist.DistInfo | None, device: torch.device) -> RunPaths:
+    """Make the run directory; under torchrun rank 0 makes it and every rank learns it
+    (or rank 0's reason for not making it)."""
+    if info is None:
+        try:
+            return create_run_dir(opts.root, opts.script.stem, opts.run_dir)
+        except RunDirError as exc:
+            raise SetupFailed(str(exc)) from None
+    made: tuple[str, str] | None = None
+    if info.leader:
+        try:
+            made = ("dir", str(create_run_dir(opts.root, opts.script.stem, opts.run_dir).root))
+        except RunDirError as exc:
+            made = ("error", str(exc))
+    kind, value = dist.broadcast_object(made, device)
+    if kind != "dir":
+        raise SetupFailed(value if info.leader else f"rank 0: {value}")
+    return RunPaths(Path(value))
+
+
 def _load_resume(ref: Path) -> tuple[dict[str, Any], str]:
-    """A checkpoint file, or a run directory (its newest checkpoint)."""
+    """A checkpoint file with its manifest, or a run directory (its newest checkpoint)."""
     try:
         if ref.is_dir():
             folder = ref / "checkpoints" if (ref / "checkpoints").is_dir() else ref
             m = checkpoint.find(folder, "latest")
             return checkpoint.load(folder / m.file, m), f"{ref}:{m.id}"
+        if not ref.exists():
+            raise checkpoint.CheckpointError("no such file or directory")
         manifest = next((m for m in checkpoint.listing(ref.parent) if m.file == ref.name), None)
+        if manifest is None:
+            broken = [why for m, why in damaged(ref.parent) if m.file == ref.name]
+            raise checkpoint.CheckpointError(
+                f"damaged: {broken[0]}"
+                if broken
+                else f"no manifest ({ref.stem}.json) beside it; optitui loads only complete "
+                "checkpoints, listed by their manifest"
+            )
         return checkpoint.load(ref, manifest), str(ref)
     except checkpoint.CheckpointError as exc:
         raise SetupFailed(f"--resume {ref}: {exc}") from None
+    except OSError as exc:
+        raise SetupFailed(f"--resume {ref}: cannot read: {exc.strerror or exc}") from None
 
 
 def install_signal_handlers(trainer: Trainer) -> None:
@@ -185,6 +217,9 @@ def _run_headless(opts: RunOptions) -> int:
     if isinstance(error, KeyboardInterrupt):
         print("optitui: interrupted", file=sys.stderr)
         return 130
+    if isinstance(error, JobError):  # the Job cannot train at all (no batches): not a crash
+        print(f"optitui: the Job from setup(device) is not usable: {error}", file=sys.stderr)
+        return 2
     if isinstance(error, Exception):
         traceback.print_exception(error)
         print(

@@ -92,6 +92,10 @@ class Job:
             )
         if not hasattr(self.train_data, "__iter__"):
             raise JobError(f"train_data must be iterable, got {type(self.train_data).__name__}")
+        if _empty(self.train_data):
+            raise JobError(
+                "train_data is empty: it yields no batches, so there is nothing to train on"
+            )
         if (self.loss_fn is None) == (self.step_fn is None):
             raise JobError("give exactly one of loss_fn (for (x, y) batches) or step_fn")
         for name in ("loss_fn", "step_fn"):
@@ -141,3 +145,11 @@ class Job:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise JobError(f"seed must be an int, got {self.seed!r}")
+
+
+def _empty(data: Any) -> bool:
+    """A sized iterable of length 0 (a DataLoader over an empty dataset, ``[]``)."""
+    try:
+        return len(data) == 0
+    except Exception:  # unsized (a generator) or a length that cannot be known
+        return False

@@ -33,6 +33,7 @@ from optitui.store.records import (
     StatusUpdate,
     ValRecord,
 )
+from optitui.store.supervise import BackgroundFailure, Supervisor
 from optitui.store.writer import NullRecorder, Recorder
 from optitui.trainer import answers as answer
 from optitui.trainer import (
@@ -125,6 +126,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._data: Iterator[Any] | None = None
         self._batches_this_epoch = 0
+        self._ever_batched = False
         self._epoch_rng: dict[str, Any] | None = None
         self._last_val: float | None = None
         self._buf_loss: list[torch.Tensor] = []
@@ -163,9 +165,12 @@ class Trainer:
         self.resume_from: tuple[dict[str, Any], str] | None = None
         self.recorder: Recorder | NullRecorder
         self.pump: CommandPump | NullPump
+        #: every background thread of the job runs under it; a fault is recorded, and
+        #: one that keeps failing fails the run at the next step boundary
+        self.supervisor = Supervisor(self._thread_fault)
         if self.leader:
-            self.recorder = Recorder(paths, self._meta(meta or {}))
-            self.pump = CommandPump(paths, self._reject)
+            self.recorder = Recorder(paths, self._meta(meta or {}), supervisor=self.supervisor)
+            self.pump = CommandPump(paths, self._reject, self.supervisor)
         else:
             self.recorder, self.pump = NullRecorder(), NullPump()
         self.commands = self.pump.queue
@@ -320,6 +325,9 @@ class Trainer:
             self._stop_request = reason
         self.pump.arrived.set()
 
+    def _thread_fault(self, message: str, tb: str) -> None:
+        self.recorder.put(Event(self.step, "error", message, {"traceback": tb}))
+
     def _reject(self, r: Rejected) -> None:
         self.recorder.put(Outcome(r.id, r.kind, r.payload, False, self.step, r.reason))
         self.recorder.put(Event(self.step, "command", f"{r.kind}: rejected: {r.reason}"))
@@ -379,10 +387,14 @@ class Trainer:
             except StopIteration:
                 self._data = None
                 if self._batches_this_epoch == 0:
+                    if not self._ever_batched:  # nothing to train on: the Job is unusable
+                        msg = "train_data yielded no batches: nothing to train on"
+                        raise JobError(msg) from None
                     raise _EndOfData("train_data yielded no batches") from None
                 self._end_epoch()
                 continue
             self._batches_this_epoch += 1
+            self._ever_batched = True
             return batch
 
     def _end_epoch(self) -> None:
@@ -637,6 +649,8 @@ class Trainer:
     def _take_commands(self) -> None:
         """At a step boundary: advance the ramps, then apply what was sent; under
         torch.distributed only when the ranks meet, so all apply it at one step."""
+        if self.supervisor.failed is not None:  # a background thread could not go on
+            raise BackgroundFailure(self.supervisor.failed)
         if self._ramps:
             self._advance_ramps()
         if self.dist is None:

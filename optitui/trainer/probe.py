@@ -69,14 +69,20 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from optitui.store.layout import RunPaths, create_run_dir
+from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
 from optitui.trainer import dist, lr_record, probe_registry, rangetest
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.flight import Flight
 from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
 from optitui.trainer.job import Job
-from optitui.trainer.probe_trainer import CheckpointBackend, LoopTrainer, ParamsOnly, user_loop
+from optitui.trainer.probe_trainer import (
+    CheckpointBackend,
+    LoopsData,
+    LoopTrainer,
+    ParamsOnly,
+    user_loop,
+)
 
 #: the run directory ``optitui run SCRIPT`` gives a script without setup(); the first
 #: ``watch()`` in the process uses it (and takes it out of the environment)
@@ -129,7 +135,7 @@ def _run_paths(
     if info.leader:
         try:
             made = ("dir", str(create_run_dir(root, stem, run_dir).root))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RunDirError) as exc:
             made, error = ("error", f"{type(exc).__name__}: {exc}"), exc
     kind, value = dist.broadcast_object(made, device)  # the model's GPU, not cuda:0
     if error is not None:
@@ -219,7 +225,7 @@ class Probe:
         job = Job(
             model=model if model is not None else ParamsOnly(optimizer),
             optimizer=optimizer,
-            train_data=(),
+            train_data=LoopsData(),
             step_fn=user_loop,
             on_divergence=on_divergence or "pause",
             ddp=False,  # the loop's model is the user's (wrapped by them, or not)

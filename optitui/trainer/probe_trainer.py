@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,6 +59,13 @@ class CheckpointBackend(Protocol):
 
 def user_loop(model: nn.Module, batch: Any) -> torch.Tensor:
     raise RuntimeError("the probe's loop is the user's; it never computes a loss itself")
+
+
+class LoopsData:
+    """A probe's Job's data: the user's loop has it, so there is nothing to iterate here."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
 
 
 class ParamsOnly(nn.Module):

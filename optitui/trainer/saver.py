@@ -9,7 +9,6 @@ saves and the state before a restore all go through here.
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ class Saver:
         self._last_save_step = 0
         self._last_save_time = time.time()
         self._jobs: queue.Queue[Any] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="optitui-checkpoints", daemon=True)
+        self._thread = trainer.supervisor.thread("optitui-checkpoints", self._run)
         self._thread.start()
 
     def due(self) -> bool:
@@ -136,7 +135,7 @@ class Saver:
             answer(m.id, None)
         try:
             checkpoint.prune(self.folder, self.policy.keep_last, self.policy.keep_best)
-        except OSError as exc:
+        except Exception as exc:  # pruning failed: the new checkpoint stands
             rec.put(Event(step, "warning", f"old checkpoints not pruned: {exc}"))
 
     def wait(self) -> None:

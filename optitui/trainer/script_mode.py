@@ -37,7 +37,7 @@ from torch.optim import lr_scheduler as sched_mod
 from torch.utils.hooks import RemovableHandle
 
 from optitui.console.progress import first_line, reporter_for
-from optitui.store.layout import create_run_dir
+from optitui.store.layout import RunDirError, RunPaths, create_run_dir, remove_unused_run_dir
 from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
 from optitui.trainer import probe_registry
@@ -379,7 +379,11 @@ def run_script_mode(opts: RunOptions) -> int:
         seed_everything(opts.seed)
     # under torchrun rank 0 makes the run directory; the others' probes learn it from
     # rank 0 once the script has set up its process group
-    paths = create_run_dir(opts.root, script.stem, opts.run_dir) if env_rank() == 0 else None
+    try:
+        paths = create_run_dir(opts.root, script.stem, opts.run_dir) if env_rank() == 0 else None
+    except RunDirError as exc:
+        print(f"optitui: {exc}", file=sys.stderr)
+        return 2
     if paths is not None:
         os.environ[ENV_RUN_DIR] = str(paths.root)
     probe_mod.set_script_meta(
@@ -437,10 +441,7 @@ def _report(run_dir: Path | None, made: list[Probe], code: int) -> int:
     if run_dir is None:
         return code  # another rank's process: rank 0 reports
     if not made:
-        with contextlib.suppress(OSError):  # nothing was recorded: leave no empty run behind
-            for sub in ("inbox", "checkpoints"):
-                (run_dir / sub).rmdir()
-            run_dir.rmdir()
+        remove_unused_run_dir(RunPaths(run_dir))  # nothing was recorded: leave no empty run
         print(
             "optitui: the script never stepped an optimizer (nor called optitui.watch); "
             "nothing was recorded",
