@@ -8,6 +8,7 @@ attaches to the run store like any other viewer. Imports no torch.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from optitui.store.layout import RunPaths, create_run_dir
+from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 
 
 class LaunchError(Exception):
@@ -116,7 +117,11 @@ def start_job(
     script = opts.script.resolve()
     paths = create_run_dir(opts.root, script.stem, opts.run_dir)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW
-    fd = os.open(paths.output, flags, 0o600)
+    try:  # made fresh: never appended to through a link or to a file already there
+        fd = os.open(paths.output, flags, 0o600)
+    except OSError as exc:
+        why = "exists (optitui did not make it)" if exc.errno == errno.EEXIST else exc.strerror
+        raise RunDirError(f"cannot create {paths.output}: {why}") from None
     try:
         proc = subprocess.Popen(
             child_argv(replace(opts, script=script), paths.root),

@@ -81,8 +81,7 @@ def _may_delete(at: Path_) -> bool:
     """Keys whose absence is a valid state: a parameter without optimizer state yet, a
     group without an lr base, the readonly switches torch fills in itself."""
     return not (
-        at[:2] == ("optimizer", "state")
-        and len(at) == 3
+        (at[:2] == ("optimizer", "state") and len(at) == 3)
         or at[:2] == ("lr_control", "base")
         or (
             len(at) == 4

@@ -160,3 +160,106 @@ def test_ten_thousand_bad_commands(tmp_path: Path, run_in_thread: Any) -> None:
     assert trainer.group_snapshot() == before  # no invalid value got in
     step = trainer.step
     wait_for(lambda: trainer.step > step, what="training on")
+    from optitui.store import client
+
+    sent = client.send(trainer.paths, "set", {"values": {"lr": 0.02}}, timeout=15).outcome
+    assert sent is not None and sent.applied  # and it still listens
+
+
+# -- files of every kind, under any name ---------------------------------------------------
+def _name(rng: random.Random) -> bytes:
+    """Any bytes a file name may hold (not / nor NUL), ending in .json."""
+    n = rng.randrange(1, 100)
+    raw = bytes(b for b in (rng.randrange(1, 256) for _ in range(n)) if b != 0x2F) or b"x"
+    return raw + b".json"
+
+
+def _contents(rng: random.Random) -> bytes:
+    """Bytes no command is in: random, other encodings, a BOM, values out of range."""
+    cmd = json.dumps({"kind": "set", "args": {"values": {"lr": 0.3}}})
+    return rng.choice(
+        [
+            lambda: bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300))),
+            lambda: cmd.encode("utf-16"),
+            lambda: cmd.encode("utf-32"),
+            lambda: b"\xef\xbb\xbf" + cmd.encode(),  # a UTF-8 BOM: not JSON
+            lambda: json.dumps({"kind": "set", "args": {"values": {"lr": "é"}}}).encode("latin-1"),
+            lambda: '{"kind": "set", "args": {"values": {"lr": -0.3}}}'.encode("utf-16-le"),
+            lambda: b'{"kind": "set", "args": {"values": {"lr": ' + b"7" * 5000 + b"}}}",
+            lambda: b"",
+        ]
+    )()
+
+
+KINDS = ("regular", "folder", "fifo", "link-file", "link-dir", "link-fifo", "dangling", "huge")
+KINDS += ("sparse", "foreign")
+
+
+@pytest.mark.slow
+def test_file_level_fuzz(tmp_path: Path, run_in_thread: Any) -> None:
+    """Entries of every kind under names in any bytes: each is answered exactly once, what
+    is not a command file of ours is never opened nor removed, the job trains on and answers
+    a normal `set lr` afterwards."""
+    from optitui.store import client
+
+    rng = random.Random(20261201)
+    trainer = make_trainer(tmp_path, tiny_job("SGD", {"lr": 0.05, "momentum": 0.9}), flush_every=16)
+    running = run_in_thread(trainer)
+    reader = RunReader(trainer.paths.root)
+    wait_for(lambda: reader.status().step > 5, what="training")
+    before = trainer.group_snapshot()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.json"
+    victim.write_text('{"kind": "stop"}')
+    os.mkfifo(outside / "fifo")
+    inbox = os.fsencode(trainer.paths.inbox)
+    staging = os.fsencode(tmp_path / "staging")
+    os.mkdir(staging)
+    kept: list[bytes] = []  # entries that must stay where they are
+    names: set[bytes] = set()
+    while len(names) < 400:
+        name = _name(rng)
+        if name in names:
+            continue
+        names.add(name)
+        kind = KINDS[len(names) % len(KINDS)]
+        tmp = os.path.join(staging, b"entry")
+        if kind == "folder":
+            os.mkdir(tmp)
+        elif kind == "fifo":
+            os.mkfifo(tmp)
+        elif kind.startswith("link") or kind == "dangling":
+            to = {"link-file": victim, "link-dir": outside, "link-fifo": outside / "fifo"}
+            os.symlink(to.get(kind, outside / "missing"), tmp)
+        else:
+            with open(tmp, "wb") as f:
+                if kind == "huge":
+                    f.write(b" " * (MAX_COMMAND_BYTES * 64))
+                elif kind == "sparse":
+                    f.truncate(10 * 2**30)
+                else:
+                    f.write(_contents(rng))
+            if kind == "foreign" and os.geteuid() == 0:
+                os.chown(tmp, 65534, 65534)
+        os.rename(tmp, os.path.join(inbox, name))
+        if kind not in ("regular", "huge", "sparse") and not (
+            kind == "foreign" and os.geteuid() != 0
+        ):
+            kept.append(name)
+
+    def answered() -> int:
+        return int(reader.conn.execute("SELECT COUNT(*) FROM commands").fetchone()[0])
+
+    wait_for(lambda: answered() >= len(names), 120, "every entry answered")
+    time.sleep(2.5)  # more polls: nothing is answered twice
+    assert answered() == len(names)
+    rows = reader.conn.execute("SELECT outcome, reason FROM commands").fetchall()
+    assert all(o == "rejected" and r for o, r in rows)
+    assert sorted(os.listdir(inbox)) == sorted(kept)  # only our own regular files went
+    assert victim.read_text() == '{"kind": "stop"}'
+    assert running.thread.is_alive() and running.error is None
+    assert trainer.group_snapshot() == before
+    sent = client.send(trainer.paths, "set", {"values": {"lr": 0.02}}, timeout=15).outcome
+    assert sent is not None and sent.applied
+    assert reader.status().state == "running"

@@ -193,7 +193,7 @@ def test_a_thread_that_keeps_failing_fails_the_run_loudly(
 def test_every_job_thread_is_supervised(tmp_path: Path, run_in_thread: Any) -> None:
     import threading
 
-    trainer, running, _ = _live(tmp_path, run_in_thread)
+    _live(tmp_path, run_in_thread)
     ours = [t for t in threading.enumerate() if t.name.startswith("optitui-")]
     names = {t.name for t in ours}
     assert {"optitui-commands", "optitui-store-writer", "optitui-checkpoints"} <= names

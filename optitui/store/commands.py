@@ -487,7 +487,7 @@ class Inbox:
 
     def _one(self, folder: bytes, name: bytes, loose: str | None) -> Command | Rejected | None:
         path = os.path.join(folder, name)
-        shown = name.decode("utf-8", "backslashreplace")
+        shown = printable(name.decode("utf-8", "backslashreplace"))
         stem = shown[: -len(".json")]
         fid = stem if ID_RE.match(stem) else f"bad-{secrets.token_hex(8)}"
         try:
@@ -527,6 +527,13 @@ class Inbox:
             )
         self._answered.add(item.id)
         return item
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that it can be shown on a terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _refusal(st: os.stat_result, loose: str | None) -> str | None:

@@ -148,11 +148,11 @@ def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def own_problem(path: Path) -> str | None:
+def own_problem(path: Path, *, folders: bool = True) -> str | None:
     """Why ``path`` is not a run directory private to this user, or None.
 
-    Checked with ``lstat``: a symlink is never followed, for the directory or its
-    inbox and checkpoints folders."""
+    Checked with ``lstat``: a symlink is never followed, for the directory or (with
+    ``folders``) its inbox and checkpoints folders."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -167,7 +167,7 @@ def own_problem(path: Path) -> str | None:
         return f"belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})"
     if st.st_mode & 0o077:
         return f"is open to other users (mode {stat.S_IMODE(st.st_mode):o}, expected 700)"
-    for sub in (INBOX, CHECKPOINTS):
+    for sub in (INBOX, CHECKPOINTS) if folders else ():
         try:
             sst = os.lstat(path / sub)
         except FileNotFoundError:
@@ -180,18 +180,34 @@ def own_problem(path: Path) -> str | None:
 def fresh_problem(path: Path) -> str | None:
     """Why an existing ``path`` cannot take a new job, or None when optitui made it for
     one and nothing ran in it yet."""
-    why = own_problem(path)
+    why = own_problem(path, folders=False)
     if why is not None:
-        return "exists and " + why if why != "does not exist" else why
-    if os.path.lexists(path / DB_NAME) or os.path.lexists(RunPaths(path).db):
-        return "already holds a run"
+        return why if why == "does not exist" else "exists and " + why
     try:
         mst = os.lstat(path / MARKER)
     except FileNotFoundError:
         return "exists and was not made by optitui"
     if not stat.S_ISREG(mst.st_mode) or mst.st_uid != os.geteuid():
         return "exists and its marker is not a file of yours"
-    return None
+    if lock_held(path):
+        return f"is in use by another job{_holder(path)}"
+    if os.path.lexists(path / DB_NAME) or os.path.lexists(RunPaths(path).db):
+        return "already holds a run"
+    why = own_problem(path)
+    return None if why is None else "exists and " + why
+
+
+def _holder(root: Path) -> str:
+    """`` (pid N)`` of the job holding ``root``'s lock, from its lock file."""
+    try:
+        fd = os.open(root / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            words = os.read(fd, 64).decode("ascii", "replace").split()
+        finally:
+            os.close(fd)
+    except OSError:
+        return ""
+    return f" (pid {words[0]})" if words and words[0].isdigit() else ""
 
 
 class RunLock:
@@ -214,10 +230,9 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode("ascii", "replace").split()
-                who = f" (pid {holder[0]})" if holder else ""
                 raise RunDirError(
-                    f"{paths.root} is in use by another job{who}; choose another --run-dir"
+                    f"{paths.root} is in use by another job{_holder(paths.root)}; "
+                    "choose another --run-dir"
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)

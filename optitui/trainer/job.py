@@ -92,10 +92,6 @@ class Job:
             )
         if not hasattr(self.train_data, "__iter__"):
             raise JobError(f"train_data must be iterable, got {type(self.train_data).__name__}")
-        if _empty(self.train_data):
-            raise JobError(
-                "train_data is empty: it yields no batches, so there is nothing to train on"
-            )
         if (self.loss_fn is None) == (self.step_fn is None):
             raise JobError("give exactly one of loss_fn (for (x, y) batches) or step_fn")
         for name in ("loss_fn", "step_fn"):
@@ -145,6 +141,8 @@ class Job:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise JobError(f"seed must be an int, got {self.seed!r}")
+        if _empty(self.train_data):
+            raise JobError("train_data is empty: it yields no batches, nothing to train on")
 
 
 def _empty(data: Any) -> bool:
