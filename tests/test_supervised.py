@@ -133,9 +133,9 @@ def test_store_writer_drops_one_bad_record_and_survives_a_fault(
     messages = [e.message for e in reader.events()]
     assert "before" in messages and "poison" not in messages
     assert any("could not be stored and was dropped" in m for m in _errors(reader))
-    # a fault outside any record (the heartbeat): recorded, and the thread goes on
-    writer = trainer.recorder._writer  # type: ignore[union-attr]
-    monkeypatch.setattr(writer, "beat", _once(writer.beat, RuntimeError("injected beat fault")))
+    # a fault outside any record: recorded, and the thread goes on
+    recorder = trainer.recorder
+    monkeypatch.setattr(recorder, "_drain", _once(recorder._drain, RuntimeError("injected fault")))
     wait_for(
         lambda: any("optitui-store-writer thread" in m for m in _errors(reader)),
         what="the fault on record",
@@ -153,22 +153,21 @@ def test_checkpoint_writer_survives_a_failing_save(
         checkpoint, "write", _once(checkpoint.write, RuntimeError("injected write fault"))
     )
     trainer, running, reader = _live(tmp_path, run_in_thread)
-    client.send(trainer.paths, "save", {"tag": "first"}, timeout=15)
+    first = client.send(trainer.paths, "save", {"tag": "first"}, timeout=15).outcome
     saver = trainer.saver
     assert saver is not None
     monkeypatch.setattr(saver, "_write", _once(saver._write, RuntimeError("injected body fault")))
-    client.send(trainer.paths, "save", {"tag": "second"}, timeout=15)
-    client.send(trainer.paths, "save", {"tag": "third"}, timeout=15)
-    wait_for(
-        lambda: [m.tag for m in checkpoint.listing(trainer.paths.checkpoints)] == ["third"],
-        what="the save after two faults",
-    )
+    second = client.send(trainer.paths, "save", {"tag": "second"}, timeout=15).outcome
+    third = client.send(trainer.paths, "save", {"tag": "third"}, timeout=15).outcome
+    # every save answered: the two that failed with their reason, the third applied
+    assert first is not None and not first.applied and "injected write fault" in str(first.reason)
+    assert second is not None and not second.applied and "injected body fault" in str(second.reason)
+    assert third is not None and third.applied
+    assert [m.tag for m in checkpoint.listing(trainer.paths.checkpoints)] == ["third"]
     warnings = [e.message for e in reader.events() if e.kind == "warning"]
-    assert any("RuntimeError: injected write fault" in m for m in warnings)
-    assert any(
-        "optitui-checkpoints thread: RuntimeError: injected body fault" in m
-        for m in _errors(reader)
-    )
+    assert any("injected write fault" in m for m in warnings)
+    faults = _errors(reader)
+    assert any("optitui-checkpoints thread: RuntimeError: injected body fault" in m for m in faults)
     assert running.thread.is_alive()
 
 

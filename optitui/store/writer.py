@@ -107,12 +107,14 @@ class StoreWriter:
         )
 
     def write(self, records: Iterable[Record]) -> None:
-        """Write a batch in one transaction: all of it, or (raising) none of it."""
+        """Write a batch in one transaction, heartbeat included: all of it, or (raising)
+        none of it."""
         c = self.conn
         c.execute("BEGIN")
         try:
             for r in records:
                 self._write_one(r)
+            c.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (time.time(),))
             c.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back after some errors (a full disk)
@@ -307,9 +309,9 @@ class Recorder:
                 batch.append(
                     Event(0, "warning", f"store queue full: {lost} metric batches dropped")
                 )
-            self._write(batch)
-            with contextlib.suppress(sqlite3.Error):
-                self._writer.beat()
+            if not self._write(batch):  # the heartbeat on its own, when no batch carried it
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.beat()
             if self._stopping:
                 if not self._items or time.monotonic() > self._deadline:
                     self._give_up()
@@ -319,27 +321,31 @@ class Recorder:
             elif self._items and not self.blocked:  # more than one batch was waiting
                 self._urgent.set()
 
-    def _write(self, batch: list[Record]) -> None:
+    def _write(self, batch: list[Record]) -> bool:
+        """Write a batch; True when some of it was written (and with it the heartbeat)."""
         if not batch:
-            return
+            return False
         try:
             self._writer.write(batch)
             self._unblocked()
-            return
+            return True
         except Exception as exc:
             if no_space(exc) or _busy(exc):
                 self._requeue(batch, exc)
-                return
+                return False
         # something in the batch cannot be written: one record at a time, dropping those
+        wrote = False
         for i, r in enumerate(batch):
             try:
                 self._writer.write([r])
+                wrote = True
             except Exception as exc:
                 if no_space(exc) or _busy(exc):
                     self._requeue(batch[i:], exc)
-                    return
+                    return wrote
                 self._drop(r, exc)
         self._unblocked()
+        return wrote
 
     def _requeue(self, batch: list[Record], exc: BaseException) -> None:
         """Put a batch back at the front, to be written when there is space again."""

@@ -91,6 +91,12 @@ class Saver:
                 return
             try:
                 self._write(*job)
+            except BaseException as exc:
+                # the save is lost, never its answer; the supervisor records the fault
+                answer = job[-1]
+                if answer is not None:
+                    answer(None, f"checkpoint {job[1]} not written: {type(exc).__name__}: {exc}")
+                raise
             finally:
                 self._jobs.task_done()
 
