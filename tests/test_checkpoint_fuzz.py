@@ -79,8 +79,9 @@ def _delete(root: Any, at: Path_) -> Any:
 
 def _may_delete(at: Path_) -> bool:
     """Keys whose absence is a valid state: a parameter without optimizer state yet, a
-    group without an lr base, the readonly switches torch fills in itself."""
-    return not (
+    group without an lr base, the readonly switches torch fills in itself, what a
+    checkpoint of an earlier version lacks."""
+    return at not in snapshot_check.OPTIONAL and not (
         (at[:2] == ("optimizer", "state") and len(at) == 3)
         or at[:2] == ("lr_control", "base")
         or (

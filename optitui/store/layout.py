@@ -271,6 +271,7 @@ def remove_unused_run_dir(paths: RunPaths) -> None:
     """Remove a run directory no job recorded anything in (only optitui's own entries)."""
     if os.path.lexists(paths.db) or own_problem(paths.root) is not None:
         return
+    placement.discard(paths.root)
     with contextlib.suppress(OSError):
         for name in (MARKER, LOCK):
             p = paths.root / name

@@ -156,6 +156,16 @@ def settle(root: Path) -> Path | None:
     return root / DB_NAME
 
 
+def discard(root: Path) -> None:
+    """For a run directory no job recorded in: the node's folder and the pointer go."""
+    where = read_pointer(root)
+    if where is not None and where.host == socket.gethostname():
+        _remove_node_copy(Path(where.path).parent)
+    with contextlib.suppress(OSError):
+        if (root / POINTER).is_file() and not (root / POINTER).is_symlink():
+            (root / POINTER).unlink()
+
+
 def _remove_node_copy(folder: Path) -> None:
     """The node's folder, when it is one of ours: its SQLite files, then itself."""
     if not folder.name.startswith(PREFIX) or folder.is_symlink():

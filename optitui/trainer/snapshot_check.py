@@ -44,7 +44,9 @@ TOP_KEYS = {
     "rng",
     "data",
 }
-LR_CONTROL_KEYS = {"mult", "base", "attached"}
+LR_CONTROL_KEYS = {"mult", "base", "attached", "script", "unedited"}
+#: keys a checkpoint of an earlier optitui may lack (the restore has a default for them)
+OPTIONAL = {("lr_control", "script"), ("lr_control", "unedited")}
 LOOKAHEAD_KEYS = {"k", "alpha", "count", "slow"}
 DATA_KEYS = {"batch", "started", "epoch_rng"}
 RNG_KEYS = {"python", "torch", "cuda", "generators", "numpy"}
@@ -299,7 +301,7 @@ def _scheduler(saved: Any, scheduler: Any) -> None:
 
 
 def _lr_control(saved: Any, groups: int) -> None:
-    saved = _dict("lr_control", saved, LR_CONTROL_KEYS)
+    saved = _dict("lr_control", saved, LR_CONTROL_KEYS - {k for _, k in OPTIONAL})
     mult = _list("lr_control.mult", saved["mult"], groups)
     if not all(_number(m) and math.isfinite(m) and m >= 0 for m in mult):
         raise bad("lr_control.mult", "holds something other than finite numbers >= 0")
@@ -309,6 +311,14 @@ def _lr_control(saved: Any, groups: int) -> None:
             raise bad("lr_control.base", f"has {_show(k)}: {_show(v)}")
     if not isinstance(saved["attached"], bool):
         raise bad("lr_control.attached", f"is {_show(saved['attached'])}; expected true or false")
+    if "script" in saved:  # the groups whose lr the script writes
+        script = _list("lr_control.script", saved["script"])
+        if not all(_index(i) is not None or (_number(i) and i in range(groups)) for i in script):
+            raise bad("lr_control.script", "holds something other than group indices")
+    if "unedited" in saved:
+        unedited = _list("lr_control.unedited", saved["unedited"], groups)
+        if not all(_number(u) and math.isfinite(u) for u in unedited):
+            raise bad("lr_control.unedited", "holds something other than finite numbers")
 
 
 def _index(k: Any) -> int | None:
