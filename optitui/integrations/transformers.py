@@ -45,9 +45,10 @@ from optitui.integrations import (
 )
 from optitui.store.records import Event
 from optitui.trainer import checkpoint
+from optitui.trainer.loss_tap import LossTap
 from optitui.trainer.probe import Probe
 from optitui.trainer.saver import Answer
-from optitui.trainer.script_mode import LossTap, innermost
+from optitui.trainer.script_mode import innermost
 
 STATE_FILE = "optitui.json"
 LIMITS = (

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
 
 ACTIONS = ("pause", "rollback", "ignore")
+#: a GradScaler that skips this many steps in a row finds no scale that works: diverged
+MAX_SKIPPED = 100
 
 
 @dataclass
@@ -62,18 +64,39 @@ class Guard:
         self._spiking = False
         self.good: dict[str, Any] | None = None  # the last finite in-memory snapshot
         self.tripped = 0
+        self._skip_run = 0  # steps the GradScaler skipped in a row
 
-    def observe(self, steps: list[float], losses: list[float], norms: list[float] | None) -> bool:
-        """Look at one flushed batch; True when the guard acted (paused or rolled back)."""
+    def observe(
+        self,
+        steps: list[float],
+        losses: list[float],
+        norms: list[float] | None,
+        skipped: list[float] | None = None,
+    ) -> bool:
+        """Look at one flushed batch; True when the guard acted (paused or rolled back).
+
+        Steps a GradScaler skipped (``skipped``) changed nothing: their overflowed
+        gradients are the scaler's business, not a divergence, unless it skips
+        :data:`MAX_SKIPPED` steps in a row (then no scale makes them finite)."""
+        keep = list(range(len(losses)))
+        if skipped is not None:
+            keep = [i for i in keep if not skipped[i]]
+            for i, s in enumerate(skipped):
+                self._skip_run = self._skip_run + 1 if s else 0
+                if self._skip_run >= MAX_SKIPPED:
+                    self._skip_run = 0
+                    what = f"the GradScaler skipped {MAX_SKIPPED} steps in a row"
+                    return self._diverged(int(steps[i]), losses[i], what)
         bad = next(
             (
                 i
-                for i, x in enumerate(losses)
-                if not math.isfinite(x) or (norms is not None and not math.isfinite(norms[i]))
+                for i in keep
+                if not math.isfinite(losses[i])
+                or (norms is not None and not math.isfinite(norms[i]))
             ),
             None,
         )
-        self._spikes(losses[: bad if bad is not None else len(losses)])
+        self._spikes([losses[i] for i in keep if bad is None or i < bad])
         if bad is not None:
             return self._diverged(int(steps[bad]), losses[bad])
         self._maybe_snapshot()
@@ -159,10 +182,10 @@ class Guard:
                 break
         return best
 
-    def _diverged(self, step: int, value: float) -> bool:
+    def _diverged(self, step: int, value: float, why: str | None = None) -> bool:
         t, p = self.trainer, self.policy
         self.tripped += 1
-        what = f"non-finite loss or gradient norm ({value}) at step {step}"
+        what = f"{why or f'non-finite loss or gradient norm ({value})'} at step {step}"
         marker = {"marker": "divergence", "step": step, "policy": p.action}
         if p.action == "ignore":
             t.recorder.put(Event(t.step, "error", f"{what}; ignored (policy: ignore)", marker))

@@ -72,6 +72,9 @@ class Job:
     """After a rollback, this many batches are skipped."""
     spike_factor: float = 3.0
     """Warn when the smoothed loss rises above this many times its minimum."""
+    precision: str = "32"
+    """``"32"``, ``"bf16"`` (autocast to bfloat16) or ``"fp16"`` (autocast to float16 with a
+    GradScaler: loss scaling, unscaled clipping, overflow steps skipped and recorded)."""
     ddp: bool | None = None
     """Under torchrun: wrap the model in DistributedDataParallel (default: yes when the
     world size is above 1). A DataLoader over a map-style dataset gets a DistributedSampler."""
@@ -129,6 +132,13 @@ class Job:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
         if self.keep_last < 0:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
+        from optitui.trainer.amp import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise JobError(
+                f"precision must be one of {', '.join(map(repr, PRECISIONS))}, "
+                f"got {self.precision!r}"
+            )
         from optitui.trainer.guard import GuardPolicy
 
         try:

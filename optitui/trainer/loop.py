@@ -35,8 +35,8 @@ from optitui.store.records import (
 )
 from optitui.store.supervise import BackgroundFailure, Supervisor
 from optitui.store.writer import NullRecorder, Recorder
-from optitui.trainer import answers as answer
 from optitui.trainer import (
+    amp,
     checkpoint,
     control,
     dist,
@@ -46,6 +46,7 @@ from optitui.trainer import (
     state,
     surgery,
 )
+from optitui.trainer import answers as answer
 from optitui.trainer.device import (
     batch_size,
     is_out_of_memory,
@@ -114,6 +115,8 @@ class Trainer:
         #: what viewers see besides the metrics: group snapshots, controls, status
         self.published = Published(self)
         self.lr.on_script = self.published.lr_by_script
+        #: autocast, and a GradScaler for fp16 (Job.precision)
+        self.amp = amp.Amp(job.precision, device)
         self.max_steps = max_steps if max_steps is not None else job.max_steps
         self.flush_every = max(1, flush_every)
         self.flush_seconds = flush_seconds
@@ -134,6 +137,9 @@ class Trainer:
         self._buf_lr: list[lr_record.LrRow] = []
         self._buf_time: list[float] = []
         self._buf_epoch: list[int] = []
+        #: per step: 1 where a GradScaler skipped the update (device tensors, read at flush)
+        self._buf_skip: list[torch.Tensor | float] = []
+        self._skips_recorded = False
         self._samples = 0  # counted at flushes: steps x samples per step
         self._batch_samples = 0  # samples per optimizer step, measured once an epoch
         self._measure_batch = True
@@ -450,10 +456,11 @@ class Trainer:
                 self._measure_batch = False
             # DDP all-reduces the gradients of the last micro-batch only
             with dist.no_sync(self.net, k < accum - 1):
-                loss = self._loss(batch)
+                with self.amp.autocast():  # the forward pass and the loss; backward outside
+                    loss = self._loss(batch)
                 if not self._checked_loss:
                     self._check_loss(loss)
-                (loss / accum if accum > 1 else loss).backward()  # type: ignore[no-untyped-call]
+                self.amp.backward(loss / accum if accum > 1 else loss)  # scaled under fp16
             d = loss.detach()
             if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
                 d = d.float()
@@ -461,16 +468,22 @@ class Trainer:
         assert total is not None
         norm = None
         if self.clip is not None:
+            self.amp.unscale(self.optimizer)  # clip the true gradients, not the scaled ones
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
         return (total / accum if accum > 1 else total), norm
+
+    def optimizer_step(self) -> torch.Tensor | float:
+        """``optimizer.step()``, through the GradScaler under fp16; returns whether the
+        scaler skipped it (a device tensor, read at flush; 0.0 when nothing can skip)."""
+        return self.amp.step(self.optimizer)
 
     def _train_step(self) -> None:
         loss, norm = self.gradients(self._next_batch)
         if norm is not None:
             self._buf_gn.append(norm)
         self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
-        self.optimizer.step()
+        self._buf_skip.append(self.optimizer_step())
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
@@ -559,6 +572,16 @@ class Trainer:
         norms = None
         if len(self._buf_gn) == n:
             cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
+        skipped = amp.read_flags(self._buf_skip) if len(self._buf_skip) == n else None
+        if skipped is None and self._skips_recorded:
+            skipped = [0.0] * n  # the column stays once a step could be skipped
+        if skipped is not None:
+            self._skips_recorded = True  # the scaler skipped these: no update, no true grad norm
+            cols["skipped"] = skipped
+            if norms is not None:
+                cols["grad_norm"] = norms = [
+                    math.nan if s else v for s, v in zip(skipped, norms, strict=True)
+                ]
         # tensor-valued lrs (capturable, fused) were copied each step; read here, once
         by_group = list(zip(*lr_record.columns(self._buf_lr), strict=True))
         for i, col in enumerate(by_group):
@@ -579,10 +602,10 @@ class Trainer:
         if self.policy.minutes is not None and self.saver is not None and self.saver.due():
             self.save_checkpoint("periodic")
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
-        self._buf_time, self._buf_epoch = [], []
+        self._buf_time, self._buf_epoch, self._buf_skip = [], [], []
         self.published.publish_if_moved()  # a cycled momentum, a field ramp
         if check:
-            self.guard.observe(cols["step"], losses, norms)
+            self.guard.observe(cols["step"], losses, norms, skipped)
 
     # -- the loop ------------------------------------------------------------------
     def _start(self) -> None:

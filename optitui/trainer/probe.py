@@ -201,6 +201,9 @@ class Probe:
         self._stop_seen = False
         self._lr_used: lr_record.LrRow | None = None
         self._norm: torch.Tensor | None = None
+        #: the optimizer stepped since the last boundary (its pre-hook says so)
+        self._stepped = False
+        self._skipped: torch.Tensor | float = 0.0  # GradScaler's found_inf for this step
         self._flight: Flight | None = None
         self._hooks: list[Any] = []
         self._held: HeldScheduler | None = None
@@ -314,9 +317,16 @@ class Probe:
         """True once the run was asked to stop (or reached max_steps): end the loop."""
         return self.stop_reason is not None
 
-    def before_step(self) -> None:
+    def before_step(
+        self, grad_scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None
+    ) -> None:
         """Called just before ``optimizer.step()`` (the probe's pre-hook does it): takes the
-        lr the step will use and clips the gradients when the run clips."""
+        lr the step will use and clips the gradients when the run clips.
+
+        A GradScaler stepping a fused optimizer hands it ``grad_scale`` (gradients still
+        scaled) and ``found_inf`` (the step will be skipped): the norm is then the
+        unscaled one, clipping scales the gradients by what the true norm asks, and
+        ``found_inf`` marks the step as skipped (read at the next flush)."""
         t = self.trainer
         if t is None:
             return
@@ -326,12 +336,22 @@ class Probe:
         else:
             t.lr.notice_writes()  # a loop that writes the lr itself: its value is the base
         self._lr_used = lr_record.snapshot(groups)  # a copy: tensor lrs change in place
+        if found_inf is not None:
+            self._skipped = found_inf
         if t.clip is not None:
             params = [p for g in groups for p in g["params"]]
-            self._norm = torch.nn.utils.clip_grad_norm_(params, t.clip)
+            if grad_scale is None:
+                self._norm = torch.nn.utils.clip_grad_norm_(params, t.clip)
+            else:  # the optimizer divides by grad_scale itself: clip by the true norm
+                grads = [p.grad for p in params if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads) / grad_scale
+                torch.nn.utils.clip_grads_with_norm_(params, t.clip, norm)
+                self._norm = norm
 
     def _pre_hook(self, opt: Optimizer, args: Any, kwargs: Any) -> None:
-        self.before_step()
+        self._stepped = True
+        # set by GradScaler.step on optimizers that unscale inside their own step (fused)
+        self.before_step(getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None))
 
     def step(self, loss: torch.Tensor | float | None = None, samples: int | None = None) -> None:
         """The step boundary, once per iteration after ``optimizer.step()``.
@@ -348,11 +368,14 @@ class Probe:
         if samples is not None:
             t._batch_samples = int(samples)  # counted at each flush, as the trainer does
         ignored = self._stop_seen
+        # no optimizer step since the last boundary: a GradScaler skipped it (inf grads)
+        skipped = self._skipped if self._stepped or not self._hooks else 1.0
+        self._stepped, self._skipped = False, 0.0
         if self._flight is not None:
             used, self._lr_used, self._norm = self._lr_used, None, None
             self._flight.step(loss, used)
         else:
-            self._record(t, loss)
+            self._record(t, loss, skipped)
         self._boundary()
         reason = self.stop_reason
         if reason is not None:
@@ -381,7 +404,9 @@ class Probe:
         value = math.nan if loss is None else float(loss)
         return torch.tensor(value, device=self._device)
 
-    def _record(self, t: LoopTrainer, loss: torch.Tensor | float | None) -> None:
+    def _record(
+        self, t: LoopTrainer, loss: torch.Tensor | float | None, skipped: torch.Tensor | float
+    ) -> None:
         """The hot path: device tensors and host floats into buffers, nothing read back."""
         lrs = self._lr_used
         if lrs is None:
@@ -393,6 +418,9 @@ class Probe:
         t._buf_lr.append(lrs)
         t._buf_time.append(time.time())
         t._buf_epoch.append(t.epoch)
+        t._buf_skip.append(skipped)
+        if self._norm is None and t.clip is not None:
+            self._norm = torch.full((), math.nan, device=self._device)  # a step not taken
         if self._norm is not None:
             t._buf_gn.append(self._norm)
             self._norm = None

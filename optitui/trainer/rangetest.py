@@ -181,7 +181,7 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
             for g in test.targets:
                 write_lr(groups[g], ref_lr if g == test.ref else test.base[g] * m)
             trainer.lr.remember()
-            trainer.optimizer.step()
+            trainer.optimizer_step()  # through the GradScaler under fp16, as training does
             value = trainer.mean(loss)  # one read per iteration: the stop rule needs it now
             smoothed = smoother.update(value)
             best = min(best, smoothed)

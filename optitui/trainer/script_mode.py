@@ -42,6 +42,7 @@ from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
 from optitui.trainer import probe_registry
 from optitui.trainer.dist import env_rank
+from optitui.trainer.loss_tap import LossTap
 from optitui.trainer.probe import ENV_RUN_DIR, Probe, StopTraining
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 #: what zero-code mode cannot do, as shown to the user (meta["probe"]["limits"])
 ZERO_CODE_LIMITS = (
     "loss: the scalar passed to backward(), summed over the backward() calls between "
-    "two optimizer steps (an AMP-scaled loss shows scaled)",
+    "two optimizer steps (unscaled under a GradScaler; a closure's first call for "
+    "optimizers like LBFGS)",
     "stop: raises optitui.StopTraining out of optimizer.step(); code after the training "
     "loop does not run",
     "only the first optimizer stepped is watched; no epochs and no validation loss",
@@ -101,58 +103,6 @@ def _binds_setup(node: ast.stmt) -> bool:
     if isinstance(node, ast.Import | ast.ImportFrom):
         return any((a.asname or a.name.split(".")[0]) == "setup" for a in node.names)
     return False
-
-
-# -- the loss: the scalar backward() is called on --------------------------------------
-_listeners: list[Callable[[torch.Tensor], None]] = []
-_real_backward: Callable[..., Any] | None = None
-
-
-def _tapped_backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
-    if _listeners:
-        t = tensors[0] if isinstance(tensors, list | tuple) and len(tensors) == 1 else tensors
-        grad = args[0] if args else kwargs.get("grad_tensors")
-        if grad is None and isinstance(t, torch.Tensor) and t.requires_grad and t.numel() == 1:
-            d = t.detach()  # kept on the device: nothing is read here
-            for listen in list(_listeners):
-                listen(d)
-    assert _real_backward is not None
-    return _real_backward(tensors, *args, **kwargs)
-
-
-class LossTap:
-    """The scalar losses passed to ``backward()`` since the last :meth:`take`, summed.
-
-    It wraps ``torch.autograd.backward`` (which ``Tensor.backward`` calls) while any
-    tap is started; the sum stays on the device."""
-
-    def __init__(self) -> None:
-        self._sum: torch.Tensor | None = None
-        self.seen = 0
-
-    def _see(self, loss: torch.Tensor) -> None:
-        self.seen += 1
-        self._sum = loss if self._sum is None else self._sum + loss
-
-    def take(self) -> torch.Tensor | None:
-        s, self._sum = self._sum, None
-        return s
-
-    def start(self) -> None:
-        global _real_backward
-        if not _listeners:
-            _real_backward = torch.autograd.backward
-            torch.autograd.backward = _tapped_backward  # type: ignore[assignment]
-        _listeners.append(self._see)
-
-    def stop(self) -> None:
-        global _real_backward
-        with contextlib.suppress(ValueError):
-            _listeners.remove(self._see)
-        if not _listeners and _real_backward is not None:
-            if torch.autograd.backward is _tapped_backward:
-                torch.autograd.backward = _real_backward  # type: ignore[assignment]
-            _real_backward = None
 
 
 # -- the model and the scheduler, found -------------------------------------------------
@@ -258,6 +208,8 @@ class ZeroCode:
         self.schedulers = SchedulerWatch()
         self.aside = False
         self._handles: list[RemovableHandle] = []
+        self.steps = 0  # the watched optimizer's steps (the post-hook counts them)
+        self._real_scaler_step: Callable[..., Any] | None = None
 
     def install(self) -> None:
         from torch.optim.optimizer import (
@@ -267,6 +219,8 @@ class ZeroCode:
 
         self.tap.start()
         self.schedulers.start()
+        self._real_scaler_step = torch.amp.GradScaler.step
+        torch.amp.GradScaler.step = self._scaler_step(self._real_scaler_step)  # type: ignore[method-assign]
         self._handles = [
             register_optimizer_step_pre_hook(self._pre),
             register_optimizer_step_post_hook(self._post),
@@ -277,6 +231,9 @@ class ZeroCode:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        if self._real_scaler_step is not None:
+            torch.amp.GradScaler.step = self._real_scaler_step  # type: ignore[method-assign]
+            self._real_scaler_step = None
         self.tap.stop()
         self.schedulers.stop()
         with contextlib.suppress(ValueError):
@@ -295,22 +252,45 @@ class ZeroCode:
         return None
 
     def _pre(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
-        if self.probe is not None or self.aside:
+        if self.aside:
             return
-        if probe_registry.open_probes():  # a framework callback made its own: leave it be
-            self.aside = True
-            self.tap.stop()  # the hooks stay (inert) until the run ends: we are inside one
-            return
-        self._attach(optimizer, sys._getframe(1))
+        if self.probe is None:
+            if probe_registry.open_probes():  # a framework callback made its own: leave it be
+                self.aside = True
+                self.tap.stop()  # the hooks stay (inert) until the run ends: we are inside one
+                return
+            self._attach(optimizer, sys._getframe(1))
+        if self.probe is not None and optimizer is self.probe.optimizer:
+            self.tap.enter_step()  # a closure's losses (LBFGS) belong to this step
 
     def _post(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         p = self.probe
         if p is None or self.aside:
             return
         if optimizer is p.optimizer:
+            self.steps += 1
             p.step(self.tap.take())  # raises StopTraining when the run is stopped
         elif innermost(optimizer) is not p.optimizer:
             self.tap.take()  # another optimizer's loss is not ours
+
+    def _scaler_step(self, real: Callable[..., Any]) -> Callable[..., Any]:
+        """GradScaler.step, noticing the steps it skips (inf gradients, non-fused optimizer:
+        ``optimizer.step()`` is never called, so neither are the step hooks)."""
+        zero = self
+
+        def step(scaler: Any, optimizer: Optimizer, *args: Any, **kwargs: Any) -> Any:
+            before = zero.steps
+            out = real(scaler, optimizer, *args, **kwargs)
+            p = zero.probe
+            if zero.aside or zero.steps != before:
+                return out
+            if p is None:  # skipped before any step was taken: no run yet, nothing to record
+                zero.tap.take()
+            elif innermost(optimizer) is p.optimizer:
+                p.step(zero.tap.take())  # no step hook ran: the probe records it as skipped
+            return out
+
+        return step
 
     def _attach(self, optimizer: Optimizer, frame: FrameType) -> None:
         opt = innermost(optimizer)

@@ -112,6 +112,7 @@ def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
         "lr_control": lr.state(),
         "requires_grad": [p.requires_grad for p in trainer.model.parameters()],
         "clip": trainer.clip,
+        "scaler": trainer.amp.state_dict(),  # fp16's loss scale (None otherwise)
         "lookahead": None
         if look is None
         else {
@@ -147,6 +148,7 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
         lr.scheduler.load_state_dict(snap["scheduler"])
     lr.load_state(snap["lr_control"])  # and the lrs as loaded are optitui's
     trainer.clip = snap["clip"]
+    trainer.amp.load_state_dict(snap.get("scaler"))
     look = snap["lookahead"]
     if look is None:
         trainer.lookahead = None
