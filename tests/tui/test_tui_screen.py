@@ -16,6 +16,7 @@ from tui_support import (
     fixed_app,
     fixed_settings,
     loaded,
+    lr_at,
     metric_batches,
     pilot_test,
     set_heartbeat,
@@ -26,6 +27,7 @@ from tui_support import (
 from optitui.store.layout import create_run_dir
 from optitui.store.records import Event, GroupSnapshot, MetricBatch, StatusUpdate
 from optitui.store.writer import StoreWriter
+from optitui.tui import fmt
 from optitui.tui.app import build_app
 from optitui.tui.devices import Device
 from optitui.tui.screens.device_picker import DevicePickerApp
@@ -181,7 +183,8 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
             "state",
             "lr×",
         ]
-        assert table.get_row("0")[:4] == ["", "body", "0.05", "0.9"]
+        # lr: the newest recorded step's (body follows a schedule since the snapshot)
+        assert table.get_row("0")[:4] == ["", "body", fmt.value(lr_at(600, 1000)), "0.9"]
         assert table.get_row("1")[-3:] == ["650", "", ""]
         from tui_support import sgd_groups
 

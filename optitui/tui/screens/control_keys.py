@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from optitui.tui import fmt, forms
+from optitui.tui.live_groups import schedule_note
 from optitui.tui.screens.field_editor import Edit
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.widgets.group_table import GroupTable
@@ -60,7 +61,8 @@ class ControlKeys(SteeringScreen):
 
         from optitui.tui.screens.field_editor import FieldEditor  # loaded when first needed
 
-        self.app.push_screen(FieldEditor(picked[2], where), done)
+        note = schedule_note(picked[2], self.controls)
+        self.app.push_screen(FieldEditor(picked[2], where, schedule=note), done)
 
     def action_freeze(self) -> None:
         picked = self.selected()

@@ -9,7 +9,7 @@ live in :class:`ControlKeys` and :class:`RunKeys`, which this screen combines.
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerState
 from optitui.store.access import RunAccess
 from optitui.tui.feed import Feed, FeedUpdate, follow
 from optitui.tui.keys import KEYS, listed
+from optitui.tui.live_groups import latest_lrs, rows_before, with_live_lr
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.screens.control_keys import ControlKeys
@@ -94,6 +95,8 @@ class DashboardScreen(ControlKeys, RunKeys):
         self.show_all = settings.show_all
         self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
+        self._snapshot: list[dict[str, Any]] = []  # the job's newest group snapshot
+        self._rows_at_snapshot = 0  # metric rows read when it arrived
         self._consumed = threading.Event()
         self._feed = feed
 
@@ -194,7 +197,14 @@ class DashboardScreen(ControlKeys, RunKeys):
             self.query_one(ProbeNotice).show(self.meta)
         table = self.query_one(GroupTable)
         if u.groups is not None:
-            table.set_groups(u.groups, self.steering.pending_groups())
+            self._snapshot = u.groups
+            self._rows_at_snapshot = rows_before(u.view, u.group_step, u.first)
+        if u.groups is not None or u.grew:
+            # the lr of the newest recorded step, once a step is newer than the snapshot
+            newer = u.view.length > self._rows_at_snapshot
+            shown = with_live_lr(self._snapshot, latest_lrs(u.view) if newer else {})
+            if shown != table.groups:
+                table.set_groups(shown, self.steering.pending_groups())
         names = [table.label(i) for i in range(len(table.groups))] or [
             str(n) for n in self.meta.get("groups", [])
         ]

@@ -72,7 +72,7 @@ class FieldEditor(ModalScreen[Edit | None]):
         text-style: bold;
         height: auto;
     }
-    FieldEditor #allowed, FieldEditor #hint {
+    FieldEditor #allowed, FieldEditor #hint, FieldEditor #schedule {
         color: $text-muted;
     }
     FieldEditor Label {
@@ -101,9 +101,13 @@ class FieldEditor(ModalScreen[Edit | None]):
         Binding("down", "move(1)", "Next field", show=False),
     ]
 
-    def __init__(self, group: dict[str, Any], target: str, field: str = "lr") -> None:
+    def __init__(
+        self, group: dict[str, Any], target: str, field: str = "lr", schedule: str | None = None
+    ) -> None:
         super().__init__()
         self.target = target
+        #: what an lr edit becomes on this group (a multiplier on a schedule), if not the lr
+        self.schedule = schedule
         self.values: dict[str, Any] = dict(group.get("values") or {})
         self.specs: dict[str, FieldSpec] = {}
         for name, spec in (group.get("fields") or {}).items():
@@ -130,6 +134,7 @@ class FieldEditor(ModalScreen[Edit | None]):
                 yield Input(id="ramp", placeholder="N steps")
             yield Label("", id="error")
             yield Label("", id="allowed")
+            yield Label("", id="schedule")
             yield Label(
                 "Enter sends · Esc cancels · ↑↓ field · Tab: ramp over N steps (blank: at once)",
                 id="hint",
@@ -150,6 +155,9 @@ class FieldEditor(ModalScreen[Edit | None]):
         inp.value = fmt.editable_text(self.values.get(name)) if spec else ""
         inp.cursor_position = len(inp.value)
         self.query_one("#allowed", Label).update(f"allowed: {spec.allowed()}" if spec else "")
+        note = self.schedule if name == "lr" else None
+        self.query_one("#schedule", Label).update(note or "")
+        self.query_one("#schedule", Label).display = note is not None
         self._show_error("")
 
     def _show_error(self, message: str) -> None:
