@@ -187,7 +187,7 @@ def test_precision_is_checked(tmp_path: Path) -> None:
 
 
 def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
-    from optitui.trainer import state
+    from optitui.trainer import checkpoint, state
 
     job, _ = _fp16_job()
     t = make_trainer(tmp_path, job)
@@ -200,6 +200,9 @@ def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
     saved_scale = scaler.get_scale()
     snap = state.capture(t)
     assert snap["scaler"]["scale"] == saved_scale
+    checkpoint.check_compatible(t, snap)  # a checkpoint's checks know the scaler's state
+    with pytest.raises(checkpoint.CheckpointError, match="scaler.scale"):
+        checkpoint.check_compatible(t, {**snap, "scaler": {**snap["scaler"], "scale": -1.0}})
     scaler.update(new_scale=1.0)
     state.restore(t, snap)
     assert scaler.get_scale() == saved_scale

@@ -43,10 +43,15 @@ TOP_KEYS = {
     "epoch",
     "rng",
     "data",
+    "scaler",
 }
+#: keys only some snapshots have, checked when present: every rank's RNG states (a
+#: checkpoint saved by all ranks of a torch.distributed run at one step)
+EXTRA_KEYS = {"rng_by_rank"}
+SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
 LR_CONTROL_KEYS = {"mult", "base", "attached", "script", "unedited"}
 #: keys a checkpoint of an earlier optitui may lack (the restore has a default for them)
-OPTIONAL = {("lr_control", "script"), ("lr_control", "unedited")}
+OPTIONAL = {("lr_control", "script"), ("lr_control", "unedited"), ("scaler",)}
 LOOKAHEAD_KEYS = {"k", "alpha", "count", "slow"}
 DATA_KEYS = {"batch", "started", "epoch_rng"}
 RNG_KEYS = {"python", "torch", "cuda", "generators", "numpy"}
@@ -80,7 +85,8 @@ def check(snap: Any, target: Target, *, data: bool = True) -> None:
     """Raise CheckpointError unless ``snap`` can be put back into ``target`` whole."""
     if not isinstance(snap, dict):
         raise bad("the state", f"is a {type(snap).__name__}, not a dict")
-    needed = TOP_KEYS if data else TOP_KEYS - {"data"}
+    needed = TOP_KEYS - {path[0] for path in OPTIONAL if len(path) == 1}
+    needed = needed if data else needed - {"data"}
     missing = sorted(needed - snap.keys())
     if missing:
         raise bad("the state", f"lacks {', '.join(missing)}")
@@ -96,6 +102,10 @@ def check(snap: Any, target: Target, *, data: bool = True) -> None:
     for key in ("step", "epoch"):
         _count(key, snap[key])
     _rng("rng", snap["rng"], target.train_data)
+    if "rng_by_rank" in snap:
+        for i, by_rank in enumerate(_list("rng_by_rank", snap["rng_by_rank"])):
+            _rng(f"rng_by_rank[{i}]", by_rank, target.train_data)
+    _scaler(snap.get("scaler"))
     if data:
         _data(snap["data"], target.train_data)
 
@@ -301,7 +311,7 @@ def _scheduler(saved: Any, scheduler: Any) -> None:
 
 
 def _lr_control(saved: Any, groups: int) -> None:
-    saved = _dict("lr_control", saved, LR_CONTROL_KEYS - {k for _, k in OPTIONAL})
+    saved = _dict("lr_control", saved, LR_CONTROL_KEYS - {p[1] for p in OPTIONAL if p[0] == "lr_control"})
     mult = _list("lr_control.mult", saved["mult"], groups)
     if not all(_number(m) and math.isfinite(m) and m >= 0 for m in mult):
         raise bad("lr_control.mult", "holds something other than finite numbers >= 0")
@@ -382,6 +392,19 @@ def _rng(path: str, saved: Any, train_data: Any) -> None:
         raise bad(path, f"cannot be used: {type(exc).__name__}: {str(exc)[:120]}") from None
     finally:
         state.set_rng_state(now, gens)
+
+
+def _scaler(saved: Any) -> None:
+    """A GradScaler's state (or none): ignored by a run without one, so only its shape."""
+    if saved is None:
+        return
+    saved = _dict("scaler", saved, SCALER_KEYS)
+    for key in ("scale", "growth_factor", "backoff_factor"):
+        v = saved[key]
+        if not (_number(v) and math.isfinite(v) and v > 0):
+            raise bad(f"scaler.{key}", f"is {_show(v)}; expected a finite number > 0")
+    _count("scaler._growth_tracker", saved["_growth_tracker"])
+    _count("scaler.growth_interval", saved["growth_interval"])
 
 
 def _data(saved: Any, train_data: Any) -> None:
