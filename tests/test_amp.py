@@ -201,7 +201,7 @@ def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
     snap = state.capture(t)
     assert snap["scaler"]["scale"] == saved_scale
     checkpoint.check_compatible(t, snap)  # a checkpoint's checks know the scaler's state
-    with pytest.raises(checkpoint.CheckpointError, match="scaler.scale"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"scaler\.scale"):
         checkpoint.check_compatible(t, {**snap, "scaler": {**snap["scaler"], "scale": -1.0}})
     scaler.update(new_scale=1.0)
     state.restore(t, snap)

@@ -311,7 +311,9 @@ def _scheduler(saved: Any, scheduler: Any) -> None:
 
 
 def _lr_control(saved: Any, groups: int) -> None:
-    saved = _dict("lr_control", saved, LR_CONTROL_KEYS - {p[1] for p in OPTIONAL if p[0] == "lr_control"})
+    saved = _dict(
+        "lr_control", saved, LR_CONTROL_KEYS - {p[1] for p in OPTIONAL if p[0] == "lr_control"}
+    )
     mult = _list("lr_control.mult", saved["mult"], groups)
     if not all(_number(m) and math.isfinite(m) and m >= 0 for m in mult):
         raise bad("lr_control.mult", "holds something other than finite numbers >= 0")
