@@ -40,6 +40,9 @@ def _loaded(code: str) -> set[str]:
         "optitui.remote.server",
         "optitui.remote.client",
         "optitui.cli.serve_stdio",
+        "optitui.cli.race",
+        "optitui.store.candidates",
+        "optitui.surface.result",
     ],
 )
 def test_no_torch(module: str) -> None:

@@ -11,7 +11,7 @@ import sys
 from types import ModuleType
 
 from optitui import __version__
-from optitui.cli import attach, export, lr_find, ls, run, send, serve_stdio, status
+from optitui.cli import attach, export, lr_find, ls, race, run, send, serve_stdio, status
 from optitui.cli.run import torchrun_argv
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
@@ -29,6 +29,7 @@ Watch and steer PyTorch training from the terminal.
   optitui send RUN set lr=3e-4 --group 1 change a hyperparameter at the next step
   optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
   optitui export RUN... --format csv     per-step metrics of runs for pandas, in one table
+  optitui race --surface rosenbrock      optimizers racing on a test function (no data, no model)
 """
 
 #: verb -> its module (``add_parser(sub)`` and ``main(args)``)
@@ -40,6 +41,7 @@ VERBS: dict[str, ModuleType] = {
     "send": send,
     "lr-find": lr_find,
     "export": export,
+    "race": race,
     "serve-stdio": serve_stdio,
 }
 

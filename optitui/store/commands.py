@@ -128,7 +128,7 @@ def check_value(name: str, value: Any) -> Value:
     )
 
 
-def _check_group(value: Any) -> int | str | None:
+def check_group(value: Any) -> int | str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -155,7 +155,7 @@ def validate(kind: Any, args: Any) -> dict[str, Any]:
         raise CommandError(f"{kind}: missing argument(s) {missing}")
     out: dict[str, Any] = {}
     if "group" in args:
-        out["group"] = _check_group(args["group"])
+        out["group"] = check_group(args["group"])
     check = _CHECKS.get(kind)
     if check is not None:
         out |= check(args)
