@@ -47,6 +47,32 @@ def tiny_script(tmp_path: Path) -> Path:
     return write_script(tmp_path, TINY_SCRIPT.replace(", STEP_DELAY", ""))
 
 
+def corrupt_run(root: Path) -> Path:
+    """A run directory whose store is SQLite's header and then garbage."""
+    bad = root / "corrupt"
+    bad.mkdir(parents=True)
+    (bad / "store.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    return bad
+
+
+def set_meta(run_dir: Path, key: str, value: Any) -> None:
+    """Rewrite one metadata entry of a closed run's store (another version's, an older one)."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "store.sqlite") as db:
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value))
+        )
+
+
+def from_a_newer_optitui(run_dir: Path) -> Path:
+    """Make a closed run read as written by optitui 9.1.0 in store schema 2."""
+    set_meta(run_dir, "schema_version", 2)
+    set_meta(run_dir, "optitui_version", "9.1.0")
+    return run_dir
+
+
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

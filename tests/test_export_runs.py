@@ -6,10 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import corrupt_run, from_a_newer_optitui
 
 from optitui.cli import main
 from optitui.store.layout import create_run_dir
@@ -93,30 +93,15 @@ def test_export_names_runs_that_share_a_directory_name_as_given(
     assert [r["run"] for r in rows] == [str(first), str(second)]
 
 
-def corrupt(root: Path) -> Path:
-    bad = root / "corrupt"
-    bad.mkdir(parents=True)
-    (bad / "store.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
-    return bad
-
-
-def other_version(root: Path) -> Path:
-    """A run written by an optitui with another store schema."""
-    run = stored_run(root, "newer", ["0"], 2)
-    with sqlite3.connect(run / "store.sqlite") as db:
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-        db.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('optitui_version', '\"9.1.0\"')"
-        )
-    return run
-
-
 @pytest.mark.parametrize(
     ("bad", "said"),
     [
         (lambda root: root / "missing", "not a run directory"),
-        (corrupt, "the run store cannot be read"),
-        (other_version, "written by optitui 9.1.0: run store schema version 2"),
+        (corrupt_run, "the run store cannot be read"),
+        (
+            lambda root: from_a_newer_optitui(stored_run(root, "newer", ["0"], 2)),
+            "written by optitui 9.1.0: run store schema version 2",
+        ),
         (lambda root: root / "a", "the same run as"),  # named twice
     ],
     ids=["missing", "corrupt", "other-version", "twice"],

@@ -37,6 +37,8 @@ def _loaded(code: str) -> set[str]:
         "optitui.cli.status",
         "optitui.cli.ls",
         "optitui.cli.export",
+        "optitui.cli.diff",
+        "optitui.store.compare",
         "optitui.remote.server",
         "optitui.remote.client",
         "optitui.cli.serve_stdio",

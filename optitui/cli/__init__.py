@@ -11,7 +11,7 @@ import sys
 from types import ModuleType
 
 from optitui import __version__
-from optitui.cli import attach, export, lr_find, ls, race, run, send, serve_stdio, status
+from optitui.cli import attach, diff, export, lr_find, ls, race, run, send, serve_stdio, status
 from optitui.cli.run import torchrun_argv
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
@@ -30,6 +30,8 @@ Watch and steer PyTorch training from the terminal.
   optitui send RUN pause | resume | step 10 | stop | scale-lr 0.5
   optitui export RUN... --format csv     per-step metrics of runs for pandas, in one table
   optitui race --surface rosenbrock      optimizers racing on a test function (no data, no model)
+  optitui diff RUN_A RUN_B [--json]      what differs: script, optimizer, groups, scheduler,
+                                         job settings, and the commands each run received
 """
 
 #: verb -> its module (``add_parser(sub)`` and ``main(args)``)
@@ -42,6 +44,7 @@ VERBS: dict[str, ModuleType] = {
     "lr-find": lr_find,
     "export": export,
     "race": race,
+    "diff": diff,
     "serve-stdio": serve_stdio,
 }
 

@@ -274,6 +274,14 @@ class RunReader:
                 out.append(metrics.decode(json.loads(cols), n, blob))
         return out
 
+    def outcomes(self) -> list[CommandOutcome]:
+        """Every command's answer, in the order the job gave them."""
+        rows = self.conn.execute(
+            "SELECT id, kind, payload, outcome, step, reason, time FROM commands "
+            "ORDER BY time, rowid"
+        )
+        return [CommandOutcome(i, k, p, o == "applied", s, r, t) for i, k, p, o, s, r, t in rows]
+
     def outcome(self, command_id: str) -> CommandOutcome | None:
         row = self.conn.execute(
             "SELECT id, kind, payload, outcome, step, reason, time FROM commands WHERE id = ?",
@@ -284,9 +292,13 @@ class RunReader:
         i, k, p, o, s, r, t = row
         return CommandOutcome(i, k, p, o == "applied", s, r, t)
 
-    def groups(self) -> tuple[int, list[dict[str, Any]]]:
-        """(step, groups) of the newest param-group snapshot; (0, []) before the first."""
-        row = self.conn.execute("SELECT step, data FROM groups ORDER BY id DESC LIMIT 1").fetchone()
+    def groups(self, first: bool = False) -> tuple[int, list[dict[str, Any]]]:
+        """(step, groups) of the newest param-group snapshot (``first``: of the one taken
+        when the run started); (0, []) before the first."""
+        order = "ASC" if first else "DESC"
+        row = self.conn.execute(
+            f"SELECT step, data FROM groups ORDER BY id {order} LIMIT 1"
+        ).fetchone()
         if row is None:
             return 0, []
         return int(row[0]), list(json.loads(row[1]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optitui.store.commands import Command
 from optitui.store.fields import group_ref, parse_number, parse_text
 
 USAGE = {
@@ -135,3 +136,40 @@ def parse_send(
     elif words:
         raise ValueError(f"{command} takes no arguments")
     return command, args
+
+
+def describe(cmd: Command) -> str:
+    """A checked command in the words ``optitui send`` takes (the job's answers, the
+    event log and ``optitui diff`` say it so)."""
+    a = cmd.args
+    where = "" if a.get("group") is None else f" group={a['group']}"
+    ramp = f" over {a['ramp']} steps" if a.get("ramp") else ""
+    if cmd.kind == "set":
+        vals = " ".join(f"{k}={v}" for k, v in a["values"].items())
+        return f"set {vals}{where}{ramp}"
+    if cmd.kind == "scale-lr":
+        return f"scale-lr {a['factor']:g}{where}{ramp}"
+    if cmd.kind == "step":
+        return f"step {a.get('n', 1)}"
+    if cmd.kind == "swap-optimizer":
+        vals = "".join(f" {k}={v}" for k, v in a.get("values", {}).items())
+        return f"swap-optimizer {a['name']}{vals}"
+    if cmd.kind == "lookahead":
+        return f"lookahead k={a['k']} alpha={a['alpha']:g}" if a["enabled"] else "lookahead off"
+    if cmd.kind == "clip":
+        return "clip off" if a["max_norm"] is None else f"clip {a['max_norm']:g}"
+    if cmd.kind == "scheduler":
+        return f"scheduler {a['action']}"
+    if cmd.kind == "save":
+        return "save" + (f" {a['tag']}" if a.get("tag") else "")
+    if cmd.kind == "restore":
+        return f"restore {a['id']}"
+    if cmd.kind == "lr-find":
+        return " ".join(["lr-find", *(f"{k}={v}" for k, v in a.items() if v is not None)])
+    if cmd.kind == "divergence":
+        return " ".join(["divergence", *(f"{k}={v}" for k, v in a.items())])
+    if cmd.kind == "lr-find-apply":
+        return f"lr-find-apply {a['id']} {a['rule']}"
+    if cmd.kind == "checkpoint-policy":
+        return " ".join(["checkpoint-policy", *(f"{k}={v}" for k, v in a.items())])
+    return f"{cmd.kind}{where}"

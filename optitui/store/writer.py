@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from optitui import __version__
 from optitui.store import metrics, placement
 from optitui.store.layout import RunDirError, RunLock, RunPaths
 from optitui.store.records import (
@@ -93,7 +94,7 @@ class StoreWriter:
         self._last_epoch = 0
         with self.conn:
             self.conn.execute("BEGIN")
-            self._meta({**meta, "schema_version": SCHEMA_VERSION})
+            self._meta({**meta, "schema_version": SCHEMA_VERSION, "optitui_version": __version__})
             self.conn.execute(
                 "INSERT OR REPLACE INTO status (id, state, step, epoch, heartbeat) "
                 "VALUES (1, 'starting', 0, 0, ?)",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError, group_ref
+from optitui.store.words import describe as describe
 from optitui.trainer import answers, checkpoint, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
@@ -57,41 +58,6 @@ def resolve_groups(trainer: Trainer, group: int | str | None) -> list[int]:
         return resolve_groups(trainer, ref)
     names = [group_label(g, i) for i, g in enumerate(groups)]
     raise Rejection(f"no group named {group!r}; groups: {', '.join(names)}")
-
-
-def describe(cmd: Command) -> str:
-    a = cmd.args
-    where = "" if a.get("group") is None else f" group={a['group']}"
-    ramp = f" over {a['ramp']} steps" if a.get("ramp") else ""
-    if cmd.kind == "set":
-        vals = " ".join(f"{k}={v}" for k, v in a["values"].items())
-        return f"set {vals}{where}{ramp}"
-    if cmd.kind == "scale-lr":
-        return f"scale-lr {a['factor']:g}{where}{ramp}"
-    if cmd.kind == "step":
-        return f"step {a.get('n', 1)}"
-    if cmd.kind == "swap-optimizer":
-        vals = "".join(f" {k}={v}" for k, v in a.get("values", {}).items())
-        return f"swap-optimizer {a['name']}{vals}"
-    if cmd.kind == "lookahead":
-        return f"lookahead k={a['k']} alpha={a['alpha']:g}" if a["enabled"] else "lookahead off"
-    if cmd.kind == "clip":
-        return "clip off" if a["max_norm"] is None else f"clip {a['max_norm']:g}"
-    if cmd.kind == "scheduler":
-        return f"scheduler {a['action']}"
-    if cmd.kind == "save":
-        return "save" + (f" {a['tag']}" if a.get("tag") else "")
-    if cmd.kind == "restore":
-        return f"restore {a['id']}"
-    if cmd.kind == "lr-find":
-        return " ".join(["lr-find", *(f"{k}={v}" for k, v in a.items() if v is not None)])
-    if cmd.kind == "divergence":
-        return " ".join(["divergence", *(f"{k}={v}" for k, v in a.items())])
-    if cmd.kind == "lr-find-apply":
-        return f"lr-find-apply {a['id']} {a['rule']}"
-    if cmd.kind == "checkpoint-policy":
-        return " ".join(["checkpoint-policy", *(f"{k}={v}" for k, v in a.items())])
-    return f"{cmd.kind}{where}"
 
 
 def apply(trainer: Trainer, cmd: Command) -> Applied | Later:

@@ -16,7 +16,7 @@ import torch
 from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.manifests import damaged
-from optitui.trainer import checkpoint, dist, snapshot_check
+from optitui.trainer import checkpoint, dist, run_facts, snapshot_check
 from optitui.trainer.device import DeviceError, resolve_device, select
 from optitui.trainer.job import JobError
 from optitui.trainer.loop import Trainer, seed_everything
@@ -97,6 +97,7 @@ def prepare(opts: RunOptions) -> Trainer:
     meta = {
         "script": str(opts.script.resolve()),
         "argv": list(opts.argv),
+        **run_facts.script_facts(opts.script, list(opts.script_args)),
         "mode": opts.mode,
         "seed": opts.seed if opts.seed is not None else job.seed,
         "world_size": 1 if info is None else info.world,

@@ -43,6 +43,7 @@ from optitui.trainer import (
     lr_record,
     ramps,
     rangetest,
+    run_facts,
     state,
     surgery,
 )
@@ -143,6 +144,8 @@ class Trainer:
         self._samples = 0  # counted at flushes: steps x samples per step
         self._batch_samples = 0  # samples per optimizer step, measured once an epoch
         self._measure_batch = True
+        #: the batch size is measured on the first batch where the data does not say it
+        self._batch_unrecorded = run_facts.loader_batch_size(job.train_data) is None
         self._move = device.type != "cpu"
         self._last_flush = (time.time(), 0, 0)  # (time, step, samples)
         self._checked_loss = False
@@ -195,6 +198,8 @@ class Trainer:
             "max_epochs": job.max_epochs,
             "grad_accum": job.grad_accum,
             "clip_grad_norm": job.clip_grad_norm,
+            **run_facts.job_facts(job),
+            "world_size": 1 if self.dist is None else self.dist.world,
             "groups": [
                 control.group_label(g, i) for i, g in enumerate(self.optimizer.param_groups)
             ],
@@ -454,6 +459,9 @@ class Trainer:
             if self._measure_batch:  # once an epoch, not every step
                 self._batch_samples = batch_size(batch) * accum
                 self._measure_batch = False
+                if self._batch_unrecorded and self._batch_samples:  # data that did not say
+                    self.recorder.put(MetaUpdate({"batch_size": self._batch_samples // accum}))
+                    self._batch_unrecorded = False
             # DDP all-reduces the gradients of the last micro-batch only
             with dist.no_sync(self.net, k < accum - 1):
                 with self.amp.autocast():  # the forward pass and the loss; backward outside

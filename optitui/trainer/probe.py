@@ -71,7 +71,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
-from optitui.trainer import dist, lr_record, probe_registry, rangetest
+from optitui.trainer import dist, lr_record, probe_registry, rangetest, run_facts
 from optitui.trainer.dist import DistInfo
 from optitui.trainer.flight import Flight
 from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
@@ -240,10 +240,12 @@ class Probe:
         extra: dict[str, Any] = {
             "script": None if script is None else str(script),
             "argv": list(sys.argv),
+            **run_facts.script_facts(script, list(sys.argv[1:])),
             "mode": "in-process",
             **(dict(_SCRIPT_META) if from_run else {}),
             **(meta or {}),
             "scheduler": None if scheduler is None else type(scheduler).__name__,
+            "scheduler_settings": run_facts.scheduler_settings(scheduler),
             "world_size": self.world,
             "sync_every": None if info is None else job.sync_every,
             "probe": {"mode": mode, "limits": list(limits)},

@@ -40,7 +40,7 @@ from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir, remove_unused_run_dir
 from optitui.store.records import MetaUpdate
 from optitui.trainer import probe as probe_mod
-from optitui.trainer import probe_registry
+from optitui.trainer import probe_registry, run_facts
 from optitui.trainer.dist import env_rank
 from optitui.trainer.loss_tap import LossTap
 from optitui.trainer.probe import ENV_RUN_DIR, Probe, StopTraining
@@ -367,7 +367,13 @@ def run_script_mode(opts: RunOptions) -> int:
     if paths is not None:
         os.environ[ENV_RUN_DIR] = str(paths.root)
     probe_mod.set_script_meta(
-        {"script": str(script.resolve()), "argv": list(opts.argv), "mode": opts.mode},
+        {
+            "script": str(script.resolve()),
+            "argv": list(opts.argv),
+            **run_facts.script_facts(script, list(opts.script_args)),
+            "mode": opts.mode,
+            "seed": opts.seed,
+        },
         max_steps=opts.max_steps,
         on_divergence=opts.on_divergence,
     )
