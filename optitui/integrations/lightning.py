@@ -12,6 +12,8 @@ callback only needs the hooks both call, so either Trainer takes it.
   already divides by their number). Clipping from the dashboard happens in
   ``on_before_optimizer_step``.
 - Stop sets ``trainer.should_stop``. Pause blocks in the callback.
+- The validation loss the module logs (``self.log("val_loss", ...)``, or
+  ``val/loss`` and the like) is recorded after each validation.
 - Save writes a Lightning checkpoint (``trainer.save_checkpoint``) into the run's
   ``checkpoints/`` folder as ``ID.ckpt``; it carries the lr multipliers in this
   callback's state. Restore loads one back into the module, optimizers and
@@ -139,6 +141,15 @@ class OptituiCallback(pl.Callback):
         if p.should_stop:
             trainer.should_stop = True
 
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """The validation loss the module logged (``val_loss``, or the like), once per
+        validation; the sanity check before training is not a validation of the run."""
+        if self.probe is None or trainer.sanity_checking:
+            return
+        value = val_metric(trainer.callback_metrics)
+        if value is not None:
+            self.probe.val_loss(value)  # one read per validation
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._close(None)
 
@@ -159,6 +170,23 @@ class OptituiCallback(pl.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = dict(state_dict)
+
+
+#: the names a Lightning module logs its validation loss under, most usual first
+VAL_NAMES = ("val_loss", "val/loss", "val_loss_epoch", "validation_loss", "valid_loss")
+
+
+def val_metric(metrics: Mapping[str, Any]) -> float | None:
+    """The validation loss among logged metrics: a usual name, else the only name that
+    starts with "val" and has "loss" in it."""
+    name = next((n for n in VAL_NAMES if n in metrics), None)
+    if name is None:
+        found = [n for n in metrics if n.lower().startswith("val") and "loss" in n.lower()]
+        name = found[0] if len(found) == 1 else None
+    if name is None:
+        return None
+    value = metrics[name]
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
 
 
 class _Checkpoints:

@@ -11,6 +11,9 @@ every group's, every step.
   ``backward()`` (summed over a gradient-accumulation window, whose parts the
   Trainer scales), kept on the device and read in batches like any other.
 - Stop sets ``control.should_training_stop``; pause blocks in the callback.
+- Each evaluation's ``eval_loss`` is recorded as the validation loss.
+- ``scheduler.get_last_lr()`` reports the lr applied (multipliers included), so
+  the Trainer's ``log_history`` and whatever it reports to agree with optitui.
 - Save sets ``control.should_save``: the Trainer writes its usual
   ``output_dir/checkpoint-N`` right after this step (model, optimizer,
   scheduler, RNG, trainer state); the callback adds ``optitui.json`` with the lr
@@ -163,6 +166,15 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
                 {"marker": "save", "id": folder.name, "reason": reason, "tag": tag},
             )
         )
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        """The Trainer's ``eval_loss``, recorded at the step it was evaluated at."""
+        p = self.probe
+        value = metrics.get("eval_loss") if isinstance(metrics, dict) else None
+        if p is not None and isinstance(value, int | float):
+            p.val_loss(float(value))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tap.stop()

@@ -80,11 +80,19 @@ class HeldScheduler:
         def step(sched: Any, *args: Any, **kwargs: Any) -> Any:
             return held.step(base.step, sched, *args, **kwargs)
 
+        def get_last_lr(sched: Any) -> list[Any]:
+            return held.last_lr(base.get_last_lr, sched)
+
         # a subclass for this one instance (its state_dict stays as it was)
         scheduler.__class__ = type(
             base.__name__,
             (base,),
-            {"step": step, "__module__": base.__module__, "__qualname__": base.__qualname__},
+            {
+                "step": step,
+                "get_last_lr": get_last_lr,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+            },
         )
 
     def step(self, step: Callable[..., Any], sched: Any, *args: Any, **kwargs: Any) -> Any:
@@ -98,6 +106,14 @@ class HeldScheduler:
         if probe.testing or not lr.attached:
             return None
         return lr.around_step(lambda: step(sched, *args, **kwargs))
+
+    def last_lr(self, get: Callable[[Any], list[Any]], sched: Any) -> list[Any]:
+        """``scheduler.get_last_lr()``: the lr applied now, multipliers included, so the
+        framework's own logs (HF's ``log_history``, what it reports to) agree with optitui.
+        Its own value is the unscaled schedule."""
+        if self.probe.trainer is None or self.probe.closed:
+            return get(sched)
+        return [g["lr"] for g in sched.optimizer.param_groups]
 
     def release(self) -> None:
         self.scheduler.__class__ = self.base
