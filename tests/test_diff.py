@@ -321,7 +321,13 @@ def test_a_script_run_records_its_arguments_and_a_digest_of_its_text(
         ("script", "contents (sha256)"),
     }
     out = diff(capsys, a, b)[1]
-    assert "--width 64" in out and "--width 128" in out
+    assert ("arguments", "…", "64", "…", "128") in {tuple(x.split()) for x in out.splitlines()}
+    assert json.loads(diff(capsys, a, b, "--json")[1])["differences"][0] == {
+        "section": "script",
+        "field": "arguments",
+        "a": ["--width", "64"],
+        "b": ["--width", "128"],
+    }
 
 
 def _unrecord(run_dir: Path, *keys: str) -> None:
@@ -369,3 +375,22 @@ def test_diff_refuses_a_run_it_cannot_read_in_one_line(
         code, out, err = diff(capsys, *pair)
         assert code == 2 and out == "" and len(err.splitlines()) == 1, err
         assert err.startswith("optitui: ") and said in err
+
+
+def test_values_are_shown_with_the_digits_and_words_that_tell_them_apart() -> None:
+    from optitui.cli.diff import pair
+
+    assert pair("lr", 3e-4, 3.0001e-4) == ("0.0003", "0.00030001")
+    assert pair("lr", 4.9975012493753125e-06, 1.4992503748125938e-06) == (
+        "4.998e-06",
+        "1.499e-06",
+    )
+    same = ["--dataset=gen", "--device=cpu", "--compile=False", "--n_layer=1"]
+    assert pair("arguments", [*same, "--n_embd=32"], [*same, "--n_embd=48"]) == (
+        "… --n_embd=32",
+        "… --n_embd=48",
+    )
+    assert pair("arguments", ["--a", "1", "--b"], ["--a", "1"]) == ("… --b", "… (none)")
+    left, right = pair("path", "/data/" + "x" * 100 + "/a.py", "/data/" + "x" * 100 + "/b.py")
+    assert len(left) == 59 and left.startswith("/data/x") and left.endswith("/a.py")
+    assert right.endswith("/b.py") and "…" in right

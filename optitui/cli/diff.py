@@ -37,8 +37,12 @@ def add_parser(sub: Any) -> None:
     )
 
 
-def shown(name: str, value: Any) -> str:
-    """A compared value as the table shows it."""
+#: a value longer than this is shown with its middle left out (``--json`` has it whole)
+WIDEST = 60
+
+
+def shown(name: str, value: Any, digits: int = 6) -> str:
+    """A compared value as the table shows it, floats to ``digits`` significant digits."""
     from optitui.store.compare import Missing
 
     if isinstance(value, Missing):
@@ -52,12 +56,47 @@ def shown(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)  # every digit: 3e-4 and 0.00030001 must not read the same
+        return f"{value:.{digits}g}"
     if isinstance(value, list):
-        return "(" + ", ".join(shown("", v) for v in value) + ")"
+        return "(" + ", ".join(shown("", v, digits) for v in value) + ")"
     if isinstance(value, dict):
         return json.dumps(value)
     return str(value)
+
+
+def _changed_words(a: list[Any], b: list[Any]) -> tuple[str, str]:
+    """Two argument lists as the words each has where they differ, ``…`` for those alike."""
+    import difflib
+
+    sides: tuple[list[str], list[str]] = ([], [])
+    for op, i, j, k, m in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            sides[0].append("…")
+            sides[1].append("…")
+        else:
+            sides[0].append(shlex.join(map(str, a[i:j])) or "(none)")
+            sides[1].append(shlex.join(map(str, b[k:m])) or "(none)")
+    return " ".join(sides[0]), " ".join(sides[1])
+
+
+def _short(text: str) -> str:
+    if len(text) <= WIDEST:
+        return text
+    half = (WIDEST - 1) // 2
+    return text[:half] + "…" + text[-half:]
+
+
+def pair(name: str, a: Any, b: Any) -> tuple[str, str]:
+    """Two values side by side: floats with as many digits as it takes to tell them apart
+    (at least 4: 3e-4 and 0.00030001 never read the same), arguments as the words that
+    differ, long values with their middle left out."""
+    if a == b:
+        return _short(shown(name, a)), _short(shown(name, b))
+    if name == "arguments" and isinstance(a, list) and isinstance(b, list):
+        left, right = _changed_words(a, b)
+        return _short(left), _short(right)
+    digits = next((d for d in range(4, 18) if shown(name, a, d) != shown(name, b, d)), 17)
+    return _short(shown(name, a, digits)), _short(shown(name, b, digits))
 
 
 def _run(reader: Any) -> dict[str, Any]:
@@ -132,10 +171,11 @@ def render(runs: dict[str, Any], cmp: Any, every: bool) -> list[str]:
         for f in fields:
             if f.section != section:
                 section = f.section
-                label = f"{section} ({names[section]})" if section in names else section
+                name = names.get(section)
+                label = section if name in (None, section.split()[-1]) else f"{section} ({name})"
                 rows.append((label, "", "", ""))
             mark = "*" if every and not f.same else ""
-            rows.append((f"  {f.name}", shown(f.name, f.a), shown(f.name, f.b), mark))
+            rows.append((f"  {f.name}", *pair(f.name, f.a, f.b), mark))
         lines += ["", *_table(rows)]
     if cmp.timeline and (cmp.commands_differ or every):
         rows = [("commands", "STEP", "COMMAND", "A", "B")]
