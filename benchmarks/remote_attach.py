@@ -213,17 +213,18 @@ def main() -> None:
             run = write_store(Path(tmp) / "run", steps)
             print(f"wrote a {steps:,}-step store in {time.perf_counter() - t0:.2f} s")
             target = f"{test_sshd.HOST}:{run}"
-            local: list[float] = []
+            local: list[tuple[float, float]] = []
             remote: list[tuple[float, float, int]] = []
             for _ in range(rounds):
-                local.append(attach_in_process(run, steps)[0])
+                local.append(attach_in_process(run, steps))
                 remote.append(attach_remote(target, steps))
             print(f"\nfirst full frame of a {steps:,}-step run, {SIZE[0]}x{SIZE[1]} (wall):")
-            print(f"  local attach, headless app:      {median_text(local)}")
+            print(f"  local attach, headless app:      {median_text([x[0] for x in local])}")
             print(f"  over ssh, headless app:          {median_text([r[0] for r in remote])}")
-            ratio = statistics.median(r[0] for r in remote) / statistics.median(local)
+            ratio = statistics.median(r[0] for r in remote) / statistics.median(x[0] for x in local)
             print(f"  ratio:                           {ratio:.2f}x (target <= 1.5x)")
-            print(f"  viewer CPU over ssh:             {median_text([r[1] for r in remote])}")
+            print(f"  viewer CPU, local:               {median_text([x[1] for x in local])}")
+            print(f"  viewer CPU, over ssh:            {median_text([r[1] for r in remote])}")
             mb = statistics.median(r[2] for r in remote) / 1e6
             print(f"  protocol bytes received:         {mb:.1f} MB")
             for label, what in (("RUN", run), ("HOST:RUN", target)):

@@ -117,25 +117,47 @@ def test_remote_names_parse_like_scp_and_ssh_urls(tmp_path: Path) -> None:
     assert argv[-1].endswith("serve-stdio 'runs/it'\"'\"'s'")  # quoted for the remote shell
 
 
-def test_metric_rows_travel_exactly_packed_or_not() -> None:
-    import base64
+def test_metric_rows_travel_bit_for_bit_in_fewer_bytes() -> None:
     import math
     import zlib
 
+    from optitui.remote import blobs
     from optitui.store import metrics
 
-    _, _, blob = metrics.encode(
-        {"step": [float(s) for s in range(1, 65)], "loss": [math.nan, math.inf] + [0.1] * 62}
-    )
-    for packed in (False, True):
-        text = protocol.blob_text(blob, packed=packed)
-        assert protocol.text_blob(text, len(blob), packed=packed) == blob  # bit for bit
-    assert len(protocol.blob_text(blob, packed=True)) < len(protocol.blob_text(blob)) / 3
-    bomb = base64.b64encode(zlib.compress(b"\0" * 10_000_000)).decode()
-    with pytest.raises(protocol.ProtocolError, match="not 1024 bytes"):
-        protocol.text_blob(bomb, 1024, packed=True)  # inflates no further than the row
-    with pytest.raises(protocol.ProtocolError):
-        protocol.text_blob("not base64!", 8)
+    n = 64
+    columns = {
+        "step": [float(s) for s in range(101, 101 + n)],  # counting: its first value only
+        "lr/0": [0.1] * n,  # one value
+        "loss": [math.nan, math.inf, -0.0] + [1 / s for s in range(3, n)],
+        "big": [2.0**53 - 32 + s for s in range(n)],  # whole, past exact counting
+        "neg0": [-0.0] * (n - 1) + [0.0],
+    }
+    names, _, blob = metrics.encode(columns)
+    k = len(names)
+    kinds, data = blobs.encode(blob, n, k)
+    assert kinds == "rcvvv" and len(data) == len(blob) - 2 * (8 * n - 8)
+    assert blobs.decode(data, kinds, n, k) == blob  # bit for bit
+    packed = blobs.pack(data)
+    assert len(packed) < len(data) and blobs.unpack(packed, len(data)) == data
+    bomb = zlib.compress(b"\0" * 10_000_000)
+    with pytest.raises(protocol.ProtocolError, match="not 1536 bytes"):
+        blobs.unpack(bomb, 1536)  # inflates no further than the rows hold
+    for bad, which in ((data[:-1], kinds), (data, "rcvv"), (data, "rcxvv"), (data, 5)):
+        with pytest.raises(protocol.ProtocolError):
+            blobs.decode(bad, which, n, k)
+
+
+def test_a_payload_is_read_whole_or_refused() -> None:
+    import io
+
+    line = protocol.dump_with({"t": "m"}, b"\n\x00" * 5) + protocol.dump({"t": "tick"})
+    stream = io.BytesIO(line)
+    first = protocol.read_line(stream, 100)
+    assert first is not None and first["payload"] == b"\n\x00" * 5
+    assert protocol.read_line(stream, 100) == {"t": "tick"}
+    for bad in (protocol.dump_with({"t": "m"}, b"x" * 200), protocol.dump({"bytes": 9}) + b"x"):
+        with pytest.raises(protocol.LineTooLong):
+            protocol.read_line(io.BytesIO(bad), 100)
 
 
 # -- following ----------------------------------------------------------------------------

@@ -66,6 +66,11 @@ class _Counted:
         self.bytes += len(line)
         return line
 
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.stream.read(size)
+        self.bytes += len(data)
+        return data
+
 
 class Session:
     """One ssh process running ``optitui serve-stdio``; its lines in and out."""
@@ -281,22 +286,22 @@ class RemoteRun:
     def _connect(self, *, batch: bool) -> str:
         """One session, until it ends; returns why it ended."""
         remote = ["serve-stdio", *([self.target.path] if self.target.path else [])]
+        req: dict[str, Any] = {
+            "op": "follow",
+            "run": self.target.path or None,
+            "root": self.root,
+            "interval": self.interval,
+            "pack": True,
+            "cursors": self.mirror.resume_from(),
+        }
+        if not self.history and self.connections == 0:
+            req["history"] = False
         sess = Session(self.target.ssh_argv(remote, batch=batch))
+        sess.outbox.put(req)  # sent at once: the server reads it after its greeting
         try:
             hello(sess, 60.0 if batch else None)
-            req: dict[str, Any] = {
-                "op": "follow",
-                "run": self.target.path or None,
-                "root": self.root,
-                "interval": self.interval,
-                "pack": True,
-                "cursors": self.mirror.resume_from(),
-            }
-            if not self.history and self.connections == 0:
-                req["history"] = False
             with self._lock:
                 self._session = sess
-                sess.outbox.put(req)
                 for pending in self._unacked.values():  # maybe lost with the last connection
                     sess.outbox.put(pending)
             return self._receive(sess)

@@ -15,7 +15,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from optitui.remote.protocol import ProtocolError, field, record, text_blob
+from optitui.remote import blobs
+from optitui.remote.protocol import ProtocolError, field, record
 from optitui.store import metrics
 from optitui.store.manifests import Manifest
 from optitui.store.reader import CommandOutcome, EventRow, MetricColumns, RangeTest, Status
@@ -97,16 +98,22 @@ class Mirror:
         names = field(msg, "cols", list)
         if not all(isinstance(n, str) for n in names):
             raise ProtocolError("cols: expected names")
-        packed = msg.get("z") is True
-        got = []
+        data = msg.get("payload")
+        if not isinstance(data, bytes):
+            raise ProtocolError("metric rows without their bytes")
+        packed = msg.get("packed")
+        if packed is not None:
+            data = blobs.unpack(data, _int(packed, "packed"))
+        got, at = [], 0
         for item in field(msg, "rows", list):
             if not isinstance(item, list) or len(item) != 3:
-                raise ProtocolError("a metric row is [id, n, blob]")
-            row_id, n = _int(item[0], "id"), _int(item[1], "n")
-            if not 0 < n <= 1 << 20:
-                raise ProtocolError(f"metric row {row_id}: {n} steps")
-            blob = text_blob(item[2], 8 * n * len(names), packed=packed)
-            got.append((row_id, n, names, blob))
+                raise ProtocolError("a metric row is [id, n, kinds]")
+            row_id, n, kinds = _int(item[0], "id"), _int(item[1], "n"), item[2]
+            end = at + blobs.size(kinds, n) if isinstance(kinds, str) else at
+            got.append((row_id, n, names, blobs.decode(data[at:end], kinds, n, len(names))))
+            at = end
+        if at != len(data):
+            raise ProtocolError(f"{len(data) - at} bytes after the metric rows")
         with self._lock:
             for row in got:
                 if row[0] <= self.cursors["metrics"]:

@@ -11,6 +11,7 @@ and the server's memory stays at one batch.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import socket
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from optitui import __version__
+from optitui.remote import blobs
 from optitui.remote import rows as q
 from optitui.remote.owner import Ledger, private_problem
 from optitui.remote.protocol import (
@@ -29,8 +31,8 @@ from optitui.remote.protocol import (
     METRIC_BYTES,
     PROTOCOL,
     ProtocolError,
-    blob_text,
     dump,
+    dump_with,
     plain,
     read_line,
 )
@@ -74,7 +76,9 @@ class Server:
 
     # -- the channel ---------------------------------------------------------------
     def write(self, obj: dict[str, Any]) -> None:
-        line = dump(obj)
+        self.write_line(dump(obj))
+
+    def write_line(self, line: bytes) -> None:
         try:
             self.out.write(line)  # blocks while the client does not read: by design
             self.out.flush()
@@ -328,36 +332,50 @@ class Follow:
         return more
 
     def _metrics(self) -> bool:
+        """Send the metric rows after the cursor, consecutive rows merged (one unit per
+        columns and METRIC_BYTES, named by its last row id): per-unit work, not per-row."""
         rows = q.metric_rows(self.r, self.metrics)
         backlog = len(rows) == q.METRIC_ROWS
-        # a live run's few new rows are packed (a fifth of the bytes); a long backlog goes
-        # as it is, since deflating it would cost more time than a fast link saves
+        # a live run's few new rows are packed; a long backlog is not, since deflating it
+        # would cost more time than a fast link saves
         packed = self.pack and not backlog
-        batch: list[list[Any]] = []
+        unit: list[tuple[Any, ...]] = []
         size = 0
-        cols_text = ""
-        for row_id, n, cols, blob in rows:
-            if batch and (cols != cols_text or size + len(blob) > METRIC_BYTES):
-                self._send_metrics(cols_text, batch, packed)
-                batch, size = [], 0
-            cols_text = cols
-            batch.append([row_id, n, blob_text(blob, packed=packed)])
-            size += len(blob)
-            self.metrics = row_id
-        if batch:
-            self._send_metrics(cols_text, batch, packed)
+        for row in rows:
+            if unit and (row[2] != unit[-1][2] or size + len(row[3]) > METRIC_BYTES):
+                self._send_unit(unit, packed)
+                unit, size = [], 0
+            unit.append(row)
+            size += len(row[3])
+        if unit:
+            self._send_unit(unit, packed)
         return backlog
 
-    def _send_metrics(self, cols_text: str, batch: list[list[Any]], packed: bool) -> None:
-        import json
-
+    def _send_unit(self, unit: list[tuple[Any, ...]], packed: bool) -> None:
+        """One message: the rows' ids, steps and column kinds, then their bytes."""
+        cols_text = unit[0][2]
         names = self.cols.get(cols_text)
         if names is None:
             names = self.cols[cols_text] = list(json.loads(cols_text))
-        msg: dict[str, Any] = {"t": "m", "cols": names, "rows": batch}
+        k = len(names)
+        rows, data = [], []
+        for row_id, n, _, blob in unit:
+            if n < 1 or len(blob) != 8 * n * k:  # a damaged row is said, not sent
+                self.s.error(f"metric row {row_id} is damaged and not sent", fatal=False)
+                continue
+            kinds, kept = blobs.encode(blob, n, k)
+            rows.append([row_id, n, kinds])
+            data.append(kept)
+        self.metrics = unit[-1][0]
+        if not rows:
+            return
+        payload = b"".join(data)
+        msg: dict[str, Any] = {"t": "m", "cols": names, "rows": rows}
         if packed:
-            msg["z"] = True
-        self.write(msg)
+            msg["packed"] = len(payload)
+            payload = blobs.pack(payload)
+        self.s.write_line(dump_with(msg, payload))
+        self.last_write = time.monotonic()
 
     def _tests(self) -> None:
         keys = q.test_keys(self.r)
