@@ -33,6 +33,10 @@ class Axis:
         most = max(2, min(8, rows // 2))
         if self.log:
             found = _log_ticks(self.lo, self.hi, most)
+            if len(found) < 3:  # less than a decade: round values, placed on the log scale
+                values = _linear_ticks(10**self.lo, 10**self.hi, min(most, 5))
+                if len(values) > len(found):
+                    found = [math.log10(v) for v in values if v > 0]
             if len(found) >= 2:
                 return found, [label(10**p) for p in found]
         if not self.log:
@@ -81,7 +85,7 @@ def _log_ticks(lo: float, hi: float, most: int) -> list[float]:
     """log10 positions of 1, 2, 5 x 10^k inside [lo, hi]; fewer steps per decade (then
     fewer decades) until at most ``most`` remain."""
     first, last = math.floor(lo), math.ceil(hi)
-    for mults in ((1, 2, 5), (1, 3), (1,)):
+    for mults in ((1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
         found = [
             math.log10(m) + d
             for d in range(first, last + 1)

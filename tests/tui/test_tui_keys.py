@@ -154,7 +154,7 @@ async def test_l_and_w_toggle_log_axis_and_window(tmp_path: Path) -> None:
         assert loss.window_rows() == (0, 600)
         await pilot.press("w")
         assert loss.window_rows() == (500, 600) and lr.window_rows() == (500, 600)
-        assert "last 100 steps" in str(loss.render()) and "last 100 steps" in str(lr.render())
+        assert "last 100" in str(loss.render()) and "last 100" in str(lr.render())
         await pilot.press("w", "l")
         assert loss.window_rows() == (0, 600) and not loss.log_y
 

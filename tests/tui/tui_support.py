@@ -236,9 +236,12 @@ RuntimeError: index 10 is out of bounds for dimension 1 with size 10
 """
 
 
-def write_showcase_store(run_dir: Path, state: str = "failed") -> RunPaths:
+def write_showcase_store(
+    run_dir: Path, state: str = "failed", extra: list[Record] | None = None
+) -> RunPaths:
     """Everything the dashboard can show at once: three groups (one with a constant lr),
-    a scheduler, markers of every kind, and (by default) a run that failed at step 600."""
+    a scheduler, markers of every kind, and (by default) a run that failed at step 600;
+    ``extra`` records are written last."""
     groups = sgd_groups((0.05, 0.022, 0.002))
     paths, writer = write_fixed_store(run_dir, steps=0, groups=groups, keep_open=True)
     assert writer is not None
@@ -272,13 +275,16 @@ def write_showcase_store(run_dir: Path, state: str = "failed") -> RunPaths:
             {"traceback": SHOWCASE_TRACEBACK},
         ),
     ]
+    metrics = [r for r in records if not isinstance(r, Event)]
+    events = sorted((r for r in records if isinstance(r, Event)), key=lambda e: e.step)
+    records = metrics + events  # the log in the order a job writes it
     message = (
         None
         if state in ("running", "paused")
         else ("RuntimeError: index 10 is out of bounds for dimension 1 with size 10")
     )
     records.append(StatusUpdate(state, 600, 6, 123.4, 7897.6, None, FIXED_NOW - 3.0, message))
-    writer.write(records)
+    writer.write(records + list(extra or []))
     writer.close()
     set_heartbeat(paths, FIXED_NOW - 1.0)
     return paths

@@ -22,6 +22,9 @@ from optitui.tui.messages import CheckpointsListed
 #: how often the list is read again while open (a save may land meanwhile)
 REFRESH_S = 1.0
 COLUMNS = ("step", "loss", "val loss", "age", "reason", "tag", "id")
+#: below this many columns the id is not a column (it is long): the line under the
+#: table names the highlighted checkpoint's id instead
+ID_COLUMN_FROM = 100
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class CheckpointPicker(ModalScreen[Picked | None]):
         self.clock = clock
         self.manifests: list[Manifest] = []  # newest first, as shown
         self.reads = 0
+        self.columns: tuple[str, ...] = COLUMNS
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -82,7 +86,9 @@ class CheckpointPicker(ModalScreen[Picked | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for c in COLUMNS:
+        if self.app.size.width < ID_COLUMN_FROM:
+            self.columns = COLUMNS[:-1]
+        for c in self.columns:
             table.add_column(c, key=c)
         table.focus()
         self._list()
@@ -112,14 +118,24 @@ class CheckpointPicker(ModalScreen[Picked | None]):
         now = self.clock()
         table.clear()
         for m in self.manifests:
-            table.add_row(*row(m, now), key=m.id)
+            table.add_row(*row(m, now)[: len(self.columns)], key=m.id)
         ids = [m.id for m in self.manifests]
         if chosen in ids:  # the cursor stays on the same checkpoint when one is added
             table.move_cursor(row=ids.index(chosen), animate=False)
-        n = len(ids)
-        hint = "no checkpoints yet: s saves one" if not n else f"{n} checkpoint{'s' * (n != 1)}"
-        self.query_one("#hint", Label).update(hint)
         self.reads += 1
+        self._show_hint()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_hint()
+
+    def _show_hint(self) -> None:
+        n = len(self.manifests)
+        hint = "no checkpoints yet: s saves one" if not n else f"{n} checkpoint{'s' * (n != 1)}"
+        row_index = self.query_one(DataTable).cursor_row
+        if "id" not in self.columns and 0 <= row_index < n:
+            hint += f" · id {self.manifests[row_index].id}"
+        self.query_one("#hint", Label).update(hint)
 
     @on(DataTable.RowSelected)
     def _chosen(self, event: DataTable.RowSelected) -> None:

@@ -261,10 +261,20 @@ class DashboardScreen(ControlKeys, RunKeys):
     def on_resize(self) -> None:
         # the palette's key is in help; a narrow footer keeps its room for the run's keys
         self.query_one(Footer).show_command_palette = self.size.width >= COMPACT_BELOW
+        self._lr_names_markers()
 
     def action_toggle_plot(self) -> None:
         """Narrow terminals show one plot at a time: the loss, or the lr per group."""
         self.toggle_class("-lr-shown")
+        self._lr_names_markers()
+
+    def _lr_names_markers(self) -> None:
+        """The lr plot names the markers' glyphs when the loss plot (which does) is hidden."""
+        lr = self.query_one(LrPlot)
+        key = self.size.width < COMPACT_BELOW and self.has_class("-lr-shown")
+        if lr.marker_key != key:
+            lr.marker_key = key
+            lr.dirty = True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_plot":  # both plots show side by side when there is room

@@ -27,7 +27,7 @@ def line(m: Marker) -> Text:
 
 
 class MarkersScreen(ModalScreen[None]):
-    """Newest first; Esc, q or m closes."""
+    """Latest step first; Esc, q or m closes."""
 
     DEFAULT_CSS = """
     MarkersScreen {
@@ -46,6 +46,8 @@ class MarkersScreen(ModalScreen[None]):
         height: auto;
         max-height: 1fr;
         border: none;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     MarkersScreen #key, MarkersScreen #hint {
         color: $text-muted;
@@ -56,12 +58,13 @@ class MarkersScreen(ModalScreen[None]):
 
     def __init__(self, markers: list[Marker]) -> None:
         super().__init__()
-        self.markers = list(reversed(markers))
+        # the latest step first; of one step, the one that came last first
+        self.markers = sorted(reversed(markers), key=lambda m: -m.step)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             n = len(self.markers)
-            yield Label(f"Markers on the plots: {n} (newest first)", id="title")
+            yield Label(f"Markers on the plots: {n} (latest step first)", id="title")
             key = Text()
             for c in CATEGORIES:
                 key.append(c.glyph, c.color)

@@ -83,6 +83,7 @@ class HistoryPlot(PlotextPlot):
         self._text: Text | None = None
         self._legend: list[tuple[str, str, Any]] = []
         self.marker_categories: list[Category] = []
+        self.marker_key = True  # name the markers' glyphs on the title line
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -152,7 +153,8 @@ class HistoryPlot(PlotextPlot):
         """This plot's series (and their step range) for a fresh plotext figure ``plt``."""
         raise NotImplementedError
 
-    def title(self) -> str:
+    def title(self, short: bool = False) -> str:
+        """What the plot shows; ``short`` when the line is narrow."""
         raise NotImplementedError
 
     def render(self) -> RenderResult:
@@ -209,20 +211,30 @@ class HistoryPlot(PlotextPlot):
 
     def header(self, width: int) -> Text:
         """The plot's first line: its title, the series' legend and the markers' key,
-        cut to ``width`` (the legend sits outside the plot, never over a curve)."""
+        within ``width`` less a column apart from the next plot's (the legend sits
+        outside the plot, never over a curve). Short of room, the markers' key goes
+        first, then the title shortens; the legend is cut last."""
+        room = max(width - 1, 1)
+        for short, key in ((False, True), (True, True), (False, False), (True, False)):
+            t = self._header(short, key and self.marker_key)
+            if t.cell_len <= room:
+                return t
+        t.truncate(room, overflow="ellipsis")
+        return t
+
+    def _header(self, short: bool, key: bool) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis", end="")
-        t.append(self.title(), "bold")
+        t.append(self.title(short), "bold")
         for glyph, name, color in self.legend():
             t.append("  ")
             t.append(glyph, _rich_color(color))
             t.append(f" {name}")
-        if self.marker_categories:
+        if key and self.marker_categories:
             t.append("  │", "dim")
             for c in self.marker_categories:
                 t.append(" ")
                 t.append(c.glyph, c.color)
                 t.append(f" {c.name}", "dim")
-        t.truncate(width, overflow="ellipsis")
         return t
 
     # -- helpers for subclasses -----------------------------------------------------

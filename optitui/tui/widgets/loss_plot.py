@@ -10,15 +10,18 @@ from optitui.tui.widgets.history_plot import HistoryPlot, Series, branch_color
 RAW_COLOR = "gray"
 SMOOTH_COLOR = "cyan"
 VAL_COLOR = "green"
-#: validation records are drawn as points too, so they show where they meet the smoothed line
+#: sparse validation records are points: they stay apart from the smoothed line, and it
+#: stays visible between them
 VAL_POINT = "•"
 
 
 class LossPlot(HistoryPlot):
     """Training loss, smoothed loss and validation loss over the chosen window."""
 
-    def title(self) -> str:
+    def title(self, short: bool = False) -> str:
         scale = "log-y" if self.log_y else "linear"
+        if short:
+            return f"loss · {scale}" if self.show_all else f"loss · last {self.window}"
         return f"loss · {self.window_label()} · {scale}"
 
     def draw(self, plt: Any) -> tuple[list[Series], tuple[float, float] | None]:
@@ -48,9 +51,10 @@ class LossPlot(HistoryPlot):
             )
             if val:
                 color = branch_color(VAL_COLOR, left)
-                series.append(Series(val, color))
-                if len(val) <= self.buckets // 3:  # sparse: each record is a point
+                if len(val) <= self.buckets // 3:  # sparse: a point per record, no line
                     series.append(Series(val, color, VAL_POINT, scatter=True))
+                else:  # over the curves' own line? dense enough to be a line itself
+                    series.append(Series(val, color))
         if vals:
             self._legend.append((VAL_POINT, "val", VAL_COLOR))
         return series, (x_lo, x_hi)

@@ -14,6 +14,7 @@ class LrPlot(HistoryPlot):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.group_names: list[str] = []
+        self.marker_key = False  # the loss plot names the markers, unless it is hidden
 
     def set_group_names(self, names: list[str]) -> None:
         if names != self.group_names:
@@ -23,7 +24,9 @@ class LrPlot(HistoryPlot):
     def group_label(self, index: int) -> str:
         return self.group_names[index] if index < len(self.group_names) else str(index)
 
-    def title(self) -> str:
+    def title(self, short: bool = False) -> str:
+        if short:
+            return "lr" if self.show_all else f"lr · last {self.window}"
         return f"lr per group · {self.window_label()} · log-y"
 
     def log_scale(self) -> bool:
