@@ -332,8 +332,8 @@ class Follow:
         return more
 
     def _metrics(self) -> bool:
-        """Send the metric rows after the cursor, consecutive rows merged (one unit per
-        columns and METRIC_BYTES, named by its last row id): per-unit work, not per-row."""
+        """Send the metric rows after the cursor: a message per run of rows with the same
+        columns, up to METRIC_BYTES of them. True when more rows are waiting."""
         rows = q.metric_rows(self.r, self.metrics)
         backlog = len(rows) == q.METRIC_ROWS
         # a live run's few new rows are packed; a long backlog is not, since deflating it
