@@ -232,7 +232,7 @@ def _save(trainer: Trainer, cmd: Command) -> Later:
     """Answered by the checkpoint writer: applied once the file is listed, with its id."""
     answer = answers.later(trainer.recorder, cmd, trainer.step)
     try:
-        trainer.save_checkpoint("manual", cmd.args.get("tag"), answer=answer)
+        trainer.save_checkpoint("manual", cmd.args.get("tag"), answer=answer, every_rank=True)
     except (RuntimeError, OSError) as exc:  # the state could not be copied to the host
         raise Rejection(f"cannot capture the state: {exc}") from None
     return LATER

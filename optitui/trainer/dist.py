@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import inspect
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,6 +119,31 @@ def broadcast_object(obj: Any, device: torch.device) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0, device=comm_device(device))
     return box[0]
+
+
+def all_gather_objects(obj: Any, device: torch.device) -> list[Any]:
+    """Every rank's ``obj`` (tensors, numbers, strings, lists, dicts), in rank order.
+
+    Serialised with ``torch.save`` and read back with ``weights_only=True``; the bytes
+    travel through ``device`` under NCCL (``all_gather_object`` would use the current
+    CUDA device, cuda:0 in a script that never called ``set_device``)."""
+    dev = comm_device(device)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8).to(dev)
+    world = dist.get_world_size()
+    size = torch.tensor([data.numel()], device=dev, dtype=torch.long)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    lengths = [int(n) for n in torch.cat(sizes).tolist()]  # one read: a rare exchange
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=dev)
+    padded[: data.numel()] = data
+    out = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(out, padded)
+    return [
+        torch.load(io.BytesIO(t[:n].cpu().numpy().tobytes()), weights_only=True)
+        for t, n in zip(out, lengths, strict=True)
+    ]
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -146,23 +146,47 @@ class Guard:
             self.good = snap
 
     def _last_good(self, before: int) -> tuple[dict[str, Any], str] | None:
-        """The newest finite state before step ``before``; under torch.distributed rank 0
-        chooses and every rank loads the same one."""
+        """The newest finite state before step ``before``. Under torch.distributed rank 0
+        names the candidates from the manifests alone (no file is read while the other
+        ranks wait), then every rank loads and checks them itself, and they take the
+        first that every rank could load."""
         t = self.trainer
         if t.dist is None:
             return self._choose(before)
         from optitui.trainer import dist
 
-        choice = self._choose(before) if t.leader else None
-        key = dist.broadcast_object(None if choice is None else choice[1], t.device)
-        if key is None:
-            return None
-        if self.good is not None and key == f"snapshot at step {self.good['step']}":
-            return self.good, key
+        names = self._candidates(before) if t.leader else None
+        for key in dist.broadcast_object(names, t.device):
+            found = self._load(key)
+            if not t.agree(found is None):
+                assert found is not None
+                return found, key
+        return None
+
+    def _candidates(self, before: int) -> list[str]:
+        """Newest first: the in-memory snapshot and the listed checkpoints before ``before``
+        (a few: each try costs every rank a read)."""
+        found: list[tuple[int, str]] = []
+        if self.good is not None and self.good["step"] < before:
+            found.append((int(self.good["step"]), f"snapshot at step {self.good['step']}"))
+        for m in checkpoint.listing(self.trainer.paths.checkpoints):
+            if m.step < before:
+                found.append((m.step, m.id))
+        found.sort(key=lambda f: -f[0])
+        return [key for _, key in found[:3]]
+
+    def _load(self, key: str) -> dict[str, Any] | None:
+        t = self.trainer
+        if key.startswith("snapshot at step "):
+            good = self.good
+            return good if good is not None and key == f"snapshot at step {good['step']}" else None
         try:
-            return checkpoint.load(t.paths.checkpoints / f"{key}.pt"), key
+            m = checkpoint.find(t.paths.checkpoints, key)
+            snap = checkpoint.load(t.paths.checkpoints / m.file, m)  # size and SHA-256 checked
+            checkpoint.check_compatible(t, snap)
         except checkpoint.CheckpointError:
             return None
+        return snap
 
     def _choose(self, before: int) -> tuple[dict[str, Any], str] | None:
         t = self.trainer

@@ -64,6 +64,10 @@ from optitui.trainer.published import Published
 from optitui.trainer.saver import Answer, Policy, Saver
 
 
+class RankOutOfMemory(RuntimeError):
+    """Out of memory in a step under torch.distributed: the run ends on every rank."""
+
+
 class _EndOfData(Exception):
     """max_epochs reached, or a one-shot iterable ran out."""
 
@@ -245,12 +249,25 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------
     def save_checkpoint(
-        self, reason: str, tag: str | None = None, answer: Answer | None = None
+        self,
+        reason: str,
+        tag: str | None = None,
+        answer: Answer | None = None,
+        *,
+        every_rank: bool = False,
     ) -> str:
-        """Save in the background; ``answer`` hears once it is listed, or why not."""
+        """Save in the background; ``answer`` hears once it is listed, or why not.
+
+        ``every_rank``: called by every rank at this step (a command), so every rank's
+        own RNG states go in; other saves (periodic, best) are rank 0's alone."""
+        rngs = state.gather_rng(self) if every_rank else None
         if self.saver is None:  # rank 0 alone writes checkpoints (and answers)
             return ""
-        cid = self.saver.save(reason, tag, answer=answer)
+        snap = None
+        if rngs is not None:
+            snap = state.capture(self)
+            snap["rng_by_rank"] = rngs
+        cid = self.saver.save(reason, tag, snap=snap, answer=answer)
         self._ckpt_at = self.saver.next_due_step()
         return cid
 
@@ -258,6 +275,9 @@ class Trainer:
         """Go back to a checkpoint; the state left behind is saved first (undo)."""
         self.flush()  # the old branch's records end here
         here = state.capture(self)
+        rngs = state.gather_rng(self)  # every rank rewinds at this step: each one's own
+        if rngs is not None:
+            here["rng_by_rank"] = rngs
         undo = None if self.saver is None else self.saver.save("before-restore", snap=here)
         old = self.step
         try:
@@ -691,8 +711,15 @@ class Trainer:
             self._sync()
 
     def _drain(self) -> list[Command]:
+        """What rank 0 takes to a meeting. A restore (and what follows it, to keep the
+        order) waits for a meeting when no checkpoint is being written: waiting for the
+        writer inside the meeting would hold every rank in a collective for as long as
+        a multi-GB write takes, past ``--dist-timeout``."""
         out = []
         while self.commands:
+            first = self.commands[0]
+            if first.kind == "restore" and self.saver is not None and self.saver.busy():
+                break
             out.append(self.commands.popleft())
         return out
 
@@ -747,6 +774,9 @@ class Trainer:
                 except RuntimeError as exc:  # torch.OutOfMemoryError is one too
                     if not is_out_of_memory(exc):
                         raise
+                    if self.dist is not None and self.dist.world > 1:
+                        # the peers wait in this step's collectives: no rank can drop it
+                        raise RankOutOfMemory(self._memory_message(exc)) from exc
                     self._out_of_memory(exc)
                     continue
                 self.step += 1
@@ -769,8 +799,8 @@ class Trainer:
             self.recorder.put(
                 Event(self.step, "error", message, {"traceback": traceback.format_exc()})
             )
-            if isinstance(exc, Exception):
-                self._save_on_failure()
+            if isinstance(exc, Exception) and not isinstance(exc, RankOutOfMemory):
+                self._save_on_failure()  # (after an OOM the step may be half applied)
             raise
         finally:
             self._finish(final, message)
@@ -785,8 +815,8 @@ class Trainer:
         except Exception as exc:  # the state may be unreadable after the failure
             self.recorder.put(Event(self.step, "warning", f"no failure checkpoint: {exc}"))
 
-    def _out_of_memory(self, exc: BaseException) -> None:
-        """Drop the failed step, free what can be freed, pause with the figures."""
+    def _memory_message(self, exc: BaseException) -> str:
+        """What ran out, where and when, with the device's figures (after freeing the cache)."""
         self.optimizer.zero_grad(set_to_none=True)
         figures = ""
         if self.device.type == "cuda":
@@ -798,7 +828,17 @@ class Trainer:
                 f"{total / 2**30:.2f} GiB free now)"
             )
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
-        msg = f"out of memory at step {self.step + 1}{figures}: {first}; training paused"
+        if self.dist is not None and self.dist.world > 1:
+            return (
+                f"out of memory on rank {self.dist.rank} at step {self.step + 1}{figures}: "
+                f"{first}; the other ranks wait in this step's collectives, so the step cannot "
+                "be dropped on one rank: the run ends on every rank"
+            )
+        return f"out of memory at step {self.step + 1}{figures}: {first}; training paused"
+
+    def _out_of_memory(self, exc: BaseException) -> None:
+        """Drop the failed step, free what can be freed, pause with the figures."""
+        msg = self._memory_message(exc)
         self.recorder.put(Event(self.step, "error", msg, {"marker": "oom"}))
         self.pause()
         self.pause_message = msg

@@ -142,10 +142,15 @@ class LoopTrainer(Trainer):
 
     # -- checkpoints -----------------------------------------------------------------
     def save_checkpoint(
-        self, reason: str, tag: str | None = None, answer: Answer | None = None
+        self,
+        reason: str,
+        tag: str | None = None,
+        answer: Answer | None = None,
+        *,
+        every_rank: bool = False,
     ) -> str:
         if self.probe.backend is None:
-            return super().save_checkpoint(reason, tag, answer)
+            return super().save_checkpoint(reason, tag, answer, every_rank=every_rank)
         if reason == "periodic" and self.dist is not None:
             self._periodic_due = True  # taken by every rank at the next sync
             self._ckpt_at = float("inf")

@@ -144,6 +144,10 @@ class Saver:
         except Exception as exc:  # pruning failed: the new checkpoint stands
             rec.put(Event(step, "warning", f"old checkpoints not pruned: {exc}"))
 
+    def busy(self) -> bool:
+        """A checkpoint is queued or being written."""
+        return self._jobs.unfinished_tasks > 0
+
     def wait(self) -> None:
         """Block until every queued checkpoint is on disk (or has failed)."""
         self._jobs.join()

@@ -103,8 +103,10 @@ def check(snap: Any, target: Target, *, data: bool = True) -> None:
         _count(key, snap[key])
     _rng("rng", snap["rng"], target.train_data)
     if "rng_by_rank" in snap:
-        for i, by_rank in enumerate(_list("rng_by_rank", snap["rng_by_rank"])):
-            _rng(f"rng_by_rank[{i}]", by_rank, target.train_data)
+        for rank, by_rank in _dict("rng_by_rank", snap["rng_by_rank"]).items():
+            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+                raise bad("rng_by_rank", f"has the key {_show(rank)}; expected ranks")
+            _rng(f"rng_by_rank[{rank}]", by_rank, target.train_data)
     _scaler(snap.get("scaler"))
     if data:
         _data(snap["data"], target.train_data)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from optitui.store.records import Event
 from optitui.trainer import inplace
 
 if TYPE_CHECKING:
@@ -83,12 +84,23 @@ def rng_state(generators: list[torch.Generator]) -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> None:
+def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> str | None:
+    """Put RNG states back; returns what could not be (CUDA devices this process does
+    not see: a resume on fewer GPUs restores the ones that match)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    note = None
+    saved_cuda = state["cuda"]
+    if saved_cuda and torch.cuda.is_available():
+        here = torch.cuda.device_count()
+        for i, s in enumerate(saved_cuda[:here]):
+            torch.cuda.set_rng_state(s, i)
+        if len(saved_cuda) != here:
+            note = (
+                f"CUDA RNG states saved for {len(saved_cuda)} device(s), this process sees "
+                f"{here}: restored device(s) 0..{min(here, len(saved_cuda)) - 1} only"
+            )
     for g, s in zip(generators, state["generators"], strict=False):
         g.set_state(s)
     if state.get("numpy") is not None:
@@ -96,6 +108,37 @@ def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> N
 
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+    return note
+
+
+def gather_rng(trainer: Trainer) -> dict[int, dict[str, Any]] | None:
+    """Under torch.distributed, every rank's own RNG states by rank (a collective: every
+    rank calls it at the same step); None without distributed."""
+    if trainer.dist is None:
+        return None
+    from optitui.trainer import dist
+
+    own = rng_state(data_generators(trainer.job.train_data))
+    return dict(enumerate(dist.all_gather_objects(own, trainer.device)))
+
+
+def _own_rng(trainer: Trainer, snap: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """This rank's RNG states in ``snap`` (None when it has none for this rank), and a
+    note naming the ranks that keep their own. A rank's own snapshot (range test,
+    rollback) has its states; a checkpoint saved by every rank at one step (``save``,
+    before a restore) has every rank's; one saved by rank 0 alone has rank 0's only,
+    and the other ranks' generators are left as they are rather than given rank 0's."""
+    rank, world = (0, 1) if trainer.dist is None else (trainer.dist.rank, trainer.dist.world)
+    by_rank = snap.get("rng_by_rank")
+    saved: dict[int, Any] = {0: snap["rng"]} if by_rank is None else by_rank
+    missing = [r for r in range(world) if r not in saved]
+    note = None
+    if missing and rank == 0:
+        note = (
+            f"RNG states saved for rank(s) {', '.join(map(str, sorted(saved)))} only: "
+            f"rank(s) {', '.join(map(str, missing))} keep their own"
+        )
+    return saved.get(rank), note
 
 
 # -- the whole training state ----------------------------------------------------------
@@ -125,6 +168,8 @@ def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
         "epoch": trainer.epoch,
         "rng": rng_state(gens),  # fresh host copies already
     }
+    if trainer.dist is not None:  # whose they are: restored on this rank only
+        snap["rng_by_rank"] = {trainer.dist.rank: snap["rng"]}
     if data:
         snap["data"] = {
             "batch": trainer._batches_this_epoch if trainer._data is not None else 0,
@@ -181,4 +226,8 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
             for _ in range(pos["batch"]):  # replay the order; these batches are skipped
                 next(trainer._data)
             trainer._batches_this_epoch = pos["batch"]
-    set_rng_state(snap["rng"], gens)
+    rng, note = _own_rng(trainer, snap)
+    cuda_note = None if rng is None else set_rng_state(rng, gens)
+    for n in (note, cuda_note):
+        if n is not None:
+            trainer.recorder.put(Event(trainer.step, "warning", n))
