@@ -180,3 +180,12 @@ def test_readers_in_the_writers_own_process_leave_its_locks_alone(tmp_path: Path
         w.write([StatusUpdate("running", step, 0)])
         assert step_seen_elsewhere() == step
     w.close()
+
+
+def test_attach_says_when_the_job_is_on_another_host() -> None:
+    from optitui.cli.attach import writer_note
+
+    assert (
+        writer_note("gpu7", "login1") == "job on gpu7, viewer on login1: liveness by heartbeat only"
+    )
+    assert writer_note("login1", "login1") == "" and writer_note(None, "login1") == ""
