@@ -9,8 +9,6 @@ server has sent the whole history once, so the first frame shows all of it.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 from optitui.remote.client import RemoteRun
 from optitui.tui.feed import FeedUpdate, Handed, StoreMismatch
@@ -21,16 +19,10 @@ class RemoteFeed:
     """Updates of one remote run. Owned by one thread at a time (after :meth:`prefetch`)."""
 
     def __init__(
-        self,
-        run: RemoteRun,
-        *,
-        ema_beta: float = 0.98,
-        clock: Callable[[], float] = time.time,
-        events_per_poll: int = 2000,
+        self, run: RemoteRun, *, ema_beta: float = 0.98, events_per_poll: int = 2000
     ) -> None:
-        self.run = run
+        self.run = run  # its status comes judged by the server, on its host's clock
         self.history = History(ema_beta=ema_beta)
-        self.clock = clock
         self.events_per_poll = events_per_poll
         self.handed = Handed()
         self._prefetch: threading.Thread | None = None
