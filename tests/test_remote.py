@@ -291,7 +291,7 @@ def test_only_this_users_private_runs_are_served(tmp_path: Path) -> None:
     assert [m["t"] for m in _serve(paths.root)][:2] == ["hello", "run"]
     os.chmod(paths.root, 0o777)
     (_, error) = _serve(paths.root)
-    assert error["t"] == "error" and "writable by other users" in str(error["text"])
+    assert error["t"] == "error" and "open to other users" in str(error["text"])
     os.chmod(paths.root, 0o700)
     other = create_run_dir(tmp_path, "link", tmp_path / "link")
     other.db.symlink_to(paths.db)  # a store that is someone else's file
@@ -300,7 +300,7 @@ def test_only_this_users_private_runs_are_served(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         os.chown(paths.root, 65534, 65534)
         (_, error) = _serve(paths.root)
-        assert "owned by uid 65534" in str(error["text"])
+        assert "belongs to uid 65534" in str(error["text"])
 
 
 def test_unreachable_and_refused_runs_are_clear_errors(

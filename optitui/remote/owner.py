@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from optitui.store.commands import loose_permissions
-from optitui.store.layout import RunPaths
+from optitui.store.layout import RunPaths, own_problem
 
 #: the ledger's name in the run directory: ids of commands a server has delivered
 LEDGER = "remote-sent"
@@ -16,10 +15,13 @@ LEDGER = "remote-sent"
 def private_problem(paths: RunPaths) -> str | None:
     """Why a server must not serve this run, or None when it belongs to this user alone."""
     try:
-        root = paths.root.resolve()
-        loose = loose_permissions(root)
-        if loose is not None:
-            return loose
+        root = paths.root.resolve()  # a run named through a symlinked root is still served
+    except OSError as exc:
+        return f"{paths.root}: {exc.strerror or exc}"
+    problem = own_problem(root, folders=False)
+    if problem is not None:
+        return f"{paths.root} {problem}"
+    try:
         if paths.elsewhere() is not None:
             return None  # the directory is ours; its store is on the writer's host
         st = os.lstat(paths.db)
