@@ -67,7 +67,8 @@ feed.prefetch()
 async def main():
     app = build_app(None, run=run, feed=feed)
     async with app.run_test(size=(w, h)) as pilot:
-        while not all(p.drawn_length == steps and p.frames for p in app.dashboard.plots):
+        while not all(p.shows(steps) and (p.frames or not p.size.area)
+                      for p in app.dashboard.plots):
             await pilot.pause(0.005)
         print(time.time(), time.process_time(), run.received_bytes)
 asyncio.run(main())

@@ -104,7 +104,7 @@ async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
     out = Frames()
     async with app.run_test(size=SIZE) as pilot:
         screen = app.dashboard
-        while not all(p.drawn_length == steps for p in screen.plots):
+        while not all(p.shows(steps) for p in screen.plots):
             await pilot.pause(0.05)
         for i in range(frames + 3):
             c0 = time.thread_time()
@@ -121,7 +121,7 @@ async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
                 out.cpu.append(time.thread_time() - c0)
                 out.wall.append(time.perf_counter() - w0)
                 out.decimation.append(sum(p.decimate_seconds for p in screen.plots))
-        assert all(p.drawn_length == steps for p in screen.plots)
+        assert all(p.shows(steps) for p in screen.plots)
     return out
 
 
@@ -132,7 +132,8 @@ run, steps, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv
 async def main():
     app = build_app(run)
     async with app.run_test(size=(w, h)) as pilot:
-        while not all(p.drawn_length == steps and p.frames for p in app.dashboard.plots):
+        while not all(p.shows(steps) and (p.frames or not p.size.area)
+                      for p in app.dashboard.plots):
             await pilot.pause(0.005)
         print(time.time(), time.process_time())
 asyncio.run(main())

@@ -25,7 +25,7 @@ async def screenshot(
         while screen.updates == 0:
             await pilot.pause(0.05)
         await pilot.press(*keys)
-        while any(p.drawn_length != p.view.length or p.dirty for p in screen.plots):
+        while not all(p.shows(p.view.length) for p in screen.plots):
             await pilot.pause(0.05)
         await pilot.pause(0.2)
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -331,7 +331,7 @@ async def loaded(pilot: Pilot[Any], length: int | None = None) -> None:
     want = length if length is not None else screen.plots[0].view.length
     await wait_until(
         pilot,
-        lambda: all(p.drawn_length == want and not p.dirty for p in screen.plots),
+        lambda: all(p.shows(want) for p in screen.plots),
         what=f"plots drawn at {want} steps",
     )
     await pilot.pause()

@@ -100,6 +100,11 @@ class HistoryPlot(PlotextPlot):
             self.log_y = log_y
         self.dirty = True
 
+    def shows(self, length: int) -> bool:
+        """True once the plot has drawn a history of ``length`` rows, or is hidden (a
+        narrow terminal shows one plot at a time): nothing more is coming."""
+        return not self.size.area or (self.drawn_length == length and not self.dirty)
+
     @property
     def buckets(self) -> int:
         """How many columns of data the plot shows: one min/max bucket each."""
