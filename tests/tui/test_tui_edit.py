@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, Label
 from tui_support import (
@@ -168,6 +169,12 @@ async def test_prefill_without_float_noise_errors_name_the_field_and_ctrl_u_clea
         await pilot.press("down", "down", "down", "down")
         assert ed.field == "nesterov" and box.value == "false"
         await pilot.press("ctrl+u")
+        assert box.value == ""
+        # in one burst, as a terminal sends them: ctrl+u acts after the moves before it
+        for key in ("up", "down", "left", "ctrl+u"):
+            app.post_message(events.Key(key, "\x15" if key == "ctrl+u" else None))
+        await wait_until(pilot, lambda: ed.field == "nesterov")
+        await pilot.pause(0.1)
         assert box.value == ""
         await pilot.press("t", "r", "u", "e")
         assert box.value == "true"

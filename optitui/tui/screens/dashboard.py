@@ -262,6 +262,7 @@ class DashboardScreen(ControlKeys, RunKeys):
         # the palette's key is in help; a narrow footer keeps its room for the run's keys
         self.query_one(Footer).show_command_palette = self.size.width >= COMPACT_BELOW
         self._lr_names_markers()
+        self.refresh_bindings()  # p shows in the footer only on a narrow terminal
 
     def action_toggle_plot(self) -> None:
         """Narrow terminals show one plot at a time: the loss, or the lr per group."""

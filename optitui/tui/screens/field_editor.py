@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from optitui.store.commands import MAX_STEPS
 from optitui.store.fields import FieldSpec
 from optitui.tui import fmt
+from optitui.tui.widgets.value_input import ValueInput
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,6 @@ class FieldEditor(ModalScreen[Edit | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
-        # ctrl+u empties the box, whichever field it holds and wherever the cursor is
-        Binding("ctrl+u", "clear", "Clear", show=False, priority=True),
         Binding("up", "move(-1)", "Previous field", show=False),
         Binding("down", "move(1)", "Next field", show=False),
     ]
@@ -129,9 +128,9 @@ class FieldEditor(ModalScreen[Edit | None]):
                 id="fields",
             )
             with Horizontal():
-                yield Input(id="value", placeholder="new value")
+                yield ValueInput(id="value", placeholder="new value")
                 yield Label("over", id="ramp-label")
-                yield Input(id="ramp", placeholder="N steps")
+                yield ValueInput(id="ramp", placeholder="N steps")
             yield Label("", id="error")
             yield Label("", id="allowed")
             yield Label("", id="schedule")
@@ -213,11 +212,6 @@ class FieldEditor(ModalScreen[Edit | None]):
             self._show_error(str(exc))
             return
         self.dismiss(edit)
-
-    def action_clear(self) -> None:
-        focused = self.focused
-        box = focused if isinstance(focused, Input) else self.query_one("#value", Input)
-        box.value = ""
 
     def action_cancel(self) -> None:
         self.dismiss(None)
