@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from typing import Any
 
 from optitui.cli.common import err, has_terminal, positive_int
@@ -25,13 +26,17 @@ def add_parser(sub: Any) -> None:
     race = sub.add_parser(
         "race",
         help="race optimizers on a 2D test function and watch their paths (no data, no model)",
-        description=f"Runs each candidate with torch.optim from the same start on a test "
-        f"function ({names}) and replays their paths over its contour, with a leaderboard "
-        f"of the distance to the minimum after every step. {CANDIDATE_HELP}; the same "
-        f"words a live job's race takes. Here lr*F and FIELD=VALUE change the base "
-        f"optimizer (--base, SGD) at the surface's lr for it, optimizer=CLASS starts "
-        f"from CLASS's own defaults at the surface's lr for it, and the base itself runs "
-        f"first as '{BASE}'. With no candidates: {defaults}.",
+        description=_wrap(
+            f"Runs each candidate with torch.optim from the same start on a test function "
+            f"({names}) and replays their paths over its contour, with a leaderboard of the "
+            f"distance to the minimum after every step.",
+            f"Candidates take the words of a live job's race: "
+            f"{CANDIDATE_HELP.removeprefix('a candidate is ')}. Here lr*F and FIELD=VALUE "
+            f"change the base optimizer (--base, SGD) at the surface's lr for it; "
+            f"optimizer=CLASS starts from CLASS's own defaults at the surface's lr for it; "
+            f"the base itself runs first, as '{BASE}'.",
+            f"With no candidates: {defaults}.",
+        ),
         epilog="examples:\n"
         "  optitui race --surface rosenbrock\n"
         "  optitui race --surface saddle momentum=0.5 momentum=0.9 lr*3\n"
@@ -55,6 +60,10 @@ def add_parser(sub: Any) -> None:
     race.add_argument(
         "--json", action="store_true", help="print the paths as JSON instead of showing them"
     )
+
+
+def _wrap(*paragraphs: str) -> str:
+    return "\n\n".join(textwrap.fill(p, 79) for p in paragraphs)
 
 
 def point(text: str) -> tuple[float, float]:

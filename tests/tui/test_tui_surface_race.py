@@ -42,7 +42,8 @@ def board_text(app: SurfaceRaceApp) -> str:
 
 
 def map_text(app: SurfaceRaceApp) -> str:
-    return str(screen_of(app).map.render())
+    drawn = screen_of(app).map
+    return "\n".join(drawn.render_line(y).text for y in range(drawn.size.height))
 
 
 @pilot_test
@@ -68,8 +69,12 @@ async def test_the_replay_steps_by_keys_and_ranks_by_distance() -> None:
         assert map_text(app).count(HEAD) > 1  # the racers went their ways
         await pilot.press("right")  # stays at the end
         assert screen_of(app).step == 20
+        at_end = map_text(app)
         await pilot.press("home", "left")
         assert screen_of(app).step == 0
+        assert map_text(app).count(HEAD) == 1
+        await pilot.press(*["right"] * 20)  # the trail grown step by step is the one drawn
+        assert screen_of(app).step == 20 and map_text(app) == at_end  # from the start
 
 
 @pilot_test
@@ -129,7 +134,8 @@ def test_smoke_in_a_real_terminal(tmp_path: Path) -> None:
         assert all(name in screen for name, _ in DEFAULT_SET)
         assert any(0x2800 < ord(ch) < 0x2900 for ch in screen)  # the contour, in braille
         tmux.keys("race", "q")
-        wait_for(done.exists, 10, "the race to quit")
+        # the shell creates the file, then writes the status into it
+        wait_for(lambda: done.exists() and done.read_text().strip(), 10, "the race to quit")
         assert done.read_text().strip() == "0"
     finally:
         tmux.kill_server()
