@@ -82,15 +82,16 @@ async def test_space_plays_to_the_end_and_replays() -> None:
     app = build_race_app(raced("saddle", 20), autoplay=False)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = screen_of(app)
-        await pilot.press("plus", "plus", "plus", "plus", "space")  # x16: the race in 0.5 s
-        assert screen.playing
-        for _ in range(100):
+        await pilot.press("plus", "plus", "plus", "plus")  # x16: the race in 0.5 s
+        assert screen.step == 0 and not screen.playing
+        await pilot.press("space")
+        for _ in range(200):
             await pilot.pause(0.05)
             if not screen.playing:
                 break
         assert screen.step == 20 and not screen.playing  # stops at the end by itself
-        await pilot.press("space")  # play again: from the start
-        assert screen.playing and screen.step < 20
+        await pilot.press("minus", "minus", "minus", "minus", "space")  # x1: 8 s
+        assert screen.playing and screen.step < 20  # at the end, play means replay
 
 
 @pilot_test
