@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from optitui.lrfind.schedule import (
     Smoother,
+    StopRule,
     SweepConfig,
     factor,
     factors,
@@ -31,6 +32,7 @@ from optitui.lrfind.suggest import (
 __all__ = [
     "RULES",
     "Smoother",
+    "StopRule",
     "Suggestion",
     "SweepConfig",
     "factor",

@@ -21,6 +21,7 @@ from typing import Any, Literal
 __all__ = [
     "MAX_NUM_ITER",
     "Smoother",
+    "StopRule",
     "SweepConfig",
     "factor",
     "factors",
@@ -256,3 +257,82 @@ def should_stop(smoothed: float, best: float, diverge_th: float) -> str | None:
     if math.isfinite(best) and best > 0 and smoothed > diverge_th * best:
         return f"diverged: smoothed loss {smoothed:.4g} > {diverge_th:g} x best {best:.4g}"
     return None
+
+
+def noise_level(values: Sequence[float]) -> tuple[float, float]:
+    """(median, noise) of some losses: the noise is the median absolute deviation in units
+    of a normal noise's sigma, robust to the heavy tails of a converged run's losses."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if not finite:
+        return math.nan, 0.0
+    mid = _median(finite)
+    return mid, 1.4826 * _median(sorted(abs(v - mid) for v in finite))
+
+
+def _median(ordered: Sequence[float]) -> float:
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+class StopRule:
+    """When a sweep must stop, fed each iteration's raw and smoothed loss.
+
+    Configured like torch-lr-finder (``bias_correction=False``) it is exactly
+    :func:`should_stop`: the smoothed loss above ``diverge_th`` times the best smoothed
+    loss so far. Otherwise, as a mid-run test needs, it stops only when the loss really
+    blows up, not when a converged run's small, heavy-tailed loss wobbles (at 5e-4 a
+    single batch at 1e-2 lifts the smoothed loss five times above its best). It reads
+    the loss on a log scale, where such noise is even: the loss now is the median of the
+    last :data:`WINDOW` log losses, its lowest so far is the reference, and the noise is
+    measured from the step-to-step changes of every log loss so far. The sweep stops
+    when the loss now is over ``diverge_th`` times the reference *and* more than
+    :data:`NOISE` noise widths (of such a median) above it, for :data:`PATIENCE`
+    iterations in a row; not in the first :data:`WARMUP` iterations. A non-finite loss
+    stops at once; a loss that is not positive falls back to the exact rule.
+    """
+
+    WARMUP = 10
+    WINDOW = 9
+    NOISE = 8.0
+    PATIENCE = 2
+
+    def __init__(self, config: SweepConfig) -> None:
+        self.exact = not config.bias_correction
+        self.diverge_th = config.diverge_th
+        self.best = math.inf  # the lowest smoothed loss (the exact rule's reference)
+        self._low = math.inf  # the lowest median log loss
+        self._recent: list[float] = []
+        self._steps: list[float] = []  # |change| of the log loss, iteration to iteration
+        self._n = 0
+        self._over = 0
+
+    def update(self, raw: float, smoothed: float) -> str | None:
+        """Why the sweep stops after this iteration, or None to go on."""
+        self.best = min(self.best, smoothed)
+        self._n += 1
+        if not (math.isfinite(smoothed) and math.isfinite(raw)):
+            return f"the loss is not finite ({raw if not math.isfinite(raw) else smoothed})"
+        if self.exact or raw <= 0:
+            self.exact = True  # no log scale for a loss that is not positive
+            return should_stop(smoothed, self.best, self.diverge_th)
+        x = math.log(raw)
+        if self._recent:
+            self._steps.append(abs(x - self._recent[-1]))
+        self._recent = [*self._recent[-(self.WINDOW - 1) :], x]
+        if self._n <= self.WARMUP:
+            return None
+        now = _median(sorted(self._recent))
+        self._low = min(self._low, now)
+        # a step-to-step change of white noise is sqrt(2) sigmas wide: median |d| = 0.954
+        # sigma; the median of WINDOW values is 1.2533 sigma / sqrt(WINDOW) wide
+        sigma = _median(sorted(self._steps)) / 0.954
+        width = 1.2533 * sigma / math.sqrt(self.WINDOW)
+        rise = max(math.log(self.diverge_th), self.NOISE * width)
+        self._over = self._over + 1 if now > self._low + rise else 0
+        if self._over < self.PATIENCE:
+            return None
+        return (
+            f"diverged: the loss ({math.exp(now):.4g}, median of the last {self.WINDOW}) "
+            f"is {math.exp(now - self._low):.3g} x its lowest {math.exp(self._low):.4g}, "
+            "beyond its noise"
+        )

@@ -17,7 +17,9 @@ on a curve: when it cannot answer, ``lr`` and ``index`` are None and ``note`` sa
 Trust heuristic (deliberately simple, see :func:`trust_note`): a curve is not trusted when
 it has fewer than :data:`MIN_POINTS` usable points, when it never falls, or when the typical
 point-to-point change of the raw losses is more than :data:`NOISE_RATIO` of the total drop
-of the smoothed curve -- then the shape that the rules read is mostly noise.
+of the smoothed curve -- then the shape that the rules read is mostly noise. A suggestion
+past the point where the loss starts to blow up (:func:`blowup_index`) is not trusted
+either.
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ import math
 import statistics
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Literal
 
-from optitui.lrfind.schedule import SweepConfig
+from optitui.lrfind.schedule import SweepConfig, noise_level
 
 __all__ = [
     "MIN_POINTS",
     "NOISE_RATIO",
     "RULES",
     "Suggestion",
+    "blowup_index",
     "gradient",
     "minimum",
     "slide",
@@ -353,6 +356,26 @@ def slide(
     return Suggestion("slide", c.lrs[pick], c.offset + pick, note)
 
 
+def blowup_index(
+    losses: Sequence[float], raw_losses: Sequence[float] | None = None, start: int = 10
+) -> int | None:
+    """Where the loss starts to blow up: the first point after the lowest smoothed loss
+    that is above twice it and above it by more than three noise widths (the noise of
+    the first ``start`` raw losses, at the sweep's smallest lrs). None when it never does.
+    Non-finite points count as blown up."""
+    lo = _argmin([v if math.isfinite(v) else math.nan for v in losses])
+    if lo is None:
+        return None
+    head = list((raw_losses if raw_losses is not None else losses)[: max(start, 5)])
+    noise = noise_level(head)[1]
+    low = losses[lo]
+    limit = low + max(abs(low), 3 * noise)
+    for i in range(lo + 1, len(losses)):
+        if not math.isfinite(losses[i]) or losses[i] > limit:
+            return i
+    return None
+
+
 def suggest_all(
     lrs: Sequence[float],
     losses: Sequence[float],
@@ -368,9 +391,17 @@ def suggest_all(
     """
     cfg = config if config is not None else SweepConfig()
     start, end = cfg.skip_start, cfg.skip_end
-    return [
+    found = [
         steep(lrs, losses, skip_start=start, skip_end=end, against=against, raw_losses=raw_losses),
         valley(lrs, losses, skip_start=start, skip_end=end, raw_losses=raw_losses),
         minimum(lrs, losses, skip_start=start, skip_end=end, raw_losses=raw_losses),
         slide(lrs, losses, skip_start=start, skip_end=end, raw_losses=raw_losses),
+    ]
+    b = blowup_index(losses, raw_losses, start)
+    if b is None:
+        return found
+    past = f"past the point where the loss starts to blow up (lr {lrs[b]:.3g})"
+    return [
+        replace(s, note=_join(s.note, past)) if s.index is not None and s.index >= b else s
+        for s in found
     ]

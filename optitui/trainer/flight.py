@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from optitui.lrfind import Smoother, factor, should_stop, suggest_all
+from optitui.lrfind import Smoother, StopRule, factor, suggest_all
 from optitui.store.records import Event
 from optitui.trainer import lr_record, rangetest, state
 from optitui.trainer.lr import write_lr
@@ -48,7 +48,7 @@ class Flight:
         self.smoother = Smoother.from_config(test.config)
         self.lrs: list[float] = []  # what each group was set to for this step
         self.it = 0
-        self.best = math.inf
+        self.stop = StopRule(test.config)
         self.published = 0.0
         t.recorder.put(
             Event(
@@ -111,14 +111,13 @@ class Flight:
             loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(loss, device=t.device)
         )
         smoothed = self.smoother.update(value)
-        self.best = min(self.best, smoothed)
         test.lrs.append(self.lrs[test.ref])
         test.losses.append(value)
         test.smoothed.append(smoothed)
         if time.monotonic() - self.published > rangetest.PUBLISH_EVERY_S:
             t.recorder.put(test.record())
             self.published = time.monotonic()
-        reason = should_stop(smoothed, self.best, test.config.diverge_th)
+        reason = self.stop.update(value, smoothed)
         if reason is not None:
             self.end("done", f"stopped early: {reason}")
         elif self.it + 1 >= test.config.num_iter:

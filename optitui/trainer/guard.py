@@ -11,8 +11,9 @@ the run's policy:
   scale every group's lr by ``lr_factor``, skip the next ``skip`` batches;
 - ``ignore``: record it and go on.
 
-A spike (the smoothed loss above ``spike_factor`` times its minimum since the
-last alarm) is a warning event and a plot marker, whatever the policy.
+A spike (the smoothed loss above ``spike_factor`` times its recent level and well
+outside its noise, :mod:`optitui.trainer.spikes`) is one warning event and a plot
+marker per episode, whatever the policy.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from optitui.store.records import Event
 from optitui.trainer import checkpoint, state
+from optitui.trainer.spikes import SpikeWatch
 
 if TYPE_CHECKING:
     from optitui.trainer.loop import Trainer
@@ -58,10 +60,7 @@ class Guard:
     def __init__(self, trainer: Trainer, policy: GuardPolicy) -> None:
         self.trainer = trainer
         self.policy = policy
-        self._avg = 0.0
-        self._n = 0
-        self._floor = math.inf
-        self._spiking = False
+        self._spike_watch = SpikeWatch(policy.spike_factor)
         self.good: dict[str, Any] | None = None  # the last finite in-memory snapshot
         self.tripped = 0
         self._skip_run = 0  # steps the GradScaler skipped in a row
@@ -96,43 +95,26 @@ class Guard:
             ),
             None,
         )
-        self._spikes([losses[i] for i in keep if bad is None or i < bad])
+        self._spikes([(steps[i], losses[i]) for i in keep if bad is None or i < bad])
         if bad is not None:
             return self._diverged(int(steps[bad]), losses[bad])
         self._maybe_snapshot()
         return False
 
-    def _spikes(self, losses: list[float]) -> None:
-        """Smooth the finite losses (EMA, bias-corrected) and warn once per spike."""
-        beta = 0.9  # about ten steps: fast enough to see a spike, slow enough to skip noise
-        factor = self.policy.spike_factor
-        rearm = 1 + (factor - 1) / 2
-        avg, n, floor, spiking = self._avg, self._n, self._floor, self._spiking
-        decay = beta**n  # beta ** n, kept up to date by multiplication
-        for loss in losses:
-            n += 1
-            decay *= beta
-            avg = beta * avg + (1 - beta) * loss
-            smoothed = avg / (1 - decay)
-            if n < 20:  # too early to call anything a spike
-                if n > 5:
-                    floor = min(floor, smoothed)
-                continue
-            if not spiking and smoothed > factor * floor > 0:
-                spiking = True
-                self.trainer.recorder.put(
-                    Event(
-                        self.trainer.step,
-                        "warning",
-                        f"loss spike: smoothed loss {smoothed:.4g} is over "
-                        f"{factor:g}x its minimum {floor:.4g}",
-                        {"marker": "spike"},
-                    )
+    def _spikes(self, points: list[tuple[float, float]]) -> None:
+        """Warn once per spike episode (see :mod:`optitui.trainer.spikes`)."""
+        self._spike_watch.factor = self.policy.spike_factor  # the policy may change live
+        for spike in self._spike_watch.feed(points):
+            self.trainer.recorder.put(
+                Event(
+                    spike.step,
+                    "warning",
+                    f"loss spike at step {spike.step}: the loss ({spike.loss:.4g}, median of "
+                    f"the last steps) is over {self._spike_watch.factor:g}x its recent level "
+                    f"{spike.level:.4g}",
+                    {"marker": "spike"},
                 )
-            elif smoothed < floor * rearm:
-                spiking = False  # re-armed once it has come back down
-            floor = min(floor, smoothed)
-        self._avg, self._n, self._floor, self._spiking = avg, n, floor, spiking
+            )
 
     def _maybe_snapshot(self) -> None:
         t = self.trainer
@@ -242,4 +224,4 @@ class Guard:
         return True
 
     def _reset(self) -> None:
-        self._avg, self._n, self._floor, self._spiking = 0.0, 0, math.inf, False
+        self._spike_watch.reset()

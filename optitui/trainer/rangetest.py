@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from optitui.lrfind import Smoother, SweepConfig, factor, should_stop, suggest_all
+from optitui.lrfind import Smoother, StopRule, SweepConfig, factor, suggest_all
 from optitui.store.records import Event, RangeTestUpdate
 from optitui.trainer import state
 from optitui.trainer.lr import read_lr, write_lr
@@ -162,7 +162,7 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     groups = trainer.optimizer.param_groups
     cfg = test.config
     smoother = Smoother.from_config(cfg)
-    best = math.inf
+    stop = StopRule(cfg)
     last_publish = 0.0
     batches = _batches(trainer)
     was_training = trainer.model.training
@@ -184,14 +184,13 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
             trainer.optimizer_step()  # through the GradScaler under fp16, as training does
             value = trainer.mean(loss)  # one read per iteration: the stop rule needs it now
             smoothed = smoother.update(value)
-            best = min(best, smoothed)
             test.lrs.append(ref_lr)
             test.losses.append(value)
             test.smoothed.append(smoothed)
             if time.monotonic() - last_publish > PUBLISH_EVERY_S:
                 rec.put(test.record())
                 last_publish = time.monotonic()
-            reason = should_stop(smoothed, best, cfg.diverge_th)
+            reason = stop.update(value, smoothed)
             if reason is not None:
                 test.status, test.message = "done", f"stopped early: {reason}"
                 break

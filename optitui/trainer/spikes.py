@@ -1,0 +1,73 @@
+"""Loss spikes: a warning when the loss jumps well above where it has been, once per episode.
+
+The loss now is the median of the last :data:`RECENT` losses, so one bad batch is not a
+spike (a loss that stays up for a few steps is). Where it has been is the median of the
+:data:`WINDOW` losses before the current batch, and its noise the spread of those
+around their median (the median absolute deviation, robust to heavy tails). A spike is
+the loss now above ``factor`` times that level *and* more than :data:`NOISE` noise
+widths above it, so the heavy-tailed noise of a converged run (losses from 1e-4 to
+1e-2 around 5e-4) is not one. It re-arms once the loss is back within :data:`BACK`
+widths of the level (the level follows a loss that stays up): one warning per
+episode. The level is taken once per flushed batch, not per step.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+RECENT = 9  # the loss now: the median of this many
+WINDOW = 256  # where it has been: this many before the batch
+WARMUP = 50  # losses before a level means anything
+NOISE = 8.0  # a spike is this many noise widths above the level
+BACK = 3.0  # and is over once within this many
+MAD_TO_SIGMA = 1.4826  # the median absolute deviation of a normal noise, in its sigmas
+
+
+@dataclass(frozen=True)
+class Spike:
+    step: int
+    loss: float  # the median of the recent losses
+    level: float
+
+
+class SpikeWatch:
+    """Fed every flushed batch of (step, loss); returns the spikes that began in it."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.reset()
+
+    def reset(self) -> None:
+        self._history: deque[float] = deque(maxlen=WINDOW)
+        self._recent: deque[float] = deque(maxlen=RECENT)
+        self.spiking = False
+
+    def _level(self) -> tuple[float, float] | None:
+        if len(self._history) < WARMUP:
+            return None
+        level = statistics.median(self._history)
+        mad = statistics.median(abs(x - level) for x in self._history)
+        return level, MAD_TO_SIGMA * mad
+
+    def feed(self, points: list[tuple[float, float]]) -> list[Spike]:
+        out: list[Spike] = []
+        found = self._level()
+        for step, x in points:
+            if not math.isfinite(x):
+                continue
+            self._recent.append(x)
+            self._history.append(x)
+            if found is None or len(self._recent) < RECENT:
+                continue
+            level, noise = found
+            now = statistics.median(self._recent)
+            above = now > level + NOISE * noise and (level <= 0 or now > self.factor * level)
+            if not self.spiking and above:
+                self.spiking = True
+                out.append(Spike(int(step), now, level))
+            elif self.spiking and now < level + BACK * noise:
+                self.spiking = False
+        return out
