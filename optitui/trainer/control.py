@@ -325,7 +325,10 @@ def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:
 
     policy = replace(trainer.guard.policy, **args)
     policy.validate()
+    switched = policy.action == "rollback" != trainer.guard.policy.action
     trainer.guard.policy = policy
+    if switched:
+        trainer.guard.announce()
     trainer.publish_controls()
     return False
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,13 +38,9 @@ class Flight:
         t = trainer
         t.flush()
         t._set_state("lr-find")
-        snap: dict[str, Any] | None = state.capture(t, data=False)
         rank = "" if t.dist is None else f"-rank{t.dist.rank}"  # each rank its own RNG state
         self.disk: Path = t.paths.root / f".lrfind-{test.id}{rank}.pt"
-        if test.to_disk:
-            torch.save(snap, self.disk)
-            snap = None
-        self.snap = snap
+        self.snap, said = rangetest.take_snapshot(t, test, self.disk)
         self.smoother = Smoother.from_config(test.config)
         self.lrs: list[float] = []  # what each group was set to for this step
         self.it = 0
@@ -54,7 +50,8 @@ class Flight:
             Event(
                 test.step,
                 "lr-find",
-                f"range test {test.id} started over the loop's next {test.config.num_iter} steps",
+                f"range test {test.id} started over the loop's next {test.config.num_iter} "
+                f"steps; {said}",
                 {"marker": "lr-find", "id": test.id},
             )
         )
@@ -133,8 +130,7 @@ class Flight:
         test.status, test.message = status, message
         snap = self.snap
         if snap is None:
-            snap = torch.load(self.disk, map_location="cpu", weights_only=True)
-            self.disk.unlink(missing_ok=True)
+            snap = rangetest.load_snapshot(self.disk)
         state.restore(t, snap, data=False)
         t._last_flush = (time.time(), t.step, t._samples)
         if status == "done":

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.records import Event
-from optitui.trainer import checkpoint, state
+from optitui.trainer import checkpoint, footprint, state
 from optitui.trainer.spikes import SpikeWatch
 
 if TYPE_CHECKING:
@@ -116,12 +116,44 @@ class Guard:
                 )
             )
 
+    def fits_in_memory(self) -> tuple[bool, footprint.Footprint]:
+        """Whether the state is small enough for in-memory snapshots, and its size."""
+        t = self.trainer
+        size = footprint.measure(t.model, t.optimizer)
+        return size.total <= t.job.snapshot_limit_gb * 1e9, size
+
+    def announce(self) -> None:
+        """Say what the rollback policy costs, or where it rolls back to (at the start of a
+        run under it, and when a command switches to it)."""
+        t = self.trainer
+        if self.policy.action != "rollback":
+            return
+        fits, size = self.fits_in_memory()
+        if fits:
+            what = (
+                f"divergence rollback: an in-memory snapshot every {self.policy.snapshot_every} "
+                f"steps, {size.describe()}"
+            )
+        else:
+            what = (
+                f"divergence rollback: the state is {size.describe()}, over "
+                f"snapshot_limit_gb={t.job.snapshot_limit_gb:g}: no in-memory snapshot, a "
+                "rollback goes back to the newest finite checkpoint"
+            )
+            if t.policy.every is None and t.policy.minutes is None:
+                what += " (none is saved periodically: set checkpoint_every)"
+        t.recorder.put(Event(t.step, "info" if fits else "warning", what))
+
     def _maybe_snapshot(self) -> None:
         t = self.trainer
         if self.policy.action != "rollback":
             return
         at = -1 if self.good is None else int(self.good["step"])
         if t.step - at < self.policy.snapshot_every and self.good is not None:
+            return
+        fits, _ = self.fits_in_memory()
+        if not fits:  # every refresh would copy the whole state to host memory
+            self.good = None
             return
         snap = state.capture(t)
         if checkpoint.non_finite(snap, t.expected_non_finite) is None:

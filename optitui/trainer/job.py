@@ -72,6 +72,10 @@ class Job:
     """After a rollback, this many batches are skipped."""
     spike_factor: float = 3.0
     """Warn when the smoothed loss rises above this many times its minimum."""
+    snapshot_limit_gb: float = 4.0
+    """The largest state (parameters, buffers, optimizer state) snapshot in host memory
+    for the divergence rollback and the range test. Above it, rollback goes to the
+    newest checkpoint and the range test writes its snapshot to a file."""
     precision: str = "32"
     """``"32"``, ``"bf16"`` (autocast to bfloat16) or ``"fp16"`` (autocast to float16 with a
     GradScaler: loss scaling, unscaled clipping, overflow steps skipped and recorded)."""
@@ -132,6 +136,14 @@ class Job:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
         if self.keep_last < 0:
             raise JobError(f"keep_last must be a whole number >= 0, got {self.keep_last!r}")
+        if not (
+            isinstance(self.snapshot_limit_gb, int | float)
+            and not isinstance(self.snapshot_limit_gb, bool)
+            and self.snapshot_limit_gb >= 0
+        ):
+            raise JobError(
+                f"snapshot_limit_gb must be a number >= 0, got {self.snapshot_limit_gb!r}"
+            )
         from optitui.trainer.amp import PRECISIONS
 
         if self.precision not in PRECISIONS:

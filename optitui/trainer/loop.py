@@ -668,6 +668,7 @@ class Trainer:
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.published.publish_groups()
         self.publish_controls()
+        self.guard.announce()  # what a rollback costs here, or where it goes back to
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
         self._last_flush = (time.time(), self.step, 0)

@@ -19,13 +19,14 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from optitui.lrfind import Smoother, StopRule, SweepConfig, factor, suggest_all
 from optitui.store.records import Event, RangeTestUpdate
-from optitui.trainer import state
+from optitui.trainer import footprint, state
 from optitui.trainer.lr import read_lr, write_lr
 
 if TYPE_CHECKING:
@@ -118,6 +119,36 @@ def prepare(trainer: Trainer, test_id: str, args: dict[str, Any]) -> RangeTest:
     )
 
 
+def take_snapshot(
+    trainer: Trainer, test: RangeTest, disk: Path
+) -> tuple[dict[str, Any] | None, str]:
+    """What the test restores afterwards: in host memory, or written to ``disk`` (asked
+    for, or a state over ``Job.snapshot_limit_gb``) without a host copy of the whole.
+    Returns the snapshot (None when on disk) and what it costs, said."""
+    size = footprint.measure(trainer.model, trainer.optimizer)
+    if not test.to_disk and size.total > trainer.job.snapshot_limit_gb * 1e9:
+        test.to_disk = True
+        where = (
+            f"over snapshot_limit_gb={trainer.job.snapshot_limit_gb:g}, so written to {disk.name}"
+        )
+    else:
+        where = f"written to {disk.name}" if test.to_disk else "kept in host memory"
+    said = f"snapshot: {size.describe()}, {where}"
+    if not test.to_disk:
+        return state.capture(trainer, data=False), said
+    # the live tensors, written one at a time: never the whole state twice in memory
+    torch.save(state.capture(trainer, data=False, copy=False), disk)
+    return None, said
+
+
+def load_snapshot(disk: Path) -> dict[str, Any]:
+    """A snapshot written by :func:`take_snapshot`, mapped from the file rather than read
+    whole into host memory; the file is removed."""
+    snap: dict[str, Any] = torch.load(disk, map_location="cpu", weights_only=True, mmap=True)
+    disk.unlink(missing_ok=True)  # the mapping keeps the data until the restore is done
+    return snap
+
+
 def _batches(trainer: Trainer) -> Iterator[Any]:
     """The test's own pass(es) over the training data; the main iterator is not touched."""
     while True:
@@ -146,16 +177,13 @@ def _cancel_requested(trainer: Trainer) -> str | None:
 def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     """Sweep, then restore everything. Never raises for a failing step: it is reported."""
     rec = trainer.recorder
-    snap: dict[str, Any] | None = state.capture(trainer, data=False)
     disk = trainer.paths.root / f".lrfind-{test.id}.pt"
-    if test.to_disk:
-        torch.save(snap, disk)
-        snap = None  # the host copy goes; the file is read back to restore
+    snap, said = take_snapshot(trainer, test, disk)
     rec.put(
         Event(
             test.step,
             "lr-find",
-            f"range test {test.id} started",
+            f"range test {test.id} started; {said}",
             {"marker": "lr-find", "id": test.id},
         )
     )
@@ -200,8 +228,7 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
         test.status, test.message = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         if snap is None:
-            snap = torch.load(disk, map_location="cpu", weights_only=True)
-            disk.unlink(missing_ok=True)
+            snap = load_snapshot(disk)
         state.restore(trainer, snap, data=False)
         trainer.model.train(was_training)
     if test.status == "done":

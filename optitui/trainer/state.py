@@ -142,16 +142,25 @@ def _own_rng(trainer: Trainer, snap: dict[str, Any]) -> tuple[dict[str, Any] | N
 
 
 # -- the whole training state ----------------------------------------------------------
-def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
-    """A host-memory snapshot of everything the next steps depend on."""
+def _same(obj: Any) -> Any:
+    return obj
+
+
+def capture(trainer: Trainer, *, data: bool = True, copy: bool = True) -> dict[str, Any]:
+    """A host-memory snapshot of everything the next steps depend on.
+
+    ``copy=False`` keeps the live tensors themselves, for a snapshot that is written to
+    a file at once (``torch.save`` copies one tensor at a time): no second copy of the
+    whole state in host memory."""
+    host = to_host if copy else _same
     gens = data_generators(trainer.job.train_data)
     lr = trainer.lr
     look = trainer.lookahead
     snap: dict[str, Any] = {
-        "model": to_host(trainer.model.state_dict()),
-        "optimizer": to_host(trainer.optimizer.state_dict()),
+        "model": host(trainer.model.state_dict()),
+        "optimizer": host(trainer.optimizer.state_dict()),
         "optimizer_class": type(trainer.optimizer).__name__,
-        "scheduler": None if lr.scheduler is None else to_host(lr.scheduler.state_dict()),
+        "scheduler": None if lr.scheduler is None else host(lr.scheduler.state_dict()),
         "lr_control": lr.state(),
         "requires_grad": [p.requires_grad for p in trainer.model.parameters()],
         "clip": trainer.clip,
@@ -162,7 +171,7 @@ def capture(trainer: Trainer, *, data: bool = True) -> dict[str, Any]:
             "k": look.k,
             "alpha": look.alpha,
             "count": look.count,
-            "slow": to_host(look.slow),
+            "slow": host(look.slow),
         },
         "step": trainer.step,
         "epoch": trainer.epoch,
