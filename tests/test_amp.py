@@ -272,7 +272,8 @@ def test_zero_code_records_the_unscaled_loss_and_skipped_steps(zero: Any, tmp_pa
     n = len(cols["loss"])
     assert 0 < n < 20
     assert cols["loss"] == pytest.approx(true[-n:], rel=1e-6)
-    skipped = cols["skipped"]
+    # (a flush before the scaler first skipped a step has no skipped column: empty, not 1)
+    skipped = [0.0 if math.isnan(v) else v for v in cols["skipped"]]
     assert skipped[12 - (20 - n)] == 1.0 and 1 <= sum(skipped) < n
 
 

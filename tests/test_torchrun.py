@@ -295,8 +295,9 @@ def _rng_rank(rank: int, store: str, run_dir: str, out: Any) -> None:
 
 
 def test_a_checkpoint_saved_by_every_rank_restores_each_ranks_rng(tmp_path: Path) -> None:
-    # forked: the ranks start in a second, with torch and optitui already imported
-    ctx = multiprocessing.get_context("fork")
+    # spawned, not forked: a fork of this process (threads of earlier tests, gloo's own)
+    # can deadlock in the child
+    ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     procs = [
         ctx.Process(target=_rng_rank, args=(r, str(tmp_path / "store"), str(tmp_path / "r"), out))
