@@ -119,7 +119,7 @@ class Trainer:
         self.lr = LrControl(job.optimizer, job.scheduler)
         #: what viewers see besides the metrics: group snapshots, controls, status
         self.published = Published(self)
-        self.lr.on_script = self.published.lr_by_script
+        self.lr.on_change = self.published.lr_changed
         #: autocast, and a GradScaler for fp16 (Job.precision)
         self.amp = amp.Amp(job.precision, device)
         self.max_steps = max_steps if max_steps is not None else job.max_steps

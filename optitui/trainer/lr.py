@@ -66,12 +66,13 @@ class LrControl:
         #: each group's lr as something other than an edit last set it: an edit made
         #: before the script's first write carries over as a multiplier on it
         self.unedited: list[Lr] = [g["lr"] for g in optimizer.param_groups]
-        #: told (group, first time) when the script's write changed what the run shows:
-        #: its first write to a group, or the multiplier a "set lr" took from it
-        self.on_script: Callable[[int, bool], None] | None = None
+        #: told (group, first write by the script) when what viewers show changed at a
+        #: step: the script's first write to a group, or the multiplier a "set lr" took
+        self.on_change: Callable[[int, bool], None] | None = None
         self._rebase: set[int] = set()  # attached again: continue from the current lr
-        #: "set lr=X" on a group the script writes: the next step uses X, whatever the
-        #: script writes before it, and the multiplier is taken from that value
+        #: "set lr=X" on a group that follows a schedule: the next step uses X, whatever
+        #: the schedule moved to before it (a probe's scheduler steps after the boundary,
+        #: a script writes its next value), and the multiplier is taken from there
         self._pending: dict[int, float] = {}
         self.left: list[Any] = []
         self.remember()
@@ -98,8 +99,23 @@ class LrControl:
                 left[i] = v  # the same value again, or what optitui would write anyway
                 continue
             self._outside(i, v)
-        if self._pending:
-            self._pending.clear()  # the script did not write: the value set stays
+        if self._pending:  # the schedule moved without a write from outside (or not)
+            for i, x in self._pending.items():
+                self._settle(i, x)
+            self._pending.clear()
+
+    def _settle(self, i: int, x: float) -> None:
+        """set lr=X, right before the next step: X now, and the multiplier that gives it."""
+        base = self.unscaled(i)
+        if base == 0.0 or not self.follows(i):
+            return
+        m = x / base
+        if m == self.mult[i]:
+            return  # nothing moved since the edit (the trainer's own loop)
+        self._set_mult(i, base, m)
+        self._write(i, x)
+        if self.on_change is not None:
+            self.on_change(i, False)
 
     def _applied(self, i: int) -> float | None:
         base = self.base.get(i)
@@ -134,8 +150,8 @@ class LrControl:
         else:
             self.base[i] = v
             self._write(i, v * m)
-        if (first or settled) and self.on_script is not None:
-            self.on_script(i, first)
+        if (first or settled) and self.on_change is not None:
+            self.on_change(i, first)
 
     # -- who computes the schedule --------------------------------------------------------
     def follows(self, i: int) -> bool:
@@ -216,8 +232,7 @@ class LrControl:
             base = self.unscaled(i)
             if base != 0.0:
                 self._set_mult(i, base, value / base)
-            if i in self.script:
-                self._pending[i] = value
+            self._pending[i] = value
         self._write(i, value)
 
     def scale(self, i: int, factor: float) -> None:

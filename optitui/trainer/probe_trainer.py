@@ -38,6 +38,14 @@ if TYPE_CHECKING:
     from optitui.trainer.probe import Probe
 
 
+#: who holds the optimizer object a probe watches, by the probe's mode
+HOLDERS = {
+    "lightning": "the Lightning Trainer holds the optimizer",
+    "transformers": "the HF Trainer holds the optimizer",
+    "zero-code": "the script holds its optimizer object",
+}
+
+
 class CheckpointBackend(Protocol):
     """A framework's own checkpoint format (Lightning, HF), used for save and restore."""
 
@@ -131,9 +139,8 @@ class LoopTrainer(Trainer):
         return None  # a divergence rollback cannot skip batches of a loop it does not own
 
     def swap_optimizer(self, new: Optimizer) -> None:
-        raise surgery.SurgeryError(
-            "swap-optimizer needs a script with setup(): your loop holds its optimizer object"
-        )
+        holder = HOLDERS.get(self.probe.mode, "your loop holds its optimizer object")
+        raise surgery.SurgeryError(f"swap-optimizer needs a script with setup(): {holder}")
 
     def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
         self.pending_test = None

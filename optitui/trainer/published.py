@@ -108,9 +108,10 @@ class Published:
         self.publish_controls()
         t.recorder.put(StatusUpdate(t.state, t.step, t.epoch, message=t.state_message))
 
-    def lr_by_script(self, i: int, first: bool) -> None:
-        """The script wrote group i's lr itself (at an optimizer step): the first time, or
-        settling the multiplier of a "set lr". Viewers see the new values at once."""
+    def lr_changed(self, i: int, first: bool) -> None:
+        """Group i's lr changed at an optimizer step: the script wrote it for the first
+        time, or a "set lr" took its multiplier from where the schedule moved. Viewers
+        see the new values at once."""
         t = self.t
         self.publish_groups()
         if not first:
