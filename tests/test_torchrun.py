@@ -309,3 +309,91 @@ def test_a_checkpoint_saved_by_every_rank_restores_each_ranks_rng(tmp_path: Path
     for p in procs:
         p.join(60)
     assert got == [(0, [0, 1], True), (1, [0, 1], True)]
+
+
+# -- 16: FSDP: no whole-state copies, refused with the reason ------------------------------------
+def _fsdp2_job(**kw: Any) -> Any:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    job = tiny_job(**kw)
+    fully_shard(job.model, mesh=init_device_mesh("cpu", (1,)))  # FSDP2 runs on gloo too
+    # the optimizer must hold the sharded parameters (as in any FSDP2 script)
+    job.optimizer = torch.optim.SGD(job.model.parameters(), lr=0.01)
+    return job
+
+
+def test_fsdp_is_detected_and_not_wrapped_in_ddp(tmp_path: Path, group: None) -> None:
+    t = make_trainer(tmp_path, _fsdp2_job(), dist_info=_info())
+    assert t.sharded == "FSDP2 (fully_shard)"
+    assert t.net is t.model  # no DistributedDataParallel around a sharded model
+    t._start()
+    for _ in range(3):
+        t._train_step()
+        t.step += 1
+    t.recorder.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "args"),
+    [
+        ("save", {}),
+        ("restore", {"id": "latest"}),
+        ("lr-find", {"num_iter": 5}),
+        ("divergence", {"action": "rollback"}),
+        ("checkpoint-policy", {"every": 10}),
+    ],
+)
+def test_under_fsdp_whole_state_commands_are_refused_with_the_reason(
+    tmp_path: Path, group: None, kind: str, args: dict[str, Any]
+) -> None:
+    from jobs import command
+
+    from optitui.trainer import control
+
+    t = make_trainer(tmp_path, _fsdp2_job(), dist_info=_info())
+    t._start()
+    with pytest.raises(control.Rejection, match=r"sharded across ranks \(FSDP2 \(fully_shard\)\)"):
+        control.apply(t, command(kind, **args))
+    assert t.pending_test is None and t.guard.policy.action == "pause"
+    control.apply(t, command("checkpoint-policy", keep_last=2))  # what copies nothing is fine
+    t.recorder.close()
+
+
+def test_under_fsdp_a_job_asking_for_checkpoints_is_told_they_are_off(
+    tmp_path: Path, group: None
+) -> None:
+    from optitui.store.reader import RunReader
+
+    job = _fsdp2_job(checkpoint_every=5, on_divergence="rollback")
+    t = make_trainer(tmp_path, job, dist_info=_info())
+    t._start()
+    assert t.policy.every is None and t.guard.policy.action == "pause"
+    t.recorder.close()
+    with RunReader(t.paths.root) as r:
+        (said,) = [e.message for e in r.events() if "sharded" in e.message]
+    assert "turned off: periodic and best checkpoints, divergence rollback" in said
+    assert "torch.distributed.checkpoint" in said
+
+
+def test_fsdp1_and_dtensor_parameters_are_detected(group: None) -> None:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import Replicate, distribute_tensor
+
+    # FSDP1 needs an accelerator to be built; its class is what is looked for
+    wrapped = FullyShardedDataParallel.__new__(FullyShardedDataParallel)
+    torch.nn.Module.__init__(wrapped)
+    outer = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    outer.add_module("inner", wrapped)
+    opt = torch.optim.SGD(outer.parameters(), lr=0.1)
+    assert dist.sharded_by(outer, opt) == "FSDP (FullyShardedDataParallel)"
+    mesh = init_device_mesh("cpu", (1,))
+    weight = torch.nn.Parameter(distribute_tensor(torch.randn(2, 2), mesh, [Replicate()]))
+    tp = torch.optim.SGD([weight], lr=0.1)
+    assert (
+        dist.sharded_by(torch.nn.Linear(2, 2), tp)
+        == "DTensor parameters (FSDP2 or tensor parallel)"
+    )
+    plain = torch.nn.Linear(2, 2)
+    assert dist.sharded_by(plain, torch.optim.SGD(plain.parameters(), lr=0.1)) is None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError, group_ref
 from optitui.store.words import describe as describe
-from optitui.trainer import answers, checkpoint, hparams, ramps, rangetest, surgery
+from optitui.trainer import answers, checkpoint, dist, hparams, ramps, rangetest, surgery
 from optitui.trainer.lookahead import Lookahead
 from optitui.trainer.lr import read_lr
 from optitui.trainer.published import group_label as group_label
@@ -66,6 +66,7 @@ def apply(trainer: Trainer, cmd: Command) -> Applied | Later:
     handler = _HANDLERS.get(cmd.kind)
     if handler is None and cmd.kind not in ("lr-find", "save"):
         raise Rejection(f"unknown command {cmd.kind!r}")
+    _check_sharded(trainer, cmd)
     try:
         if cmd.kind == "lr-find":  # the test is named after the command that asked for it
             return Applied(_lr_find(trainer, cmd.args, cmd.id))
@@ -226,6 +227,27 @@ def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
         trainer.lr.attach()
     trainer.publish_controls()
     return True
+
+
+def _check_sharded(trainer: Trainer, cmd: Command) -> None:
+    """Refuse what copies the whole state (or turns it on) when the model is sharded."""
+    if trainer.sharded is None:
+        return
+    a = cmd.args
+    own = trainer.framework_checkpoints  # Lightning's or HF's own save handles FSDP
+    needs = (
+        cmd.kind == "lr-find"
+        or (cmd.kind in ("save", "restore") and not own)
+        or (
+            cmd.kind == "checkpoint-policy" and not own and bool(a.get("every") or a.get("minutes"))
+        )
+        or (cmd.kind == "divergence" and a.get("action") == "rollback")
+    )
+    if needs:
+        raise Rejection(
+            f"the model is sharded across ranks ({trainer.sharded}): optitui's "
+            f"{dist.SHARDED_REASON}"
+        )
 
 
 def _save(trainer: Trainer, cmd: Command) -> Later:

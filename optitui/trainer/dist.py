@@ -17,6 +17,7 @@ import datetime
 import inspect
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,37 @@ def all_gather_objects(obj: Any, device: torch.device) -> list[Any]:
         torch.load(io.BytesIO(t[:n].cpu().numpy().tobytes()), weights_only=True)
         for t, n in zip(out, lengths, strict=True)
     ]
+
+
+#: why optitui gathers no sharded state: what a refused command or setting says
+SHARDED_REASON = (
+    "its checkpoints, the range test and divergence rollback copy the whole state on "
+    "rank 0, and gathering a sharded state is a collective of every rank: not available "
+    "(save with torch.distributed.checkpoint in your script)"
+)
+
+
+def sharded_by(model: nn.Module, optimizer: Any) -> str | None:
+    """What shards this job's state across ranks (FSDP, FSDP2, DTensor parameters), or
+    None. Looks only at the classes the script has imported (FSDP's import is slow)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    if fsdp is not None:
+        fsdp1 = getattr(fsdp, "FullyShardedDataParallel", None)
+        fsdp2 = getattr(fsdp, "FSDPModule", None)
+        for m in model.modules():
+            if fsdp1 is not None and isinstance(m, fsdp1):
+                return "FSDP (FullyShardedDataParallel)"
+            if fsdp2 is not None and isinstance(m, fsdp2):
+                return "FSDP2 (fully_shard)"
+    flat = getattr(sys.modules.get("torch.distributed.fsdp._flat_param"), "FlatParameter", None)
+    dtensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if flat is not None and isinstance(p, flat):
+                return "FSDP (FullyShardedDataParallel)"
+            if dtensor is not None and isinstance(p, dtensor):
+                return "DTensor parameters (FSDP2 or tensor parallel)"
+    return None
 
 
 def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:

@@ -111,7 +111,10 @@ class Trainer:
         self.model = job.model
         #: what the forward pass calls: the model, or its DistributedDataParallel wrapper
         self.net: torch.nn.Module = job.model
-        if dist_info is not None and job.ddp is not False and dist_info.world > 1:
+        #: what shards the state across ranks (FSDP): no whole-state copies then
+        self.sharded = dist.sharded_by(job.model, job.optimizer)
+        wrap = dist_info is not None and job.ddp is not False and dist_info.world > 1
+        if wrap and self.sharded is None:
             self.net = dist.wrap_model(job.model, device)
         self._sync_at = 0
         self._stop_request: str | None = None  # a rank's own wish to stop, agreed at a sync
@@ -668,11 +671,37 @@ class Trainer:
         self._ckpt_at = float("inf") if self.saver is None else self.saver.next_due_step()
         self.published.publish_groups()
         self.publish_controls()
+        if self.sharded is not None:
+            self._without_whole_state()
         self.guard.announce()  # what a rollback costs here, or where it goes back to
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
         self._last_flush = (time.time(), self.step, 0)
         self._set_state("running")
+
+    @property
+    def framework_checkpoints(self) -> bool:
+        """Checkpoints are a framework's own (Lightning, HF), written its own way."""
+        return False
+
+    def _without_whole_state(self) -> None:
+        """A sharded model (FSDP): turn off what the Job asked for that copies the whole
+        state on rank 0, and say so."""
+        off = []
+        p = self.policy
+        if not self.framework_checkpoints and (p.every or p.minutes or p.keep_best):
+            off.append("periodic and best checkpoints")
+            self.set_policy(type(p)(None, None, p.keep_last, False))
+        if self.guard.policy.action == "rollback":
+            off.append("divergence rollback (the run pauses instead)")
+            self.guard.policy.action = "pause"
+            self.publish_controls()
+        what = (
+            f"the model is sharded across ranks ({self.sharded}): optitui's {dist.SHARDED_REASON}"
+        )
+        if off:
+            what += f"; turned off: {', '.join(off)}"
+        self.recorder.put(Event(self.step, "warning", what))
 
     def _wait_while_paused(self) -> None:
         self.flush()
@@ -716,11 +745,12 @@ class Trainer:
         order) waits for a meeting when no checkpoint is being written: waiting for the
         writer inside the meeting would hold every rank in a collective for as long as
         a multi-GB write takes, past ``--dist-timeout``."""
-        out = []
+        out: list[Command] = []
         while self.commands:
             first = self.commands[0]
-            if first.kind == "restore" and self.saver is not None and self.saver.busy():
-                break
+            writing = self.saver is not None and self.saver.busy()
+            if first.kind == "restore" and (writing or any(c.kind == "save" for c in out)):
+                break  # (a save before it in this batch would be waited for too)
             out.append(self.commands.popleft())
         return out
 
@@ -809,7 +839,7 @@ class Trainer:
 
     def _save_on_failure(self) -> None:
         """Keep the last state when it is finite (the writer refuses NaN and inf)."""
-        if self.saver is None:
+        if self.saver is None or self.sharded is not None:
             return
         try:
             self.saver.save("failure")

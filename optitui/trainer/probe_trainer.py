@@ -123,6 +123,10 @@ class LoopTrainer(Trainer):
     def run(self) -> str:
         raise RuntimeError("a probe's loop is the user's: call probe.step(loss) in it")
 
+    @property
+    def framework_checkpoints(self) -> bool:
+        return self.probe.backend is not None
+
     def _start(self) -> None:
         # Trainer._start puts the model in train mode; the user's loop decides that here
         modes = [m.training for m in self.model.modules()]
