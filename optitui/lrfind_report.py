@@ -53,14 +53,24 @@ def _plot(d: dict[str, Any], width: int, height: int, color: bool, marks: bool) 
     ]
     if len(pts) < 2:
         return "(too few points to plot)"
-    # the interesting part: from the best loss to a bit above where the curve started
+    # the interesting part: from the best loss to a bit above where the curve started.
+    # Every value drawn is clipped to that window: plotext draws a line segment point by
+    # point, so a point far outside it (a loss of 1e60 at lr 1e30) costs unbounded time
+    # and memory.
     top = pts[0][1] * 1.5 if pts[0][1] > 0 else max(p[1] for p in pts)
     low = min(p[1] for p in pts)
-    pts = [(x, y, min(r, top)) for x, y, r in pts]
+    if not top > low:  # a flat curve: a window around it
+        low, top = low - 1.0, low + 1.0
+    bottom = low - 0.05 * (top - low)
+
+    def clip(v: float) -> float:
+        return float(min(max(v, bottom), top))
+
+    pts = [(x, clip(y), clip(r)) for x, y, r in pts]
     plt.clear_figure()
     plt.plotsize(width, height)
     plt.xscale("log")
-    plt.ylim(low - 0.05 * abs(top - low), top)
+    plt.ylim(bottom, top)
     lo, hi = math.floor(math.log10(pts[0][0])), math.ceil(math.log10(pts[-1][0]))
     step = max(1, (hi - lo) // 6)
     decades = [10.0**e for e in range(lo, hi + 1, step)]
@@ -71,9 +81,11 @@ def _plot(d: dict[str, Any], width: int, height: int, color: bool, marks: bool) 
     for s in d["suggestions"] if marks else []:
         i = s.get("index")
         if s["lr"] is not None and i is not None and i < len(smoothed):
+            if not (math.isfinite(smoothed[i]) and lrs[i] > 0):
+                continue
             plt.scatter(
                 [lrs[i]],
-                [smoothed[i]],
+                [clip(smoothed[i])],
                 marker=MARKS.get(s["rule"], "x"),
                 label=f"{s['rule']} {s['lr']:.3g}",
             )

@@ -174,7 +174,7 @@ def test_ls_json_lists_the_same_runs_as_data(
     (root / "broken").mkdir()
     (root / "broken" / "store.sqlite").write_bytes(b"not a database" * 100)
     monkeypatch.setattr("optitui.cli.ls.NEWEST", 3)
-    assert main(["ls", "--root", str(root), "--json"]) == 0
+    assert main(["ls", "--root", str(root), "--json"]) == 1  # a run it could not read
     got = json.loads(capsys.readouterr().out)
     assert got["root"] == str(root) and got["older"] == 1
     runs = {r["run"]: r for r in got["runs"]}

@@ -7,12 +7,15 @@ Each verb lives in a module of its own with ``add_parser(sub)`` and ``main(args)
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from types import ModuleType
 
 from optitui import __version__
 from optitui.cli import attach, diff, export, lr_find, ls, race, run, send, serve_stdio, status
+from optitui.cli.common import err, one_line
 from optitui.cli.run import torchrun_argv
+from optitui.store.layout import RunDirError
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
 
@@ -99,3 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `optitui export RUN | head`
         sys.stderr.close()
         return 0
+    except ENVIRONMENT as exc:
+        # what the files, folders and stores around a verb can raise (gone, closed to
+        # this user, damaged, a full or read-only disk): one line and exit 2, never a
+        # traceback. Mistakes in optitui itself still show theirs.
+        err(f"{args.cmd}: {one_line(exc)}")
+        return 2
+
+
+#: errors that come from the environment rather than from optitui's own code
+ENVIRONMENT: tuple[type[BaseException], ...] = (OSError, sqlite3.Error, RunDirError)

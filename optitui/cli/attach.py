@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err, has_terminal
+from optitui.cli.common import RunUnreadable, err, has_terminal, open_run
 
 #: how long the first connection to another host may take (a passphrase typed included)
 CONNECT_S = 120.0
@@ -42,9 +42,8 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
     from optitui.remote.target import TargetError, parse
-    from optitui.store.client import resolve_run
+    from optitui.store import leftovers
     from optitui.store.layout import latest_running_run
-    from optitui.store.reader import open_reader
 
     try:
         target = parse(args.run) if args.run is not None else None
@@ -53,24 +52,26 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if target is not None:
         return _attach_remote(target, args)
+    if args.run is not None:
+        name = args.run
+    else:
+        found = latest_running_run(args.root)
+        if found is None:
+            err(f"no running job under {args.root}/; give a RUN_DIR (see `optitui ls`)")
+            return 2
+        name = str(found.root)
     try:
-        if args.run is not None:
-            paths = resolve_run(args.run, args.root)
-        else:
-            found = latest_running_run(args.root)
-            if found is None:
-                err(f"no running job under {args.root}/; give a RUN_DIR (see `optitui ls`)")
-                return 2
-            paths = found
-        with open_reader(paths.root) as reader:
-            problem = reader.schema_problem()
+        with open_run(name, args.root, "attach") as reader:
+            paths = reader.paths
             writer = reader.meta().get("host")
-    except FileNotFoundError as exc:
+            alive = reader.status().alive
+    except RunUnreadable as exc:
         err(str(exc))
         return 2
-    if problem:
-        err(problem)
-        return 2
+    if not alive:  # a job that died: what it left half-written goes, ours only
+        gone = leftovers.clean(paths)
+        if gone:
+            print(f"optitui: removed what the job left when it ended: {', '.join(gone)}")
     from optitui.tui.feed import StoreFeed
 
     feed = StoreFeed(paths.root)

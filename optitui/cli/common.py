@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optitui.store.reader import RunUnreadable
+
 if TYPE_CHECKING:
     from optitui.store.reader import RunReader
+
+__all__ = ["STORE_ERRORS", "RunUnreadable", "err", "one_line", "open_run"]
 
 
 def err(msg: str) -> None:
@@ -70,10 +74,6 @@ def age(seconds: float) -> str:
     return f"{s // 86400}d"
 
 
-class RunUnreadable(Exception):
-    """A run that cannot be read here; the message is one line naming it and why."""
-
-
 #: what reading a damaged, foreign or vanishing run store can raise
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ValueError)
 
@@ -86,8 +86,10 @@ def written_by(meta: dict[str, Any]) -> str:
 
 def open_run(name: str, root: Path, verb: str) -> RunReader:
     """A reader on the run ``name`` (a run directory, or its name under ``root``), checked
-    to exist, to open, and to be in the store schema this optitui reads. ``verb`` names
-    the command in the hint for a run on another host. Raises RunUnreadable."""
+    to exist, to be readable by this user, to open, and to be in the store schema this
+    optitui reads. ``verb`` names the command in the hint for a run on another host.
+    Raises RunUnreadable, whose message is the one line to show. Every verb that reads
+    a run opens it here."""
     from optitui.remote.target import TargetError, parse
     from optitui.store.client import resolve_run
     from optitui.store.reader import open_reader
@@ -118,3 +120,15 @@ def open_run(name: str, root: Path, verb: str) -> RunReader:
         reader.close()
         raise
     return reader
+
+
+def one_line(exc: BaseException) -> str:
+    """An error from the environment (a file, a folder, a store) as one line for a person:
+    what, where, why; never a traceback."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        return f"{where}: {exc.strerror}" if where else exc.strerror
+    if isinstance(exc, sqlite3.Error):
+        return f"the run store cannot be read: {exc}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
     ls.add_argument(
         "where", nargs="?", help="HOST: or HOST:DIR for the runs on another host (over ssh)"
     )
-    ls.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
+    ls.add_argument("--root", type=Path, help="where runs are (./runs)")
     ls.add_argument(
         "--all", action="store_true", help=f"list every run, not only the {NEWEST} newest"
     )
@@ -63,16 +63,16 @@ def record(paths: Any, now: float) -> dict[str, Any]:
     from optitui.store.reader import open_reader
 
     out: dict[str, Any] = {"run": paths.root.name, "path": str(paths.root)}
-    where = paths.elsewhere()
-    if where is not None:  # its store is on the writer's disk: nothing to read from here
-        return out | {"state": "elsewhere", "host": where.host}
     try:
+        where = paths.elsewhere()
+        if where is not None:  # its store is on the writer's disk: nothing to read from here
+            return out | {"state": "elsewhere", "host": where.host}
         with open_reader(paths.root) as r:
             meta = r.meta()
             problem = r.schema_problem()
             if problem is not None:  # another optitui's store: named, not read further
                 by = written_by(meta)
-                return out | {"state": "unreadable", "problem": f"written by {by}: {problem}"}
+                return out | {"state": "unreadable", "problem": f"{problem}; written by {by}"}
             st = r.status(now=now)
             # the trend reads an even sample of at most 4 x TREND_POINTS metric rows
             values, first, last = trend(r, TREND_POINTS)
@@ -93,8 +93,9 @@ def record(paths: Any, now: float) -> dict[str, Any]:
                     "log_scale": loss_spark(values)[1],
                 },
             }
-    except Exception as exc:  # one bad store costs one line
-        return out | {"state": "unreadable", "problem": str(exc)}
+    except Exception as exc:  # one bad store costs one line (the line names the run)
+        why = str(exc).removeprefix(f"{paths.root}: ")
+        return out | {"state": "unreadable", "problem": why}
 
 
 def _speed(status: Any, meta: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +192,9 @@ def render(found: Listing) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    root = args.root
+    """Exit 0, or 1 when a run is listed that cannot be read (its line says why), or 2
+    when the root itself cannot be."""
+    root = args.root if args.root is not None else Path("runs")
     if args.where is not None:
         from optitui.remote.target import TargetError, parse
 
@@ -203,15 +206,35 @@ def main(args: argparse.Namespace) -> int:
         if target is not None:
             return _remote(target, args.all, args.json)
         root = Path(args.where)
+    named = args.root is not None or args.where is not None
+    problem = _root_problem(root, named)
+    if problem is not None:
+        err(problem)
+        return 2
     found = listing(root, args.all, time.time())
+    code = 1 if any(r.get("problem") is not None for r in found.runs) else 0
     if args.json:
         print(as_json(str(root), found))
-        return 0
+        return code
     if not found.rows and not found.older:
         print(f"no runs under {root}/")
         return 0
     print("\n".join(render(found)))
-    return 0
+    return code
+
+
+def _root_problem(root: Path, named: bool) -> str | None:
+    """Why the runs under ``root`` cannot be listed (a missing ./runs is just empty)."""
+    from optitui.store.reader import why_unreadable
+
+    why = why_unreadable(root)
+    if why is not None:
+        return f"{root}: {why}"
+    if not root.exists():
+        return f"{root}: no such directory" if named else None
+    if not root.is_dir():
+        return f"{root}: not a folder"
+    return None
 
 
 def as_json(root: str, found: Listing) -> str:

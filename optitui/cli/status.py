@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err, positive_int
+from optitui.cli.common import RunUnreadable, err, open_run, positive_int
 
 
 def add_parser(sub: Any) -> None:
@@ -34,8 +34,6 @@ def main(args: argparse.Namespace) -> int:
     from optitui.console.style import Style, use_color
     from optitui.console.summary import json_ready, render, summarize
     from optitui.remote.target import TargetError, parse
-    from optitui.store.client import resolve_run
-    from optitui.store.reader import open_reader
 
     try:
         target = parse(args.run)
@@ -45,14 +43,9 @@ def main(args: argparse.Namespace) -> int:
     if target is not None:
         return _remote(target, args)
     try:
-        paths = resolve_run(Path(args.run).expanduser(), args.root)
-        with open_reader(paths.root) as reader:
-            problem = reader.schema_problem()
-            if problem:
-                err(f"{paths.root}: {problem}")
-                return 2
+        with open_run(args.run, args.root, "status") as reader:
             summary = summarize(reader, last=args.last)
-    except FileNotFoundError as exc:
+    except RunUnreadable as exc:
         err(str(exc))
         return 2
     except (sqlite3.Error, OSError, ValueError) as exc:  # a damaged or foreign store

@@ -10,7 +10,14 @@ from typing import Any
 from optitui.store import commands
 from optitui.store.fields import FieldError, FieldSpec
 from optitui.store.layout import RunPaths
-from optitui.store.reader import LIVE_STATES, CommandOutcome, RunReader, open_reader
+from optitui.store.reader import (
+    LIVE_STATES,
+    CommandOutcome,
+    RunReader,
+    RunUnreadable,
+    open_reader,
+    why_unreadable,
+)
 
 
 class NoAnswer(Exception):
@@ -24,14 +31,21 @@ class Sent:
 
 
 def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
-    """A run directory given as a path, or as a name under ``root``."""
+    """A run directory given as a path, or as a name under ``root``. Raises RunUnreadable
+    with one line: no such run, not a run directory, permission denied (whose it is)."""
     p = Path(run)
-    if RunPaths(p).exists():
-        return RunPaths(p)
-    q = Path(root) / p
-    if RunPaths(q).exists():
-        return RunPaths(q)
-    raise FileNotFoundError(f"{run}: not a run directory (and not a run under {root}/)")
+    for cand in (p, Path(root) / p):
+        why = why_unreadable(cand)
+        if why is not None:
+            raise RunUnreadable(f"{run}: {why}")
+        try:
+            if RunPaths(cand).exists():
+                return RunPaths(cand)
+        except PermissionError:
+            raise RunUnreadable(f"{run}: permission denied") from None
+    if p.is_dir():
+        raise RunUnreadable(f"{run}: not a run directory (no store.sqlite in it)")
+    raise RunUnreadable(f"{run}: no such run (not a run directory, nor a run under {root}/)")
 
 
 def wait_outcome(reader: RunReader, cid: str, timeout: float) -> CommandOutcome | None:
@@ -96,7 +110,12 @@ def send(
         if not status.alive:
             raise NoAnswer(f"the run is {status.state}; no job is there to answer")
         check_values(reader, kind, args or {})
-        cid = commands.send(paths, kind, args)
+        try:
+            cid = commands.send(paths, kind, args)
+        except OSError as exc:  # an inbox this user cannot write, a read-only filesystem
+            raise RunUnreadable(
+                f"{paths.root}: cannot write the command into {paths.inbox}: {exc.strerror or exc}"
+            ) from None
         if timeout <= 0:
             return Sent(cid, None)
         out = wait_outcome(reader, cid, timeout)

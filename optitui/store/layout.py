@@ -290,14 +290,38 @@ def _mtime(path: Path) -> float:
 
 
 def find_runs(root: Path | str) -> list[RunPaths]:
-    """Every run directory directly under ``root``, oldest first by creation time."""
+    """Every run directory directly under ``root``, oldest first by creation time.
+
+    A folder this user may not look into is listed too (reading it says why); a
+    ``root`` that cannot be read raises its OSError."""
     base = Path(root)
     if not base.is_dir():
         return []
-    runs = [RunPaths(p) for p in base.iterdir() if RunPaths(p).exists()]
-    runs.sort(key=lambda r: _mtime(r.db))
-    runs.sort(key=lambda r: r.root.stat().st_ctime)
+    runs = []
+    for p in base.iterdir():
+        try:
+            found = RunPaths(p).exists()
+        except PermissionError:
+            found = stat.S_ISDIR(os.lstat(p).st_mode)
+        if found:
+            runs.append(RunPaths(p))
+    runs.sort(key=lambda r: _mtime_of(r))
+    runs.sort(key=lambda r: _ctime(r.root))
     return runs
+
+
+def _mtime_of(paths: RunPaths) -> float:
+    try:
+        return _mtime(paths.db)
+    except OSError:
+        return 0.0
+
+
+def _ctime(path: Path) -> float:
+    try:
+        return path.stat().st_ctime
+    except OSError:
+        return 0.0
 
 
 def latest_running_run(root: Path | str) -> RunPaths | None:

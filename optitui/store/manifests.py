@@ -7,6 +7,7 @@ recorded size is listed; see ``optitui.trainer.checkpoint`` for the writing.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -115,9 +116,12 @@ def damaged(folder: Path) -> list[tuple[Manifest, str]]:
 
 
 def listing(folder: Path) -> list[Manifest]:
-    """Every complete checkpoint, oldest first. Files without a valid manifest are not listed."""
+    """Every complete checkpoint, oldest first. Files without a valid manifest are not listed.
+    A folder this user cannot read raises PermissionError (an empty list would hide it)."""
     if not real_dir(folder):
         return []
+    if not os.access(folder, os.R_OK | os.X_OK, effective_ids=True):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder))
     found = [m for p in folder.glob("*.json") if (m := read_manifest(p)) is not None]
     return sorted(found, key=lambda m: (m.time, m.id))
 
@@ -131,7 +135,10 @@ def find(folder: Path, ref: str) -> Manifest:
 
     A checkpoint whose state file is incomplete is never returned; asking for it
     (or for ``latest`` when it is the only one) says it is damaged and why."""
-    found = listing(folder)
+    try:
+        found = listing(folder)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {folder}: {exc.strerror or exc}") from None
     if ref == "latest":
         if found:
             return found[-1]

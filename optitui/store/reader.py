@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import stat
 import time
 from array import array
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from optitui.store import metrics
-from optitui.store.layout import RunPaths, lock_held
+from optitui.store.layout import DB_NAME, RunPaths, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
 
@@ -304,7 +305,8 @@ class RunReader:
         return int(row[0]), list(json.loads(row[1]))
 
     def range_tests(self, test_id: str | None = None) -> list[RangeTest]:
-        """Every LR range test, oldest first (or just ``test_id``)."""
+        """Every LR range test, oldest first (or just ``test_id``). A test that was running
+        when its job died reads as failed."""
         q = "SELECT id, step, status, config, data, suggestions, message, time FROM lr_tests"
         rows = (
             self.conn.execute(q + " WHERE id = ?", (test_id,))
@@ -312,8 +314,13 @@ class RunReader:
             else self.conn.execute(q + " ORDER BY time")
         )
         out = []
+        gone: bool | None = None  # whether the job is gone, looked up once if needed
         for i, step, status, config, data, sugg, msg, t in rows:
             d = json.loads(data)
+            if status == "running":
+                gone = (not self.status().alive) if gone is None else gone
+                if gone:  # it died during the test: the test will never end
+                    status, msg = "failed", "the job ended during the test"
             out.append(
                 RangeTest(
                     i,
@@ -341,12 +348,68 @@ class RunReader:
         return float(loss[-1]) if loss else None
 
 
-def open_reader(run_dir: Path | str) -> RunReader:
-    """Open a reader with a clear error when the directory holds no run."""
-    paths = RunPaths(Path(run_dir))
-    if not paths.exists():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (no {paths.db.name})")
+class RunUnreadable(FileNotFoundError):
+    """A run that cannot be read here; the message is one line naming it and why."""
+
+
+def why_unreadable(path: Path) -> str | None:
+    """Why this user cannot read ``path`` (a run directory or its store), or None."""
     try:
-        return RunReader(paths.root)
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        return "permission denied (a folder above it is closed to you)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    need = os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)
+    if os.access(path, need, effective_ids=True):
+        return None
+    me = os.geteuid()
+    if st.st_uid != me:
+        return f"permission denied: it belongs to {_user(st.st_uid)}, not to you ({_user(me)})"
+    return f"permission denied: mode {stat.S_IMODE(st.st_mode):o} does not let you read it"
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def open_reader(run_dir: Path | str) -> RunReader:
+    """Open a reader, or raise RunUnreadable with one line saying why not: no such
+    directory, not a run, permission denied (and whose it is), a damaged store."""
+    root = Path(run_dir)
+    why = why_unreadable(root)
+    if why is not None:
+        raise RunUnreadable(f"{run_dir}: {why}")
+    if not root.is_dir():
+        raise RunUnreadable(
+            f"{run_dir}: no such run directory" if not root.exists() else f"{run_dir}: not a folder"
+        )
+    paths = RunPaths(root)
+    if paths.elsewhere() is None:
+        if not paths.exists():
+            raise RunUnreadable(f"{run_dir}: not a run directory (no {DB_NAME} in it)")
+        why = why_unreadable(paths.db)
+        if why is not None:
+            raise RunUnreadable(f"{run_dir}: its run store {paths.db.name}: {why}")
+    try:
+        reader = RunReader(paths.root)
+    except StoreElsewhere:
+        raise
+    except (sqlite3.Error, OSError) as exc:
+        raise RunUnreadable(f"{run_dir}: the run store cannot be opened: {exc}") from None
+    try:  # SQLite reads the file only now: a damaged one says so here, once
+        reader.conn.execute("SELECT count(*) FROM meta").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise FileNotFoundError(f"{run_dir}: the run store cannot be read: {exc}") from exc
+        reader.close()
+        raise RunUnreadable(f"{run_dir}: the run store is damaged ({exc})") from None
+    except sqlite3.Error as exc:
+        reader.close()
+        raise RunUnreadable(f"{run_dir}: the run store cannot be read: {exc}") from None
+    return reader

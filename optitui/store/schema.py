@@ -99,6 +99,11 @@ def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
         conn.executescript(SCHEMA)
         conn.close()  # checkpoints the WAL into the file and removes it
         os.rename(tmp, db)
+    if not create and _read_only_fs(db.parent):
+        # no job can be writing a store on a read-only filesystem, and SQLite could not
+        # make its WAL index there: read the file as the finished thing it is
+        uri = f"file:{urllib.parse.quote(str(db.resolve()))}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     if not create and placement.settled(db.parent) and netfs.network_filesystem(db.parent):
         # a finished store copied into a run directory on a network filesystem: read it
         # as the immutable file it is (no locks, which such filesystems may not have)
@@ -110,3 +115,10 @@ def connect(db: Path, *, create: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(SCHEMA)
     return conn
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

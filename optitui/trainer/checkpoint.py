@@ -19,7 +19,6 @@ import os
 import pickle
 import re
 import secrets
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -28,6 +27,7 @@ from typing import Any
 
 import torch
 
+from optitui.store import leftovers
 from optitui.store.manifests import FORMAT as FORMAT
 from optitui.store.manifests import REASONS as REASONS
 from optitui.store.manifests import VERSION as VERSION
@@ -35,7 +35,7 @@ from optitui.store.manifests import CheckpointError as CheckpointError
 from optitui.store.manifests import Manifest as Manifest
 from optitui.store.manifests import find as find
 from optitui.store.manifests import listing as listing
-from optitui.store.manifests import read_manifest, read_regular, real_dir
+from optitui.store.manifests import read_regular
 
 
 def _fsync_dir(path: Path) -> None:
@@ -164,36 +164,7 @@ def write(
     return manifest
 
 
-#: the names optitui writes in a checkpoints folder (states, manifests, temporary files)
-OWN_NAME = re.compile(
-    r"^(?:\.)?step\d{8,}-[a-z-]+-[0-9a-f]{4}\.(?:pt|json)(?:\.[0-9a-f]{8}\.tmp)?$"
-)
-
-
-def cleanup(folder: Path) -> list[str]:
-    """Remove what an interrupted write left: temporary files, states with no manifest and
-    unreadable manifests. Only regular files with optitui's own names are touched; a folder
-    that is a symlink is not ours to clean."""
-    removed: list[str] = []
-    if not real_dir(folder):
-        return removed
-    listed = {m.file for m in listing(folder)}
-    for p in folder.iterdir():
-        if not OWN_NAME.match(p.name) or not _regular(p):
-            continue
-        orphan = p.suffix == ".pt" and p.name not in listed
-        if p.name.endswith(".tmp") or orphan or (p.suffix == ".json" and not read_manifest(p)):
-            p.unlink(missing_ok=True)
-            removed.append(p.name)
-    return removed
-
-
-def _regular(path: Path) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+cleanup = leftovers.clean_checkpoints  # what an interrupted write left, ours only
 
 
 def load(path: Path, manifest: Manifest | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from optitui.console.progress import first_line, reporter_for
+from optitui.store import leftovers
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.manifests import damaged
 from optitui.trainer import checkpoint, dist, run_facts, snapshot_check
@@ -135,7 +136,13 @@ def _run_dir(opts: RunOptions, info: dist.DistInfo | None, device: torch.device)
 
 
 def _load_resume(ref: Path) -> tuple[dict[str, Any], str]:
-    """A checkpoint file with its manifest, or a run directory (its newest checkpoint)."""
+    """A checkpoint file with its manifest, or a run directory (its newest checkpoint).
+    What the source run's job left when it died is cleaned up (its own files only)."""
+    with contextlib.suppress(OSError):  # (a ref that cannot be read is said below)
+        source = ref if ref.is_dir() else ref.parent.parent
+        gone = leftovers.clean(RunPaths(source)) if (source / "checkpoints").is_dir() else []
+        if gone:
+            print(f"optitui: removed what {source}'s job left: {', '.join(gone)}", file=sys.stderr)
     try:
         if ref.is_dir():
             folder = ref / "checkpoints" if (ref / "checkpoints").is_dir() else ref

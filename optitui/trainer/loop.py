@@ -359,6 +359,11 @@ class Trainer:
             self._stop_request = reason
         self.pump.arrived.set()
 
+    def stopping(self) -> bool:
+        """A stop was asked for (a command, a signal, another rank): long work in a step
+        boundary (the range test) ends early for it."""
+        return self._stop_reason is not None or self._stop_request is not None
+
     def _thread_fault(self, message: str, tb: str) -> None:
         self.recorder.put(Event(self.step, "error", message, {"traceback": tb}))
 

@@ -16,6 +16,8 @@ edit; a single-group test sets that group's lr.
 from __future__ import annotations
 
 import math
+import os
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,13 +139,16 @@ def take_snapshot(
     if not test.to_disk:
         return state.capture(trainer, data=False), said
     # the live tensors, written one at a time: never the whole state twice in memory
-    torch.save(state.capture(trainer, data=False, copy=False), disk)
+    _save_new(state.capture(trainer, data=False, copy=False), disk)
     return None, said
 
 
 def load_snapshot(disk: Path) -> dict[str, Any]:
     """A snapshot written by :func:`take_snapshot`, mapped from the file rather than read
-    whole into host memory; the file is removed."""
+    whole into host memory; the file is removed. Only the regular file the test wrote is
+    read, never something a link points at."""
+    if not stat.S_ISREG(os.lstat(disk).st_mode):
+        raise RangeTestError(f"{disk.name} is not the snapshot file the test wrote")
     snap: dict[str, Any] = torch.load(disk, map_location="cpu", weights_only=True, mmap=True)
     disk.unlink(missing_ok=True)  # the mapping keeps the data until the restore is done
     return snap
@@ -174,10 +179,22 @@ def _cancel_requested(trainer: Trainer) -> str | None:
     return None
 
 
+#: the range test's snapshot file in the run directory (``to_disk=true``), by test id
+DISK_PREFIX = ".lrfind-"
+
+
+def _save_new(snap: dict[str, Any], path: Path) -> None:
+    """``torch.save`` into a file made here (``O_EXCL``, ``O_NOFOLLOW``): never through a
+    link, never over a file that is there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        torch.save(snap, f)
+
+
 def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     """Sweep, then restore everything. Never raises for a failing step: it is reported."""
     rec = trainer.recorder
-    disk = trainer.paths.root / f".lrfind-{test.id}.pt"
+    disk = trainer.paths.root / f"{DISK_PREFIX}{test.id}.pt"
     snap, said = take_snapshot(trainer, test, disk)
     rec.put(
         Event(
@@ -197,8 +214,12 @@ def run(trainer: Trainer, test: RangeTest) -> RangeTest:
     trainer.model.train()
     try:
         for it in range(cfg.num_iter):
-            if trainer.agree(_cancel_requested(trainer) is not None):
-                test.status, test.message = "cancelled", f"cancelled after {it} iterations"
+            asked = _cancel_requested(trainer) is not None
+            # a stop (a command, SIGTERM, Ctrl+C) ends the test at once: state restored,
+            # the run stops at its next boundary
+            if trainer.agree(asked or trainer.stopping()):
+                why = "the run is stopping" if trainer.stopping() else "cancelled"
+                test.status, test.message = "cancelled", f"{why} after {it} iterations"
                 break
             ref_lr = factor(cfg, it, test.base[test.ref])
             m = ref_lr / test.base[test.ref]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from optitui.store.reader import why_unreadable
 from optitui.trainer.job import Job, JobError
 
 
@@ -30,6 +31,9 @@ def _where(exc: BaseException, path: Path) -> str:
 def load_module(script: Path | str) -> ModuleType:
     """Import a script as a module; its folder goes first on sys.path, like ``python script``."""
     path = Path(script).resolve()
+    why = why_unreadable(path)
+    if why is not None:
+        raise ScriptError(f"{script}: {why}")
     if not path.is_file():
         raise ScriptError(f"{script}: no such file")
     folder = str(path.parent)

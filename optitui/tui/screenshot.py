@@ -11,22 +11,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from optitui.store.reader import RunUnreadable, open_reader
 from optitui.tui.app import build_app
+
+#: how long the dashboard may take to draw the run before the screenshot gives up
+DRAW_TIMEOUT_S = 120.0
+
+
+class ScreenshotError(Exception):
+    """The run cannot be shown; the message is one line saying why."""
 
 
 async def screenshot(
-    run_dir: Path, output: Path, size: tuple[int, int], keys: tuple[str, ...] = ()
+    run_dir: Path,
+    output: Path,
+    size: tuple[int, int],
+    keys: tuple[str, ...] = (),
+    timeout: float = DRAW_TIMEOUT_S,
 ) -> None:
+    try:  # the checks every command makes, before a dashboard waits on the store
+        with open_reader(run_dir) as reader:
+            problem = reader.schema_problem()
+    except (RunUnreadable, sqlite3.Error, OSError) as exc:
+        raise ScreenshotError(str(exc)) from None
+    if problem is not None:
+        raise ScreenshotError(f"{run_dir}: {problem}")
     app = build_app(run_dir)
+    deadline = time.monotonic() + timeout
     async with app.run_test(size=size) as pilot:
         screen = app.dashboard
-        while screen.updates == 0:
-            await pilot.pause(0.05)
+
+        async def until(done: Callable[[], bool], what: str) -> None:
+            while not done():
+                if time.monotonic() > deadline:
+                    raise ScreenshotError(f"{run_dir}: {what} within {timeout:g} s")
+                await pilot.pause(0.05)
+
+        await until(lambda: screen.updates > 0, "the dashboard read nothing")
         await pilot.press(*keys)
-        while not all(p.shows(p.view.length) for p in screen.plots):
-            await pilot.pause(0.05)
+        await until(
+            lambda: all(p.shows(p.view.length) for p in screen.plots),
+            "the plots were not drawn",
+        )
         await pilot.pause(0.2)
         output.parent.mkdir(parents=True, exist_ok=True)
         app.save_screenshot(filename=output.name, path=str(output.parent))
@@ -43,7 +75,11 @@ def main() -> None:
     keys = tuple(k for k in args.keys.split(",") if k)
     if any(k not in ("l", "w", "up", "down") for k in keys):
         ap.error("--keys takes view keys only (l, w, up, down), comma-separated")
-    asyncio.run(screenshot(args.run, args.output, (int(w), int(h)), keys))
+    try:
+        asyncio.run(screenshot(args.run, args.output, (int(w), int(h)), keys))
+    except ScreenshotError as exc:
+        print(f"optitui: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"wrote {args.output}")
 
 
