@@ -95,3 +95,25 @@ def test_empty_train_data_is_a_setup_error(tmp_path: Path) -> None:
     )
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "train_data is empty" in lines[0]
+
+
+def test_swap_values_are_checked_against_the_new_class(tmp_path: Path) -> None:
+    """The reported cases: a third beta and a third eta built optimizers that failed at
+    their first step; lr=true made a bool lr that later `set lr` edits refused."""
+    from jobs import drive
+
+    trainer = make_trainer(tmp_path, tiny_job("SGD", {"lr": 0.05}))
+    drive(trainer, 2)
+    before = trainer.optimizer
+    for name, values, field in (
+        ("Adam", {"betas": (0.9, 0.99, 0.5)}, "betas"),
+        ("Rprop", {"etas": (0.5, 1.2, 9.0)}, "etas"),
+        ("Adam", {"lr": True}, "lr"),
+    ):
+        with pytest.raises(control.Rejection, match=field):
+            control.apply(trainer, command("swap-optimizer", name=name, values=values))
+        assert trainer.optimizer is before
+    control.apply(trainer, command("swap-optimizer", name="Adam", values={"lr": 0.02}))
+    control.apply(trainer, command("set", values={"lr": 0.01}))  # a number, editable
+    assert all(g["lr"] == 0.01 for g in trainer.optimizer.param_groups)
+    drive(trainer, 2)

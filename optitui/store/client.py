@@ -45,7 +45,7 @@ def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
             raise RunUnreadable(f"{run}: permission denied") from None
     if p.is_dir():
         raise RunUnreadable(f"{run}: not a run directory (no store.sqlite in it)")
-    raise RunUnreadable(f"{run}: no such run (not a run directory, nor a run under {root}/)")
+    raise RunUnreadable(f"{run}: not a run directory (no such folder, nor a run under {root}/)")
 
 
 def wait_outcome(reader: RunReader, cid: str, timeout: float) -> CommandOutcome | None:

@@ -183,6 +183,18 @@ class RunReader:
             f"heartbeat only: its process cannot be checked from {socket.gethostname()})"
         )
 
+    def _job_gone(self) -> bool:
+        """The job has ended, or its process is gone from this host (never a guess from a
+        heartbeat's age, which depends on the reader's clock)."""
+        row = self.conn.execute("SELECT state FROM status WHERE id = 1").fetchone()
+        if row is not None and row[0] not in LIVE_STATES:
+            return True
+        meta = self.meta()
+        pid, host = meta.get("pid"), meta.get("host")
+        if isinstance(pid, int) and host == socket.gethostname():
+            return not _pid_alive(pid) or lock_held(self.paths.root) is False
+        return False
+
     def _looks_dead(self, st: Status, now: float | None) -> bool:
         """On the job's own host, its process decides: alive (and holding the run's lock)
         is never called crashed, however old the heartbeat (a full disk can hold it
@@ -318,7 +330,7 @@ class RunReader:
         for i, step, status, config, data, sugg, msg, t in rows:
             d = json.loads(data)
             if status == "running":
-                gone = (not self.status().alive) if gone is None else gone
+                gone = self._job_gone() if gone is None else gone
                 if gone:  # it died during the test: the test will never end
                     status, msg = "failed", "the job ended during the test"
             out.append(
@@ -389,7 +401,9 @@ def open_reader(run_dir: Path | str) -> RunReader:
         raise RunUnreadable(f"{run_dir}: {why}")
     if not root.is_dir():
         raise RunUnreadable(
-            f"{run_dir}: no such run directory" if not root.exists() else f"{run_dir}: not a folder"
+            f"{run_dir}: not a run directory (no such folder)"
+            if not root.exists()
+            else f"{run_dir}: not a folder"
         )
     paths = RunPaths(root)
     if paths.elsewhere() is None:
@@ -408,7 +422,9 @@ def open_reader(run_dir: Path | str) -> RunReader:
         reader.conn.execute("SELECT count(*) FROM meta").fetchone()
     except sqlite3.DatabaseError as exc:
         reader.close()
-        raise RunUnreadable(f"{run_dir}: the run store is damaged ({exc})") from None
+        raise RunUnreadable(
+            f"{run_dir}: the run store cannot be read: it is damaged ({exc})"
+        ) from None
     except sqlite3.Error as exc:
         reader.close()
         raise RunUnreadable(f"{run_dir}: the run store cannot be read: {exc}") from None
