@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from frameworks import quiet_lightning, tiny_gpt2, token_rows
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -213,17 +214,7 @@ def lightning_fit(tmp: Path) -> Mode:
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     module = Module()
-    cb = OptituiCallback(tmp / "lightning", flush_every=4)
-    trainer = pl.Trainer(
-        max_steps=1_000_000,
-        callbacks=[cb],
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_lightning([OptituiCallback(tmp / "lightning", flush_every=4)], max_steps=10**6)
     errors: list[BaseException] = []
     loader = DataLoader(data(), batch_size=16, shuffle=True)
     thread = _thread(lambda: trainer.fit(module, loader), errors)
@@ -248,15 +239,7 @@ def hf_trainer(tmp: Path) -> Mode:
 
     from optitui.integrations.transformers import OptituiCallback
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = transformers.GPT2Config(
-        n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg)
-    g = torch.Generator().manual_seed(0)
-    rows = [torch.randint(0, 32, (8,), generator=g) for _ in range(64)]
+    model = tiny_gpt2()
 
     class Slow(transformers.TrainerCallback):  # type: ignore[misc]
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -279,7 +262,7 @@ def hf_trainer(tmp: Path) -> Mode:
     trainer = transformers.Trainer(
         model=model,
         args=args,
-        train_dataset=[{"input_ids": r, "labels": r} for r in rows],
+        train_dataset=token_rows(),
         callbacks=[Slow(), cb],
     )
     errors: list[BaseException] = []

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from conftest import wait_for
+from frameworks import quiet_lightning, tiny_gpt2, token_rows
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -25,15 +26,8 @@ def test_hf_logs_the_applied_lr_and_its_eval_loss_is_recorded(tmp_path: Path) ->
     transformers = pytest.importorskip("transformers")
     from optitui.integrations.transformers import OptituiCallback
 
-    cfg = transformers.GPT2Config(
-        n_layer=1, n_embd=16, n_head=2, vocab_size=32, n_positions=16, bos_token_id=0,
-        eos_token_id=0,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg)
-    g = torch.Generator().manual_seed(0)
-    rows = [torch.randint(0, 32, (8,), generator=g) for _ in range(64)]
-    data = [{"input_ids": r, "labels": r} for r in rows]
+    model = tiny_gpt2()
+    data = token_rows()
     gate = threading.Event()
 
     class Gate(transformers.TrainerCallback):  # type: ignore[misc,name-defined]
@@ -123,16 +117,7 @@ def test_lightning_records_the_logged_validation_loss(tmp_path: Path) -> None:
     x = torch.randn(128, 8, generator=torch.Generator().manual_seed(0))
     train = DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=16)
     val = DataLoader(TensorDataset(x[:32], x[:32].sum(1, keepdim=True)), batch_size=16)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        callbacks=[OptituiCallback(tmp_path / "run")],
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_lightning([OptituiCallback(tmp_path / "run")], max_epochs=3)
     trainer.fit(Module(), train, val)
     with RunReader(tmp_path / "run") as r:
         vals = [(step, loss) for _, step, _, loss in r.val()]
