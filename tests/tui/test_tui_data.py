@@ -239,6 +239,7 @@ def test_child_argv_passes_the_options_on(tmp_path: Path) -> None:
         str(tmp_path),
         "--device",
         "cuda:1",
+        "--quiet",  # output.log keeps the script's own lines; the dashboard shows progress
         "--max-steps",
         "5",
         "--seed",
@@ -259,10 +260,11 @@ def test_a_job_that_fails_to_start_shows_its_output(tmp_path: Path) -> None:
 
 
 def test_attach_without_a_running_job_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optitui.cli import main
+    from optitui.cli import attach, main
 
+    monkeypatch.setattr(attach, "has_terminal", lambda: True)  # pytest's stdout is no terminal
     assert main(["attach", "--root", str(tmp_path)]) == 2
     assert "no running job under" in capsys.readouterr().err
     assert main(["attach", str(tmp_path / "nope")]) == 2
