@@ -397,3 +397,16 @@ def test_fsdp1_and_dtensor_parameters_are_detected(group: None) -> None:
     )
     plain = torch.nn.Linear(2, 2)
     assert dist.sharded_by(plain, torch.optim.SGD(plain.parameters(), lr=0.1)) is None
+
+
+def test_the_cost_of_a_periodic_save_under_torchrun_is_said(tmp_path: Path, group: None) -> None:
+    """12: rank 0's copy of the state for a periodic save holds the others in their next
+    collective: its size and time are said at the start, against --dist-timeout."""
+    from optitui.store.reader import RunReader
+
+    t = make_trainer(tmp_path, tiny_job(checkpoint_every=50), dist_info=_info())
+    t._start()
+    t.recorder.close()
+    with RunReader(t.paths.root) as r:
+        said = [e.message for e in r.events() if "each periodic checkpoint copies" in e.message]
+    assert said and "161 parameters" in said[0] and "--dist-timeout" in said[0]

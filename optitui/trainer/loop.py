@@ -40,6 +40,7 @@ from optitui.trainer import (
     checkpoint,
     control,
     dist,
+    footprint,
     lr_record,
     ramps,
     rangetest,
@@ -679,6 +680,17 @@ class Trainer:
         if self.sharded is not None:
             self._without_whole_state()
         self.guard.announce()  # what a rollback costs here, or where it goes back to
+        p = self.policy
+        if self.dist is not None and self.dist.world > 1 and (p.every or p.minutes):
+            size = footprint.measure(self.model, self.optimizer)
+            self.recorder.put(
+                Event(
+                    self.step,
+                    "info",
+                    f"each periodic checkpoint copies {size.describe()} on rank 0, while the "
+                    "other ranks wait in the next collective: keep --dist-timeout above that",
+                )
+            )
         self.pump.take_now()  # commands sent before the job started apply at step 0
         self.pump.start()
         self._last_flush = (time.time(), self.step, 0)
