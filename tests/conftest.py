@@ -170,3 +170,20 @@ def over_ssh(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in sshd.env().items():
         monkeypatch.setenv(name, value)
     return sshd
+
+
+@pytest.fixture
+def zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Zero-code mode's hooks installed in this process, its run under tmp_path/zc."""
+    from optitui.trainer.probe import ENV_RUN_DIR
+    from optitui.trainer.script_mode import ZeroCode
+
+    monkeypatch.setenv(ENV_RUN_DIR, str(tmp_path / "zc"))
+    z = ZeroCode()
+    z.install()
+    try:
+        yield z
+    finally:
+        z.uninstall()
+        if z.probe is not None:
+            z.probe.close()

@@ -186,17 +186,21 @@ def test_precision_is_checked(tmp_path: Path) -> None:
         job.validate()
 
 
-def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
-    from optitui.trainer import checkpoint, state
-
+def _fp16_trained(tmp_path: Path, steps: int) -> tuple[Any, torch.amp.GradScaler]:
     job, _ = _fp16_job()
     t = make_trainer(tmp_path, job)
     t._start()
-    for _ in range(4):
+    for _ in range(steps):
         t._train_step()
         t.step += 1
-    scaler = t.amp.scaler
-    assert scaler is not None
+    assert t.amp.scaler is not None
+    return t, t.amp.scaler
+
+
+def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
+    from optitui.trainer import checkpoint, state
+
+    t, scaler = _fp16_trained(tmp_path, 4)
     saved_scale = scaler.get_scale()
     snap = state.capture(t)
     assert snap["scaler"]["scale"] == saved_scale
@@ -214,14 +218,7 @@ def test_the_range_test_steps_through_the_scaler_and_restores_it(tmp_path: Path)
 
     from optitui.trainer import control
 
-    job, _ = _fp16_job()
-    t = make_trainer(tmp_path, job)
-    t._start()
-    for _ in range(8):
-        t._train_step()
-        t.step += 1
-    scaler = t.amp.scaler
-    assert scaler is not None
+    t, scaler = _fp16_trained(tmp_path, 8)
     before = scaler.get_scale()
     control.apply(t, command("lr-find", start_lr=1e-4, end_lr=100.0, num_iter=30))
     assert t.pending_test is not None
@@ -232,23 +229,7 @@ def test_the_range_test_steps_through_the_scaler_and_restores_it(tmp_path: Path)
     t.recorder.close()
 
 
-# -- zero-code mode: the unscaled loss, skipped steps, LBFGS -------------------------------------
-@pytest.fixture
-def zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from optitui.trainer.probe import ENV_RUN_DIR
-    from optitui.trainer.script_mode import ZeroCode
-
-    monkeypatch.setenv(ENV_RUN_DIR, str(tmp_path / "zc"))
-    z = ZeroCode()
-    z.install()
-    try:
-        yield z
-    finally:
-        z.uninstall()
-        if z.probe is not None:
-            z.probe.close()
-
-
+# -- zero-code mode: the unscaled loss, skipped steps, LBFGS -----------------------------------
 def test_zero_code_records_the_unscaled_loss_and_skipped_steps(zero: Any, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))

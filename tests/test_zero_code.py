@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import optitui
 from optitui.store.client import send
 from optitui.store.layout import RunPaths
 from optitui.store.reader import RunReader
-from optitui.trainer.probe import ENV_RUN_DIR, StopTraining
+from optitui.trainer.probe import StopTraining
 from optitui.trainer.script_mode import (
     NO_MODEL,
     LossTap,
@@ -138,19 +137,6 @@ def test_an_unmodified_script_takes_live_edits_and_stops(tmp_path: Path) -> None
     assert f(u) < f(t)  # StepLR went on halving on top of the edits
     assert lr0[u] == pytest.approx(0.05 * f(u) * 0.5)
     assert lr1[u] == pytest.approx(0.02 * f(u) / f(s) * 0.5)
-
-
-@pytest.fixture
-def zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ZeroCode]:
-    monkeypatch.setenv(ENV_RUN_DIR, str(tmp_path / "zc"))
-    z = ZeroCode()
-    z.install()
-    try:
-        yield z
-    finally:
-        z.uninstall()
-        if z.probe is not None:
-            z.probe.close()
 
 
 def model_and_opt() -> tuple[nn.Module, torch.optim.Optimizer]:

@@ -105,24 +105,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def memory_allocated(device: torch.device) -> int | None:
     """Bytes allocated on an accelerator (a host-side counter: no sync); None on CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.memory_allocated(device))
-    if device.type == "mps":
-        try:
-            return int(torch.mps.current_allocated_memory())
-        except Exception:
-            return None
-    return None
+    return _memory(device, torch.cuda.memory_allocated, "current_allocated_memory")
 
 
 def memory_reserved(device: torch.device) -> int | None:
     """Bytes the caching allocator holds on an accelerator (allocated plus cached, what
     nvidia-smi counts for this process, less the CUDA context); None on CPU."""
+    return _memory(device, torch.cuda.memory_reserved, "driver_allocated_memory")
+
+
+def _memory(device: torch.device, cuda: Any, mps: str) -> int | None:
     if device.type == "cuda":
-        return int(torch.cuda.memory_reserved(device))
+        return int(cuda(device))
     if device.type == "mps":
         try:
-            return int(torch.mps.driver_allocated_memory())
+            return int(getattr(torch.mps, mps)())
         except Exception:
             return None
     return None
