@@ -28,6 +28,20 @@ class ScreenshotError(Exception):
     """The run cannot be shown; the message is one line saying why."""
 
 
+#: the keys --keys takes (as typed: their Textual names)
+VIEW_KEYS = {
+    "l": "l",
+    "w": "w",
+    "[": "left_square_bracket",
+    "]": "right_square_bracket",
+    "comma": "comma",
+    "full_stop": "full_stop",
+    "0": "0",
+    "up": "up",
+    "down": "down",
+}
+
+
 async def screenshot(
     run_dir: Path,
     output: Path,
@@ -69,12 +83,17 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="run directory")
     ap.add_argument("output", type=Path, help="SVG file to write")
     ap.add_argument("--size", default="160x48", help="terminal size WxH (160x48)")
-    ap.add_argument("--keys", default="", help="view keys to press first, e.g. l (log-y), w")
+    ap.add_argument(
+        "--keys",
+        default="",
+        help="view keys to press first, comma-separated: l (log-y), w, [ ] (zoom), "
+        "comma and full_stop (pan), 0, up, down",
+    )
     args = ap.parse_args()
     w, _, h = args.size.partition("x")
-    keys = tuple(k for k in args.keys.split(",") if k)
-    if any(k not in ("l", "w", "up", "down") for k in keys):
-        ap.error("--keys takes view keys only (l, w, up, down), comma-separated")
+    keys = tuple(VIEW_KEYS.get(k, k) for k in args.keys.split(",") if k)
+    if any(k not in VIEW_KEYS.values() for k in keys):
+        ap.error(f"--keys takes view keys only ({', '.join(VIEW_KEYS)}), comma-separated")
     try:
         asyncio.run(screenshot(args.run, args.output, (int(w), int(h)), keys))
     except ScreenshotError as exc:

@@ -23,8 +23,9 @@ class ViewerSettings:
     """Seconds between reads of the run store."""
     redraw_hz: float = 4.0
     """Plot redraws per second at most; data arrives on its own clock."""
-    log_y: bool = False
-    """Start with a logarithmic loss axis."""
+    log_y: bool | None = None
+    """A logarithmic (True) or linear (False) loss axis; None: logarithmic while the loss
+    in view spans more than about two decades (**l** picks one for the session)."""
     show_all: bool = True
     """Start with the whole history in view (else the last ``window`` steps)."""
     bell: bool = True

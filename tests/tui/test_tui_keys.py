@@ -193,6 +193,9 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
             "t",
             "l",
             "w",
+            "[ ]",
+            ", .",
+            "0",
             "p",
             "m",
             "?",
@@ -276,7 +279,7 @@ def test_readme_keys_table_lists_every_key() -> None:
     documented: set[str] = set()
     for line in table.splitlines()[2:]:
         documented.update(line.split("|")[1].split())
-    spelled = {"↑↓": ["↑", "↓"], "-": ["−"], "spc": ["space"]}
+    spelled = {"↑↓": ["↑", "↓"], "-": ["−"], "spc": ["space"], "[ ]": ["[", "]"], ", .": [",", "."]}
     for key in KEYS:
         if key.listed:
             for word in spelled.get(key.shown_as, [key.shown_as]):

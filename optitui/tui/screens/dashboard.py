@@ -26,6 +26,7 @@ from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.run_keys import RunKeys
+from optitui.tui.screens.view_keys import ViewKeys
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.speed import speed
 from optitui.tui.widgets.alert_banner import AlertBanner, needs_user
@@ -44,7 +45,7 @@ from optitui.tui.widgets.status_bar import StatusBar
 COMPACT_BELOW = 100
 
 
-class DashboardScreen(ControlKeys, RunKeys):
+class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
     """Live view and keyboard control of one run."""
 
     DEFAULT_CSS = """
@@ -92,8 +93,6 @@ class DashboardScreen(ControlKeys, RunKeys):
         self.markers: list[Marker] = []
         self.store_problem: str | None = None  # set when this viewer cannot show the store
         self.link_problem: str | None = None  # a remote run's connection, while it is down
-        self.show_all = settings.show_all
-        self.log_y = settings.log_y
         self.updates = 0  # store updates handled; tests wait on it
         self._snapshot: list[dict[str, Any]] = []  # the job's newest group snapshot
         self._rows_at_snapshot = 0  # metric rows read when it arrived
@@ -122,8 +121,7 @@ class DashboardScreen(ControlKeys, RunKeys):
         return (self.query_one(LossPlot), self.query_one(LrPlot))
 
     def on_mount(self) -> None:
-        for plot in self.plots:  # the lr plot is always log-y
-            plot.set_options(show_all=self.show_all, window=self.settings.window, log_y=self.log_y)
+        self.show_view()
         self.query_one(CommandStatus).show([], self.all_groups)
         self.set_interval(1.0 / self.settings.redraw_hz, self.redraw)
         self.set_interval(1.0, self._tick)
@@ -244,20 +242,7 @@ class DashboardScreen(ControlKeys, RunKeys):
             self.status, self.store_problem, traceback, self.settings.clock(), self.link_problem
         )
 
-    # -- view keys -------------------------------------------------------------------
-    def action_toggle_log(self) -> None:
-        self.log_y = not self.log_y
-        loss = self.query_one(LossPlot)
-        loss.log_y = self.log_y
-        loss.dirty = True
-        self.redraw()
-
-    def action_toggle_window(self) -> None:
-        self.show_all = not self.show_all
-        for plot in self.plots:
-            plot.set_options(show_all=self.show_all, window=self.settings.window)
-        self.redraw()
-
+    # -- view keys (the plots' window and scale: ViewKeys) ----------------------------
     def on_resize(self) -> None:
         # the palette's key is in help; a narrow footer keeps its room for the run's keys
         self.query_one(Footer).show_command_palette = self.size.width >= COMPACT_BELOW

@@ -11,18 +11,23 @@ from textual.app import RenderResult
 from textual.geometry import Size
 from textual_plotext import PlotextPlot
 
-from optitui.tui import decimate, fmt
-from optitui.tui.axis import axis_for
+from optitui.tui import decimate, fmt, y_range
+from optitui.tui.axis import Axis, axis_for
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
+from optitui.tui.span import Span
 
 #: columns taken by the y tick labels and the frame; the rest hold data
 AXIS_COLUMNS = 10
 #: the line above the figure: title, legend, markers' key
 HEADER_ROWS = 1
 SERIES_COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
+#: drawn at the top (bottom) edge where a series went beyond the y axis
+CLIPPED_ABOVE = "↑"
+CLIPPED_BELOW = "↓"
+CLIP_COLOR = "bold"
 #: plotext's names that rich spells otherwise
 RICH_NAMES = {"orange": "dark_orange", "gray": "grey50"}
 
@@ -35,6 +40,7 @@ class Series:
     color: Any
     marker: str = "braille"
     scatter: bool = False
+    role: str = ""  # what the series is, for a plot that ranges its axis by it
 
 
 def _rich_color(color: Any) -> str:
@@ -71,9 +77,8 @@ class HistoryPlot(PlotextPlot):
         super().__init__(id=id, classes=classes)
         self.view: HistoryView = empty_view()
         self.markers: list[Marker] = []
-        self.show_all = True
-        self.window = 2000
-        self.log_y = False
+        self.span = Span()
+        self.log_y: bool | None = False
         self.dirty = True
         self.frame_seconds = 0.0
         self.decimate_seconds = 0.0  # of which: choosing the points (the rest is plotext)
@@ -94,11 +99,17 @@ class HistoryPlot(PlotextPlot):
         self.markers = markers
         self.dirty = True
 
-    def set_options(self, *, show_all: bool, window: int, log_y: bool | None = None) -> None:
-        self.show_all, self.window = show_all, window
-        if log_y is not None:
+    def set_span(self, span: Span) -> None:
+        """Show the rows of ``span`` (shared by both plots: the dashboard owns it)."""
+        if span != self.span:
+            self.span = span
+            self.dirty = True
+
+    def set_log_y(self, log_y: bool | None) -> None:
+        """A log (True) or linear (False) y axis; None: the plot's own choice."""
+        if log_y != self.log_y:
             self.log_y = log_y
-        self.dirty = True
+            self.dirty = True
 
     def shows(self, length: int) -> bool:
         """True once the plot has drawn a history of ``length`` rows, or is hidden (a
@@ -176,20 +187,14 @@ class HistoryPlot(PlotextPlot):
         """Put the series on a y axis of their own range (a flat one padded) with a strip
         for the markers along its bottom, and whole-step x ticks."""
         self.marker_categories = []
-        ys = [y for s in series for y in s.points.ys]
-        if not ys or x_range is None:
+        limits = self.y_limits(series)
+        if limits is None or x_range is None:
             return
-        log = self.log_scale()
-        axis = axis_for(min(ys), max(ys), log)
+        axis = axis_for(*limits, self.log_scale())
         canvas = max(rows - 3, 2)  # less the frame's two lines and the step labels
         row = (axis.hi - axis.lo) / max(canvas - 1, 1)
         strip = axis.lo - row  # the bottom row holds the markers, below every curve
-        for s in series:
-            ys_plot = [axis.to_plot(y) for y in s.points.ys]
-            if s.scatter:
-                plt.scatter(s.points.xs, ys_plot, marker=s.marker, color=s.color)
-            else:
-                plt.plot(s.points.xs, ys_plot, marker=s.marker, color=s.color)
+        self._plot_series(plt, series, axis, row)
         x_lo, x_hi = x_range
         shown = self.markers_in_view(x_lo, x_hi)
         by_category: dict[Category, list[float]] = {}
@@ -203,8 +208,38 @@ class HistoryPlot(PlotextPlot):
         plt.yticks(positions, labels)
         self.step_axis(plt, x_lo, x_hi)
 
+    def y_limits(self, series: list[Series]) -> tuple[float, float] | None:
+        """The values the y axis spans (every point; the loss plot leaves outliers out).
+        Called before :meth:`log_scale` in each frame."""
+        ys = [y for s in series for y in s.points.ys]
+        return (min(ys), max(ys)) if ys else None
+
+    def _plot_series(self, plt: Any, series: list[Series], axis: Axis, row: float) -> None:
+        """Each series on the axis; points beyond it are drawn at the edge they passed,
+        marked there with an arrow when they passed it by more than half a row (``row``:
+        the height of one, in plot coordinates), and the arrow is named in the legend."""
+        marks: dict[str, list[tuple[float, Any]]] = {CLIPPED_ABOVE: [], CLIPPED_BELOW: []}
+        for s in series:
+            ys_plot = [axis.to_plot(y) for y in s.points.ys]
+            held = y_range.clip(s.points.xs, ys_plot, axis.lo, axis.hi, row / 2)
+            if s.scatter:
+                plt.scatter(s.points.xs, held.ys, marker=s.marker, color=s.color)
+            else:
+                plt.plot(s.points.xs, held.ys, marker=s.marker, color=s.color)
+            marks[CLIPPED_ABOVE] += [(x, s.color) for x in held.above]
+            marks[CLIPPED_BELOW] += [(x, s.color) for x in held.below]
+        for glyph, at in marks.items():
+            y = axis.hi if glyph == CLIPPED_ABOVE else axis.lo
+            for color in dict.fromkeys(c for _, c in at):  # a scatter per colour, in order
+                xs = [x for x, c in at if c == color]
+                plt.scatter(xs, [y] * len(xs), marker=glyph, color=color)
+        clipped = [g for g, at in marks.items() if at]
+        if clipped:
+            self._legend.append(("".join(clipped), "clipped", CLIP_COLOR))
+
     def log_scale(self) -> bool:
-        return self.log_y
+        """Whether the y axis is logarithmic in the frame being drawn."""
+        return bool(self.log_y)
 
     def markers_in_view(self, x_lo: float, x_hi: float) -> list[Marker]:
         """At most one marker every few columns: frequent events must not fill the strip."""
@@ -244,8 +279,7 @@ class HistoryPlot(PlotextPlot):
 
     # -- helpers for subclasses -----------------------------------------------------
     def window_rows(self) -> tuple[int, int]:
-        n = self.view.length
-        return (0 if self.show_all else max(0, n - self.window)), n
+        return self.span.rows(self.view.length)
 
     def pieces(self, start: int, stop: int) -> list[tuple[int, int, int, bool]]:
         """(start, stop, buckets, abandoned) of each branch in the window (more than one
@@ -258,8 +292,20 @@ class HistoryPlot(PlotextPlot):
             for a, b, left in decimate.abandoned(self.view.step, parts)
         ]
 
-    def window_label(self) -> str:
-        return "all steps" if self.show_all else f"last {self.window} steps"
+    def window_label(self, short: bool = False) -> str:
+        """The steps in view: ``all steps``, ``last 2000 steps``, or the window panned
+        to (``steps 4.1k-6.2k``); ``short`` drops the words a narrow title can miss."""
+        span = self.span
+        if span.everything:
+            return "" if short else "all steps"
+        if span.following:
+            return f"last {span.size}" if short else f"last {span.size} steps"
+        start, stop = self.window_rows()
+        steps = self.view.step
+        if stop <= start or stop > len(steps):
+            return "no steps"
+        lo, hi = fmt.count(round(steps[start])), fmt.count(round(steps[stop - 1]))
+        return f"{lo}-{hi}" if short else f"steps {lo}-{hi}"
 
     def step_axis(self, plt: Any, x_lo: float, x_hi: float) -> None:
         """Whole-step ticks (1.2k, 3M) instead of plotext's 1234.5."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optitui.tui import decimate
+from optitui.tui import decimate, y_range
 from optitui.tui.widgets.history_plot import HistoryPlot, Series, branch_color
 
 RAW_COLOR = "gray"
@@ -16,20 +16,46 @@ VAL_POINT = "•"
 
 
 class LossPlot(HistoryPlot):
-    """Training loss, smoothed loss and validation loss over the chosen window."""
+    """Training loss, smoothed loss and validation loss over the chosen window.
+
+    The y axis spans a robust range of what is in view (:mod:`optitui.tui.y_range`):
+    an early spike is clipped at the top edge and marked instead of flattening the
+    rest. Unless the user chose a scale (**l**), the axis is logarithmic while the
+    range spans more than about two decades.
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.log_y = None  # the plot's own choice until the user picks one
+        self.auto_log = False  # that choice in the last frame
 
     def title(self, short: bool = False) -> str:
-        scale = "log-y" if self.log_y else "linear"
+        scale = "log-y" if self.log_scale() else "linear"
         if short:
-            return f"loss · {scale}" if self.show_all else f"loss · last {self.window}"
+            window = self.window_label(short=True)
+            return f"loss · {window}" if window else f"loss · {scale}"
         return f"loss · {self.window_label()} · {scale}"
+
+    def log_scale(self) -> bool:
+        return self.auto_log if self.log_y is None else self.log_y
+
+    def y_limits(self, series: list[Series]) -> tuple[float, float] | None:
+        by_role: dict[str, list[float]] = {"raw": [], "smooth": [], "val": []}
+        for s in series:
+            by_role.setdefault(s.role, []).extend(s.points.ys)
+        limits = y_range.robust(by_role["smooth"], by_role["raw"], by_role["val"])
+        if limits is not None and self.log_y is None:
+            every = [y for ys in by_role.values() for y in ys]
+            positive = min(every) > 0.0  # a log axis has no room for the rest
+            self.auto_log = positive and y_range.auto_log(*limits, self.auto_log)
+        return limits
 
     def draw(self, plt: Any) -> tuple[list[Series], tuple[float, float] | None]:
         view = self.view
         start, stop = self.window_rows()
         if stop <= start:
             return [], None
-        pos = self.log_y
+        pos = self.log_y is True  # chosen automatically only when every value is > 0
         pieces = self.pieces(start, stop)
         x_lo, x_hi = decimate.x_range(view.step, pieces)
         series: list[Series] = []
@@ -39,9 +65,9 @@ class LossPlot(HistoryPlot):
             smooth_b = min(b, view.smooth.length)
             smooth = decimate.last(view.step, view.smooth.at, a, smooth_b, max(1, nb // 2), pos)
             if raw:
-                series.append(Series(raw, branch_color(RAW_COLOR, left)))
+                series.append(Series(raw, branch_color(RAW_COLOR, left), role="raw"))
             if smooth:
-                series.append(Series(smooth, branch_color(SMOOTH_COLOR, left)))
+                series.append(Series(smooth, branch_color(SMOOTH_COLOR, left), role="smooth"))
         self._legend = [("━", "loss", RAW_COLOR), ("━", "smoothed", SMOOTH_COLOR)]
         vals = decimate.abandoned(view.val_step, decimate.val_ranges(view, x_lo, x_hi))
         for a, b, left in vals:
@@ -52,9 +78,9 @@ class LossPlot(HistoryPlot):
             if val:
                 color = branch_color(VAL_COLOR, left)
                 if len(val) <= self.buckets // 3:  # sparse: a point per record, no line
-                    series.append(Series(val, color, VAL_POINT, scatter=True))
+                    series.append(Series(val, color, VAL_POINT, scatter=True, role="val"))
                 else:  # over the curves' own line? dense enough to be a line itself
-                    series.append(Series(val, color))
+                    series.append(Series(val, color, role="val"))
         if vals:
             self._legend.append((VAL_POINT, "val", VAL_COLOR))
         return series, (x_lo, x_hi)

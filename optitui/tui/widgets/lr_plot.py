@@ -26,7 +26,8 @@ class LrPlot(HistoryPlot):
 
     def title(self, short: bool = False) -> str:
         if short:
-            return "lr" if self.show_all else f"lr · last {self.window}"
+            window = self.window_label(short=True)
+            return f"lr · {window}" if window else "lr"
         return f"lr per group · {self.window_label()} · log-y"
 
     def log_scale(self) -> bool:
