@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optitui.store.fields import float64
 from optitui.store.layout import RunPaths
 
 MAX_COMMAND_BYTES = 16 * 1024
@@ -395,12 +396,10 @@ def _json_int(text: str) -> int:
 def _json_float(text: str) -> float:
     if len(text) > MAX_INT_DIGITS * 2:
         raise CommandError(f"a number written with {len(text)} characters is out of range")
-    value = float(text)
-    if not math.isfinite(value):
-        raise CommandError(f"{text} is out of range (not a finite float64)")
-    if value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", text)[0]):
-        raise CommandError(f"{text} is too small for a float64: it would become 0")
-    return value
+    try:
+        return float64(text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _reject_constant(name: str) -> Any:

@@ -183,11 +183,17 @@ def parse_number(t: str) -> int | float:
         return int(t)
     if not _FLOAT.fullmatch(t):
         raise ValueError("use digits, a point and an exponent, e.g. 3e-4")
-    value = float(t)
+    return float64(t)
+
+
+def float64(text: str) -> float:
+    """A well-formed decimal as a float64, or ValueError: out of range, or so small that
+    it would silently become 0 (``1e-400``)."""
+    value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{t} is out of range for a float64")
-    if value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", t)[0]):
-        raise ValueError(f"{t} is too small for a float64: it would become 0")
+        raise ValueError(f"{text} is out of range for a float64")
+    if value == 0.0 and re.search(r"[1-9]", re.split(r"[eE]", text)[0]):
+        raise ValueError(f"{text} is too small for a float64: it would become 0")
     return value
 
 
