@@ -98,6 +98,23 @@ def test_periodic_saves_and_retention(tmp_path: Path) -> None:
         assert len(saves) == 6 and all(e.data and e.data["marker"] == "save" for e in saves)
 
 
+def test_best_and_manual_saves_leave_the_periodic_schedule_alone(tmp_path: Path) -> None:
+    # validation every 4 steps improves on nearly every pass: each best save used to restart
+    # the periodic count, so a save every 10 steps never came
+    job = _job(
+        val_data=[tiny_job().train_data.dataset[:64]],
+        val_every=4,
+        checkpoint_every=10,
+        keep_last=10,
+        max_steps=40,
+    )
+    t = make_trainer(tmp_path, job)
+    assert t.run() == "finished"
+    listed = checkpoint.listing(t.paths.checkpoints)
+    assert any(m.reason == "best" for m in listed)
+    assert [m.step for m in listed if m.reason == "periodic"] == [10, 20, 30, 40]
+
+
 def test_best_by_validation(tmp_path: Path) -> None:
     job = _job(val_data=[tiny_job().train_data.dataset[:64]], val_every=10, max_steps=60)
     t = make_trainer(tmp_path, job)

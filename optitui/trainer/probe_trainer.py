@@ -15,7 +15,6 @@ and taken by every rank at the same step.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,8 +171,8 @@ class LoopTrainer(Trainer):
         backend = self.probe.backend
         assert backend is not None
         cid = backend.save(reason, tag, answer)
-        if self.saver is not None:  # the periodic policy counts from here
-            self.saver._last_save_step, self.saver._last_save_time = self.step, time.time()
+        if self.saver is not None:
+            self.saver.counted(reason)
             self._ckpt_at = self.saver.next_due_step()
         return cid
 

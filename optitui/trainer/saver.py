@@ -67,6 +67,12 @@ class Saver:
         every = self.policy.every
         return float("inf") if every is None else self._last_save_step + every
 
+    def counted(self, reason: str) -> None:
+        """The periodic schedule counts from periodic saves only: best, manual and undo
+        saves come at their own times and must not push the next periodic one away."""
+        if reason == "periodic":
+            self._last_save_step, self._last_save_time = self.trainer.step, time.time()
+
     def save(
         self,
         reason: str,
@@ -79,7 +85,7 @@ class Saver:
         trainer = self.trainer
         snap = state.capture(trainer) if snap is None else snap
         cid = checkpoint.new_id(trainer.step, reason)
-        self._last_save_step, self._last_save_time = trainer.step, time.time()
+        self.counted(reason)
         self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer._last_val, answer))
         return cid
 
