@@ -119,7 +119,7 @@ def test_readme_says_how_to_install_the_cpu_torch_and_check_it() -> None:
 
 def test_commands_are_described_without_stray_spaces() -> None:
     from optitui.store.commands import Command
-    from optitui.trainer.control import describe
+    from optitui.store.words import describe
 
     for kind in ("lr-find", "divergence", "checkpoint-policy"):
         said = describe(Command("x", kind, {}, "{}"))

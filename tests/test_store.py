@@ -16,8 +16,8 @@ import pytest
 from conftest import start_headless, wait_for
 
 from optitui.store import commands, metrics
-from optitui.store.layout import RunDirError, create_run_dir, find_runs, latest_running_run
-from optitui.store.reader import RunReader
+from optitui.store.layout import RunDirError, create_run_dir, find_runs
+from optitui.store.reader import RunReader, latest_running_run
 from optitui.store.records import Event, MetricBatch, StatusUpdate
 from optitui.store.writer import Recorder, StoreWriter
 

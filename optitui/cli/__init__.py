@@ -11,11 +11,11 @@ import sqlite3
 import sys
 from types import ModuleType
 
-from optitui import __version__
 from optitui.cli import attach, diff, export, lr_find, ls, race, run, send, serve_stdio, status
 from optitui.cli.common import err, one_line
 from optitui.cli.run import torchrun_argv
 from optitui.store.layout import RunDirError
+from optitui.version import __version__
 
 __all__ = ["VERBS", "build_parser", "main", "torchrun_argv"]
 

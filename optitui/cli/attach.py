@@ -43,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     from optitui.remote.target import TargetError, parse
     from optitui.store import leftovers
-    from optitui.store.layout import latest_running_run
+    from optitui.store.reader import latest_running_run
 
     try:
         target = parse(args.run) if args.run is not None else None

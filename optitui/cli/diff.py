@@ -12,8 +12,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from optitui import __version__
 from optitui.cli.common import STORE_ERRORS, RunUnreadable, err, open_run
+from optitui.version import __version__
 
 
 def add_parser(sub: Any) -> None:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from optitui import __version__
 from optitui.remote import blobs
 from optitui.remote import rows as q
 from optitui.remote.owner import Ledger, private_problem
@@ -38,10 +37,11 @@ from optitui.remote.protocol import (
 )
 from optitui.store import commands
 from optitui.store.client import resolve_run
-from optitui.store.layout import RunPaths, latest_running_run
+from optitui.store.layout import RunPaths
 from optitui.store.manifests import listing
 from optitui.store.output_tail import OutputTail
-from optitui.store.reader import RunReader
+from optitui.store.reader import RunReader, latest_running_run
+from optitui.version import __version__
 
 #: with nothing else to say, the server says this often that it is alive
 TICK_S = 2.0

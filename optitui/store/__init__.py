@@ -6,12 +6,7 @@ captured output; and its checkpoints. One writer (the job), any number of
 readers. Nothing here imports torch or textual.
 """
 
-from optitui.store.layout import (
-    RunDirError,
-    RunPaths,
-    create_run_dir,
-    find_runs,
-    latest_running_run,
-)
+from optitui.store.layout import RunDirError, RunPaths, create_run_dir, find_runs
+from optitui.store.reader import latest_running_run
 
 __all__ = ["RunDirError", "RunPaths", "create_run_dir", "find_runs", "latest_running_run"]

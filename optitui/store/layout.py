@@ -23,7 +23,6 @@ __all__ = [
     "RunPaths",
     "create_run_dir",
     "find_runs",
-    "latest_running_run",
 ]
 
 INBOX = "inbox"
@@ -322,17 +321,3 @@ def _ctime(path: Path) -> float:
         return path.stat().st_ctime
     except OSError:
         return 0.0
-
-
-def latest_running_run(root: Path | str) -> RunPaths | None:
-    """The most recently started run under ``root`` whose job is alive, if any."""
-    from optitui.store.reader import RunReader
-
-    for paths in reversed(find_runs(root)):
-        try:
-            with RunReader(paths.root) as reader:
-                if reader.status().alive:
-                    return paths
-        except Exception:  # a damaged store is not a candidate
-            continue
-    return None

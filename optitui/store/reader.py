@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from optitui.store import metrics
-from optitui.store.layout import DB_NAME, RunPaths, lock_held
+from optitui.store.layout import DB_NAME, RunPaths, find_runs, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
 
@@ -362,6 +362,18 @@ class RunReader:
 
 class RunUnreadable(FileNotFoundError):
     """A run that cannot be read here; the message is one line naming it and why."""
+
+
+def latest_running_run(root: Path | str) -> RunPaths | None:
+    """The most recently started run under ``root`` whose job is alive, if any."""
+    for paths in reversed(find_runs(root)):
+        try:
+            with RunReader(paths.root) as reader:
+                if reader.status().alive:
+                    return paths
+        except Exception:  # a damaged store is not a candidate
+            continue
+    return None
 
 
 def why_unreadable(path: Path) -> str | None:

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from optitui import __version__
 from optitui.store import metrics, placement
 from optitui.store.layout import RunDirError, RunLock, RunPaths
 from optitui.store.records import (
@@ -36,6 +35,7 @@ from optitui.store.records import (
 )
 from optitui.store.schema import SCHEMA_VERSION, connect
 from optitui.store.supervise import Supervisor
+from optitui.version import __version__
 
 _STOP = object()
 _DROPPED = {"dropped_record": True}

@@ -13,16 +13,11 @@ from typing import Protocol
 
 from optitui.store.commands import Command
 from optitui.store.records import Event, Outcome
+from optitui.store.words import describe
 
 
 class _Recorder(Protocol):
     def put(self, record: Event | Outcome) -> bool: ...
-
-
-def describe(cmd: Command) -> str:
-    from optitui.trainer.control import describe as words
-
-    return words(cmd)
 
 
 def records(cmd: Command, step: int, applied: bool, text: str | None) -> list[Event | Outcome]:
