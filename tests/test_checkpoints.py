@@ -123,8 +123,11 @@ def test_best_by_validation(tmp_path: Path) -> None:
     assert len(best) == 1
     with RunReader(t.paths.root) as r:
         vals = [(s, v) for _, s, _, v in r.val()]
+        saves = [e for e in r.events() if (e.data or {}).get("reason") == "best"]
     step, val = min(vals, key=lambda sv: sv[1])
     assert best[0].step == step and best[0].val_loss == pytest.approx(val)
+    # each best save says the validation loss it was made at (a viewer shows the best's)
+    assert saves and all(e.data and e.data["val"] == dict(vals)[e.step] for e in saves)
 
 
 def test_policy_command(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ saves and the state before a restore all go through here.
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 from collections.abc import Callable
@@ -140,7 +141,14 @@ class Saver:
                 step,
                 "checkpoint",
                 f"saved {m.id} ({reason})",
-                {"marker": "save", "id": m.id, "reason": reason, "tag": tag},
+                {
+                    "marker": "save",
+                    "id": m.id,
+                    "reason": reason,
+                    "tag": tag,
+                    # the validation loss it was saved at: a viewer names the best by it
+                    "val": val if val is not None and math.isfinite(val) else None,
+                },
             )
         )
         if answer is not None:  # on disk and listed: now the save is done

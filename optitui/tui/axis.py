@@ -47,6 +47,24 @@ class Axis:
         pos = [self.lo + (self.hi - self.lo) * i / (n - 1) for i in range(n)]
         return pos, [label(10**p if self.log else p) for p in pos]
 
+    def rounded_down(self, rows: int) -> Axis:
+        """The axis with its bottom moved down to the round value below it (a tick of
+        the grid :meth:`ticks` draws): the lowest values in view (a loss's newest)
+        then have a label beside them instead of a blank stretch under the last one."""
+        most = max(2, min(8, rows // 2))
+        if self.log and self.hi - self.lo >= 1.0:  # 1, 2 or 5 x 10^k: at most 0.3 decades
+            k = math.floor(self.lo + 1e-9)
+            for m in (5, 2, 1):
+                if math.log10(m) + k <= self.lo + 1e-9:
+                    return Axis(math.log10(m) + k, self.hi, True)
+        if self.log:  # less than a decade: ticks are round values placed on the log scale
+            lo, hi = 10**self.lo, 10**self.hi
+            step = _linear_step(lo, hi, min(most, 5))
+            new = math.floor(lo / step + 1e-9) * step if step else 0.0
+            return Axis(math.log10(new), self.hi, True) if new > 0.0 else self
+        step = _linear_step(self.lo, self.hi, most)
+        return Axis(math.floor(self.lo / step + 1e-9) * step, self.hi, False) if step else self
+
 
 def label(v: float) -> str:
     """A tick label: three significant digits, short (0.002, 1.5e-05, 2.41, 1.2e+03)."""
@@ -66,19 +84,30 @@ def axis_for(lo: float, hi: float, log: bool) -> Axis:
     return Axis(lo, hi, False)
 
 
-def _linear_ticks(lo: float, hi: float, most: int) -> list[float]:
-    """Multiples of a round step (1, 2 or 5 x 10^k) inside [lo, hi], at most ``most``."""
+def _linear_step(lo: float, hi: float, most: int) -> float:
+    """The round step (1, 2 or 5 x 10^k) that puts at most ``most`` ticks in [lo, hi];
+    0 when there is none."""
     span = hi - lo
     if span <= 0:
-        return []
-    base = 10 ** math.floor(math.log10(span / most))
+        return 0.0
+    base = 10.0 ** math.floor(math.log10(span / most))
     for mult in (1, 2, 5, 10, 20, 50):
         step = base * mult
         first = math.ceil(lo / step - 1e-9)
         count = math.floor(hi / step + 1e-9) - first + 1
         if count <= most:
-            return [round((first + i) * step, 12) for i in range(count)]
-    return []
+            return step
+    return 0.0
+
+
+def _linear_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Multiples of a round step (1, 2 or 5 x 10^k) inside [lo, hi], at most ``most``."""
+    step = _linear_step(lo, hi, most)
+    if not step:
+        return []
+    first = math.ceil(lo / step - 1e-9)
+    count = math.floor(hi / step + 1e-9) - first + 1
+    return [round((first + i) * step, 12) for i in range(count)]
 
 
 def _log_ticks(lo: float, hi: float, most: int) -> list[float]:

@@ -12,6 +12,8 @@ __all__ = [
     "count",
     "duration",
     "editable_text",
+    "group_name",
+    "group_words",
     "nbytes",
     "rate",
     "short_float",
@@ -69,3 +71,17 @@ def short_id(cid: str) -> str:
 def shorten_ids(text: str) -> str:
     """``text`` with every long command id in its short form."""
     return LONG_ID.sub(lambda m: m.group(1), text)
+
+
+def group_name(group: dict[str, Any], index: int) -> str:
+    """The name a group is shown by: its own, or ``group N`` for one without (the job
+    reports those by their index)."""
+    name = group.get("name")
+    if name in (None, "") or str(name) == str(index):
+        return f"group {index}"
+    return str(name)
+
+
+def group_words(label: str) -> str:
+    """A group as a sentence names it: ``group body``, and ``group 0`` as it is."""
+    return label if label.startswith("group ") else f"group {label}"

@@ -16,6 +16,7 @@ from typing import Any
 from optitui.store.commands import SWAPPABLE, validate
 from optitui.store.words import parse_send
 from optitui.tui import fmt
+from optitui.tui.fmt import group_words
 
 #: the classes `o` offers: every torch.optim optimizer the job knows how to swap to
 OPTIMIZERS = SWAPPABLE
@@ -193,7 +194,7 @@ def divergence_form(current: dict[str, Any]) -> Form:
 def lr_find_form(selected: tuple[int, str] | None) -> Form:
     scopes = [("all", "all groups (their lr ratios kept)")]
     if selected is not None:
-        scopes.append(("group", f"group {selected[1]} only (the others keep their lr)"))
+        scopes.append(("group", f"{group_words(selected[1])} only (the others keep their lr)"))
 
     def parse(t: dict[str, str]) -> dict[str, Any]:
         args: dict[str, Any] = {}

@@ -74,6 +74,7 @@ KEYS = (
     Key("comma", "pan(True)", "older", "plots: pan to older / newer steps", False, ", ."),
     Key("full_stop", "pan(False)", "newer", "plots: pan to newer steps", False, ".", False),
     Key("0", "all_steps", "all steps", "plots: all steps (undo zoom and pan)", False),
+    Key("v", "log_filter", "log", "event log: all lines / commands / warnings and errors", False),
     Key("p", "toggle_plot", "plot", "narrow terminal: show the loss / the lr plot"),
     Key("m", "markers", "markers", "list the plots' markers: step and what happened", False),
     Key("question_mark,f1", "help", "help", "this help", True, "?"),

@@ -25,7 +25,7 @@ class ViewerSettings:
     """Plot redraws per second at most; data arrives on its own clock."""
     log_y: bool | None = None
     """A logarithmic (True) or linear (False) loss axis; None: logarithmic while the loss
-    in view spans more than about two decades (**l** picks one for the session)."""
+    in view spans more than two decades (**l** picks one for the session)."""
     show_all: bool = True
     """Start with the whole history in view (else the last ``window`` steps)."""
     bell: bool = True

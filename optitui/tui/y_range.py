@@ -23,11 +23,12 @@ SMOOTH_TAIL = 0.01
 BAND_TAIL = 0.05
 #: the bottom of the range stays within this factor below the smoothed curve's low
 LOW_FACTOR = 10.0
-#: a log axis becomes the automatic choice above this span (decades: 30x) ...
-LOG_FROM = 1.5
-#: ... and stays until the span falls under this (16x), so the axis does not flip to and
+#: a log axis becomes the automatic choice when the values in view span more than this
+#: (decades: 100x) ...
+LOG_FROM = 2.0
+#: ... and stays until they span less than this (30x), so the axis does not flip to and
 #: fro as the run goes on
-LOG_UNTIL = 1.2
+LOG_UNTIL = 1.5
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -69,8 +70,10 @@ def robust(
 
 
 def auto_log(lo: float, hi: float, was_log: bool) -> bool:
-    """Whether a log axis reads better for values lo..hi: they span more than
-    :data:`LOG_FROM` decades (:data:`LOG_UNTIL` once it was chosen), all positive."""
+    """Whether a log axis reads better for values lo..hi (every value in view, those
+    clipped included: a loss that fell from 50 to 0.01 reads better on one, even
+    where the axis leaves the 50 out): they span more than :data:`LOG_FROM` decades
+    (:data:`LOG_UNTIL` once it was chosen), all positive."""
     if not lo > 0.0 or not math.isfinite(hi):
         return False
     return math.log10(hi / lo) > (LOG_UNTIL if was_log else LOG_FROM)

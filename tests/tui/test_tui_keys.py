@@ -196,6 +196,7 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
             "[ ]",
             ", .",
             "0",
+            "v",
             "p",
             "m",
             "?",

@@ -52,9 +52,10 @@ def test_the_range_leaves_out_a_spike_but_keeps_the_newest_lows() -> None:
 
 def test_log_is_chosen_over_decades_and_kept_until_the_span_shrinks() -> None:
     assert not y_range.auto_log(0.1, 2.3, was_log=False)
-    assert y_range.auto_log(0.002, 0.2, was_log=False)
-    assert y_range.auto_log(0.01, 0.25, was_log=True)  # 1.4 decades: stays log
-    assert not y_range.auto_log(0.01, 0.25, was_log=False)
+    assert y_range.auto_log(0.002, 0.6, was_log=False)
+    assert y_range.auto_log(0.01, 0.5, was_log=True)  # 1.7 decades: stays log
+    assert not y_range.auto_log(0.01, 0.5, was_log=False)
+    assert not y_range.auto_log(0.01, 0.25, was_log=True)
     assert not y_range.auto_log(-1.0, 100.0, was_log=False)  # no log below zero
 
 

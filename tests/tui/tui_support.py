@@ -251,7 +251,12 @@ def write_showcase_store(
     ]
     for s in range(100, 601, 100):
         records.append(
-            Event(s, "checkpoint", f"saved step {s} (periodic)", {"marker": "save", "id": f"c{s}"})
+            Event(
+                s,
+                "checkpoint",
+                f"saved step {s} (periodic)",
+                {"marker": "save", "id": f"c{s}", "reason": "periodic"},
+            )
         )
     records += [
         Event(

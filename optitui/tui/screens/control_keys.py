@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from optitui.tui import fmt, forms
+from optitui.tui.fmt import group_words
 from optitui.tui.live_groups import schedule_note
 from optitui.tui.screens.field_editor import Edit
 from optitui.tui.screens.steering_screen import SteeringScreen
@@ -70,7 +71,7 @@ class ControlKeys(SteeringScreen):
             return
         index, label, group = picked
         kind = "unfreeze" if group.get("frozen") else "freeze"
-        self.send(kind, {"group": index}, f"{kind} group {label}", index)
+        self.send(kind, {"group": index}, f"{kind} {group_words(label)}", index)
 
     def action_reset_state(self) -> None:
         index, where = self.target()

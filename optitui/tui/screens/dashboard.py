@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from optitui.store.access import RunAccess
 from optitui.tui.feed import Feed, FeedUpdate, follow
+from optitui.tui.fmt import group_name
 from optitui.tui.keys import KEYS, listed
 from optitui.tui.live_groups import latest_lrs, rows_before, with_live_lr
 from optitui.tui.markers import Marker, marker_for
@@ -39,6 +40,7 @@ from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.probe_notice import ProbeNotice, probe
 from optitui.tui.widgets.ranks_line import RanksLine
+from optitui.tui.widgets.routine_line import RoutineLine
 from optitui.tui.widgets.status_bar import StatusBar
 
 #: columns below which one plot shows at a time (the app's first horizontal breakpoint)
@@ -113,6 +115,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
             yield LrPlot(id="lr")
         yield GroupTable(id="groups")
         yield CommandStatus(id="commands")
+        yield RoutineLine(id="routine")
         yield EventLog(id="log")
         yield Footer()
 
@@ -193,6 +196,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
             self.query_one(ControlsLine).show(self.meta)
             self.query_one(RanksLine).show(self.meta)
             self.query_one(ProbeNotice).show(self.meta)
+            self.query_one(RoutineLine).set_policy(self.meta)
         table = self.query_one(GroupTable)
         if u.groups is not None:
             self._snapshot = u.groups
@@ -204,7 +208,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
             if shown != table.groups:
                 table.set_groups(shown, self.steering.pending_groups())
         names = [table.label(i) for i in range(len(table.groups))] or [
-            str(n) for n in self.meta.get("groups", [])
+            group_name({"name": n}, i) for i, n in enumerate(self.meta.get("groups", []))
         ]
         self.query_one(LrPlot).set_group_names(names)
         log = self.query_one(EventLog)
@@ -216,6 +220,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
                 for plot in self.plots:
                     plot.set_markers(self.markers)
             log.add_events(u.events, names)
+            self.query_one(RoutineLine).add_events(u.events)
         if u.output:
             log.add_output(u.output)
         if u.grew or u.first:

@@ -8,6 +8,7 @@ from typing import Any
 from optitui.store.access import RunAccess
 from optitui.store.reader import EventRow
 from optitui.tui import forms
+from optitui.tui.fmt import group_words
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.group_table import GroupTable
@@ -45,7 +46,7 @@ class RunKeys(SteeringScreen):
 
         def start(args: dict[str, Any]) -> None:
             group = args.get("group")
-            where = "all groups" if selected is None or group is None else f"group {selected[1]}"
+            where = "all groups" if selected is None or group is None else group_words(selected[1])
             shown = " ".join(f"{k}={v}" for k, v in args.items() if k != "group")
             label = f"range test ({where}{', ' + shown if shown else ''})"
             change = self.send("lr-find", args, label, group)

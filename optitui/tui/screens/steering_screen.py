@@ -18,6 +18,7 @@ from textual.screen import Screen
 from optitui.store.access import RunAccess
 from optitui.store.commands import CommandError
 from optitui.store.reader import Status
+from optitui.tui.fmt import group_words
 from optitui.tui.messages import CommandAnswered
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.steering import Change, Steering, await_outcome
@@ -48,7 +49,7 @@ class SteeringScreen(Screen[None]):
         if self.all_groups or not table.groups:
             return None, "all groups"
         i = table.selected
-        return i, f"group {table.label(i)}"
+        return i, group_words(table.label(i))
 
     def selected(self) -> tuple[int, str, dict[str, Any]] | None:
         """(index, label, snapshot) of the highlighted group, whatever the "all" toggle says."""

@@ -1,5 +1,6 @@
-"""The keys that change what the plots show, never the run: the loss axis's scale (l) and
-the steps in view (w, zoom with [ ], pan with , . and 0 for all steps)."""
+"""The keys that change what the dashboard shows, never the run: the loss axis's scale
+(l), the steps in view (w, zoom with [ ], pan with , . and 0 for all steps) and the
+event log's filter (v)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from optitui.store.access import RunAccess
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.span import Span, toggle_last
+from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.history_plot import HistoryPlot
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
+from optitui.tui.widgets.routine_line import RoutineLine
 
 
 class ViewKeys(SteeringScreen):
-    """One window of steps shared by both plots, and the loss plot's scale."""
+    """One window of steps shared by both plots, the loss plot's scale, the log's filter."""
 
     def __init__(self, run: RunAccess, settings: ViewerSettings, stop: threading.Event) -> None:
         super().__init__(run, settings, stop)
@@ -70,3 +73,8 @@ class ViewKeys(SteeringScreen):
 
     def action_all_steps(self) -> None:
         self._set_span(Span())
+
+    def action_log_filter(self) -> None:
+        """The event log shows all lines, the commands only, or the warnings and errors."""
+        shown = self.query_one(EventLog).next_filter()
+        self.query_one(RoutineLine).set_filter(shown)

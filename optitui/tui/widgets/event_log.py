@@ -3,11 +3,14 @@ errors), the tail of its captured output, and the viewer's own notes."""
 
 from __future__ import annotations
 
+from collections import deque
+
 from rich.text import Text
 from textual.widgets import RichLog
 
 from optitui.store.reader import EventRow
 from optitui.tui import fmt
+from optitui.tui.routine import FILTERS, is_routine, shown
 
 KIND_STYLES = {
     "command": "cyan",
@@ -24,13 +27,20 @@ def readable(event: EventRow, names: list[str]) -> str:
     message = event.message.splitlines()[0] if event.message else ""
     args = (event.data or {}).get("args")
     group = args.get("group") if isinstance(args, dict) else None
-    if isinstance(group, int) and not isinstance(group, bool) and 0 <= group < len(names):
+    if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < len(names):
+        return fmt.shorten_ids(message)
+    if names[group] != f"group {group}":  # an unnamed group keeps group=N
         message = message.replace(f" group={group}", f" group={names[group]}", 1)
     return fmt.shorten_ids(message)
 
 
 class EventLog(RichLog):
-    """A bounded, scrolling log. Lines carry steps, never wall times (stable snapshots)."""
+    """A bounded, scrolling log. Lines carry steps, never wall times (stable snapshots).
+
+    Routine checkpoint saves are left out (a :class:`RoutineLine` counts them). The
+    lines are kept with their kind, so a filter (all / commands / warnings) redraws the
+    log from them at once.
+    """
 
     DEFAULT_CSS = """
     EventLog {
@@ -43,21 +53,31 @@ class EventLog(RichLog):
         super().__init__(id=id, max_lines=max_lines, wrap=False, markup=False, auto_scroll=True)
         self.can_focus = False
         self.count = 0
+        self.log_filter = "all"
+        self._kept: deque[tuple[str, Text]] = deque(maxlen=max_lines)  # (kind, line)
 
-    def _line(self, step: str, kind: str, message: str, style: str) -> None:
+    def _keep(self, kind: str, t: Text) -> None:
+        self._kept.append((kind, t))
+        if shown(kind, self.log_filter):
+            self.write(t)
+        self.count += 1
+
+    def _line(self, step: str, kind: str, message: str, style: str, alarm: bool = False) -> None:
         t = Text(no_wrap=True)
         t.append(f"{step:>8} ", "dim")
         t.append(f"{kind[:10]:<11}", style)
         t.append(message, style if kind in ("error", "viewer") else "")
-        self.write(t)
-        self.count += 1
+        self._keep("error" if alarm else kind, t)
 
     def add_events(
         self, events: tuple[EventRow, ...] | list[EventRow], names: list[str] | None = None
     ) -> None:
-        """The job's events; ``names`` are the groups' names, used instead of indexes."""
+        """The job's events but routine saves; ``names`` are the groups' names, used
+        instead of indexes."""
         for e in events:
-            self._line(str(e.step), e.kind, readable(e, names or []), KIND_STYLES.get(e.kind, ""))
+            if not is_routine(e):
+                message = readable(e, names or [])
+                self._line(str(e.step), e.kind, message, KIND_STYLES.get(e.kind, ""))
 
     def add_output(self, lines: tuple[str, ...] | list[str]) -> None:
         for line in lines:
@@ -65,9 +85,18 @@ class EventLog(RichLog):
             t.append(f"{'':>8} ", "dim")
             t.append(f"{'out':<11}", "dim")
             t.append(line, "dim")
-            self.write(t)
-            self.count += 1
+            self._keep("output", t)
 
     def note(self, message: str, style: str = "magenta") -> None:
-        """A line from the viewer itself (job exit, read errors)."""
-        self._line("", "viewer", message, style)
+        """A line from the viewer itself (job exit, read errors); one in red is an alarm,
+        kept by the warnings filter."""
+        self._line("", "viewer", message, style, alarm="red" in style)
+
+    def next_filter(self) -> str:
+        """Show the next filter's lines (all, commands, warnings); returns its name."""
+        self.log_filter = FILTERS[(FILTERS.index(self.log_filter) + 1) % len(FILTERS)]
+        self.clear()
+        for kind, t in self._kept:
+            if shown(kind, self.log_filter):
+                self.write(t)
+        return self.log_filter

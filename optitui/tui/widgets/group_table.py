@@ -8,6 +8,7 @@ from typing import Any
 from textual.widgets import DataTable
 
 from optitui.tui import fmt
+from optitui.tui.fmt import group_name
 
 PENDING_MARK = "⋯"
 RAMP_MARK = "↗"  # after a value that is being ramped to its target
@@ -21,11 +22,6 @@ def editable_fields(groups: list[dict[str, Any]]) -> list[str]:
             if spec.get("kind") != "readonly" and name not in names:
                 names.append(name)
     return names
-
-
-def group_name(group: dict[str, Any], index: int) -> str:
-    name = group.get("name")
-    return str(name) if name not in (None, "") else str(index)
 
 
 #: the group column's header while the keys act on every group
@@ -109,7 +105,7 @@ class GroupTable(DataTable[str]):
     def label(self, index: int) -> str:
         if 0 <= index < len(self.groups):
             return group_name(self.groups[index], index)
-        return str(index)
+        return f"group {index}"
 
     def move(self, delta: int) -> None:
         if self.groups:

@@ -89,6 +89,7 @@ class HistoryPlot(PlotextPlot):
         self._legend: list[tuple[str, str, Any]] = []
         self.marker_categories: list[Category] = []
         self.marker_key = True  # name the markers' glyphs on the title line
+        self.round_bottom = False  # the y axis starts at a tick (see Axis.rounded_down)
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -192,6 +193,8 @@ class HistoryPlot(PlotextPlot):
             return
         axis = axis_for(*limits, self.log_scale())
         canvas = max(rows - 3, 2)  # less the frame's two lines and the step labels
+        if self.round_bottom:
+            axis = axis.rounded_down(canvas)
         row = (axis.hi - axis.lo) / max(canvas - 1, 1)
         strip = axis.lo - row  # the bottom row holds the markers, below every curve
         self._plot_series(plt, series, axis, row)

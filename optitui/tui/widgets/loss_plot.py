@@ -21,13 +21,14 @@ class LossPlot(HistoryPlot):
     The y axis spans a robust range of what is in view (:mod:`optitui.tui.y_range`):
     an early spike is clipped at the top edge and marked instead of flattening the
     rest. Unless the user chose a scale (**l**), the axis is logarithmic while the
-    range spans more than about two decades.
+    values in view span more than two decades.
     """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.log_y = None  # the plot's own choice until the user picks one
         self.auto_log = False  # that choice in the last frame
+        self.round_bottom = True  # the newest, lowest losses get a label beside them
 
     def title(self, short: bool = False) -> str:
         scale = "log-y" if self.log_scale() else "linear"
@@ -46,8 +47,7 @@ class LossPlot(HistoryPlot):
         limits = y_range.robust(by_role["smooth"], by_role["raw"], by_role["val"])
         if limits is not None and self.log_y is None:
             every = [y for ys in by_role.values() for y in ys]
-            positive = min(every) > 0.0  # a log axis has no room for the rest
-            self.auto_log = positive and y_range.auto_log(*limits, self.auto_log)
+            self.auto_log = y_range.auto_log(min(every), max(every), self.auto_log)
         return limits
 
     def draw(self, plt: Any) -> tuple[list[Series], tuple[float, float] | None]:

@@ -22,13 +22,14 @@ class LrPlot(HistoryPlot):
             self.dirty = True
 
     def group_label(self, index: int) -> str:
-        return self.group_names[index] if index < len(self.group_names) else str(index)
+        return self.group_names[index] if index < len(self.group_names) else f"group {index}"
 
     def title(self, short: bool = False) -> str:
         if short:
             window = self.window_label(short=True)
             return f"lr · {window}" if window else "lr"
-        return f"lr per group · {self.window_label()} · log-y"
+        what = "lr per group" if len(self.view.lrs) > 1 else "lr"
+        return f"{what} · {self.window_label()} · log-y"
 
     def log_scale(self) -> bool:
         return True
@@ -51,5 +52,6 @@ class LrPlot(HistoryPlot):
                     # dimmed: left behind by a restore
                     series.append(Series(pts, branch_color(color, left)))
                     named[index] = color
-        self._legend = [("━", self.group_label(i), c) for i, c in sorted(named.items())]
+        if len(named) > 1:  # one group's line needs no name
+            self._legend = [("━", self.group_label(i), c) for i, c in sorted(named.items())]
         return series, (x_lo, x_hi)
