@@ -2,7 +2,8 @@
 
 Periodic and best-checkpoint saves come every few hundred steps; one line per save
 pushes the commands, warnings and errors out of a short log. They are counted
-instead, into one line that updates: ``best: step 12200 (val 0.0031), 47 saved, keep 3``.
+instead, into one line that updates:
+``best: step 12200 (val 0.0031), 47 saved, keep 3 + best``.
 Every other save (manual, before a restore, on a failure) stays a line of its own.
 """
 
@@ -30,6 +31,15 @@ def is_routine(event: EventRow) -> bool:
         and data.get("marker") == "save"
         and data.get("reason") in ROUTINE_SAVES
     )
+
+
+def kept(policy: Any) -> str:
+    """What a checkpoint policy (``controls["checkpoints"]``) keeps on disk:
+    ``keep 3 + best``, the newest 3 periodic saves and the best one."""
+    if not isinstance(policy, dict):
+        return ""
+    best = " + best" if policy.get("keep_best") else ""
+    return f"keep {policy.get('keep_last', '?')}{best}"
 
 
 def shown(kind: str, log_filter: str) -> bool:
@@ -64,15 +74,15 @@ class SaveTally:
             else:
                 self.best_val = None
 
-    def text(self, keep: Any = None) -> str:
-        """``best: step 12200 (val 0.0031), 47 saved, keep 3``; the last save's step when
-        none was a best; ``keep`` is the policy's number of periodic saves kept."""
+    def text(self, keep: str = "") -> str:
+        """``best: step 12200 (val 0.0031), 47 saved, keep 3 + best``; the last save's step
+        when none was a best; ``keep`` says what the policy keeps (:func:`kept`)."""
         if self.best_step is not None:
             val = "" if self.best_val is None else f" (val {fmt.value(self.best_val)})"
             parts = [f"best: step {self.best_step}{val}"]
         else:
             parts = [f"last: step {self.last_step}"]
         parts.append(f"{self.saved} saved")
-        if isinstance(keep, int) and not isinstance(keep, bool):
-            parts.append(f"keep {keep}")
+        if keep:
+            parts.append(keep)
         return ", ".join(parts)

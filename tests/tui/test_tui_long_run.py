@@ -57,7 +57,8 @@ def test_a_long_run_with_a_spike_shows_the_late_curve_160x48(
     # routine saves: one line; the last command and the warning stay in the log
     step, val = best_save()
     assert (
-        seen["routine"].split(None, 2)[2] == f"best: step {step} (val {val:.4g}), 100 saved, keep 3"
+        seen["routine"].split(None, 2)[2]
+        == f"best: step {step} (val {val:.4g}), 100 saved, keep 3 + best"
     )
     assert seen["log"][-1].endswith(LAST_COMMAND)
     assert not any("saved step" in line for line in seen["log"])

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from optitui.tui import fmt
+from optitui.tui.routine import kept
 
 
 def _scheduler(c: dict[str, Any]) -> str:
@@ -39,8 +40,7 @@ def _checkpoints(value: Any) -> str:
         when.append(f"every {fmt.count(value['every'])} steps")
     if value.get("minutes"):
         when.append(f"every {fmt.value(value['minutes'])} min")
-    keep = f"keep {value.get('keep_last', '?')}" + (" + best" if value.get("keep_best") else "")
-    return f"ckpt {' / '.join(when) or 'on request'}, {keep}"
+    return f"ckpt {' / '.join(when) or 'on request'}, {kept(value)}"
 
 
 def _divergence(value: Any) -> str:

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from optitui.store.reader import EventRow
-from optitui.tui.routine import SaveTally, is_routine
+from optitui.tui.routine import SaveTally, is_routine, kept
 
 
 class RoutineLine(Widget):
@@ -25,7 +25,7 @@ class RoutineLine(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.tally = SaveTally()
-        self.keep: Any = None
+        self.keep = ""  # what the checkpoint policy keeps
         self.log_filter = "all"
 
     def add_events(self, events: tuple[EventRow, ...] | list[EventRow]) -> None:
@@ -37,10 +37,9 @@ class RoutineLine(Widget):
             self._show()
 
     def set_policy(self, meta: dict[str, Any]) -> None:
-        """The checkpoint policy from the job's controls: how many periodic saves it keeps."""
+        """The checkpoint policy from the job's controls: what it keeps on disk."""
         controls = meta.get("controls")
-        policy = controls.get("checkpoints") if isinstance(controls, dict) else None
-        keep = policy.get("keep_last") if isinstance(policy, dict) else None
+        keep = kept(controls.get("checkpoints") if isinstance(controls, dict) else None)
         if keep != self.keep:
             self.keep = keep
             self._show()
