@@ -9,7 +9,8 @@ case for decimation) once every 250 ms, as the app does, and each redraw is
 timed: decimation of every series to the plot width, the plotext figure, and
 its conversion to rich Text. Both the thread's CPU time and the wall time are
 shown: on a shared or busy machine the wall time also counts other processes.
-The last column is the CPU time of frames drawn back to back (no idle gap).
+Then the CPU time of frames drawn back to back (no idle gap), over the whole history
+and zoomed in on an eighth of it (``[`` three times, then ``,``: a window panned back).
 Targets: a 1M-step frame at most 1.5x a 1k-step frame, and under 25 ms.
 
 Attach to first frame: a fresh Python process runs the dashboard on a
@@ -94,6 +95,7 @@ class Frames:
     wall: list[float] = field(default_factory=list)
     decimation: list[float] = field(default_factory=list)  # wall, choosing the points
     back_to_back: list[float] = field(default_factory=list)  # CPU, no pause between frames
+    zoomed: list[float] = field(default_factory=list)  # CPU, back to back, an eighth in view
 
 
 async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
@@ -122,6 +124,15 @@ async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
                 out.wall.append(time.perf_counter() - w0)
                 out.decimation.append(sum(p.decimate_seconds for p in screen.plots))
         assert all(p.shows(steps) for p in screen.plots)
+        for _ in range(3):  # [ three times, then , : an eighth of the run, panned back
+            screen.action_zoom(True)
+        screen.action_pan(True)
+        for i in range(frames + 3):
+            c0 = time.thread_time()
+            for plot in screen.plots:
+                plot.redraw(force=True)
+            if i >= 3:
+                out.zoomed.append(time.thread_time() - c0)
     return out
 
 
@@ -223,6 +234,7 @@ def main() -> None:
         print(
             f"{'history':>10}  {'CPU median':>10}  {'CPU p90':>7}  {'wall median':>11}"
             f"  {'wall p90':>8}  {'decimation':>10}  {'back-to-back CPU':>16}"
+            f"  {'zoomed, back to back':>20}"
         )
         cpu: dict[int, float] = {}
         for n in sizes:
@@ -233,6 +245,7 @@ def main() -> None:
                 f"{statistics.median(f.wall) * 1e3:>11.1f}  {p90(f.wall):>8.1f}"
                 f"  {statistics.median(f.decimation) * 1e3:>10.2f}"
                 f"  {statistics.median(f.back_to_back) * 1e3:>16.1f}"
+                f"  {statistics.median(f.zoomed) * 1e3:>20.1f}"
             )
         big, small = sizes[-1], sizes[0]
         print(

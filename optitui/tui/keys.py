@@ -60,7 +60,13 @@ KEYS = (
     Key("s", "save", "save", "save a checkpoint (optional tag)"),
     Key("c", "checkpoints", "ckpts", "checkpoints: pick one to restore (rewind)"),
     Key("t", "traceback", "traceback", "the last error's traceback", False),
-    Key("l", "toggle_log", "log-y", "loss plot: toggle log-y", False),
+    Key(
+        "l",
+        "toggle_log",
+        "log-y",
+        "loss plot: log / linear y axis (chosen by itself until pressed)",
+        False,
+    ),
     Key("w", "toggle_window", "window", "plots: toggle last N steps / all", False),
     Key(
         "left_square_bracket",

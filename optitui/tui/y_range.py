@@ -94,6 +94,8 @@ def clip(
     """ys with every value beyond lo..hi put at the edge it passed; only those beyond it
     by more than ``slack`` (less than a row of the plot: not worth a mark) are listed."""
     out = Clipped(list(ys))
+    if not out.ys or (min(out.ys) >= lo and max(out.ys) <= hi):  # the common case, in C
+        return out
     for i, y in enumerate(out.ys):
         if y > hi:
             out.ys[i] = hi
