@@ -221,8 +221,9 @@ async def test_command_palette_offers_the_dashboard_actions(tmp_path: Path) -> N
     async with app.run_test(size=(100, 30)) as pilot:
         await loaded(pilot)
         commands = {c.title: c for c in app.get_system_commands(app.dashboard)}
-        assert "Loss plot: toggle log-y" in commands and "Pause / resume training" in commands
-        await commands["Loss plot: toggle log-y"].callback()
+        log_y = "Loss plot: log / linear y axis (chosen by itself until pressed)"
+        assert log_y in commands and "Pause / resume training" in commands
+        await commands[log_y].callback()
         assert app.dashboard.log_y
         await pilot.press("ctrl+p")
         await wait_until(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette")
