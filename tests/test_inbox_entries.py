@@ -13,7 +13,8 @@ from conftest import wait_for
 from jobs import make_trainer, tiny_job
 
 from optitui.store import client
-from optitui.store.commands import Inbox, Rejected, send
+from optitui.store.commands import Rejected, send
+from optitui.store.inbox_files import Inbox
 from optitui.store.layout import create_run_dir
 from optitui.store.reader import RunReader
 from optitui.store.writer import StoreWriter

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import start_headless, wait_for
 
-from optitui.store import commands, metrics
+from optitui.store import commands, inbox_files, metrics
 from optitui.store.layout import RunDirError, create_run_dir, find_runs
 from optitui.store.reader import RunReader, latest_running_run
 from optitui.store.records import Event, MetricBatch, StatusUpdate
@@ -144,7 +144,7 @@ def _inbox_with(tmp_path: Path) -> commands.RunPaths:
 def test_inbox_takes_valid_commands_in_order(tmp_path: Path) -> None:
     paths = _inbox_with(tmp_path)
     ids = [commands.send(paths, "pause"), commands.send(paths, "step", {"n": 2})]
-    got = commands.take_inbox(paths)
+    got = inbox_files.take_inbox(paths)
     assert [c.id for c in got] == ids
     assert not any(paths.inbox.iterdir())
 
@@ -158,7 +158,7 @@ def test_inbox_refuses_bad_files(tmp_path: Path) -> None:
     (paths.inbox / "c-link.json").symlink_to(target)
     os.mkfifo(paths.inbox / "d-fifo.json")
     reasons = {
-        r.id: r.reason for r in commands.take_inbox(paths) if isinstance(r, commands.Rejected)
+        r.id: r.reason for r in inbox_files.take_inbox(paths) if isinstance(r, commands.Rejected)
     }
     assert "limit is" in reasons["a-big"]
     assert "not a JSON command" in reasons["b-junk"]
@@ -175,7 +175,7 @@ def test_inbox_refuses_foreign_owner(tmp_path: Path) -> None:
     paths = _inbox_with(tmp_path)
     cid = commands.send(paths, "stop")
     os.chown(paths.inbox / f"{cid}.json", 65534, 65534)
-    (got,) = commands.take_inbox(paths)
+    (got,) = inbox_files.take_inbox(paths)
     assert isinstance(got, commands.Rejected) and "owned by uid 65534" in got.reason
 
 
@@ -183,7 +183,7 @@ def test_inbox_refuses_loose_directory(tmp_path: Path) -> None:
     paths = _inbox_with(tmp_path)
     commands.send(paths, "stop")
     os.chmod(paths.root, 0o777)
-    (got,) = commands.take_inbox(paths)
+    (got,) = inbox_files.take_inbox(paths)
     assert isinstance(got, commands.Rejected) and "writable by other users" in got.reason
 
 

@@ -33,7 +33,6 @@ UNTANGLING: list[list[str]] = [
 SHRINKING: dict[str, int] = {
     "optitui/trainer/loop.py": 911,
     "optitui/trainer/probe.py": 558,
-    "optitui/store/commands.py": 598,
     "benchmarks/compare.py": 1633,
 }
 

@@ -13,7 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from optitui.store.commands import Command, Inbox, Rejected
+from optitui.store.commands import Command, Rejected
+from optitui.store.inbox_files import Inbox
 from optitui.store.layout import RunPaths
 from optitui.store.supervise import Supervisor
 

@@ -17,7 +17,8 @@ from tui_support import (
     write_fixed_store,
 )
 
-from optitui.store.commands import Command, take_inbox
+from optitui.store.commands import Command
+from optitui.store.inbox_files import take_inbox
 from optitui.store.records import GroupSnapshot, MetaUpdate, MetricBatch
 from optitui.tui import fmt
 from optitui.tui.screens.field_editor import FieldEditor

@@ -27,7 +27,8 @@ from typing import Any, ParamSpec
 from textual.pilot import Pilot
 
 from optitui.launch import Launched
-from optitui.store.commands import Command, Rejected, take_inbox
+from optitui.store.commands import Command, Rejected
+from optitui.store.inbox_files import take_inbox
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.records import (
     Event,
