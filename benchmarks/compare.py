@@ -182,7 +182,7 @@ def process_cpu() -> float:
 
 def make_job(loop: str, steps: int | None = None, clock_file: str | None = None) -> Any:
     """The loop as an optitui Job; with ``clock_file``, its StepClock writes there."""
-    from optitui.trainer.job import Job
+    from optitui.trainer.core.job import Job
 
     model, opt, batches, loss_fn = make_loop(loop)
     if clock_file is not None:
@@ -196,7 +196,7 @@ def sleep_job(step_s: float) -> Any:
     import torch
     from torch import nn
 
-    from optitui.trainer.job import Job
+    from optitui.trainer.core.job import Job
 
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
@@ -450,8 +450,8 @@ def run_variant(variant: str, loop: str, steps: int, tmp: Path, tag: str) -> dic
     import torch
 
     from optitui.store.layout import create_run_dir
-    from optitui.trainer.job import Job
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.loop.trainer import Trainer
 
     slug = "".join(c if c.isalnum() else "_" for c in variant).strip("_")
     name = f"{loop}-{tag}-{slug}"
@@ -648,8 +648,8 @@ def count_syncs(variant: str, loop: str, steps: int, tmp: Path) -> dict[str, Any
     import torch
 
     from optitui.store.layout import create_run_dir
-    from optitui.trainer.job import Job
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.loop.trainer import Trainer
 
     model, opt, batches, loss_fn = make_loop(loop)
     counter = SyncCounter()
@@ -688,9 +688,9 @@ def checkpoint_bench(layers: int, width: int, reps: int, tmp: Path) -> dict[str,
     from torch import nn
 
     from optitui.store.layout import create_run_dir
-    from optitui.trainer.job import Job
-    from optitui.trainer.loop import Trainer
-    from optitui.trainer.saver import Policy, Saver
+    from optitui.trainer.control.saver import Policy, Saver
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.loop.trainer import Trainer
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -44,9 +44,9 @@ def main() -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from optitui.store.layout import create_run_dir
-    from optitui.trainer import dist as odist
-    from optitui.trainer.job import Job
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core import dist as odist
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.loop.trainer import Trainer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")

@@ -36,8 +36,8 @@ from overhead import bare, digits, model_and_opt, summarize
 from optitui.console.progress import Reporter
 from optitui.store.layout import create_run_dir
 from optitui.store.reader import RunReader
-from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
 
 torch.set_num_threads(1)
 

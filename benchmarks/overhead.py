@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from optitui.store.layout import create_run_dir
 from optitui.store.reader import RunReader
-from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
 
 torch.set_num_threads(1)
 

@@ -14,17 +14,17 @@ from optitui.version import __version__
 __all__ = ["Job", "StopTraining", "__version__", "watch"]
 
 if TYPE_CHECKING:
-    from optitui.trainer.job import Job
-    from optitui.trainer.probe import StopTraining, watch
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.probe.watch import StopTraining, watch
 
 
 def __getattr__(name: str) -> Any:
     if name == "Job":
-        from optitui.trainer.job import Job
+        from optitui.trainer.core.job import Job
 
         return Job
     if name in ("watch", "StopTraining"):
-        from optitui.trainer import probe
+        from optitui.trainer.probe import watch
 
-        return getattr(probe, name)
+        return getattr(watch, name)
     raise AttributeError(f"module 'optitui' has no attribute {name!r}")

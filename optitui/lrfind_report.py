@@ -119,8 +119,8 @@ def run_before_training(
     script: Path, device: str, sweep: dict[str, Any], seed: int | None
 ) -> dict[str, Any]:
     """Load the script's Job and run the range test on it, in a throwaway run directory."""
-    from optitui.trainer import rangetest
-    from optitui.trainer.headless import RunOptions, prepare
+    from optitui.trainer.control import rangetest
+    from optitui.trainer.entry.headless import RunOptions, prepare
 
     with tempfile.TemporaryDirectory(prefix="optitui-lrfind-") as tmp:
         trainer = prepare(

@@ -74,15 +74,15 @@ def _thread(target: Callable[[], None], errors: list[BaseException]) -> threadin
 
 
 def _listing(paths: RunPaths) -> Callable[[], list[str]]:
-    from optitui.trainer import checkpoint
+    from optitui.trainer.core import checkpoint
 
     return lambda: [m.id for m in checkpoint.listing(paths.checkpoints)]
 
 
 def setup_job(tmp: Path) -> Mode:
     from optitui.store.layout import create_run_dir
-    from optitui.trainer.job import Job
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core.job import Job
+    from optitui.trainer.loop.trainer import Trainer
 
     model = mlp()
     opt = torch.optim.SGD(two_groups(model), lr=0.05, momentum=0.9)
@@ -134,7 +134,7 @@ PROBE_REFUSES = {"swap-optimizer": "holds its optimizer object"}
 
 
 def watch_loop(tmp: Path) -> Mode:
-    from optitui.trainer.probe import watch
+    from optitui.trainer.probe.watch import watch
 
     model = mlp()
     opt = torch.optim.SGD(two_groups(model), lr=0.05, momentum=0.9)
@@ -158,8 +158,8 @@ def watch_loop(tmp: Path) -> Mode:
 
 
 def zero_code(tmp: Path) -> Mode:
-    from optitui.trainer.probe import ENV_RUN_DIR
-    from optitui.trainer.script_mode import ZeroCode
+    from optitui.trainer.entry.script_mode import ZeroCode
+    from optitui.trainer.probe.watch import ENV_RUN_DIR
 
     os.environ[ENV_RUN_DIR] = str(tmp / "zero")  # what `optitui run` gives the script
     zero = ZeroCode()

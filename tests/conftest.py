@@ -175,8 +175,8 @@ def over_ssh(sshd: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture
 def zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Zero-code mode's hooks installed in this process, its run under tmp_path/zc."""
-    from optitui.trainer.probe import ENV_RUN_DIR
-    from optitui.trainer.script_mode import ZeroCode
+    from optitui.trainer.entry.script_mode import ZeroCode
+    from optitui.trainer.probe.watch import ENV_RUN_DIR
 
     monkeypatch.setenv(ENV_RUN_DIR, str(tmp_path / "zc"))
     z = ZeroCode()

@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from optitui.store.layout import create_run_dir
-from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
 
 
 def regression_data(n: int = 256, seed: int = 0) -> TensorDataset:
@@ -64,8 +64,8 @@ def drive(
 ) -> list[list[float]]:
     """Run ``steps`` optimizer steps the way ``Trainer.run`` does, applying the commands
     in ``at[s]`` at the boundary after step s. Returns each step's lr per group."""
-    from optitui.trainer import control
-    from optitui.trainer.lr import read_lr
+    from optitui.trainer.control import commands as control
+    from optitui.trainer.core.lr import read_lr
 
     at = at or {}
     lrs: list[list[float]] = []

@@ -179,7 +179,7 @@ def test_bf16_autocasts_without_a_scaler(tmp_path: Path) -> None:
 
 
 def test_precision_is_checked(tmp_path: Path) -> None:
-    from optitui.trainer.job import JobError
+    from optitui.trainer.core.job import JobError
 
     job = tiny_job(precision="fp8")
     with pytest.raises(JobError, match="precision must be one of '32', 'bf16', 'fp16'"):
@@ -198,7 +198,7 @@ def _fp16_trained(tmp_path: Path, steps: int) -> tuple[Any, torch.amp.GradScaler
 
 
 def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
-    from optitui.trainer import checkpoint, state
+    from optitui.trainer.core import checkpoint, state
 
     t, scaler = _fp16_trained(tmp_path, 4)
     saved_scale = scaler.get_scale()
@@ -216,7 +216,7 @@ def test_the_scaler_is_in_checkpoints_and_restored(tmp_path: Path) -> None:
 def test_the_range_test_steps_through_the_scaler_and_restores_it(tmp_path: Path) -> None:
     from jobs import command
 
-    from optitui.trainer import control
+    from optitui.trainer.control import commands as control
 
     t, scaler = _fp16_trained(tmp_path, 8)
     before = scaler.get_scale()
@@ -280,7 +280,7 @@ def test_zero_code_records_what_lbfgs_step_returns(zero: Any, tmp_path: Path) ->
 
 
 def test_a_scaler_that_skips_every_step_is_a_divergence(tmp_path: Path) -> None:
-    from optitui.trainer.guard import MAX_SKIPPED
+    from optitui.trainer.control.guard import MAX_SKIPPED
 
     t = make_trainer(tmp_path, tiny_job(on_divergence="ignore"))
     t._start()

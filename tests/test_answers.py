@@ -21,9 +21,9 @@ from optitui.store import commands
 from optitui.store.client import send
 from optitui.store.layout import RunPaths
 from optitui.store.reader import RunReader
-from optitui.trainer import checkpoint
-from optitui.trainer.job import Job
-from optitui.trainer.probe import StopTraining, watch
+from optitui.trainer.core import checkpoint
+from optitui.trainer.core.job import Job
+from optitui.trainer.probe.watch import StopTraining, watch
 
 OPTITUI_RUN = (sys.executable, "-m", "optitui", "run")
 SWALLOWING_LOOP = """

@@ -16,7 +16,8 @@ from jobs import command, make_trainer, tiny_job
 from torch import nn
 
 from optitui.store.reader import RunReader
-from optitui.trainer import control, rangetest
+from optitui.trainer.control import commands as control
+from optitui.trainer.control import rangetest
 
 
 def _seven_billion(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -37,7 +38,7 @@ def _seven_billion(dtype: torch.dtype = torch.float32) -> nn.Module:
 def test_the_size_of_a_7b_model_is_known_before_any_step(
     optimizer: str, kwargs: dict[str, Any], dtype: torch.dtype, gigabytes: float
 ) -> None:
-    from optitui.trainer import footprint
+    from optitui.trainer.core import footprint
 
     model = _seven_billion(dtype)
     opt = getattr(torch.optim, optimizer)(model.parameters(), **kwargs)
@@ -48,7 +49,7 @@ def test_the_size_of_a_7b_model_is_known_before_any_step(
 
 
 def test_existing_optimizer_state_is_counted_as_it_is() -> None:
-    from optitui.trainer import footprint
+    from optitui.trainer.core import footprint
 
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Linear(16, 1))
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -142,7 +143,7 @@ def test_past_the_limit_the_range_test_snapshot_goes_to_disk_without_a_host_copy
 
 
 def test_the_limit_is_checked() -> None:
-    from optitui.trainer.job import JobError
+    from optitui.trainer.core.job import JobError
 
     job = tiny_job()
     job.snapshot_limit_gb = -1

@@ -26,9 +26,10 @@ from jobs import command, drive, make_trainer, tiny_job
 
 from optitui.store import client
 from optitui.store.reader import RunReader
-from optitui.trainer import checkpoint, control, snapshot_check, state
-from optitui.trainer.headless import RunOptions, SetupFailed, prepare
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.core import checkpoint, snapshot_check, state
+from optitui.trainer.entry.headless import RunOptions, SetupFailed, prepare
+from optitui.trainer.loop.trainer import Trainer
 
 Path_ = tuple[Any, ...]
 

@@ -17,9 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from optitui.store.reader import RunReader
-from optitui.trainer import checkpoint, control, state
-from optitui.trainer.headless import RunOptions, SetupFailed, prepare
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.core import checkpoint, state
+from optitui.trainer.entry.headless import RunOptions, SetupFailed, prepare
+from optitui.trainer.loop.trainer import Trainer
 
 N, K = 50, 17
 
@@ -281,7 +282,7 @@ def test_sigkill_while_saving(tmp_path: Path) -> None:
     # a fork server that imported torch but never ran an op: forking it is fast and safe
     # (forking this process, whose torch thread pools have run, can deadlock the child)
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "optitui.trainer.checkpoint"])
+    ctx.set_forkserver_preload(["torch", "optitui.trainer.core.checkpoint"])
     rnd = random.Random(0)
     trials, complete, leftovers = 50, 0, 0
     for trial in range(trials):

@@ -277,7 +277,6 @@ def _warm_up() -> None:
     import optitui.store.export
     import optitui.tui.app
     import optitui.tui.feed  # noqa: F401
-    from optitui.trainer import headless  # noqa: F401
 
 
 CELLS = [(v, c) for v in VERBS if v not in EXEMPT for c in CONDITIONS]

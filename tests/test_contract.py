@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import write_script
 
-from optitui.trainer.script import ScriptError, load_job
+from optitui.trainer.entry.script import ScriptError, load_job
 
 CPU = torch.device("cpu")
 

@@ -180,7 +180,7 @@ def test_rocm_lists_cudas_view_without_memory_in_use(
 
 
 def test_the_trainer_side_lists_cuda_ordinals(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optitui.trainer import device
+    from optitui.trainer.core import device
 
     class Props:
         def __init__(self, i: int) -> None:
@@ -198,7 +198,7 @@ def test_the_trainer_side_lists_cuda_ordinals(monkeypatch: pytest.MonkeyPatch) -
     ]
     # on this CPU-only machine the real subprocess answers: no CUDA devices
     out = subprocess.run(
-        [sys.executable, "-m", "optitui.trainer.device"],
+        [sys.executable, "-m", "optitui.trainer.core.device"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -249,8 +249,8 @@ def test_one_gpu_for_several_ranks_is_refused(
 
 
 def test_each_rank_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optitui.trainer import dist
-    from optitui.trainer.device import DeviceError
+    from optitui.trainer.core import dist
+    from optitui.trainer.core.device import DeviceError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert dist.rank_device("auto", 3, 4) == "cuda:3"
@@ -265,7 +265,7 @@ def test_each_rank_takes_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cpu_ranks_use_gloo_on_a_cuda_box(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.distributed as torch_dist
 
-    from optitui.trainer import dist
+    from optitui.trainer.core import dist
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(
@@ -312,7 +312,7 @@ def setup(device):
 
 
 def test_device_cuda_n_is_set_before_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from optitui.trainer import headless
+    from optitui.trainer.entry import headless
 
     current = [0]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -336,7 +336,7 @@ def test_collectives_pass_the_jobs_device(tmp_path: Path, monkeypatch: pytest.Mo
     import torch.distributed as torch_dist
     from jobs import make_trainer, tiny_job
 
-    from optitui.trainer.dist import DistInfo
+    from optitui.trainer.core.dist import DistInfo
 
     torch_dist.init_process_group("gloo", store=torch_dist.HashStore(), rank=0, world_size=1)
     try:
@@ -369,7 +369,7 @@ def test_a_float_loss_in_flight_is_put_on_the_jobs_device(tmp_path: Path) -> Non
     try:
         t = probe.trainer
         assert t is not None
-        from optitui.trainer import control
+        from optitui.trainer.control import commands as control
 
         control.apply(t, command("lr-find", num_iter=3))
         t._take_commands() if t.commands else None
@@ -394,7 +394,7 @@ def test_the_job_reports_allocated_and_reserved_memory(
     from jobs import make_trainer, tiny_job
 
     from optitui.store.reader import RunReader
-    from optitui.trainer import loop
+    from optitui.trainer.loop import trainer as loop
 
     monkeypatch.setattr(loop, "memory_allocated", lambda d: 3 << 30)
     monkeypatch.setattr(loop, "memory_reserved", lambda d: 5 << 30, raising=False)

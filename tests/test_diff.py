@@ -19,7 +19,7 @@ from optitui import __version__
 from optitui.cli import main
 from optitui.store.commands import Command, validate
 from optitui.store.reader import RunReader
-from optitui.trainer.job import Job
+from optitui.trainer.core.job import Job
 
 _ids = itertools.count()
 
@@ -303,7 +303,7 @@ def test_watch_records_the_scheduler_settings_and_the_script(tmp_path: Path) -> 
 def test_a_script_run_records_its_arguments_and_a_digest_of_its_text(
     tmp_path: Path, tiny_script: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from optitui.trainer.headless import RunOptions, prepare
+    from optitui.trainer.entry.headless import RunOptions, prepare
 
     def once(name: str, args: tuple[str, ...]) -> Path:
         opts = RunOptions(

@@ -228,7 +228,7 @@ def test_a_command_arriving_during_a_meeting_waits_for_the_next(
     import torch.distributed as torch_dist
     from jobs import command, make_trainer, tiny_job
 
-    from optitui.trainer import dist
+    from optitui.trainer.core import dist
 
     store = torch_dist.HashStore()
     torch_dist.init_process_group("gloo", store=store, rank=0, world_size=1)

@@ -16,7 +16,7 @@ from torch import nn
 from optitui.store import client
 from optitui.store.commands import CommandError
 from optitui.store.reader import RunReader
-from optitui.trainer import checkpoint
+from optitui.trainer.core import checkpoint
 
 
 class Faulty:

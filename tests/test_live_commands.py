@@ -13,7 +13,7 @@ from torch.optim import lr_scheduler as S
 
 from optitui.store.commands import CommandError
 from optitui.store.reader import RunReader
-from optitui.trainer import control
+from optitui.trainer.control import commands as control
 
 X = torch.randn(32, 8, generator=torch.Generator().manual_seed(1))
 Y = torch.randn(32, 1, generator=torch.Generator().manual_seed(2))

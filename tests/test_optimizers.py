@@ -20,8 +20,9 @@ from jobs import command, make_trainer, tiny_job
 
 from optitui.store.commands import SWAPPABLE, CommandError
 from optitui.store.fields import FieldSpec
-from optitui.trainer import control, hparams
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.core import hparams
+from optitui.trainer.loop.trainer import Trainer
 
 CLASSES = list(SWAPPABLE)
 # per class, constructor options that make every field matter (momentum on, ...)

@@ -22,8 +22,8 @@ from torch.optim import lr_scheduler as S
 import optitui
 from optitui.store.client import send
 from optitui.store.reader import RunReader
-from optitui.trainer import checkpoint
-from optitui.trainer.probe import Probe, StopTraining, watch
+from optitui.trainer.core import checkpoint
+from optitui.trainer.probe.watch import Probe, StopTraining, watch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 PACKAGE = str(Path(optitui.__file__).parent)

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader
 from optitui.lrfind import SweepConfig, steep
 from optitui.store.commands import Command
 from optitui.store.reader import RunReader
-from optitui.trainer import control, rangetest
-from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.control import rangetest
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
 
 N, AT = 40, 13
 

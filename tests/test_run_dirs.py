@@ -26,8 +26,8 @@ from optitui.store.layout import (
 from optitui.store.reader import RunReader
 from optitui.store.records import StatusUpdate
 from optitui.store.writer import StoreWriter
-from optitui.trainer import checkpoint
-from optitui.trainer.headless import RunOptions, SetupFailed, prepare
+from optitui.trainer.core import checkpoint
+from optitui.trainer.entry.headless import RunOptions, SetupFailed, prepare
 
 NOBODY = 65534
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a folder away")

@@ -11,7 +11,7 @@ import pytest
 from jobs import command, drive, make_trainer, tiny_job
 from torch.optim import lr_scheduler as S
 
-from optitui.trainer.control import Rejection
+from optitui.trainer.control.commands import Rejection
 
 Factory = Callable[[Any], Any]
 

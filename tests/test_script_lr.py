@@ -25,7 +25,7 @@ from torch import nn
 from optitui.store.client import send
 from optitui.store.layout import RunPaths
 from optitui.store.reader import RunReader
-from optitui.trainer.probe import watch
+from optitui.trainer.probe.watch import watch
 
 OPTITUI_RUN = (sys.executable, "-m", "optitui", "run")
 NANOGPT = Path(__file__).parent / "public" / "nanogpt"

@@ -17,9 +17,9 @@ from optitui.store import client
 from optitui.store.commands import CommandError
 from optitui.store.reader import RunReader
 from optitui.store.words import parse_send
-from optitui.trainer import control
-from optitui.trainer.headless import RunOptions, SetupFailed, prepare
-from optitui.trainer.job import JobError
+from optitui.trainer.control import commands as control
+from optitui.trainer.core.job import JobError
+from optitui.trainer.entry.headless import RunOptions, SetupFailed, prepare
 
 
 def test_a_group_in_other_digits_is_a_name_not_a_crash(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from optitui.store.reader import RunReader
 from optitui.store.records import Event
 from optitui.store.supervise import SupervisedThread
 from optitui.store.writer import StoreWriter
-from optitui.trainer import checkpoint
-from optitui.trainer.loop import Trainer
+from optitui.trainer.core import checkpoint
+from optitui.trainer.loop.trainer import Trainer
 
 
 def _live(tmp_path: Path, run_in_thread: Any, **kw: Any) -> tuple[Trainer, Any, RunReader]:

@@ -17,8 +17,8 @@ from optitui.store.candidates import parse_candidate
 from optitui.store.commands import SWAPPABLE, CommandError
 from optitui.surface.functions import DEFAULT_SET, SURFACES
 from optitui.surface.result import SurfaceRace
-from optitui.trainer import control
-from optitui.trainer.surface_race import SurfaceRaceError, prepare, race
+from optitui.trainer.control import commands as control
+from optitui.trainer.control.surface_race import SurfaceRaceError, prepare, race
 
 # The functions as the literature writes them, typed here again on purpose: the race's
 # paths must be these functions' paths.

@@ -17,8 +17,9 @@ import torch
 from jobs import command, make_trainer, tiny_job
 
 from optitui.store.reader import RunReader
-from optitui.trainer import control, state
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.core import state
+from optitui.trainer.loop.trainer import Trainer
 
 
 def _tensor_lr_trainer(tmp_path: Path, **kw: object) -> Trainer:
@@ -39,7 +40,7 @@ def test_each_recorded_lr_is_the_one_its_step_used(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_is_a_copy_read_once() -> None:
-    from optitui.trainer import lr_record
+    from optitui.trainer.core import lr_record
 
     lr = torch.tensor(0.1, dtype=torch.float64)
     groups = [{"lr": lr}, {"lr": 0.5}]

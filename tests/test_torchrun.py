@@ -18,8 +18,8 @@ import torch.distributed as torch_dist
 from jobs import make_trainer, regression_data, tiny_job
 from torch.utils.data import DataLoader
 
-from optitui.trainer import dist
-from optitui.trainer.dist import DistInfo
+from optitui.trainer.core import dist
+from optitui.trainer.core.dist import DistInfo
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_out_of_memory_under_torchrun_fails_the_run_instead_of_pausing_one_rank(
 
 # -- 12: rank 0 never makes the others wait on its disk inside a meeting -------------------------
 def _saved(t: Any) -> str:
-    from optitui.trainer import checkpoint
+    from optitui.trainer.core import checkpoint
 
     assert t.saver is not None
     t.save_checkpoint("manual")
@@ -165,7 +165,7 @@ def test_a_restore_waits_for_a_meeting_when_no_checkpoint_is_being_written(
 def test_a_rollback_reads_checkpoints_only_after_rank_0_named_them(
     tmp_path: Path, group: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from optitui.trainer import checkpoint
+    from optitui.trainer.core import checkpoint
 
     t = make_trainer(tmp_path, tiny_job(on_divergence="rollback"), dist_info=_info())
     t._start()
@@ -194,7 +194,7 @@ def test_a_rollback_reads_checkpoints_only_after_rank_0_named_them(
 
 # -- 13: each rank's own RNG states --------------------------------------------------------------
 def _rng_snap(t: Any, by_rank: dict[int, Any] | None) -> dict[str, Any]:
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     snap = state.capture(t)
     snap.pop("rng_by_rank", None)
@@ -204,14 +204,14 @@ def _rng_snap(t: Any, by_rank: dict[int, Any] | None) -> dict[str, Any]:
 
 
 def _states(seed: int) -> dict[str, Any]:
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     torch.manual_seed(seed)
     return state.rng_state([])
 
 
 def test_each_rank_restores_its_own_rng_states(tmp_path: Path, group: None) -> None:
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     t = make_trainer(tmp_path, tiny_job(), dist_info=_info(rank=1))
     rank0, rank1 = _states(100), _states(101)
@@ -225,7 +225,7 @@ def test_each_rank_restores_its_own_rng_states(tmp_path: Path, group: None) -> N
 def test_a_rank_keeps_its_rng_when_the_checkpoint_has_rank_0s_only(
     tmp_path: Path, group: None
 ) -> None:
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     t = make_trainer(tmp_path, tiny_job(), dist_info=_info(rank=1))
     snap = _rng_snap(t, None)
@@ -239,7 +239,7 @@ def test_a_rank_keeps_its_rng_when_the_checkpoint_has_rank_0s_only(
 def test_a_resume_on_fewer_gpus_restores_the_devices_that_match(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     set_on: list[int] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -266,8 +266,8 @@ def _rng_rank(rank: int, store: str, run_dir: str, out: Any) -> None:
     from jobs import tiny_job
 
     from optitui.store.layout import RunPaths, create_run_dir
-    from optitui.trainer import checkpoint, state
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core import checkpoint, state
+    from optitui.trainer.loop.trainer import Trainer
 
     torch_dist.init_process_group(
         "gloo", store=torch_dist.FileStore(store, 2), rank=rank, world_size=2
@@ -349,7 +349,7 @@ def test_under_fsdp_whole_state_commands_are_refused_with_the_reason(
 ) -> None:
     from jobs import command
 
-    from optitui.trainer import control
+    from optitui.trainer.control import commands as control
 
     t = make_trainer(tmp_path, _fsdp2_job(), dist_info=_info())
     t._start()

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from jobs import make_trainer, tiny_job
 
 from optitui.store.commands import Command, CommandError, parse
-from optitui.trainer import control
-from optitui.trainer.loop import Trainer
+from optitui.trainer.control import commands as control
+from optitui.trainer.loop.trainer import Trainer
 
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=64),

@@ -17,14 +17,14 @@ import optitui
 from optitui.store.client import send
 from optitui.store.layout import RunPaths
 from optitui.store.reader import RunReader
-from optitui.trainer.probe import StopTraining
-from optitui.trainer.script_mode import (
+from optitui.trainer.entry.script_mode import (
     NO_MODEL,
     LossTap,
     ZeroCode,
     defines_setup,
     find_model,
 )
+from optitui.trainer.probe.watch import StopTraining
 
 OPTITUI_RUN = (sys.executable, "-m", "optitui", "run")
 PLAIN = """

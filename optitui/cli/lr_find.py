@@ -35,8 +35,8 @@ def main(args: argparse.Namespace) -> int:
         err(str(exc))
         return 2
     from optitui.lrfind_report import report, run_before_training, to_json
-    from optitui.trainer.headless import SetupFailed
-    from optitui.trainer.rangetest import RangeTestError
+    from optitui.trainer.control.rangetest import RangeTestError
+    from optitui.trainer.entry.headless import SetupFailed
 
     try:
         d = run_before_training(args.script, args.device, sweep, args.seed)

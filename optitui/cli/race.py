@@ -95,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:  # CommandError: one bad candidate refuses the race
         err(str(exc))
         return 2
-    from optitui.trainer.surface_race import SurfaceRaceError, prepare
+    from optitui.trainer.control.surface_race import SurfaceRaceError, prepare
 
     try:
         ready = prepare(surface, entries, start=args.start, base=args.base)

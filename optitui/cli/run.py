@@ -208,14 +208,14 @@ def main(args: argparse.Namespace) -> int:
         if args.inline:
             return _run_inline(args)
         return _run_with_dashboard(args)
-    from optitui.trainer.headless import run_headless
+    from optitui.trainer.entry.headless import run_headless
 
     return run_headless(_run_options(args, "headless"))
 
 
 def _run_options(args: argparse.Namespace, mode: str) -> Any:
     """The `run` command's options for the job, whichever way it runs."""
-    from optitui.trainer.headless import RunOptions
+    from optitui.trainer.entry.headless import RunOptions
 
     return RunOptions(
         script=args.script,
@@ -324,7 +324,7 @@ def _pick_device() -> str | None:
 
 def _run_inline(args: argparse.Namespace) -> int:
     """The training loop in a thread of the dashboard's process: it ends with the app."""
-    from optitui.trainer.headless import SetupFailed, prepare
+    from optitui.trainer.entry.headless import SetupFailed, prepare
 
     try:
         trainer = prepare(_run_options(args, "inline"))

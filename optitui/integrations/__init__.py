@@ -5,7 +5,7 @@
 - :mod:`optitui.integrations.transformers`: ``OptituiCallback`` for the Hugging
   Face ``Trainer``.
 
-Each builds a :class:`~optitui.trainer.probe.Probe` on the framework's model,
+Each builds a :class:`~optitui.trainer.probe.watch.Probe` on the framework's model,
 optimizer and scheduler when training starts; the framework keeps stepping its
 own scheduler and writing its own checkpoints. Importing this package loads
 neither framework (nor torch): each module imports its framework itself.
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from optitui.trainer.probe import Probe
-    from optitui.trainer.probe_trainer import CheckpointBackend
+    from optitui.trainer.probe.loop_trainer import CheckpointBackend
+    from optitui.trainer.probe.watch import Probe
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Settings:
     ) -> Probe:
         """A probe for a framework's fit: its checkpoints, its global step, and no
         StopTraining when the framework steps on after a stop (it has its own flag)."""
-        from optitui.trainer.probe import Probe
+        from optitui.trainer.probe.watch import Probe
 
         return Probe(
             optimizer,
@@ -102,7 +102,7 @@ def check_model_state(
     """Raise CheckpointError unless ``saved`` fits ``model`` (so loading it cannot fail
     half-way). With ``allow_tied``, keys missing from ``saved`` are fine when their
     tensor is shared with one that is there (tied embeddings are saved once)."""
-    from optitui.trainer.checkpoint import CheckpointError
+    from optitui.trainer.core.checkpoint import CheckpointError
 
     here = model.state_dict()
     extra = sorted(saved.keys() - here.keys())
@@ -124,7 +124,7 @@ def check_model_state(
 
 def check_optimizer_state(optimizer: Any, saved: dict[str, Any]) -> None:
     """Raise CheckpointError unless ``saved`` has this optimizer's groups and sizes."""
-    from optitui.trainer.checkpoint import CheckpointError
+    from optitui.trainer.core.checkpoint import CheckpointError
 
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
     if not isinstance(groups, list):

@@ -47,10 +47,10 @@ from optitui.integrations import (
     lr_state,
 )
 from optitui.store.records import Event
-from optitui.trainer import checkpoint
-from optitui.trainer.device import batch_size
-from optitui.trainer.probe import Probe
-from optitui.trainer.saver import Answer
+from optitui.trainer.control.saver import Answer
+from optitui.trainer.core import checkpoint
+from optitui.trainer.core.device import batch_size
+from optitui.trainer.probe.watch import Probe
 
 LIMITS = (
     "restore loads model, optimizers and schedulers from a Lightning checkpoint; the "

@@ -47,11 +47,11 @@ from optitui.integrations import (
     lr_state,
 )
 from optitui.store.records import Event
-from optitui.trainer import checkpoint
-from optitui.trainer.loss_tap import LossTap
-from optitui.trainer.probe import Probe
-from optitui.trainer.saver import Answer
-from optitui.trainer.script_mode import innermost
+from optitui.trainer.control.saver import Answer
+from optitui.trainer.core import checkpoint
+from optitui.trainer.entry.script_mode import innermost
+from optitui.trainer.probe.loss_tap import LossTap
+from optitui.trainer.probe.watch import Probe
 
 STATE_FILE = "optitui.json"
 LIMITS = (

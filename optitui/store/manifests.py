@@ -2,7 +2,7 @@
 
 A checkpoint is ``ID.pt`` (the state, written by the job) and ``ID.json``, this
 manifest, written last. Only a manifest whose state file exists with the
-recorded size is listed; see ``optitui.trainer.checkpoint`` for the writing.
+recorded size is listed; see ``optitui.trainer.core.checkpoint`` for the writing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A finished surface race as plain data: each candidate's path, and the standings per step.
 
 What ``--json`` prints and what the screen animates; made by
-:mod:`optitui.trainer.surface_race`, read without torch.
+:mod:`optitui.trainer.control.surface_race`, read without torch.
 """
 
 from __future__ import annotations

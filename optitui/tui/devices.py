@@ -4,7 +4,7 @@
 is CUDA's ordinal, which ``CUDA_VISIBLE_DEVICES`` filters and reorders and
 ``CUDA_DEVICE_ORDER`` (fastest first by default) sorts, and under MIG names
 instances that ``nvidia-smi --query-gpu`` does not list. So CUDA's own view
-comes first: a short subprocess (``python -m optitui.trainer.device``: the viewer
+comes first: a short subprocess (``python -m optitui.trainer.core.device``: the viewer
 never imports torch) lists each ordinal's UUID, name and size, and nvidia-smi's
 rows are matched to them by UUID for the memory in use. When that subprocess
 cannot run, ``CUDA_VISIBLE_DEVICES`` is applied to nvidia-smi's list, and only a
@@ -165,7 +165,7 @@ def cuda_view(timeout: float = 60.0) -> list[dict[str, object]] | None:
     fails: no torch, no driver, too slow)."""
     try:
         res = subprocess.run(
-            [sys.executable, "-m", "optitui.trainer.device"],
+            [sys.executable, "-m", "optitui.trainer.core.device"],
             capture_output=True,
             text=True,
             timeout=timeout,

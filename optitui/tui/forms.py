@@ -20,7 +20,7 @@ from optitui.tui.fmt import group_words
 
 #: the classes `o` offers: every torch.optim optimizer the job knows how to swap to
 OPTIMIZERS = SWAPPABLE
-#: the range test's defaults as the job applies them (optitui.trainer.rangetest.DEFAULTS)
+#: the range test's defaults as the job applies them (optitui.trainer.control.rangetest.DEFAULTS)
 LR_FIND_DEFAULTS = {"start_lr": "1e-7", "end_lr": "10", "num_iter": "100"}
 
 

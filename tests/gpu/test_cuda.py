@@ -77,7 +77,7 @@ def _job(
     opt_kwargs: dict[str, Any] | None = None,
     **job_kwargs: Any,
 ) -> Any:
-    from optitui.trainer.job import Job
+    from optitui.trainer.core.job import Job
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(512, 32, generator=g)
@@ -97,7 +97,7 @@ def _job(
 
 def _trainer(tmp_path: Path, job: Any, **kw: Any) -> Any:
     from optitui.store.layout import create_run_dir
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
     paths = create_run_dir(tmp_path, "run", tmp_path / "run")
     return Trainer(job, torch.device(job.model[0].weight.device), paths, **kw)
@@ -276,7 +276,8 @@ def test_cuda_visible_devices_renumbers_the_picker() -> None:
                          env=env, timeout=120, check=True)  # fmt: skip
     ((spec, uuid),) = json.loads(out.stdout)
     assert spec == "cuda:0" and _bare(uuid) == _bare(last)
-    view = subprocess.run([sys.executable, "-m", "optitui.trainer.device"], capture_output=True,
+    view = subprocess.run([sys.executable, "-m", "optitui.trainer.core.device"],
+                          capture_output=True,
                           text=True, env=env, timeout=120, check=True)  # fmt: skip
     (only,) = json.loads(view.stdout)
     assert only["ordinal"] == 0 and only["uuid"] == last
@@ -302,7 +303,7 @@ def test_each_step_records_the_tensor_lr_it_used(tmp_path: Path) -> None:
 def test_a_restore_keeps_the_lr_tensor_on_the_gpu(tmp_path: Path) -> None:
     """7: restore copies into the optimizer's own GPU tensors; the fused/capturable step
     goes on with them (a CPU tensor there would fail or fall back)."""
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     t, lr = _tensor_lr_trainer(tmp_path)
     t._start()
@@ -399,7 +400,7 @@ def test_the_range_test_restores_the_scaler_and_the_model_exactly(tmp_path: Path
     scale = scaler.get_scale()
     from jobs import command
 
-    from optitui.trainer import control
+    from optitui.trainer.control import commands as control
 
     control.apply(t, command("lr-find", start_lr=1e-5, end_lr=10.0, num_iter=30))
     test = t.run_range_test(t.pending_test)
@@ -413,7 +414,7 @@ def test_the_range_test_restores_the_scaler_and_the_model_exactly(tmp_path: Path
 def test_cuda_rng_is_restored_and_a_smaller_machine_restores_what_matches() -> None:
     """13: the CUDA generators come back exactly; a snapshot from a process that saw more
     GPUs restores the ones this process has, and says so."""
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     torch.zeros(1, device=CUDA)  # CUDA initialised: its generators are in the snapshot
     torch.cuda.manual_seed_all(3)
@@ -433,9 +434,9 @@ def _nccl_rank(rank: int, port: int, run_dir: str, out: Any) -> None:
     import torch.distributed as torch_dist
 
     from optitui.store.layout import RunPaths, create_run_dir
-    from optitui.trainer import checkpoint, state
-    from optitui.trainer.dist import DistInfo
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.core import checkpoint, state
+    from optitui.trainer.core.dist import DistInfo
+    from optitui.trainer.loop.trainer import Trainer
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     device = torch.device("cuda", rank)
@@ -490,7 +491,7 @@ def test_each_nccl_rank_restores_its_own_cuda_rng(tmp_path: Path) -> None:
 def test_the_size_estimate_matches_what_the_gpu_holds() -> None:
     """18: the estimate made before the first step equals the bytes the parameters and
     AdamW's state really take on the GPU (the allocator rounds blocks up a little)."""
-    from optitui.trainer import footprint
+    from optitui.trainer.core import footprint
 
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated(CUDA)

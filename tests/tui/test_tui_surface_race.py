@@ -24,7 +24,7 @@ HEAD = "●"
 @functools.cache
 def raced(surface: str, steps: int, extra: tuple[str, ...] = ()) -> SurfaceRace:
     """A real race (torch on the CPU, deterministic), computed once per test session."""
-    from optitui.trainer.surface_race import race
+    from optitui.trainer.control.surface_race import race
 
     entries = [(name, parse_candidate(text)) for name, text in DEFAULT_SET]
     entries += [(text, parse_candidate(text)) for text in extra]

@@ -233,7 +233,7 @@ def prune(folder: Path, keep_last: int, keep_best: bool) -> list[str]:
 def check_compatible(trainer: Any, snap: Any) -> None:
     """Raise CheckpointError unless ``snap`` fits this run's model, optimizer and scheduler,
     with every value of the structure the restore reads (nothing is touched here)."""
-    from optitui.trainer import snapshot_check
+    from optitui.trainer.core import snapshot_check
 
     target = snapshot_check.Target(
         trainer.model, trainer.optimizer, trainer.lr.scheduler, trainer.job.train_data

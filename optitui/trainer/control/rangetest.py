@@ -28,11 +28,11 @@ import torch
 
 from optitui.lrfind import Smoother, StopRule, SweepConfig, factor, suggest_all
 from optitui.store.records import Event, RangeTestUpdate
-from optitui.trainer import footprint, state
-from optitui.trainer.lr import read_lr, write_lr
+from optitui.trainer.core import footprint, state
+from optitui.trainer.core.lr import read_lr, write_lr
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 DEFAULTS: dict[str, Any] = {"start_lr": 1e-7, "end_lr": 10.0, "num_iter": 100}
 PUBLISH_EVERY_S = 0.2
@@ -89,7 +89,7 @@ class RangeTest:
 
 def prepare(trainer: Trainer, test_id: str, args: dict[str, Any]) -> RangeTest:
     """Check a request and fix its groups and config (raises RangeTestError)."""
-    from optitui.trainer.control import Rejection, resolve_groups
+    from optitui.trainer.control.commands import Rejection, resolve_groups
 
     sweep: dict[str, Any] = {
         k: args[k]

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from optitui.trainer import hparams
-from optitui.trainer.job import Job, Scheduler
+from optitui.trainer.core import hparams
+from optitui.trainer.core.job import Job, Scheduler
 
 #: scheduler state that is the run's progress, not a setting
 _PROGRESS = {"last_epoch", "best", "num_bad_epochs", "cooldown_counter", "mode_worse", "verbose"}

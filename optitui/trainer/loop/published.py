@@ -14,10 +14,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.records import Event, GroupSnapshot, MetaUpdate, StatusUpdate
-from optitui.trainer import hparams
+from optitui.trainer.core import hparams
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 MOVED_EVERY_S = 2.0
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from optitui.trainer.probe import Probe
+    from optitui.trainer.probe.watch import Probe
 
 _OPEN: list[Probe] = []
 _MADE: list[Probe] = []

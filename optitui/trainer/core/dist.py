@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from optitui.trainer.device import DeviceError
+from optitui.trainer.core.device import DeviceError
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def backend_for(device: torch.device) -> str:
 def init_from_env(device: torch.device, timeout_s: float = 120.0) -> DistInfo | None:
     """Join the process group torchrun set up, with the backend the rank's ``device``
     needs (None when not launched by torchrun). ``device`` is already selected
-    (:func:`~optitui.trainer.device.select`), so NCCL binds to it."""
+    (:func:`~optitui.trainer.core.device.select`), so NCCL binds to it."""
     if not launched_by_torchrun():
         return None
     world = int(os.environ["WORLD_SIZE"])

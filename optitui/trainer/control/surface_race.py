@@ -28,8 +28,9 @@ from optitui.store.candidates import Candidate
 from optitui.store.fields import FieldError
 from optitui.surface.functions import Point, Surface
 from optitui.surface.result import Racer, SurfaceRace
-from optitui.trainer import hparams, surgery
-from optitui.trainer.lr import read_lr
+from optitui.trainer.control import surgery
+from optitui.trainer.core import hparams
+from optitui.trainer.core.lr import read_lr
 
 DTYPE = torch.float64
 

@@ -17,12 +17,12 @@ from optitui.console.progress import first_line, reporter_for
 from optitui.store import leftovers
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.manifests import damaged
-from optitui.trainer import checkpoint, dist, run_facts, snapshot_check
-from optitui.trainer.device import DeviceError, resolve_device, select
-from optitui.trainer.job import JobError
-from optitui.trainer.loop import Trainer, seed_everything
-from optitui.trainer.script import ScriptError, load_job
-from optitui.trainer.script_mode import defines_setup, run_script_mode
+from optitui.trainer.core import checkpoint, dist, run_facts, snapshot_check
+from optitui.trainer.core.device import DeviceError, resolve_device, select
+from optitui.trainer.core.job import JobError
+from optitui.trainer.entry.script import ScriptError, load_job
+from optitui.trainer.entry.script_mode import defines_setup, run_script_mode
+from optitui.trainer.loop.trainer import Trainer, seed_everything
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 if TYPE_CHECKING:
-    from optitui.trainer.probe import Probe
+    from optitui.trainer.probe.watch import Probe
 
 Scheduler = LRScheduler | ReduceLROnPlateau
 

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError, group_ref
 from optitui.store.words import describe as describe
-from optitui.trainer import answers, checkpoint, dist, hparams, ramps, rangetest, surgery
-from optitui.trainer.lookahead import Lookahead
-from optitui.trainer.lr import read_lr
-from optitui.trainer.published import group_label as group_label
+from optitui.trainer.control import answers, ramps, rangetest, surgery
+from optitui.trainer.core import checkpoint, dist, hparams
+from optitui.trainer.core.lookahead import Lookahead
+from optitui.trainer.core.lr import read_lr
+from optitui.trainer.loop.published import group_label as group_label
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 
 class Rejection(Exception):

@@ -1,7 +1,7 @@
 """``optitui run SCRIPT`` for a script without ``setup()``: run it as it is.
 
 The script runs as ``__main__`` (``sys.argv == [SCRIPT, *ARGS after --]``), with
-:data:`~optitui.trainer.probe.ENV_RUN_DIR` naming the run directory, so that
+:data:`~optitui.trainer.probe.watch.ENV_RUN_DIR` naming the run directory, so that
 its own ``optitui.watch(...)`` serves the store the dashboard attaches to.
 
 When it never calls ``watch()``, zero-code mode finds what a probe needs on
@@ -39,14 +39,14 @@ from torch.utils.hooks import RemovableHandle
 from optitui.console.progress import first_line, reporter_for
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir, remove_unused_run_dir
 from optitui.store.records import MetaUpdate
-from optitui.trainer import probe as probe_mod
-from optitui.trainer import probe_registry, run_facts
-from optitui.trainer.dist import env_rank
-from optitui.trainer.loss_tap import LossTap
-from optitui.trainer.probe import ENV_RUN_DIR, Probe, StopTraining
+from optitui.trainer.core import run_facts
+from optitui.trainer.core.dist import env_rank
+from optitui.trainer.probe import registry, watch
+from optitui.trainer.probe.loss_tap import LossTap
+from optitui.trainer.probe.watch import ENV_RUN_DIR, Probe, StopTraining
 
 if TYPE_CHECKING:
-    from optitui.trainer.headless import RunOptions
+    from optitui.trainer.entry.headless import RunOptions
 
 #: what zero-code mode cannot do, as shown to the user (meta["probe"]["limits"])
 ZERO_CODE_LIMITS = (
@@ -225,7 +225,7 @@ class ZeroCode:
             register_optimizer_step_pre_hook(self._pre),
             register_optimizer_step_post_hook(self._post),
         ]
-        probe_mod.WATCH_HOOKS.append(self._on_watch)
+        watch.WATCH_HOOKS.append(self._on_watch)
 
     def uninstall(self) -> None:
         for h in self._handles:
@@ -237,7 +237,7 @@ class ZeroCode:
         self.tap.stop()
         self.schedulers.stop()
         with contextlib.suppress(ValueError):
-            probe_mod.WATCH_HOOKS.remove(self._on_watch)
+            watch.WATCH_HOOKS.remove(self._on_watch)
 
     def _on_watch(self, optimizer: Optimizer) -> Probe | None:
         """The script calls optitui.watch itself: step aside, handing over our probe."""
@@ -255,7 +255,7 @@ class ZeroCode:
         if self.aside:
             return
         if self.probe is None:
-            if probe_registry.open_probes():  # a framework callback made its own: leave it be
+            if registry.open_probes():  # a framework callback made its own: leave it be
                 self.aside = True
                 self.tap.stop()  # the hooks stay (inert) until the run ends: we are inside one
                 return
@@ -320,7 +320,7 @@ def _install_signal_handlers() -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal interrupts
         interrupts += 1
-        probes = probe_registry.open_probes()
+        probes = registry.open_probes()
         if interrupts > 1 or not probes:
             raise KeyboardInterrupt
         why = "interrupted" if signum == signal.SIGINT else "terminated"
@@ -354,7 +354,7 @@ def run_script_mode(opts: RunOptions) -> int:
         )
         return 2
     if opts.seed is not None:
-        from optitui.trainer.loop import seed_everything
+        from optitui.trainer.loop.trainer import seed_everything
 
         seed_everything(opts.seed)
     # under torchrun rank 0 makes the run directory; the others' probes learn it from
@@ -366,7 +366,7 @@ def run_script_mode(opts: RunOptions) -> int:
         return 2
     if paths is not None:
         os.environ[ENV_RUN_DIR] = str(paths.root)
-    probe_mod.set_script_meta(
+    watch.set_script_meta(
         {
             "script": str(script.resolve()),
             "argv": list(opts.argv),
@@ -416,8 +416,8 @@ def run_script_mode(opts: RunOptions) -> int:
         zero.uninstall()
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.environ.pop(ENV_RUN_DIR, None)
-        made = probe_registry.made_probes()
-        probe_registry.close_all(error)
+        made = registry.made_probes()
+        registry.close_all(error)
         if reporter is not None:  # the events up to the end, before the last line
             reporter.stop()
     return _report(None if paths is None else paths.root, made, code)

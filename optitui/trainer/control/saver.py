@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.records import Event
-from optitui.trainer import checkpoint, state
+from optitui.trainer.core import checkpoint, state
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 
 #: told how a save ended: (checkpoint id, None) once it is on disk and listed, or

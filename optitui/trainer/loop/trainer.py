@@ -35,34 +35,24 @@ from optitui.store.records import (
 )
 from optitui.store.supervise import BackgroundFailure, Supervisor
 from optitui.store.writer import NullRecorder, Recorder
-from optitui.trainer import (
-    amp,
-    checkpoint,
-    control,
-    dist,
-    footprint,
-    lr_record,
-    ramps,
-    rangetest,
-    run_facts,
-    state,
-    surgery,
-)
-from optitui.trainer import answers as answer
-from optitui.trainer.device import (
+from optitui.trainer.control import answers as answer
+from optitui.trainer.control import commands as control
+from optitui.trainer.control import ramps, rangetest, surgery
+from optitui.trainer.control.guard import Guard, GuardPolicy
+from optitui.trainer.control.saver import Answer, Policy, Saver
+from optitui.trainer.core import amp, checkpoint, dist, footprint, lr_record, run_facts, state
+from optitui.trainer.core.device import (
     batch_size,
     is_out_of_memory,
     memory_allocated,
     memory_reserved,
     to_device,
 )
-from optitui.trainer.dist import DistInfo
-from optitui.trainer.guard import Guard, GuardPolicy
-from optitui.trainer.job import Job, JobError
-from optitui.trainer.lookahead import Lookahead
-from optitui.trainer.lr import LrControl
-from optitui.trainer.published import Published
-from optitui.trainer.saver import Answer, Policy, Saver
+from optitui.trainer.core.dist import DistInfo
+from optitui.trainer.core.job import Job, JobError
+from optitui.trainer.core.lookahead import Lookahead
+from optitui.trainer.core.lr import LrControl
+from optitui.trainer.loop.published import Published
 
 
 class RankOutOfMemory(RuntimeError):

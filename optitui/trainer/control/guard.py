@@ -12,7 +12,7 @@ the run's policy:
 - ``ignore``: record it and go on.
 
 A spike (the smoothed loss above ``spike_factor`` times its recent level and well
-outside its noise, :mod:`optitui.trainer.spikes`) is one warning event and a plot
+outside its noise, :mod:`optitui.trainer.control.spikes`) is one warning event and a plot
 marker per episode, whatever the policy.
 """
 
@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from optitui.store.records import Event
-from optitui.trainer import checkpoint, footprint, state
-from optitui.trainer.spikes import SpikeWatch
+from optitui.trainer.control.spikes import SpikeWatch
+from optitui.trainer.core import checkpoint, footprint, state
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 ACTIONS = ("pause", "rollback", "ignore")
 #: a GradScaler that skips this many steps in a row finds no scale that works: diverged
@@ -102,7 +102,7 @@ class Guard:
         return False
 
     def _spikes(self, points: list[tuple[float, float]]) -> None:
-        """Warn once per spike episode (see :mod:`optitui.trainer.spikes`)."""
+        """Warn once per spike episode (see :mod:`optitui.trainer.control.spikes`)."""
         self._spike_watch.factor = self.policy.spike_factor  # the policy may change live
         for spike in self._spike_watch.feed(points):
             self.trainer.recorder.put(
@@ -167,7 +167,7 @@ class Guard:
         t = self.trainer
         if t.dist is None:
             return self._choose(before)
-        from optitui.trainer import dist
+        from optitui.trainer.core import dist
 
         names = self._candidates(before) if t.leader else None
         for key in dist.broadcast_object(names, t.device):

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from optitui.store.records import Event
-from optitui.trainer import inplace
+from optitui.trainer.core import inplace
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 
 def to_host(obj: Any) -> Any:
@@ -116,7 +116,7 @@ def gather_rng(trainer: Trainer) -> dict[int, dict[str, Any]] | None:
     rank calls it at the same step); None without distributed."""
     if trainer.dist is None:
         return None
-    from optitui.trainer import dist
+    from optitui.trainer.core import dist
 
     own = rng_state(data_generators(trainer.job.train_data))
     return dict(enumerate(dist.all_gather_objects(own, trainer.device)))
@@ -190,7 +190,7 @@ def capture(trainer: Trainer, *, data: bool = True, copy: bool = True) -> dict[s
 
 def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> None:
     """Put a snapshot back. ``data=False`` leaves the main loop's iterator as it is."""
-    from optitui.trainer.lookahead import Lookahead
+    from optitui.trainer.core.lookahead import Lookahead
 
     trainer.model.load_state_dict(snap["model"])  # copies into the live tensors
     for p, rg in zip(trainer.model.parameters(), snap["requires_grad"], strict=True):
@@ -228,7 +228,7 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
         if pos["started"] and pos["epoch_rng"] is not None:
             set_rng_state(pos["epoch_rng"], gens)
             if trainer.dist is not None:
-                from optitui.trainer.dist import set_epoch
+                from optitui.trainer.core.dist import set_epoch
 
                 set_epoch(trainer.job.train_data, trainer.epoch)
             trainer._data = iter(trainer.job.train_data)

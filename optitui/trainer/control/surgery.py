@@ -10,10 +10,10 @@ from torch.optim import Optimizer
 
 from optitui.store.commands import SWAPPABLE
 from optitui.store.fields import FieldError
-from optitui.trainer import hparams
+from optitui.trainer.core import hparams
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 #: keys schedulers keep in param groups; they carry over to a swapped optimizer
 SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from optitui.store.reader import why_unreadable
-from optitui.trainer.job import Job, JobError
+from optitui.trainer.core.job import Job, JobError
 
 
 class ScriptError(Exception):

@@ -22,12 +22,13 @@ import torch
 
 from optitui.lrfind import Smoother, StopRule, factor, suggest_all
 from optitui.store.records import Event
-from optitui.trainer import lr_record, rangetest, state
-from optitui.trainer.lr import write_lr
+from optitui.trainer.control import rangetest
+from optitui.trainer.core import lr_record, state
+from optitui.trainer.core.lr import write_lr
 
 if TYPE_CHECKING:
-    from optitui.trainer.probe import Probe
-    from optitui.trainer.probe_trainer import LoopTrainer
+    from optitui.trainer.probe.loop_trainer import LoopTrainer
+    from optitui.trainer.probe.watch import Probe
 
 
 class Flight:

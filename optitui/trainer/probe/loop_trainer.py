@@ -1,7 +1,7 @@
 """The trainer behind a probe: commands, records and checkpoints, with no loop of its own.
 
-A :class:`LoopTrainer` is the :class:`~optitui.trainer.loop.Trainer` a
-:class:`~optitui.trainer.probe.Probe` drives from the user's loop. It differs
+A :class:`LoopTrainer` is the :class:`~optitui.trainer.loop.trainer.Trainer` a
+:class:`~optitui.trainer.probe.watch.Probe` drives from the user's loop. It differs
 where the loop is not its own: it never fetches a batch, the range test runs
 over the loop's next steps, and a framework (Lightning, HF) may own the
 checkpoint format through a :class:`CheckpointBackend`.
@@ -27,14 +27,15 @@ from torch.optim import Optimizer
 from optitui.store.commands import Command
 from optitui.store.layout import RunPaths
 from optitui.store.records import Event, Outcome
-from optitui.trainer import answers, checkpoint, rangetest, surgery
-from optitui.trainer.dist import DistInfo
-from optitui.trainer.job import Job
-from optitui.trainer.loop import Trainer
-from optitui.trainer.saver import Answer
+from optitui.trainer.control import answers, rangetest, surgery
+from optitui.trainer.control.saver import Answer
+from optitui.trainer.core import checkpoint
+from optitui.trainer.core.dist import DistInfo
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
 
 if TYPE_CHECKING:
-    from optitui.trainer.probe import Probe
+    from optitui.trainer.probe.watch import Probe
 
 
 #: who holds the optimizer object a probe watches, by the probe's mode

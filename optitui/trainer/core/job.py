@@ -144,14 +144,14 @@ class Job:
             raise JobError(
                 f"snapshot_limit_gb must be a number >= 0, got {self.snapshot_limit_gb!r}"
             )
-        from optitui.trainer.amp import PRECISIONS
+        from optitui.trainer.core.amp import PRECISIONS
 
         if self.precision not in PRECISIONS:
             raise JobError(
                 f"precision must be one of {', '.join(map(repr, PRECISIONS))}, "
                 f"got {self.precision!r}"
             )
-        from optitui.trainer.guard import GuardPolicy
+        from optitui.trainer.control.guard import GuardPolicy
 
         try:
             GuardPolicy(

@@ -8,7 +8,7 @@ them first, with the path of the first bad value, so a restore or
 ``--resume`` either leaves the run exactly as it was or puts back a state
 the next step can use.
 
-The rules follow what :mod:`optitui.trainer.state` reads: every key it
+The rules follow what :mod:`optitui.trainer.core.state` reads: every key it
 reads, with the type and shape it needs. Values that only exist in the live
 objects (scheduler state) are compared with the live ``state_dict()`` for
 shape. RNG states are checked by applying them and putting the current ones
@@ -27,7 +27,7 @@ from torch.optim import Optimizer
 
 from optitui.store.fields import FieldError
 from optitui.store.manifests import CheckpointError
-from optitui.trainer import hparams
+from optitui.trainer.core import hparams
 
 #: the keys of a snapshot; a new key in state.capture must get its rule here (a test checks)
 TOP_KEYS = {
@@ -368,7 +368,7 @@ def _lookahead(saved: Any, optimizer: Optimizer) -> None:
 def _rng(path: str, saved: Any, train_data: Any) -> None:
     """The RNG states' shape, then each applied and the current ones put back: what the
     setters accept is valid."""
-    from optitui.trainer import state
+    from optitui.trainer.core import state
 
     saved = _dict(path, saved, RNG_KEYS)
     py = _list(f"{path}.python", saved["python"], 3)

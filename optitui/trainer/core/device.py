@@ -145,5 +145,5 @@ def cuda_inventory() -> list[dict[str, Any]]:
     return out
 
 
-if __name__ == "__main__":  # `python -m optitui.trainer.device`: what the device picker reads
+if __name__ == "__main__":  # `python -m optitui.trainer.core.device`: what the device picker reads
     print(json.dumps(cuda_inventory()))

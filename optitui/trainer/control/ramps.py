@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from optitui.trainer import hparams
-from optitui.trainer.lr import read_lr
+from optitui.trainer.core import hparams
+from optitui.trainer.core.lr import read_lr
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop import Trainer
+    from optitui.trainer.loop.trainer import Trainer
 
 
 @dataclass

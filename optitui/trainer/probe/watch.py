@@ -1,6 +1,6 @@
 """Own training loops: ``probe = optitui.watch(optimizer, model=model)``, ``probe.step(loss)``.
 
-The probe is a :class:`~optitui.trainer.loop.Trainer` whose loop is the user's.
+The probe is a :class:`~optitui.trainer.loop.trainer.Trainer` whose loop is the user's.
 It serves the same run store and applies commands through the same
 ``control.apply``, at the boundary that ``probe.step(loss)`` marks. Call it
 once per iteration, right after ``optimizer.step()`` (and before
@@ -71,12 +71,14 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
-from optitui.trainer import dist, lr_record, probe_registry, rangetest, run_facts
-from optitui.trainer.dist import DistInfo
-from optitui.trainer.flight import Flight
-from optitui.trainer.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
-from optitui.trainer.job import Job
-from optitui.trainer.probe_trainer import (
+from optitui.trainer.control import rangetest
+from optitui.trainer.core import dist, lr_record, run_facts
+from optitui.trainer.core.dist import DistInfo
+from optitui.trainer.core.job import Job
+from optitui.trainer.probe import registry
+from optitui.trainer.probe.flight import Flight
+from optitui.trainer.probe.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
+from optitui.trainer.probe.loop_trainer import (
     CheckpointBackend,
     LoopsData,
     LoopTrainer,
@@ -276,7 +278,7 @@ class Probe:
         if hooks:
             self._hooks.append(optimizer.register_step_pre_hook(self._pre_hook))
         t._start()
-        probe_registry.add(self)
+        registry.add(self)
         self._boundary()  # commands sent before the loop started apply now, at step 0
 
     # -- what the loop sees ----------------------------------------------------------
@@ -472,7 +474,7 @@ class Probe:
         if t is None or self._closed:
             return
         self._closed = True
-        probe_registry.closed(self)
+        registry.closed(self)
         try:
             if self._flight is not None:
                 self._flight.end("cancelled", "the run ended during the test")
@@ -538,7 +540,7 @@ def watch(
         found = hook(optimizer)
         if found is not None:
             return found
-    for p in probe_registry.open_probes():
+    for p in registry.open_probes():
         if p.optimizer is optimizer:
             return p
     if scheduler is None:  # one left unheld would compound every lr edit

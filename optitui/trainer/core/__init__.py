@@ -1,0 +1,1 @@
+"""What every part stands on: the Job, lr control, devices, snapshots, checkpoints."""

@@ -1,0 +1,1 @@
+"""Starting a job: headless runs, scripts with or without setup(), signals."""

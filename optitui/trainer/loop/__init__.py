@@ -1,0 +1,1 @@
+"""The Trainer: fetch a batch, step, record, take commands at the boundary."""

@@ -1,0 +1,1 @@
+"""Loops the trainer does not own: optitui.watch, zero-code mode, frameworks' loops."""
