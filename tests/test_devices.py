@@ -394,7 +394,7 @@ def test_the_job_reports_allocated_and_reserved_memory(
     from jobs import make_trainer, tiny_job
 
     from optitui.store.reader import RunReader
-    from optitui.trainer.loop import trainer as loop
+    from optitui.trainer.loop import step as loop
 
     monkeypatch.setattr(loop, "memory_allocated", lambda d: 3 << 30)
     monkeypatch.setattr(loop, "memory_reserved", lambda d: 5 << 30, raising=False)

@@ -18,23 +18,8 @@ PACKAGE = REPO / "optitui"
 PRODUCT = [PACKAGE, REPO / "benchmarks"]
 MAX_LINES = 500
 #: circles being cut, and files being split: they may shrink, never grow
-UNTANGLING: list[list[str]] = [
-    [
-        *(f"optitui.trainer.control.{m}" for m in ("commands", "guard", "ramps", "rangetest")),
-        *(f"optitui.trainer.control.{m}" for m in ("saver", "surgery")),
-        *(f"optitui.trainer.core.{m}" for m in ("checkpoint", "job", "run_facts")),
-        *(f"optitui.trainer.core.{m}" for m in ("snapshot_check", "state")),
-        *(f"optitui.trainer.loop.{m}" for m in ("published", "trainer")),
-    ],
-    [
-        *(f"optitui.trainer.probe.{m}" for m in ("flight", "held_scheduler", "watch")),
-        *(f"optitui.trainer.probe.{m}" for m in ("registry", "loop_trainer")),
-    ],
-    ["optitui.trainer.entry.headless", "optitui.trainer.entry.script_mode"],
-]
+UNTANGLING: list[list[str]] = []
 SHRINKING: dict[str, int] = {
-    "optitui/trainer/loop/trainer.py": 911,
-    "optitui/trainer/probe/watch.py": 560,
     "benchmarks/compare.py": 1633,
 }
 

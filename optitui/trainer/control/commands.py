@@ -5,23 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optitui.store.commands import Command, CommandError
-from optitui.store.fields import FieldError, group_ref
+from optitui.store.fields import FieldError
 from optitui.store.words import describe as describe
 from optitui.trainer.control import answers, ramps, rangetest, surgery
+from optitui.trainer.control.groups import Rejection as Rejection
+from optitui.trainer.control.groups import resolve_groups as resolve_groups
+from optitui.trainer.control.steerable import Steerable
 from optitui.trainer.core import checkpoint, dist, hparams
+from optitui.trainer.core.hparams import group_label as group_label
 from optitui.trainer.core.lookahead import Lookahead
 from optitui.trainer.core.lr import read_lr
-from optitui.trainer.loop.published import group_label as group_label
-
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
-
-
-class Rejection(Exception):
-    """A command that cannot be applied; nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -43,25 +39,7 @@ LATER = Later()
 CYCLED = ("momentum", "betas")
 
 
-def resolve_groups(trainer: Trainer, group: int | str | None) -> list[int]:
-    groups = trainer.optimizer.param_groups
-    if group is None:
-        return list(range(len(groups)))
-    if isinstance(group, int):
-        if not 0 <= group < len(groups):
-            raise Rejection(f"group {group} does not exist; groups are 0..{len(groups) - 1}")
-        return [group]
-    for i, g in enumerate(groups):
-        if g.get("name") == group:
-            return [i]
-    ref = group_ref(group)
-    if isinstance(ref, int):
-        return resolve_groups(trainer, ref)
-    names = [group_label(g, i) for i, g in enumerate(groups)]
-    raise Rejection(f"no group named {group!r}; groups: {', '.join(names)}")
-
-
-def apply(trainer: Trainer, cmd: Command) -> Applied | Later:
+def apply(trainer: Steerable, cmd: Command) -> Applied | Later:
     """Apply ``cmd``: what it did, or LATER when it answers once its effect exists.
     Raises Rejection."""
     handler = _HANDLERS.get(cmd.kind)
@@ -87,7 +65,7 @@ def apply(trainer: Trainer, cmd: Command) -> Applied | Later:
         raise Rejection(str(exc)) from None
 
 
-def _check_cycled(trainer: Trainer, fields: set[str]) -> None:
+def _check_cycled(trainer: Steerable, fields: set[str]) -> None:
     drives = trainer.lr.drives_momentum()
     hit = sorted(fields & set(CYCLED))
     if drives and hit:
@@ -97,7 +75,7 @@ def _check_cycled(trainer: Trainer, fields: set[str]) -> None:
         )
 
 
-def _set(trainer: Trainer, args: dict[str, Any]) -> Applied:
+def _set(trainer: Steerable, args: dict[str, Any]) -> Applied:
     targets = resolve_groups(trainer, args.get("group"))
     groups = trainer.optimizer.param_groups
     values: dict[str, Any] = args["values"]
@@ -134,7 +112,7 @@ def _set(trainer: Trainer, args: dict[str, Any]) -> Applied:
     return Applied(True, _by_script(trainer, targets) if "lr" in values else None)
 
 
-def _by_script(trainer: Trainer, targets: list[int]) -> str | None:
+def _by_script(trainer: Steerable, targets: list[int]) -> str | None:
     """How an lr edit lives on where the script writes the lr itself."""
     lr, groups = trainer.lr, trainer.optimizer.param_groups
     mine = [i for i in targets if i in lr.script]
@@ -144,7 +122,7 @@ def _by_script(trainer: Trainer, targets: list[int]) -> str | None:
     return f"the script writes the lr itself: multiplier on its values ({each})"
 
 
-def _scale(trainer: Trainer, args: dict[str, Any]) -> Applied:
+def _scale(trainer: Steerable, args: dict[str, Any]) -> Applied:
     targets = resolve_groups(trainer, args.get("group"))
     factor = float(args["factor"])
     groups = trainer.optimizer.param_groups
@@ -167,43 +145,43 @@ def _scale(trainer: Trainer, args: dict[str, Any]) -> Applied:
     return Applied(True, _by_script(trainer, targets))
 
 
-def _pause(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _pause(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.pause()
     return False
 
 
-def _resume(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _resume(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.resume()
     return False
 
 
-def _step(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _step(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.step_then_pause(int(args.get("n", 1)))
     return False
 
 
-def _stop(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _stop(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.request_stop("stop command")
     return False
 
 
-def _reset(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _reset(trainer: Steerable, args: dict[str, Any]) -> bool:
     surgery.reset_state(trainer.optimizer, resolve_groups(trainer, args.get("group")))
     return True
 
 
-def _freeze(trainer: Trainer, args: dict[str, Any], freeze: bool) -> bool:
+def _freeze(trainer: Steerable, args: dict[str, Any], freeze: bool) -> bool:
     surgery.set_frozen(trainer.optimizer, resolve_groups(trainer, args.get("group")), freeze)
     trainer.params_changed()
     return True
 
 
-def _swap(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _swap(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.swap_optimizer(surgery.build_swapped(trainer, args["name"], args.get("values", {})))
     return True
 
 
-def _lookahead(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _lookahead(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.lookahead = (
         Lookahead(trainer.optimizer, args["k"], args["alpha"]) if args["enabled"] else None
     )
@@ -211,14 +189,14 @@ def _lookahead(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
-def _clip(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _clip(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.flush()  # so a batch of records has a grad norm for every step or for none
     trainer.clip = args["max_norm"]
     trainer.publish_controls()
     return False
 
 
-def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _scheduler(trainer: Steerable, args: dict[str, Any]) -> bool:
     if trainer.lr.scheduler is None and not trainer.lr.script:
         raise Rejection("this run has no scheduler (and the script does not write the lr)")
     if args["action"] == "detach":
@@ -230,7 +208,7 @@ def _scheduler(trainer: Trainer, args: dict[str, Any]) -> bool:
     return True
 
 
-def _check_sharded(trainer: Trainer, cmd: Command) -> None:
+def _check_sharded(trainer: Steerable, cmd: Command) -> None:
     """Refuse what copies the whole state (or turns it on) when the model is sharded."""
     if trainer.sharded is None:
         return
@@ -251,7 +229,7 @@ def _check_sharded(trainer: Trainer, cmd: Command) -> None:
         )
 
 
-def _save(trainer: Trainer, cmd: Command) -> Later:
+def _save(trainer: Steerable, cmd: Command) -> Later:
     """Answered by the checkpoint writer: applied once the file is listed, with its id."""
     answer = answers.later(trainer.recorder, cmd, trainer.step)
     try:
@@ -261,7 +239,7 @@ def _save(trainer: Trainer, cmd: Command) -> Later:
     return LATER
 
 
-def _restore(trainer: Trainer, args: dict[str, Any]) -> Applied:
+def _restore(trainer: Steerable, args: dict[str, Any]) -> Applied:
     folder = trainer.paths.checkpoints
     if trainer.saver is not None:
         trainer.saver.wait()  # a save answered before this command is listed by now
@@ -280,7 +258,7 @@ def _restore(trainer: Trainer, args: dict[str, Any]) -> Applied:
     return Applied(False, f"rewound from step {old} to step {trainer.step} ({m.id})")
 
 
-def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _policy(trainer: Steerable, args: dict[str, Any]) -> bool:
     p = trainer.policy
     every = args.get("every", p.every)
     minutes = args.get("minutes", p.minutes)
@@ -295,21 +273,21 @@ def _policy(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
-def _lr_find(trainer: Trainer, args: dict[str, Any], cmd_id: str) -> bool:
+def _lr_find(trainer: Steerable, args: dict[str, Any], cmd_id: str) -> bool:
     if trainer.pending_test is not None:
         raise Rejection("a range test is already waiting to run")
     trainer.pending_test = rangetest.prepare(trainer, cmd_id, args)
     return False
 
 
-def _lr_find_cancel(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _lr_find_cancel(trainer: Steerable, args: dict[str, Any]) -> bool:
     if trainer.pending_test is None:
         raise Rejection("no range test is running")
     trainer.pending_test = None  # queued with this one in the same batch: never started
     return False
 
 
-def resolve_apply(trainer: Trainer, cmd: Command) -> Command:
+def resolve_apply(trainer: Steerable, cmd: Command) -> Command:
     """lr-find-apply as the plain edit it amounts to (decided once, on rank 0)."""
     try:
         kind, args = _apply_as_edit(trainer, cmd.args)
@@ -318,7 +296,7 @@ def resolve_apply(trainer: Trainer, cmd: Command) -> Command:
     return Command(cmd.id, kind, args, cmd.raw)
 
 
-def _apply_as_edit(trainer: Trainer, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _apply_as_edit(trainer: Steerable, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     tests = trainer.range_tests
     if not tests:
         raise Rejection("no range test has run yet")
@@ -338,12 +316,12 @@ def _apply_as_edit(trainer: Trainer, args: dict[str, Any]) -> tuple[str, dict[st
     return "scale-lr", {"factor": s["factor"]}
 
 
-def _lr_find_apply(trainer: Trainer, args: dict[str, Any]) -> Applied:
+def _lr_find_apply(trainer: Steerable, args: dict[str, Any]) -> Applied:
     kind, edit = _apply_as_edit(trainer, args)
     return _set(trainer, edit) if kind == "set" else _scale(trainer, edit)
 
 
-def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:
+def _divergence(trainer: Steerable, args: dict[str, Any]) -> bool:
     from dataclasses import replace
 
     policy = replace(trainer.guard.policy, **args)
@@ -356,7 +334,7 @@ def _divergence(trainer: Trainer, args: dict[str, Any]) -> bool:
     return False
 
 
-_HANDLERS: dict[str, Callable[[Trainer, dict[str, Any]], bool | Applied]] = {
+_HANDLERS: dict[str, Callable[[Steerable, dict[str, Any]], bool | Applied]] = {
     "divergence": _divergence,
     "lr-find-cancel": _lr_find_cancel,
     "lr-find-apply": _lr_find_apply,

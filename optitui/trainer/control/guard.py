@@ -19,45 +19,44 @@ marker per episode, whatever the policy.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from optitui.store.layout import RunPaths
 from optitui.store.records import Event
+from optitui.trainer.control.saver import Policy, Saver
 from optitui.trainer.control.spikes import SpikeWatch
 from optitui.trainer.core import checkpoint, footprint, state
+from optitui.trainer.core.divergence import GuardPolicy as GuardPolicy
+from optitui.trainer.core.training import Training
 
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
-
-ACTIONS = ("pause", "rollback", "ignore")
 #: a GradScaler that skips this many steps in a row finds no scale that works: diverged
 MAX_SKIPPED = 100
 
 
-@dataclass
-class GuardPolicy:
-    action: str = "pause"
-    lr_factor: float = 0.5
-    skip: int = 10
-    spike_factor: float = 3.0
-    snapshot_every: int = 200
+class Guarded(Training, Protocol):
+    """What the guard reads of the run, and what it does to it: pause, or rewind to a
+    good state, scale the lrs down and skip the batches that led there."""
 
-    def validate(self) -> None:
-        if self.action not in ACTIONS:
-            raise ValueError(f"on_divergence: {self.action!r}; use one of {', '.join(ACTIONS)}")
-        if not (0 < self.lr_factor <= 1):
-            raise ValueError(f"rollback lr_factor must be in (0, 1], got {self.lr_factor!r}")
-        if self.skip < 0 or self.snapshot_every < 1:
-            raise ValueError("skip must be >= 0 and snapshot_every >= 1")
-        if not self.spike_factor > 1:
-            raise ValueError(f"spike_factor must be > 1, got {self.spike_factor!r}")
+    paths: RunPaths
+    leader: bool
+    saver: Saver | None
+    policy: Policy
+    expected_non_finite: checkpoint.Expected
+    pause_message: str | None
 
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
+    def agree(self, flag: bool) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def rewind(self, snap: dict[str, Any], cid: str) -> None: ...
+
+    def next_batch(self) -> Any: ...
+
+    def publish_groups(self) -> None: ...
 
 
 class Guard:
-    def __init__(self, trainer: Trainer, policy: GuardPolicy) -> None:
+    def __init__(self, trainer: Guarded, policy: GuardPolicy) -> None:
         self.trainer = trainer
         self.policy = policy
         self._spike_watch = SpikeWatch(policy.spike_factor)
@@ -235,9 +234,9 @@ class Guard:
                 t.rewind(snap, source)
                 for i in range(len(t.optimizer.param_groups)):
                     t.lr.scale(i, p.lr_factor)
-                t.published.publish_groups()  # viewers show the lr every step now uses
+                t.publish_groups()  # viewers show the lr every step now uses
                 for _ in range(p.skip * t.job.grad_accum):
-                    t._next_batch()
+                    t.next_batch()
                 self._reset()
                 t.recorder.put(
                     Event(

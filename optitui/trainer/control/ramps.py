@@ -8,13 +8,11 @@ combinations of two valid values, so they satisfy the same interval bounds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optitui.trainer.core import hparams
 from optitui.trainer.core.lr import read_lr
-
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
+from optitui.trainer.core.training import Training
 
 
 @dataclass
@@ -37,7 +35,7 @@ class Ramp:
         return round(v) if isinstance(self.end, int) else v
 
 
-def start_lr_ramp(trainer: Trainer, group: int, target_lr: float, steps: int) -> Ramp:
+def start_lr_ramp(trainer: Training, group: int, target_lr: float, steps: int) -> Ramp:
     lr = trainer.lr
     if lr.follows(group):
         base = lr.unscaled(group)
@@ -52,7 +50,7 @@ def start_lr_ramp(trainer: Trainer, group: int, target_lr: float, steps: int) ->
     return Ramp(group, "lr", read_lr(trainer.optimizer.param_groups[group]), target_lr, steps)
 
 
-def start_field_ramp(trainer: Trainer, group: int, field: str, target: Any, steps: int) -> Ramp:
+def start_field_ramp(trainer: Training, group: int, field: str, target: Any, steps: int) -> Ramp:
     current = hparams.plain(trainer.optimizer.param_groups[group][field])
     if isinstance(target, bool) or isinstance(current, bool):
         raise ValueError(f"{field}: true/false cannot be ramped; set it without --ramp")
@@ -60,7 +58,7 @@ def start_field_ramp(trainer: Trainer, group: int, field: str, target: Any, step
     return Ramp(group, field, start, target, steps)
 
 
-def advance(trainer: Trainer, ramp: Ramp) -> bool:
+def advance(trainer: Training, ramp: Ramp) -> bool:
     """Apply the ramp's next value; True when it has reached its end."""
     ramp.done += 1
     v = ramp.value()

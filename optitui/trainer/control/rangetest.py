@@ -19,20 +19,45 @@ import math
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from optitui.lrfind import Smoother, StopRule, SweepConfig, factor, suggest_all
+from optitui.store.commands import Command
+from optitui.store.layout import RunPaths
 from optitui.store.records import Event, RangeTestUpdate
+from optitui.trainer.control.groups import Rejection, resolve_groups
 from optitui.trainer.core import footprint, state
 from optitui.trainer.core.lr import read_lr, write_lr
+from optitui.trainer.core.training import Training
 
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
+
+class Sweepable(Training, Protocol):
+    """What the range test runs on: the job's own step, and the queue it watches for a
+    cancel or a stop while it sweeps."""
+
+    paths: RunPaths
+    commands: deque[Command]
+
+    def gradients(
+        self, next_batch: Callable[[], Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+    def optimizer_step(self) -> torch.Tensor | float: ...
+
+    def mean(self, value: torch.Tensor) -> float: ...
+
+    def agree(self, flag: bool) -> bool: ...
+
+    def stopping(self) -> bool: ...
+
+    def request_stop(self, reason: str) -> None: ...
+
 
 DEFAULTS: dict[str, Any] = {"start_lr": 1e-7, "end_lr": 10.0, "num_iter": 100}
 PUBLISH_EVERY_S = 0.2
@@ -87,10 +112,8 @@ class RangeTest:
         raise RangeTestError(f"range test {self.id} has no {rule!r} suggestion")
 
 
-def prepare(trainer: Trainer, test_id: str, args: dict[str, Any]) -> RangeTest:
+def prepare(trainer: Training, test_id: str, args: dict[str, Any]) -> RangeTest:
     """Check a request and fix its groups and config (raises RangeTestError)."""
-    from optitui.trainer.control.commands import Rejection, resolve_groups
-
     sweep: dict[str, Any] = {
         k: args[k]
         for k in ("start_lr", "end_lr", "num_iter", "mode", "smooth_f", "diverge_th")
@@ -122,7 +145,7 @@ def prepare(trainer: Trainer, test_id: str, args: dict[str, Any]) -> RangeTest:
 
 
 def take_snapshot(
-    trainer: Trainer, test: RangeTest, disk: Path
+    trainer: Training, test: RangeTest, disk: Path
 ) -> tuple[dict[str, Any] | None, str]:
     """What the test restores afterwards: in host memory, or written to ``disk`` (asked
     for, or a state over ``Job.snapshot_limit_gb``) without a host copy of the whole.
@@ -154,7 +177,7 @@ def load_snapshot(disk: Path) -> dict[str, Any]:
     return snap
 
 
-def _batches(trainer: Trainer) -> Iterator[Any]:
+def _batches(trainer: Training) -> Iterator[Any]:
     """The test's own pass(es) over the training data; the main iterator is not touched."""
     while True:
         n = 0
@@ -165,7 +188,7 @@ def _batches(trainer: Trainer) -> Iterator[Any]:
             raise RangeTestError("train_data yielded no batches")
 
 
-def _cancel_requested(trainer: Trainer) -> str | None:
+def _cancel_requested(trainer: Sweepable) -> str | None:
     """Take a pending lr-find-cancel or stop from the command queue (others wait)."""
     from optitui.store.records import Outcome
 
@@ -191,7 +214,7 @@ def _save_new(snap: dict[str, Any], path: Path) -> None:
         torch.save(snap, f)
 
 
-def run(trainer: Trainer, test: RangeTest) -> RangeTest:
+def run(trainer: Sweepable, test: RangeTest) -> RangeTest:
     """Sweep, then restore everything. Never raises for a failing step: it is reported."""
     rec = trainer.recorder
     disk = trainer.paths.root / f"{DISK_PREFIX}{test.id}.pt"

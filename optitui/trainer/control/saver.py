@@ -13,14 +13,13 @@ import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from optitui.store.layout import RunPaths
 from optitui.store.records import Event
+from optitui.store.supervise import Supervisor
 from optitui.trainer.core import checkpoint, state
-
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
-
+from optitui.trainer.core.training import Training
 
 #: told how a save ended: (checkpoint id, None) once it is on disk and listed, or
 #: (None, why it was not written); called on the writer thread
@@ -43,8 +42,19 @@ class Policy:
         }
 
 
+class Saved(Training, Protocol):
+    """What the checkpoint writer reads of the run besides its state."""
+
+    paths: RunPaths
+    supervisor: Supervisor
+    #: model entries not finite before training (masks): a save with them is fine
+    expected_non_finite: checkpoint.Expected
+    #: the newest validation loss, listed with each checkpoint
+    last_val: float | None
+
+
 class Saver:
-    def __init__(self, trainer: Trainer, policy: Policy) -> None:
+    def __init__(self, trainer: Saved, policy: Policy) -> None:
         self.trainer = trainer
         self.folder = trainer.paths.checkpoints
         self.policy = policy
@@ -87,7 +97,7 @@ class Saver:
         snap = state.capture(trainer) if snap is None else snap
         cid = checkpoint.new_id(trainer.step, reason)
         self.counted(reason)
-        self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer._last_val, answer))
+        self._jobs.put((snap, cid, reason, tag, self.last_loss, trainer.last_val, answer))
         return cid
 
     def _run(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -11,9 +11,7 @@ from torch.optim import Optimizer
 from optitui.store.commands import SWAPPABLE
 from optitui.store.fields import FieldError
 from optitui.trainer.core import hparams
-
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
+from optitui.trainer.core.training import Training
 
 #: keys schedulers keep in param groups; they carry over to a swapped optimizer
 SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
@@ -95,7 +93,7 @@ def new_optimizer(name: str, params: list[torch.Tensor], values: dict[str, Any])
     return _construct(cls, [{"params": params, **values}], values)
 
 
-def build_swapped(trainer: Trainer, name: str, values: dict[str, Any]) -> Optimizer:
+def build_swapped(trainer: Training, name: str, values: dict[str, Any]) -> Optimizer:
     """A new optimizer of class ``name`` over the same groups (names, lrs, shared fields)."""
     cls, keys = _swappable(name, values)
     drives = trainer.lr.drives_momentum()

@@ -201,3 +201,9 @@ def assign(optimizer: Optimizer, group: dict[str, Any], key: str, value: Any) ->
         group[key] = int(value) if value.is_integer() and key not in COMMON else value
     else:
         group[key] = value
+
+
+def group_label(group: dict[str, Any], index: int) -> str:
+    """A group as viewers name it: its "name", else its index."""
+    name = group.get("name")
+    return str(name) if isinstance(name, str) and name else str(index)

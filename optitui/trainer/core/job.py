@@ -151,7 +151,7 @@ class Job:
                 f"precision must be one of {', '.join(map(repr, PRECISIONS))}, "
                 f"got {self.precision!r}"
             )
-        from optitui.trainer.control.guard import GuardPolicy
+        from optitui.trainer.core.divergence import GuardPolicy
 
         try:
             GuardPolicy(

@@ -25,7 +25,7 @@ from optitui.store.records import Event
 from optitui.trainer.core import inplace
 
 if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
+    from optitui.trainer.core.training import Training
 
 
 def to_host(obj: Any) -> Any:
@@ -111,7 +111,7 @@ def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> s
     return note
 
 
-def gather_rng(trainer: Trainer) -> dict[int, dict[str, Any]] | None:
+def gather_rng(trainer: Training) -> dict[int, dict[str, Any]] | None:
     """Under torch.distributed, every rank's own RNG states by rank (a collective: every
     rank calls it at the same step); None without distributed."""
     if trainer.dist is None:
@@ -122,7 +122,7 @@ def gather_rng(trainer: Trainer) -> dict[int, dict[str, Any]] | None:
     return dict(enumerate(dist.all_gather_objects(own, trainer.device)))
 
 
-def _own_rng(trainer: Trainer, snap: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+def _own_rng(trainer: Training, snap: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """This rank's RNG states in ``snap`` (None when it has none for this rank), and a
     note naming the ranks that keep their own. A rank's own snapshot (range test,
     rollback) has its states; a checkpoint saved by every rank at one step (``save``,
@@ -146,7 +146,7 @@ def _same(obj: Any) -> Any:
     return obj
 
 
-def capture(trainer: Trainer, *, data: bool = True, copy: bool = True) -> dict[str, Any]:
+def capture(trainer: Training, *, data: bool = True, copy: bool = True) -> dict[str, Any]:
     """A host-memory snapshot of everything the next steps depend on.
 
     ``copy=False`` keeps the live tensors themselves, for a snapshot that is written to
@@ -181,14 +181,14 @@ def capture(trainer: Trainer, *, data: bool = True, copy: bool = True) -> dict[s
         snap["rng_by_rank"] = {trainer.dist.rank: snap["rng"]}
     if data:
         snap["data"] = {
-            "batch": trainer._batches_this_epoch if trainer._data is not None else 0,
-            "started": trainer._data is not None,
-            "epoch_rng": trainer._epoch_rng,
+            "batch": trainer.epoch_batches if trainer.data_iter is not None else 0,
+            "started": trainer.data_iter is not None,
+            "epoch_rng": trainer.epoch_rng,
         }
     return snap
 
 
-def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> None:
+def restore(trainer: Training, snap: dict[str, Any], *, data: bool = True) -> None:
     """Put a snapshot back. ``data=False`` leaves the main loop's iterator as it is."""
     from optitui.trainer.core.lookahead import Lookahead
 
@@ -222,19 +222,19 @@ def restore(trainer: Trainer, snap: dict[str, Any], *, data: bool = True) -> Non
     gens = data_generators(trainer.job.train_data)
     if data:
         pos = snap["data"]
-        trainer._epoch_rng = pos["epoch_rng"]
-        trainer._data = None
-        trainer._batches_this_epoch = 0
+        trainer.epoch_rng = pos["epoch_rng"]
+        trainer.data_iter = None
+        trainer.epoch_batches = 0
         if pos["started"] and pos["epoch_rng"] is not None:
             set_rng_state(pos["epoch_rng"], gens)
             if trainer.dist is not None:
                 from optitui.trainer.core.dist import set_epoch
 
                 set_epoch(trainer.job.train_data, trainer.epoch)
-            trainer._data = iter(trainer.job.train_data)
+            trainer.data_iter = iter(trainer.job.train_data)
             for _ in range(pos["batch"]):  # replay the order; these batches are skipped
-                next(trainer._data)
-            trainer._batches_this_epoch = pos["batch"]
+                next(trainer.data_iter)
+            trainer.epoch_batches = pos["batch"]
     rng, note = _own_rng(trainer, snap)
     cuda_note = None if rng is None else set_rng_state(rng, gens)
     for n in (note, cuda_note):

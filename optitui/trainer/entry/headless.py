@@ -6,7 +6,6 @@ import contextlib
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,33 +19,10 @@ from optitui.store.manifests import damaged
 from optitui.trainer.core import checkpoint, dist, run_facts, snapshot_check
 from optitui.trainer.core.device import DeviceError, resolve_device, select
 from optitui.trainer.core.job import JobError
+from optitui.trainer.entry.options import RunOptions as RunOptions
 from optitui.trainer.entry.script import ScriptError, load_job
 from optitui.trainer.entry.script_mode import defines_setup, run_script_mode
 from optitui.trainer.loop.trainer import Trainer, seed_everything
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    script: Path
-    device: str = "auto"
-    root: Path = Path("runs")
-    run_dir: Path | None = None
-    max_steps: int | None = None
-    seed: int | None = None
-    argv: tuple[str, ...] = ()
-    mode: str = "headless"
-    resume: Path | None = None
-    on_divergence: str | None = None
-    sync_every: int | None = None
-    dist_timeout: float = 120.0
-    script_args: tuple[str, ...] = ()
-    """What followed ``--`` on the command line: the script's own ``sys.argv[1:]``."""
-    log_every: float | None = None
-    """Seconds between progress lines (None: 30 in a log, a live line on a terminal; 0: off)."""
-    quiet: bool = False
-    """Print only the first and the last line."""
-    no_terminal: bool = False
-    """Headless because there is no terminal (not by choice): the first line says so."""
 
 
 class SetupFailed(Exception):

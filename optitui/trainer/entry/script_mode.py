@@ -41,12 +41,12 @@ from optitui.store.layout import RunDirError, RunPaths, create_run_dir, remove_u
 from optitui.store.records import MetaUpdate
 from optitui.trainer.core import run_facts
 from optitui.trainer.core.dist import env_rank
-from optitui.trainer.probe import registry, watch
+from optitui.trainer.probe import watch
 from optitui.trainer.probe.loss_tap import LossTap
 from optitui.trainer.probe.watch import ENV_RUN_DIR, Probe, StopTraining
 
 if TYPE_CHECKING:
-    from optitui.trainer.entry.headless import RunOptions
+    from optitui.trainer.entry.options import RunOptions
 
 #: what zero-code mode cannot do, as shown to the user (meta["probe"]["limits"])
 ZERO_CODE_LIMITS = (
@@ -255,7 +255,7 @@ class ZeroCode:
         if self.aside:
             return
         if self.probe is None:
-            if registry.open_probes():  # a framework callback made its own: leave it be
+            if watch.PROBES.open_probes():  # a framework callback made its own: leave it be
                 self.aside = True
                 self.tap.stop()  # the hooks stay (inert) until the run ends: we are inside one
                 return
@@ -320,7 +320,7 @@ def _install_signal_handlers() -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal interrupts
         interrupts += 1
-        probes = registry.open_probes()
+        probes = watch.PROBES.open_probes()
         if interrupts > 1 or not probes:
             raise KeyboardInterrupt
         why = "interrupted" if signum == signal.SIGINT else "terminated"
@@ -416,8 +416,8 @@ def run_script_mode(opts: RunOptions) -> int:
         zero.uninstall()
         sys.argv, sys.path[:] = saved_argv, saved_path
         os.environ.pop(ENV_RUN_DIR, None)
-        made = registry.made_probes()
-        registry.close_all(error)
+        made = watch.PROBES.made_probes()
+        watch.PROBES.close_all(error)
         if reporter is not None:  # the events up to the end, before the last line
             reporter.stop()
     return _report(None if paths is None else paths.root, made, code)

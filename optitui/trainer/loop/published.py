@@ -11,26 +11,37 @@ compared at flush time and published when they moved, at most every
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from optitui.store.records import Event, GroupSnapshot, MetaUpdate, StatusUpdate
+from optitui.trainer.control.guard import Guard
+from optitui.trainer.control.ramps import Ramp
+from optitui.trainer.control.saver import Policy
 from optitui.trainer.core import hparams
-
-if TYPE_CHECKING:
-    from optitui.trainer.loop.trainer import Trainer
+from optitui.trainer.core.hparams import group_label
+from optitui.trainer.core.training import Training
 
 MOVED_EVERY_S = 2.0
 
 
-def group_label(group: dict[str, Any], index: int) -> str:
-    name = group.get("name")
-    return str(name) if isinstance(name, str) and name else str(index)
+class Shown(Training, Protocol):
+    """What viewers are shown of a run besides its groups: state, controls, ramps."""
+
+    state: str
+    policy: Policy
+    guard: Guard
+
+    @property
+    def state_message(self) -> str | None: ...
+
+    @property
+    def ramps(self) -> list[Ramp]: ...
 
 
 class Published:
     """Publishes one trainer's groups, controls and status to its recorder."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Shown) -> None:
         self.t = trainer
         self._values: list[dict[str, Any]] | None = None  # the values last published
         self._at = 0.0
@@ -48,7 +59,7 @@ class Published:
                     "frozen": all(not p.requires_grad for p in g["params"]),
                     "lr_multiplier": t.lr.mult[i],
                     "lr_by_script": i in t.lr.script,
-                    "ramping": sorted(r.field for r in t._ramps if r.group == i),
+                    "ramping": sorted(r.field for r in t.ramps if r.group == i),
                     "values": {
                         k: hparams.plain(v) for k, v in g.items() if k not in hparams.HIDDEN
                     },
@@ -70,7 +81,7 @@ class Published:
         """At a flush: publish when values moved on their own (a momentum cycle, a field
         ramp) since the last snapshot. The lr is in every step's metrics already."""
         t = self.t
-        moving = t.lr.drives_momentum() or any(r.field != "lr" for r in t._ramps)
+        moving = t.lr.drives_momentum() or any(r.field != "lr" for r in t.ramps)
         if not moving or time.monotonic() - self._at < MOVED_EVERY_S:
             return
         now = [

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,16 +24,14 @@ from optitui.store.records import Event
 from optitui.trainer.control import rangetest
 from optitui.trainer.core import lr_record, state
 from optitui.trainer.core.lr import write_lr
-
-if TYPE_CHECKING:
-    from optitui.trainer.probe.loop_trainer import LoopTrainer
-    from optitui.trainer.probe.watch import Probe
+from optitui.trainer.probe.loop_trainer import LoopTrainer
+from optitui.trainer.probe.probing import Probing
 
 
 class Flight:
-    """A range test running over the user's own steps. Made by :meth:`Probe._start_test`."""
+    """A range test running over the user's own steps. Made by :meth:`Probe.start_test`."""
 
-    def __init__(self, probe: Probe, trainer: LoopTrainer, test: rangetest.RangeTest) -> None:
+    def __init__(self, probe: Probing, trainer: LoopTrainer, test: rangetest.RangeTest) -> None:
         self.probe, self.trainer, self.test = probe, trainer, test
         t = trainer
         t.flush()
@@ -127,7 +124,7 @@ class Flight:
     def end(self, status: str, message: str | None) -> None:
         """Put everything back as it was at the start, then report like the trainer does."""
         t, test = self.trainer, self.test
-        self.probe._flight = None
+        self.probe.test_ended()
         test.status, test.message = status, message
         snap = self.snap
         if snap is None:

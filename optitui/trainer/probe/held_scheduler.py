@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-if TYPE_CHECKING:
-    from optitui.trainer.probe.watch import Probe
+from optitui.trainer.probe.probing import Probing
 
 Scheduler = LRScheduler | ReduceLROnPlateau
 
@@ -72,7 +71,7 @@ def find_scheduler(optimizer: Optimizer) -> Scheduler | None:
 class HeldScheduler:
     """Wraps ``scheduler.step`` for ``probe`` until :meth:`release`."""
 
-    def __init__(self, probe: Probe, scheduler: Scheduler) -> None:
+    def __init__(self, probe: Probing, scheduler: Scheduler) -> None:
         self.probe, self.scheduler = probe, scheduler
         self.base = type(scheduler)
         base, held = self.base, self

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,10 +32,8 @@ from optitui.trainer.core import checkpoint
 from optitui.trainer.core.dist import DistInfo
 from optitui.trainer.core.job import Job
 from optitui.trainer.loop.trainer import Trainer
-
-if TYPE_CHECKING:
-    from optitui.trainer.probe.watch import Probe
-
+from optitui.trainer.probe.probing import CheckpointBackend as CheckpointBackend
+from optitui.trainer.probe.probing import Probing
 
 #: who holds the optimizer object a probe watches, by the probe's mode
 HOLDERS = {
@@ -44,25 +41,6 @@ HOLDERS = {
     "transformers": "the HF Trainer holds the optimizer",
     "zero-code": "the script holds its optimizer object",
 }
-
-
-class CheckpointBackend(Protocol):
-    """A framework's own checkpoint format (Lightning, HF), used for save and restore."""
-
-    def save(self, reason: str, tag: str | None, answer: Answer | None = None) -> str:
-        """Save (now or at the end of this step); return the checkpoint's id. Call
-        ``answer`` once the checkpoint is on disk (its id), or when it cannot be (why).
-        Under torch.distributed it is called on every rank at the same step."""
-        ...
-
-    def find(self, ref: str) -> Path:
-        """The checkpoint ``ref`` names ("latest", an id, a step); CheckpointError if none."""
-        ...
-
-    def restore(self, ref: str) -> str:
-        """Load a checkpoint into the model, optimizer and scheduler; return its id.
-        Raises CheckpointError when it cannot, leaving everything as it was."""
-        ...
 
 
 def user_loop(model: nn.Module, batch: Any) -> torch.Tensor:
@@ -89,12 +67,31 @@ class ParamsOnly(nn.Module):
                     self.register_buffer(f"group{i}_param{j}", p)
 
 
+def loops_job(
+    optimizer: Optimizer, model: nn.Module | None, on_divergence: str | None, sync_every: int | None
+) -> Job:
+    """The Job behind a probe: the loop's model (or its optimizer's tensors) and optimizer,
+    no data and no loss of its own."""
+    job = Job(
+        model=model if model is not None else ParamsOnly(optimizer),
+        optimizer=optimizer,
+        train_data=LoopsData(),
+        step_fn=user_loop,
+        on_divergence=on_divergence or "pause",
+        ddp=False,  # the loop's model is the user's (wrapped by them, or not)
+    )
+    if sync_every is not None:
+        job.sync_every = sync_every
+    job.validate()
+    return job
+
+
 class LoopTrainer(Trainer):
     """The trainer behind a probe: commands, records and checkpoints, no loop of its own."""
 
     def __init__(
         self,
-        probe: Probe,
+        probe: Probing,
         job: Job,
         device: torch.device,
         paths: RunPaths,
@@ -135,11 +132,11 @@ class LoopTrainer(Trainer):
             m.training = mode
 
     def _set_state(self, state: str, message: str | None = None) -> None:
-        if self.probe._flight is not None and state in ("running", "paused"):
+        if self.probe.testing and state in ("running", "paused"):
             state, message = "lr-find", None  # the test goes on over the loop's next steps
         super()._set_state(state, message)
 
-    def _next_batch(self) -> Any:
+    def next_batch(self) -> Any:
         return None  # a divergence rollback cannot skip batches of a loop it does not own
 
     def swap_optimizer(self, new: Optimizer) -> None:
@@ -148,7 +145,7 @@ class LoopTrainer(Trainer):
 
     def run_range_test(self, test: rangetest.RangeTest) -> rangetest.RangeTest:
         self.pending_test = None
-        self.probe._start_test(test)
+        self.probe.start_test(test)
         return test
 
     # -- checkpoints -----------------------------------------------------------------

@@ -12,60 +12,64 @@ import contextlib
 import sys
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from optitui.trainer.probe.watch import Probe
-
-_OPEN: list[Probe] = []
-_MADE: list[Probe] = []
-_LOCK = threading.Lock()
-_installed = False
-_previous_hook = sys.excepthook
+from typing import Generic, Protocol, TypeVar
 
 
-def add(probe: Probe) -> None:
-    """A probe that serves a store (closed at exit if the script does not)."""
-    with _LOCK:
-        _OPEN.append(probe)
-        _MADE.append(probe)
-    _install_exit_handlers()
+class Closable(Protocol):
+    def close(self, error: BaseException | None = None) -> None: ...
 
 
-def closed(probe: Probe) -> None:
-    with _LOCK:
-        if probe in _OPEN:
-            _OPEN.remove(probe)
+P = TypeVar("P", bound=Closable)
 
 
-def open_probes() -> list[Probe]:
-    """Probes not closed yet."""
-    with _LOCK:
-        return list(_OPEN)
+class Registry(Generic[P]):
+    """The probes made, and those still open; the first one added installs the exit
+    handlers (an excepthook, then atexit) that close the open ones."""
 
+    def __init__(self) -> None:
+        self._open: list[P] = []
+        self._made: list[P] = []
+        self._lock = threading.Lock()
+        self._installed = False
+        self._previous_hook = sys.excepthook
 
-def made_probes() -> list[Probe]:
-    """Every probe this process made that serves a store, in order."""
-    with _LOCK:
-        return list(_MADE)
+    def add(self, probe: P) -> None:
+        """A probe that serves a store (closed at exit if the script does not)."""
+        with self._lock:
+            self._open.append(probe)
+            self._made.append(probe)
+        self._install_exit_handlers()
 
+    def closed(self, probe: P) -> None:
+        with self._lock:
+            if probe in self._open:
+                self._open.remove(probe)
 
-def close_all(error: BaseException | None = None) -> None:
-    for p in open_probes():
-        with contextlib.suppress(Exception):
-            p.close(error)
+    def open_probes(self) -> list[P]:
+        """Probes not closed yet."""
+        with self._lock:
+            return list(self._open)
 
+    def made_probes(self) -> list[P]:
+        """Every probe this process made that serves a store, in order."""
+        with self._lock:
+            return list(self._made)
 
-def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-    close_all(exc)
-    _previous_hook(kind, exc, tb)
+    def close_all(self, error: BaseException | None = None) -> None:
+        for p in self.open_probes():
+            with contextlib.suppress(Exception):
+                p.close(error)
 
+    def _excepthook(
+        self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        self.close_all(exc)
+        self._previous_hook(kind, exc, tb)
 
-def _install_exit_handlers() -> None:
-    global _installed, _previous_hook
-    if _installed:
-        return
-    _installed = True
-    _previous_hook = sys.excepthook
-    sys.excepthook = _excepthook
-    atexit.register(close_all)
+    def _install_exit_handlers(self) -> None:
+        if self._installed:
+            return
+        self._installed = True
+        self._previous_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self.close_all)

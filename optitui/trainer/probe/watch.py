@@ -55,7 +55,6 @@ What it does differently from the trainer, because the loop is not its own:
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import traceback
@@ -69,26 +68,17 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from optitui.store.layout import RunDirError, RunPaths, create_run_dir
 from optitui.store.records import Event, ValRecord
 from optitui.trainer.control import rangetest
 from optitui.trainer.core import dist, lr_record, run_facts
-from optitui.trainer.core.dist import DistInfo
-from optitui.trainer.core.job import Job
-from optitui.trainer.probe import registry
 from optitui.trainer.probe.flight import Flight
 from optitui.trainer.probe.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
-from optitui.trainer.probe.loop_trainer import (
-    CheckpointBackend,
-    LoopsData,
-    LoopTrainer,
-    ParamsOnly,
-    user_loop,
-)
+from optitui.trainer.probe.loop_trainer import CheckpointBackend, LoopTrainer, loops_job
+from optitui.trainer.probe.registry import Registry
+from optitui.trainer.probe.run_dir import ENV_RUN_DIR as ENV_RUN_DIR
+from optitui.trainer.probe.run_dir import run_paths, take_handed
+from optitui.trainer.probe.run_dir import set_script_meta as set_script_meta
 
-#: the run directory ``optitui run SCRIPT`` gives a script without setup(); the first
-#: ``watch()`` in the process uses it (and takes it out of the environment)
-ENV_RUN_DIR = "OPTITUI_RUN_DIR"
 OnStop = Literal["flag", "raise"]
 
 
@@ -102,49 +92,13 @@ class StopTraining(BaseException):
     """
 
 
-_SCRIPT_META: dict[str, Any] = {}
-_SCRIPT_DEFAULTS: dict[str, Any] = {}
 #: called by watch() before it makes a probe: zero-code mode steps aside (and hands over a
 #: probe it already made for that optimizer)
 WATCH_HOOKS: list[Callable[[Optimizer], Probe | None]] = []
 
 
-def set_script_meta(
-    meta: dict[str, Any], *, max_steps: int | None = None, on_divergence: str | None = None
-) -> None:
-    """What ``optitui run`` gives the first probe made without a run_dir: metadata, and
-    its --max-steps and --on-divergence (unless the script's watch() call sets them).
-    Every rank's first probe takes them; rank 0's also takes :data:`ENV_RUN_DIR`."""
-    _SCRIPT_META.clear()
-    _SCRIPT_META.update(meta)
-    _SCRIPT_DEFAULTS.clear()
-    _SCRIPT_DEFAULTS.update(max_steps=max_steps, on_divergence=on_divergence, pending=True)
-
-
-def _run_paths(
-    info: DistInfo | None,
-    root: Path | str,
-    stem: str,
-    run_dir: Path | str | None,
-    device: torch.device,
-) -> RunPaths:
-    """The run directory: made here, or under torch.distributed by rank 0 and shared
-    (every rank must use rank 0's choice, and fails with rank 0's error)."""
-    if info is None:
-        return create_run_dir(root, stem, run_dir)
-    made: tuple[str, str] | None = None  # ("dir", path) or ("error", why)
-    error: Exception | None = None
-    if info.leader:
-        try:
-            made = ("dir", str(create_run_dir(root, stem, run_dir).root))
-        except (OSError, ValueError, RunDirError) as exc:
-            made, error = ("error", f"{type(exc).__name__}: {exc}"), exc
-    kind, value = dist.broadcast_object(made, device)  # the model's GPU, not cuda:0
-    if error is not None:
-        raise error
-    if kind != "dir":
-        raise RuntimeError(f"rank 0 could not make the run directory: {value}")
-    return RunPaths(Path(value))
+#: every probe this process made that serves a store, and those still open
+PROBES: Registry[Probe] = Registry()
 
 
 def _loss_device(optimizer: Optimizer) -> torch.device:
@@ -219,32 +173,16 @@ class Probe:
         if info is None and self.silent:
             return  # torchrun's ranks without a process group: independent, rank 0 records
         check_scheduler(optimizer, scheduler)
-        env_dir, from_run = None, False
-        if run_dir is None:  # the first watch() under `optitui run` serves its run
-            env_dir = os.environ.pop(ENV_RUN_DIR, None)
-            # (under torchrun only rank 0 has the directory; every rank has the options)
-            from_run = bool(_SCRIPT_DEFAULTS.pop("pending", False)) or env_dir is not None
-        if from_run:  # optitui run's options, unless the call gave its own
-            max_steps = max_steps if max_steps is not None else _SCRIPT_DEFAULTS.get("max_steps")
-            on_divergence = on_divergence or _SCRIPT_DEFAULTS.get("on_divergence")
-        job = Job(
-            model=model if model is not None else ParamsOnly(optimizer),
-            optimizer=optimizer,
-            train_data=LoopsData(),
-            step_fn=user_loop,
-            on_divergence=on_divergence or "pause",
-            ddp=False,  # the loop's model is the user's (wrapped by them, or not)
-        )
-        if sync_every is not None:
-            job.sync_every = sync_every
-        job.validate()
+        handed = take_handed(run_dir, max_steps, on_divergence)
+        max_steps, on_divergence = handed.max_steps, handed.on_divergence
+        job = loops_job(optimizer, model, on_divergence, sync_every)
         script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
         extra: dict[str, Any] = {
             "script": None if script is None else str(script),
             "argv": list(sys.argv),
             **run_facts.script_facts(script, list(sys.argv[1:])),
             "mode": "in-process",
-            **(dict(_SCRIPT_META) if from_run else {}),
+            **handed.meta,
             **(meta or {}),
             "scheduler": None if scheduler is None else type(scheduler).__name__,
             "scheduler_settings": run_facts.scheduler_settings(scheduler),
@@ -253,8 +191,8 @@ class Probe:
             "probe": {"mode": mode, "limits": list(limits)},
         }
         stem = name or (script.stem if script is not None else "run")
-        paths = _run_paths(
-            info, root, stem, run_dir if run_dir is not None else env_dir, self._device
+        paths = run_paths(
+            info, root, stem, run_dir if run_dir is not None else handed.run_dir, self._device
         )
         self.trainer = LoopTrainer(
             self,
@@ -278,7 +216,7 @@ class Probe:
         if hooks:
             self._hooks.append(optimizer.register_step_pre_hook(self._pre_hook))
         t._start()
-        registry.add(self)
+        PROBES.add(self)
         self._boundary()  # commands sent before the loop started apply now, at step 0
 
     # -- what the loop sees ----------------------------------------------------------
@@ -393,7 +331,7 @@ class Probe:
         t = self.trainer
         if t is None:
             return
-        t._last_val = float(value)
+        t.last_val = float(value)
         t.recorder.put(ValRecord(t.step, t.epoch, float(value)))
 
     def _as_tensor(self, loss: torch.Tensor | float | None) -> torch.Tensor:
@@ -428,15 +366,7 @@ class Probe:
         if self._norm is not None:
             t._buf_gn.append(self._norm)
             self._norm = None
-        t.step += 1
-        if t._budget:
-            t._budget -= 1
-        if t.step >= t._ckpt_at:
-            t.save_checkpoint("periodic")
-        if len(t._buf_loss) >= t.flush_every or (
-            t._buf_time[-1] - t._last_flush[0] >= t.flush_seconds
-        ):
-            t.flush(check=True)
+        t._after_step()  # counted, then saved and flushed when due, as the trainer does
 
     def _boundary(self) -> None:
         """Ramps and commands, then wait while paused (a range test in flight runs first).
@@ -462,9 +392,12 @@ class Probe:
         return self._flight is not None
 
     # -- the range test, in flight ----------------------------------------------------------
-    def _start_test(self, test: rangetest.RangeTest) -> None:
+    def start_test(self, test: rangetest.RangeTest) -> None:
         assert self.trainer is not None
         self._flight = Flight(self, self.trainer, test)
+
+    def test_ended(self) -> None:
+        self._flight = None
 
     # -- the end ------------------------------------------------------------------------------
     def close(self, error: BaseException | None = None) -> None:
@@ -474,7 +407,7 @@ class Probe:
         if t is None or self._closed:
             return
         self._closed = True
-        registry.closed(self)
+        PROBES.closed(self)
         try:
             if self._flight is not None:
                 self._flight.end("cancelled", "the run ended during the test")
@@ -540,7 +473,7 @@ def watch(
         found = hook(optimizer)
         if found is not None:
             return found
-    for p in registry.open_probes():
+    for p in PROBES.open_probes():
         if p.optimizer is optimizer:
             return p
     if scheduler is None:  # one left unheld would compound every lr edit

@@ -1,0 +1,289 @@
+"""One optimizer step and what it records: the data, the step, validation, the flush.
+
+The hot path keeps to cheap host-side work: losses stay on the device in a list and
+are read with one ``tolist()`` every ``flush_every`` steps (the only host-device
+sync), and records go to a bounded queue.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from optitui.store.records import (
+    MetaUpdate,
+    MetricBatch,
+    StatusUpdate,
+    ValRecord,
+)
+from optitui.trainer.core import amp, dist, lr_record, state
+from optitui.trainer.core.device import (
+    batch_size,
+    memory_allocated,
+    memory_reserved,
+    to_device,
+)
+from optitui.trainer.core.job import JobError
+from optitui.trainer.loop.steering import Steering
+
+
+class EndOfData(Exception):
+    """max_epochs reached, or a one-shot iterable ran out."""
+
+
+class Stepping(Steering):
+    """The step the loop repeats: fetch a batch, forward and backward, step, record."""
+
+    # -- data ----------------------------------------------------------------
+    def next_batch(self) -> Any:
+        while True:
+            if self.data_iter is None:
+                # the RNG states the epoch's order is drawn from: a checkpoint replays them
+                gens = state.data_generators(self.job.train_data)
+                self.epoch_rng = state.rng_state(gens)  # fresh host copies already
+                if self.dist is not None:
+                    dist.set_epoch(self.job.train_data, self.epoch)
+                self.data_iter = iter(self.job.train_data)
+                self.epoch_batches = 0
+                self._measure_batch = True
+            try:
+                batch = next(self.data_iter)
+            except StopIteration:
+                self.data_iter = None
+                if self.epoch_batches == 0:
+                    if not self._ever_batched:  # nothing to train on: the Job is unusable
+                        msg = "train_data yielded no batches: nothing to train on"
+                        raise JobError(msg) from None
+                    raise EndOfData("train_data yielded no batches") from None
+                self._end_epoch()
+                continue
+            self.epoch_batches += 1
+            self._ever_batched = True
+            return batch
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        job = self.job
+        if job.val_data is not None and job.val_every is None:
+            self._validate()
+        if job.scheduler_interval == "epoch":
+            self.lr.step_scheduler()
+        if job.max_epochs is not None and self.epoch >= job.max_epochs:
+            raise EndOfData(f"{job.max_epochs} epoch(s) done")
+
+    # -- the step ------------------------------------------------------------
+    def _loss(self, batch: Any) -> torch.Tensor:
+        job = self.job
+        if job.step_fn is not None:
+            return job.step_fn(self.net, batch)
+        assert job.loss_fn is not None
+        try:
+            x, y = batch
+        except (TypeError, ValueError):
+            raise JobError(
+                f"loss_fn needs (x, y) batches, got a {type(batch).__name__}; "
+                "use step_fn(model, batch) for other batches"
+            ) from None
+        return job.loss_fn(self.net(x), y)
+
+    def _check_loss(self, loss: Any) -> None:
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            what = (
+                type(loss).__name__
+                if not isinstance(loss, torch.Tensor)
+                else (f"a tensor of shape {tuple(loss.shape)}")
+            )
+            raise JobError(f"the loss must be a scalar tensor, got {what}")
+        if not loss.requires_grad:
+            raise JobError("the loss does not require grad (is the model frozen, or detached?)")
+        self._checked_loss = True
+
+    def gradients(self, next_batch: Callable[[], Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The job's own step up to ``optimizer.step()``: zero the grads, forward and backward
+        over ``grad_accum`` micro-batches, clip. Returns the mean loss and the grad norm
+        (when clipping), both still on the device. The range test uses it too."""
+        self.optimizer.zero_grad(set_to_none=True)
+        accum = self.job.grad_accum
+        total: torch.Tensor | None = None
+        for k in range(accum):
+            batch = next_batch()
+            if self._move:  # on the CPU, batches from a CPU loader are already in place
+                batch = to_device(batch, self.device)
+            if self._measure_batch:  # once an epoch, not every step
+                self._batch_samples = batch_size(batch) * accum
+                self._measure_batch = False
+                if self._batch_unrecorded and self._batch_samples:  # data that did not say
+                    self.recorder.put(MetaUpdate({"batch_size": self._batch_samples // accum}))
+                    self._batch_unrecorded = False
+            # DDP all-reduces the gradients of the last micro-batch only
+            with dist.no_sync(self.net, k < accum - 1):
+                with self.amp.autocast():  # the forward pass and the loss; backward outside
+                    loss = self._loss(batch)
+                if not self._checked_loss:
+                    self._check_loss(loss)
+                self.amp.backward(loss / accum if accum > 1 else loss)  # scaled under fp16
+            d = loss.detach()
+            if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
+                d = d.float()
+            total = d if total is None else total + d
+        assert total is not None
+        norm = None
+        if self.clip is not None:
+            self.amp.unscale(self.optimizer)  # clip the true gradients, not the scaled ones
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
+        return (total / accum if accum > 1 else total), norm
+
+    def optimizer_step(self) -> torch.Tensor | float:
+        """``optimizer.step()``, through the GradScaler under fp16; returns whether the
+        scaler skipped it (a device tensor, read at flush; 0.0 when nothing can skip)."""
+        return self.amp.step(self.optimizer)
+
+    def _train_step(self) -> None:
+        loss, norm = self.gradients(self.next_batch)
+        if norm is not None:
+            self._buf_gn.append(norm)
+        self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
+        self._buf_skip.append(self.optimizer_step())
+        if self.lookahead is not None:
+            self.lookahead.after_step()
+        # record the lr this step used, before the scheduler moves it
+        self._buf_lr.append(lr_record.snapshot(self.optimizer.param_groups))
+        if self.job.scheduler_interval == "step":
+            self.lr.step_scheduler()
+        self._buf_loss.append(loss)
+        self._buf_time.append(time.time())
+        self._buf_epoch.append(self.epoch)
+
+    def _after_step(self) -> None:
+        """The step is done: count it, then save, validate and flush when each is due."""
+        self.step += 1
+        if self._budget:
+            self._budget -= 1
+        if self.step >= self._ckpt_at:
+            self.save_checkpoint("periodic")
+        val_every = self.job.val_every
+        if val_every is not None and self.step % val_every == 0:
+            self._validate()
+        if len(self._buf_loss) >= self.flush_every or (
+            self._buf_time[-1] - self._last_flush[0] >= self.flush_seconds
+        ):
+            self.flush(check=True)
+
+    def _validate(self) -> None:
+        job = self.job
+        if job.val_data is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        n = 0
+        with torch.no_grad():
+            for batch in job.val_data:
+                total += self._loss(to_device(batch, self.device)).detach().float()
+                n += 1
+        self.model.train(was_training)
+        value = self.mean(total / max(n, 1)) if n else math.nan  # one sync per evaluation
+        self.last_val = value
+        self.recorder.put(ValRecord(self.step, self.epoch, value))
+        saver = self.saver
+        if (
+            saver is not None
+            and self.policy.keep_best
+            and math.isfinite(value)
+            and (saver.best_val is None or value < saver.best_val)
+        ):
+            saver.best_val = value
+            self.save_checkpoint("best")
+        if isinstance(job.scheduler, ReduceLROnPlateau) and math.isfinite(value):
+            self.lr.step_scheduler(value)
+
+    # -- records -------------------------------------------------------------
+    def flush(self, check: bool = False) -> None:
+        """Read the buffered losses (one sync for the whole batch) and queue the records.
+
+        With ``check``, the divergence guard looks at what was read (and may pause or
+        roll back)."""
+        n = len(self._buf_loss)
+        if n == 0:
+            return
+        # under torch.distributed every rank takes a batch per step: samples/s is the total
+        self._samples += n * self._batch_samples * (1 if self.dist is None else self.dist.world)
+        now = time.time()
+        t0, s0, n0 = self._last_flush
+        dt = max(now - t0, 1e-9)
+        steps_per_s = (self.step - s0) / dt
+        mem = memory_allocated(self.device)
+        if mem is not None:  # host-side counters of the caching allocator: no sync
+            held = memory_reserved(self.device)
+            self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
+        if self.dist is None:
+            losses = torch.stack(self._buf_loss).float().tolist()
+        else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
+            losses, ranks = dist.gather_losses(
+                torch.stack(self._buf_loss), [steps_per_s, float(mem or 0)], self.device
+            )
+            self.recorder.put(
+                MetaUpdate(
+                    {
+                        "ranks": [
+                            {
+                                "rank": r,
+                                "steps_per_s": s[0],
+                                "device_mem": int(s[1]) if mem is not None else None,
+                            }
+                            for r, s in enumerate(ranks)
+                        ]
+                    }
+                )
+            )
+        if self.saver is not None:
+            self.saver.last_loss = losses[-1]
+        cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
+            "step": range(self.step - n + 1, self.step + 1),
+            "epoch": self._buf_epoch,
+            "time": self._buf_time,
+            "loss": losses,
+        }
+        norms = None
+        if len(self._buf_gn) == n:
+            cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
+        skipped = amp.read_flags(self._buf_skip) if len(self._buf_skip) == n else None
+        if skipped is None and self._skips_recorded:
+            skipped = [0.0] * n  # the column stays once a step could be skipped
+        if skipped is not None:
+            self._skips_recorded = True  # the scaler skipped these: no update, no true grad norm
+            cols["skipped"] = skipped
+            if norms is not None:
+                cols["grad_norm"] = norms = [
+                    math.nan if s else v for s, v in zip(skipped, norms, strict=True)
+                ]
+        # tensor-valued lrs (capturable, fused) were copied each step; read here, once
+        by_group = list(zip(*lr_record.columns(self._buf_lr), strict=True))
+        for i, col in enumerate(by_group):
+            cols[f"lr/{i}"] = list(col)
+        self.recorder.put(MetricBatch(cols))
+        self.recorder.put(
+            StatusUpdate(
+                self.state,
+                self.step,
+                self.epoch,
+                steps_per_s=steps_per_s,
+                samples_per_s=(self._samples - n0) / dt,
+                device_mem=mem,
+                last_record=now,
+            )
+        )
+        self._last_flush = (now, self.step, self._samples)
+        if self.policy.minutes is not None and self.saver is not None and self.saver.due():
+            self.save_checkpoint("periodic")
+        self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
+        self._buf_time, self._buf_epoch, self._buf_skip = [], [], []
+        self.published.publish_if_moved()  # a cycled momentum, a field ramp
+        if check:
+            self.guard.observe(cols["step"], losses, norms, skipped)
