@@ -1,0 +1,332 @@
+"""The report: RESULTS.md's table and notes from a run's raw data."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from compare_loops import ATTACHED, HEADLESS, INLINE, LOOPS, SIZE, TRACKIO
+from compare_sections import med, overhead_rows, quartiles, spread
+
+
+# ------------------------------------------------------------------------------------------
+# the report
+# ------------------------------------------------------------------------------------------
+def verdict(a: bool, b: bool, a_name: str, b_name: str) -> str:
+    if a and b:
+        return "met"
+    if not a and not b:
+        return "missed"
+    return f"{a_name if a else b_name} met, {b_name if a else a_name} missed"
+
+
+def noisy_verdict(h: dict[str, Any]) -> str:
+    """The verdict on a median, with how far apart the rounds were."""
+    width = h["spread"][1] - h["spread"][0]
+    if width >= 1000:
+        return f"not resolved: rounds differ by {width:.0f} us; the paired rows are sharper"
+    v = verdict(h["added_cpu"] <= 10, h["added"] <= 10, "CPU", "wall")
+    return v if width < 100 else f"{v} (rounds differ by {width:.0f} us; see the paired rows)"
+
+
+def stat_row(label: str, xs: list[float], fmt: str = "{:.2f}") -> str:
+    return f"| {label} | {fmt.format(med(xs))} | {spread(xs, fmt)} |"
+
+
+def ms(xs: list[float]) -> str:
+    return f"{med(xs) * 1e3:.1f} / {max(xs) * 1e3:.1f}"
+
+
+def report(data: dict[str, Any]) -> str:
+    L: list[str] = []
+    env = data["env"]
+    L += [
+        "# optitui against the alternatives, measured side by side",
+        "",
+        f"`{env['command']}` on {env['date']}, optitui at {env['revision']}: "
+        f"{env['cpu']}, {env['cores']} cores, "
+        f"Linux {env['kernel']}, Python {env['python']}, torch {env['torch']}, "
+        + ", ".join(f"{k} {v}" for k, v in env["tools"].items())
+        + ". Training runs on 1 thread (`torch.set_num_threads(1)`).",
+        "",
+        f"1-minute load average: {env['load_start']:.2f} at the start, "
+        f"{env['load_end']:.2f} at the end; each section gives its own. The machine is "
+        "shared: other processes' load shows as spread.",
+        "",
+    ]
+    targets: list[tuple[str, str, str]] = []
+    skipped = data["skipped"]
+    for loop, sec in data.get("overhead", {}).items():
+        rows, numbers = overhead_rows(sec, skipped)
+        loads = sec["loads"]
+        L += [
+            f"## 1. Per-step host overhead, {LOOPS[loop]}",
+            "",
+            f"{sec['steps']:,} steps per run (the first tenth is warm-up, not counted), "
+            f"{sec['rounds']} rounds, every run in a fresh process, variants interleaved; "
+            f"load average {med(loads):.2f} (range {spread(loads, '{:.2f}')}). "
+            "*us/step*: wall time per step (median over rounds). *added*: minus the same "
+            "round's bare loop, median [min..max] over rounds. *CPU*: CPU time of the "
+            "training process per step, all its threads (the attached viewer is another "
+            "process: its share is in the notes). Throughput is bare / variant (wall). "
+            "Start-up: the tool's init to the end of the first step; close: the last step "
+            "to the tool closed (final flushes, joins).",
+            "",
+            "| variant | us/step | added us/step | CPU us/step | added CPU us/step "
+            "| throughput vs bare | start-up s | close s | notes |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            *rows,
+            "",
+        ]
+        h = numbers.get(HEADLESS)
+        if h is not None:
+            targets.append(
+                (
+                    f"optitui headless adds <= 10 us of host work per step ({loop} step)",
+                    f"CPU {h['added_cpu']:+.1f} us "
+                    f"[{h['spread_cpu'][0]:+.1f}..{h['spread_cpu'][1]:+.1f}], "
+                    f"wall {h['added']:+.1f} us [{h['spread'][0]:+.1f}..{h['spread'][1]:+.1f}]",
+                    noisy_verdict(h),
+                )
+            )
+            if loop == "tiny":
+                targets.append(
+                    (
+                        "optitui headless within 2% of the bare loop (tiny step)",
+                        f"throughput {h['ratio']:.3f}",
+                        "met" if h["ratio"] >= 0.98 else "missed",
+                    )
+                )
+        for v in (ATTACHED, INLINE):
+            x = numbers.get(v)
+            if x is not None and loop == "tiny":
+                targets.append(
+                    (
+                        f"{v}: <= 10 us per step, within 2% (tiny step)",
+                        f"CPU {x['added_cpu']:+.1f} us, wall {x['added']:+.1f} us, "
+                        f"throughput {x['ratio']:.3f}",
+                        verdict(x["added_cpu"] <= 10, x["ratio"] >= 0.98, "CPU", "throughput"),
+                    )
+                )
+    for n, pr in enumerate(data.get("paired", [])):
+        # the first pairing is optitui alone, the second every tool (some may be skipped)
+        title = (
+            "optitui headless against the bare loop"
+            if n == 0
+            else ("every tool's fixed cost per step")
+        )
+        L += [
+            f"### 1{'bcd'[n]}. {title}, paired in one process: {LOOPS[pr['loop']]}",
+            "",
+            f"{pr['rounds']} rounds of {pr['steps']:,}-step runs, the variants one after the "
+            "other in one process (order rotated), so each round's runs see about the same "
+            f"load (load average {pr['load']:.2f} at the end). The bare loop: "
+            f"{med(pr['bare']):.1f} us/step wall, {med(pr['bare_cpu']):.1f} us CPU (medians). "
+            "Median (interquartile range) of each round's difference from its bare run:",
+            "",
+            "| variant | added wall us/step | added CPU us/step | throughput vs bare |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for v, x in pr["variants"].items():
+            L.append(
+                f"| {v} | {quartiles(x['wall'], '{:+.1f}')} | {quartiles(x['cpu'], '{:+.1f}')} "
+                f"| {quartiles(x['ratio'], '{:.3f}')} |"
+            )
+        L += [f"| {v} | - | - | {why} |" for v, why in pr.get("skipped", {}).items()]
+        L.append("")
+        h = pr["variants"].get(HEADLESS)
+        if h is not None:
+            targets.append(
+                (
+                    f"optitui headless: <= 10 us per step ({pr['loop']} step, paired)",
+                    f"CPU {med(h['cpu']):+.1f} us, wall {med(h['wall']):+.1f} us, "
+                    f"throughput {med(h['ratio']):.3f}",
+                    verdict(med(h["cpu"]) <= 10, med(h["wall"]) <= 10, "CPU", "wall"),
+                )
+            )
+    syncs = data.get("syncs")
+    if syncs:
+        loops = list(data.get("sync_steps", {}))
+        L += [
+            "## 2. Host-device syncs per 1,000 steps",
+            "",
+            "Reads of a tensor's value to the host (`item`, `tolist`, `cpu`, `__float__`, "
+            "`__bool__`, ...) made by the tool's own code or inside the user's logging call "
+            "for it; on CPU each is where an accelerator would stall. The dashboard (attached "
+            "or --inline) imports no torch: the same trainer code is all that reads.",
+            "",
+            "| tool | " + " | ".join(f"{lp} step" for lp in loops) + " | which reads |",
+            "| --- | " + " | ".join("---:" for _ in loops) + " | --- |",
+        ]
+        zero_extra = None
+        for v, per in syncs.items():
+            if isinstance(per, str):
+                L.append(f"| {v} | " + " | ".join("-" for _ in loops) + f" | {per} |")
+                continue
+            cells, methods = [], Counter()
+            for lp in loops:
+                r = per.get(lp)
+                if isinstance(r, dict):
+                    cells.append(f"{r['per_1000']:.1f}")
+                    methods.update(r["by_method"])
+                else:
+                    cells.append(str(r))
+            what = ", ".join(f"{k}" for k in sorted(methods)) or "none"
+            if v == HEADLESS:
+                what += " (one batched read per flush: every 64 steps or 0.5 s)"
+                zero_extra = cells
+            if v == TRACKIO:
+                what += " (in the user's call: trackio.log takes no tensors)"
+            L.append(f"| {v} | " + " | ".join(cells) + f" | {what} |")
+        L.append("")
+        if zero_extra is not None:
+            targets.append(
+                (
+                    "zero extra syncs (optitui)",
+                    "batched reads per 1,000 steps: "
+                    + ", ".join(f"{c} ({lp})" for c, lp in zip(zero_extra, loops, strict=True)),
+                    "none per step; not zero: one blocking read per flush"
+                    if all(float(c) < 1000 for c in zero_extra)
+                    else "missed",
+                )
+            )
+    frames = data.get("frames")
+    if frames:
+        rows = frames["rows"]
+        L += [
+            "## 3. Dashboard frame cost against history length",
+            "",
+            f"Both plots (loss + lr) over the whole history, {SIZE[0]}x{SIZE[1]}, one frame "
+            "every 250 ms as the app draws them (`tui_frames.frame_costs`). CPU is the "
+            "drawing thread's CPU time; wall also counts other processes on a busy machine.",
+            "",
+            "| history | CPU median ms | CPU p90 ms | wall median ms | wall p90 ms "
+            "| decimation ms | load |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for n, r in sorted(rows.items()):
+            L.append(
+                f"| {n:,} | {r['cpu']:.1f} | {r['cpu_p90']:.1f} | {r['wall']:.1f} "
+                f"| {r['wall_p90']:.1f} | {r['decimation']:.2f} | {r['load']:.2f} |"
+            )
+        big, small = max(rows), min(rows)
+        ratio = rows[big]["cpu"] / rows[small]["cpu"]
+        L.append("")
+        targets.append(
+            (
+                f"frame cost flat in history length ({big:,} vs {small:,}: <= 1.5x, < 25 ms)",
+                f"{ratio:.2f}x, {rows[big]['cpu']:.1f} ms CPU",
+                "met" if ratio <= 1.5 and rows[big]["cpu"] < 25 else "missed",
+            )
+        )
+    att = data.get("attach")
+    if att:
+        big = att["steps"]
+        walls = [w for w, _ in att["inproc"]]
+        cpus = [c for _, c in att["inproc"]]
+        L += [
+            f"## 4. Attach to first full frame on a {big:,}-step run, and the viewer's memory",
+            "",
+            "From spawning the process to both plots drawn over the whole history "
+            "(interpreter start, imports, reading the store, smoothing and pyramids, first "
+            "frame). Memory is the `optitui attach` process's VmRSS half a second after "
+            "that frame, and its peak (VmHWM).",
+            "",
+            "| measure | median | min..max |",
+            "| --- | ---: | ---: |",
+            stat_row("headless app in a new process, wall s", walls),
+            stat_row("the same, CPU s", cpus),
+        ]
+        tm = att.get("tmux")
+        if tm:
+            w = [x["wall"] for x in tm]
+            rss = [x["rss_mb"] for x in tm]
+            hwm = [x["hwm_mb"] for x in tm]
+            small_rss = [x["rss_mb"] for x in att["tmux_small"]]
+            L += [
+                stat_row(f"`optitui attach` in tmux {SIZE[0]}x{SIZE[1]}, wall s", w),
+                stat_row(f"viewer RSS holding {big:,} steps, MB", rss, "{:.0f}"),
+                stat_row("viewer peak RSS (VmHWM), MB", hwm, "{:.0f}"),
+                stat_row(f"viewer RSS holding {att['small']:,} steps, MB", small_rss, "{:.0f}"),
+            ]
+            attach_wall = med(w)
+        else:
+            L.append("| `optitui attach` in tmux | - | skipped: tmux not installed |")
+            attach_wall = med(walls)
+        L.append("")
+        targets.append(
+            (
+                f"attach under 1 s at {big:,} steps",
+                f"{attach_wall:.2f} s",
+                "met" if attach_wall < 1 else "missed",
+            )
+        )
+    cmds = data.get("commands")
+    if cmds:
+        L += [
+            "## 5. Command latency",
+            "",
+            "A job (`optitui run --headless`) whose step sleeps; `set lr` sent at random "
+            "phases of the step. *applied*: send to the job's acknowledgement (the "
+            "outcome's timestamp, taken when the trainer applies it at a step boundary); "
+            "*readable*: send until the answer can be read from the store (polled every "
+            "1 ms); *send returns*: `client.send` waiting as `optitui send` and the "
+            "dashboard do (its poll backs off from 10 ms to 100 ms). Median / max, ms.",
+            "",
+            "| step time | commands | applied | readable | send returns | target | met |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for label, r in cmds.items():
+            target = r["step_s"] + 0.05
+            worst = max(r["visible"] + r["returned"])
+            ok = max(r["applied"]) <= target and max(r["visible"]) <= target
+            L.append(
+                f"| {label} | {len(r['applied'])} | {ms(r['applied'])} | {ms(r['visible'])} "
+                f"| {ms(r['returned'])} | {target * 1e3:.0f} | "
+                + ("met" if ok else "missed")
+                + ("" if max(r["returned"]) <= target else " (send returns later: its poll)")
+                + " |"
+            )
+            targets.append(
+                (
+                    f"command acknowledged within one step + 50 ms ({label} steps)",
+                    f"readable max {max(r['visible']) * 1e3:.0f} ms, send returns max "
+                    f"{max(r['returned']) * 1e3:.0f} ms (target {target * 1e3:.0f} ms)",
+                    ("met" if ok else "missed")
+                    + ("" if worst <= target else "; send's poll returns later"),
+                )
+            )
+        L.append("")
+    ck = data.get("checkpoint")
+    if ck:
+        slow = [d / b for d, b in zip(ck["step_during"], ck["step_before"], strict=True)]
+        L += [
+            f"## 6. Checkpoint save, {ck['params'] / 1e6:.1f}M float32 parameters "
+            f"({ck['file_mb']:.0f} MB file)",
+            "",
+            "optitui's saver copies the state to host memory on the training thread and "
+            "writes it (serialise, fsync, rename, manifest) in a background thread. A user's "
+            "`torch.save` of the same state on the training thread is shown for comparison. "
+            "Seconds, median and min..max over the repeats.",
+            "",
+            "| measure | median | min..max |",
+            "| --- | ---: | ---: |",
+            stat_row("optitui: on the training thread", ck["on_thread"], "{:.3f}"),
+            stat_row("optitui: total, until on disk (`saver.wait()`)", ck["total"], "{:.3f}"),
+            stat_row("`torch.save` on the training thread", ck["plain"], "{:.3f}"),
+            stat_row("`torch.save` + fsync on the training thread", ck["plain_fsync"], "{:.3f}"),
+            stat_row("tiny-step time while the write runs / before it", slow, "{:.2f}x"),
+            "",
+        ]
+    if targets:
+        L += [
+            "## Targets",
+            "",
+            "| target | measured | result |",
+            "| --- | --- | --- |",
+            *[f"| {a} | {b} | {c} |" for a, b, c in targets],
+            "",
+        ]
+    if "total_s" in env:
+        L.append(f"Total time of this run: {env['total_s']:.0f} s.")
+    return "\n".join(L) + "\n"
