@@ -77,15 +77,18 @@ def record(paths: Any, now: float) -> dict[str, Any]:
             # the trend reads an even sample of at most 4 x TREND_POINTS metric rows
             values, first, last = trend(r, TREND_POINTS)
             host, script = meta.get("host"), meta.get("script")
+            version = meta.get("optitui_version")
             return out | {
                 "state": st.state,
                 "step": st.step,
                 "loss": r.last_loss(),
+                "best_val": r.best_val(),
                 **_speed(st, meta),
                 "last_record": st.last_record or st.heartbeat or None,
                 "age_s": max(0.0, now - (st.last_record or st.heartbeat)),
                 "script": script if isinstance(script, str) else None,
                 "host": host if isinstance(host, str) else None,
+                "optitui_version": version if isinstance(version, str) else None,
                 "trend": {
                     "values": values,
                     "first_step": first,

@@ -288,6 +288,16 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def made_time(paths: RunPaths) -> float:
+    """When a run directory was made: its marker file's time, which nothing changes later
+    (the directory's own ctime moves whenever SQLite adds or drops its -wal and -shm files
+    beside the store, so a run that was only read would sort as the newest)."""
+    try:
+        return (paths.root / MARKER).stat().st_mtime
+    except OSError:  # not one optitui made, or not ours to look into
+        return _ctime(paths.root)
+
+
 def find_runs(root: Path | str) -> list[RunPaths]:
     """Every run directory directly under ``root``, oldest first by creation time.
 
@@ -305,7 +315,7 @@ def find_runs(root: Path | str) -> list[RunPaths]:
         if found:
             runs.append(RunPaths(p))
     runs.sort(key=lambda r: _mtime_of(r))
-    runs.sort(key=lambda r: _ctime(r.root))
+    runs.sort(key=made_time)
     return runs
 
 

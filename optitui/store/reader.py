@@ -359,6 +359,11 @@ class RunReader:
         loss = cols.get("loss")
         return float(loss[-1]) if loss else None
 
+    def best_val(self) -> float | None:
+        """The lowest validation loss recorded (None before the first one)."""
+        row = self.conn.execute("SELECT MIN(loss) FROM val").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
 
 class RunUnreadable(FileNotFoundError):
     """A run that cannot be read here; the message is one line naming it and why."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +24,8 @@ from optitui.store.access import LocalRun, RunAccess
 from optitui.store.layout import RunPaths
 from optitui.tui.feed import Feed, StoreFeed
 from optitui.tui.keys import KEYS
-from optitui.tui.messages import InlineJobEnded, JobExited
+from optitui.tui.messages import InlineJobEnded, JobExited, SwitchRun
+from optitui.tui.overlay_feed import OverlayRun, other_version, overlay_run
 from optitui.tui.screens.dashboard import COMPACT_BELOW, DashboardScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.event_log import EventLog
@@ -60,6 +61,7 @@ class DashboardApp(App[int]):
         feed: Feed | None = None,
         run: RunAccess | None = None,
         note: str = "",
+        overlays: Sequence[OverlayRun] = (),
     ) -> None:
         super().__init__()
         if (job_runner is None) != (stopper is None):
@@ -85,7 +87,9 @@ class DashboardApp(App[int]):
             note = "inline"
         if process is not None:
             note = f"job pid {process.pid}"
-        self.dashboard = DashboardScreen(run, feed, self.settings, self.stop_event, note)
+        self.dashboard = DashboardScreen(
+            run, feed, self.settings, threading.Event(), note, overlays
+        )
         self.job_returncode: int | None = None
         self.inline_state: str | None = None  # set when the inline loop has returned
         self._inline_running = False
@@ -111,6 +115,8 @@ class DashboardApp(App[int]):
 
     def on_unmount(self) -> None:
         self.stop_event.set()
+        self.dashboard.stop_event.set()
+        self.dashboard.stop_overlays()
         if self.inline and self._inline_running and self.stopper is not None:
             self.stopper("the dashboard closed")  # training ends with the app
         if self._output is not None:
@@ -166,6 +172,63 @@ class DashboardApp(App[int]):
         if self._output is not None:
             self._output.write(event.text)
             self._output.flush()
+
+    # -- steering another run ------------------------------------------------------------
+    @on(SwitchRun)
+    async def _switch_run(self, message: SwitchRun) -> None:
+        problem = self.switch_problem(Path(message.run_dir))
+        if problem is not None:
+            self.notify(problem, severity="warning", timeout=6)
+            return
+        while self.screen is not self.dashboard and len(self.screen_stack) > 1:
+            await self.pop_screen()  # the runs browser that asked
+        await self.switch_to(Path(message.run_dir))
+
+    def switch_problem(self, run_dir: Path) -> str | None:
+        """Why the keys cannot steer the run in ``run_dir`` from this dashboard, or None."""
+        if self.paths is None:
+            return "this dashboard follows a run over ssh: attach to another run with optitui"
+        if self.process is not None or self.inline:
+            return (
+                "this dashboard runs its own job: steer another run with "
+                f"`optitui attach {run_dir.name}`"
+            )
+        from optitui.store.reader import open_reader
+
+        try:
+            with open_reader(run_dir) as reader:
+                meta = reader.meta()
+                problem = reader.schema_problem()
+                status = reader.status(now=self.settings.clock())
+        except Exception as exc:  # a damaged or vanished store: one refusal
+            return f"{run_dir.name}: {exc}"
+        version = other_version(meta)
+        if problem is not None or version is not None:
+            who = version or meta.get("optitui_version") or "another optitui"
+            return f"{run_dir.name} was written by optitui {who}: shown read-only, not steered"
+        if not status.alive:
+            return f"{run_dir.name} is {status.state}: only a live run can be steered"
+        return None
+
+    async def switch_to(self, run_dir: Path) -> None:
+        """Steer ``run_dir`` from now on; the run steered until now joins the overlays."""
+        old = self.dashboard
+        kept = [d for d in old.overlaid_dirs() if d.resolve() != run_dir.resolve()]
+        if self.paths is not None:
+            kept.append(self.paths.root)
+        beta = self.settings.ema_beta
+        overlays = [overlay_run(d, beta, prefetch=True) for d in kept]
+        self.paths = RunPaths(run_dir)
+        run = LocalRun(self.paths)
+        feed = StoreFeed(run_dir, ema_beta=beta, clock=self.settings.clock)
+        new = DashboardScreen(run, feed, self.settings, threading.Event(), "", overlays)
+        new.x_time = old.x_time
+        old.stop_overlays()
+        self.run_access.close()
+        self.run_access = run
+        self.dashboard = new
+        await self.switch_screen(new)
+        self.notify(f"the keys steer {run_dir.name}", timeout=4)
 
     def job_alive(self) -> bool:
         if self.inline:
@@ -268,11 +331,13 @@ def build_app(
     feed: Feed | None = None,
     run: RunAccess | None = None,
     note: str = "",
+    overlays: Sequence[OverlayRun] = (),
 ) -> DashboardApp:
     """The dashboard on ``run_dir``: attached (no process), supervising one, or inline.
 
     ``feed`` may be one whose first read was started early. A run read over ssh has no
     directory here: it comes with its own ``run`` (commands, answers) and ``feed``.
+    ``overlays`` are other runs drawn over its plots (their reads may have started).
     """
     return DashboardApp(
         None if run_dir is None else Path(run_dir),
@@ -283,4 +348,5 @@ def build_app(
         feed=feed,
         run=run,
         note=note,
+        overlays=overlays,
     )

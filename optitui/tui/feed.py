@@ -23,7 +23,11 @@ from optitui.store.reader import EventRow, RunReader, Status
 from optitui.tui.history import History, HistoryView
 
 
-class StoreMismatch(Exception):
+class FeedEnded(Exception):
+    """Nothing more will come from this run; the message says why."""
+
+
+class StoreMismatch(FeedEnded):
     """The run store was written by another version of optitui; nothing more is read."""
 
 
@@ -111,9 +115,10 @@ class StoreFeed:
         ema_beta: float = 0.98,
         clock: Callable[[], float] = time.time,
         events_per_poll: int = 2000,
+        pyramids: bool = True,
     ) -> None:
         self.paths = RunPaths(run_dir)
-        self.history = History(ema_beta=ema_beta)
+        self.history = History(ema_beta=ema_beta, pyramids=pyramids)
         self.clock = clock
         self.events_per_poll = events_per_poll
         self._reader: RunReader | None = None
@@ -194,14 +199,15 @@ def follow(
 
     A store that cannot be read (not created yet, damaged, a disk gone) is
     reported once through ``problem`` and retried: a viewer outlives hiccups.
-    A store of another version is reported through ``fatal``, and the feed ends.
+    A store of another version (any :class:`FeedEnded`) is reported through
+    ``fatal``, and the feed ends.
     """
     last_problem = ""
     try:
         while not stop.is_set():
             try:
                 update = feed.next()
-            except StoreMismatch as exc:
+            except FeedEnded as exc:
                 (fatal or problem or (lambda _text: None))(str(exc))
                 return
             except (sqlite3.Error, OSError, ValueError) as exc:

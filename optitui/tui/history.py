@@ -157,9 +157,14 @@ def empty_view() -> HistoryView:
 
 @dataclass
 class History:
-    """Metric columns read from a run store, with the smoothed loss and pyramids."""
+    """Metric columns read from a run store, with the smoothed loss and pyramids.
+
+    Without ``pyramids`` (a run only drawn as lines, never as min/max bands) the
+    columns are read and smoothed, and reading a long run costs about half as much.
+    """
 
     ema_beta: float = 0.98
+    pyramids: bool = True
     metrics: MetricColumns = field(default_factory=MetricColumns)
     val_step: array[float] = field(default_factory=lambda: array("d"))
     val_loss: array[float] = field(default_factory=lambda: array("d"))
@@ -195,7 +200,7 @@ class History:
             if self._ema is None:
                 self._ema = Ema(self.ema_beta)
             self._ema.extend(loss, n)
-        for name in self._series_names():
+        for name in self._series_names() if self.pyramids else ():
             self._pyramids.setdefault(name, Pyramid()).update(cols[name], n)
 
     def _series_names(self) -> list[str]:

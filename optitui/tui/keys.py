@@ -83,6 +83,14 @@ KEYS = (
     Key("v", "log_filter", "log", "event log: all lines / commands / warnings and errors", False),
     Key("p", "toggle_plot", "plot", "narrow terminal: show the loss / the lr plot"),
     Key("m", "markers", "markers", "list the plots' markers: step and what happened", False),
+    Key(
+        "b",
+        "runs",
+        "runs",
+        "runs browser: overlay other runs (space), steer another (enter)",
+        False,  # at 80 columns the footer has no room left for it
+    ),
+    Key("X", "toggle_x", "x-axis", "plots: x axis by step / by wall time since start", False),
     Key("question_mark,f1", "help", "help", "this help", True, "?"),
     Key("q", "app.quit", "quit", "quit: detach (job keeps training) / stop / cancel"),
 )

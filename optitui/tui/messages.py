@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 from optitui.store.manifests import Manifest
@@ -82,3 +84,38 @@ class StoreUnreadable(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class OverlayUpdated(Message):
+    """The feed of an overlaid run (``key``: its directory) read it again; the UI must
+    call ``consumed.set()`` when done."""
+
+    def __init__(self, key: str, update: FeedUpdate) -> None:
+        super().__init__()
+        self.key = key
+        self.update = update
+
+
+class OverlayEnded(Message):
+    """An overlaid run can no longer be followed (it vanished, or is of another schema)."""
+
+    def __init__(self, key: str, text: str) -> None:
+        super().__init__()
+        self.key = key
+        self.text = text
+
+
+class SwitchRun(Message):
+    """Steer another run (a directory on this host) from now on."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class RunsListed(Message):
+    """Every run the runs browser lists, newest first, as ``optitui ls --json`` has them."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.runs = runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class ViewerSettings:
     died or finished (``--no-bell`` turns it off)."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall clock for ages and ETAs; tests pass a fixed one."""
+    runs_root: Path | None = None
+    """Where the runs browser (``b``) looks for runs, besides the steered run's own folder
+    (``--root``)."""
 
     def __post_init__(self) -> None:
         if not self.fine_factor > 1.0 or not self.coarse_factor > 1.0:

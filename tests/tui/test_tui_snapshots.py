@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from test_tui_checkpoints import write_checkpoint
+from test_tui_overlays import app_with, overlays_drawn, two_runs
 from test_tui_range_test import CONFIG, SUGGESTIONS, curve
 from textual.widgets import Input
 from tui_support import (
@@ -133,3 +134,38 @@ def test_range_test_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, i
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def three_runs(tmp_path: Path) -> DashboardApp:
+    """A running run with two others over it: a longer one with other group names and
+    higher losses, and a shorter, lower one."""
+    a, b = two_runs(tmp_path)
+    c, _ = write_fixed_store(
+        a.root.parent / "digits-20260921-114502-00112233445566ff",
+        steps=450,
+        state="stopped",
+        loss_scale=0.7,
+    )
+    return app_with(a, b, c)
+
+
+def test_overlays_160x48(snap_compare: Any, tmp_path: Path) -> None:
+    async def run_before(pilot: Any) -> None:
+        await overlays_drawn(pilot, 900, 450)
+
+    assert snap_compare(three_runs(tmp_path), terminal_size=(160, 48), run_before=run_before)
+
+
+def test_runs_browser_120x36(snap_compare: Any, tmp_path: Path) -> None:
+    app = three_runs(tmp_path)
+
+    async def run_before(pilot: Any) -> None:
+        await overlays_drawn(pilot, 900, 450)
+        await pilot.press("b")
+        await wait_until(pilot, lambda: getattr(app.screen, "reads", 0) > 0, what="the runs")
+        await pilot.press("down")
+        for box in app.screen.query(Input):
+            box.cursor_blink = False
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)

@@ -149,7 +149,7 @@ def step_time(step: int) -> float:
 
 
 def metric_batches(
-    first: int, last: int, total: int, chunk: int = 64, groups: int = 2
+    first: int, last: int, total: int, chunk: int = 64, groups: int = 2, scale: float = 1.0
 ) -> list[MetricBatch]:
     out = []
     for s0 in range(first, last + 1, chunk):
@@ -158,7 +158,7 @@ def metric_batches(
             "step": [float(s) for s in steps],
             "epoch": [float(s // 100) for s in steps],
             "time": [step_time(s) for s in steps],
-            "loss": [loss_at(s) for s in steps],
+            "loss": [scale * loss_at(s) for s in steps],
             "lr/0": [lr_at(s, total) for s in steps],
             "lr/1": [0.02 if s < 300 else 0.022 for s in steps],
         }
@@ -176,9 +176,11 @@ def write_fixed_store(
     groups: list[dict[str, Any]] | None = None,
     max_steps: int | None = 1000,
     keep_open: bool = False,
+    loss_scale: float = 1.0,
 ) -> tuple[RunPaths, StoreWriter | None]:
-    """A run store with ``steps`` steps of fixed history; the writer is returned open
-    when ``keep_open`` (for a :class:`FakeJob`), else closed."""
+    """A run store with ``steps`` steps of fixed history (its losses ``loss_scale`` times
+    the usual); the writer is returned open when ``keep_open`` (for a :class:`FakeJob`),
+    else closed."""
     paths = create_run_dir(run_dir.parent, run_dir.name, run_dir)
     groups = groups if groups is not None else sgd_groups()
     meta = {
@@ -195,7 +197,7 @@ def write_fixed_store(
     }
     w = StoreWriter(paths, meta)
     records: list[Record] = [GroupSnapshot(0, groups, time=START)]
-    records += metric_batches(1, steps, max_steps or steps)
+    records += metric_batches(1, steps, max_steps or steps, scale=loss_scale)
     records += [
         ValRecord(s, s // 100, loss_at(s) + 0.1, time=START + s) for s in range(100, steps + 1, 100)
     ]
@@ -301,6 +303,15 @@ def set_heartbeat(paths: RunPaths, when: float) -> None:
     conn = sqlite3.connect(str(paths.db), isolation_level=None)
     try:
         conn.execute("UPDATE status SET heartbeat = ? WHERE id = 1", (when,))
+    finally:
+        conn.close()
+
+
+def stamp_meta(paths: RunPaths, key: str, value: str) -> None:
+    """Rewrite one metadata value (JSON text): a store as another optitui wrote it."""
+    conn = sqlite3.connect(str(paths.db), isolation_level=None)
+    try:
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
     finally:
         conn.close()
 

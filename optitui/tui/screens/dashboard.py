@@ -9,6 +9,8 @@ live in :class:`ControlKeys` and :class:`RunKeys`, which this screen combines.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -25,7 +27,9 @@ from optitui.tui.keys import KEYS, listed
 from optitui.tui.live_groups import latest_lrs, rows_before, with_live_lr
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
+from optitui.tui.overlay_feed import OverlayRun
 from optitui.tui.screens.control_keys import ControlKeys
+from optitui.tui.screens.overlay_keys import OverlayKeys
 from optitui.tui.screens.run_keys import RunKeys
 from optitui.tui.screens.view_keys import ViewKeys
 from optitui.tui.settings import ViewerSettings
@@ -47,8 +51,8 @@ from optitui.tui.widgets.status_bar import StatusBar
 COMPACT_BELOW = 100
 
 
-class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
-    """Live view and keyboard control of one run."""
+class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
+    """Live view and keyboard control of one run, other runs overlaid on its plots."""
 
     DEFAULT_CSS = """
     DashboardScreen #plots { height: 3fr; min-height: 8; }
@@ -89,9 +93,11 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
         settings: ViewerSettings,
         stop: threading.Event,
         note: str = "",
+        overlays: Sequence[OverlayRun] = (),
     ) -> None:
         super().__init__(run, settings, stop)
         self.note = note
+        self._first_overlays = list(overlays)
         self.markers: list[Marker] = []
         self.store_problem: str | None = None  # set when this viewer cannot show the store
         self.link_problem: str | None = None  # a remote run's connection, while it is down
@@ -125,13 +131,21 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
 
     def on_mount(self) -> None:
         self.show_view()
+        for plot in self.plots:
+            plot.set_x_time(self.x_time)
         self.query_one(CommandStatus).show([], self.all_groups)
         self.set_interval(1.0 / self.settings.redraw_hz, self.redraw)
         self.set_interval(1.0, self._tick)
         self._follow_store()
+        for ov in self._first_overlays:
+            problem = self.add_overlay(ov)
+            if problem is not None:
+                ov.feed.close()
+                self.query_one(EventLog).note(f"not overlaid: {problem}", "bold red")
 
     def on_unmount(self) -> None:
         self.stop_event.set()
+        self.stop_overlays()
 
     # -- data in ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
@@ -246,6 +260,13 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys):
         banner.show(
             self.status, self.store_problem, traceback, self.settings.clock(), self.link_problem
         )
+
+    def steered_group_names(self) -> list[str]:
+        return self.query_one(LrPlot).group_names
+
+    def browser_roots(self) -> list[Path]:
+        root = self.settings.runs_root
+        return [*([] if root is None else [root]), *super().browser_roots()]
 
     # -- view keys (the plots' window and scale: ViewKeys) ----------------------------
     def on_resize(self) -> None:

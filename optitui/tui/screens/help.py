@@ -25,6 +25,12 @@ saved, ◆ a range test, ✕ a problem (divergence, out of memory, a loss
 spike); m lists them with their step. After a restore the old branch is
 drawn dimmed. Under 100 columns one plot shows at a time: p switches.
 
+Other runs can be drawn over the plots (optitui attach RUN OTHER...): each
+in its own colour, named in the legend by the part of its name that tells
+it apart. b lists every run under the run root: space overlays one (or
+stops), enter steers it instead (live runs of this optitui only), / filters.
+X places every run by wall time since its first step instead of by step.
+
 The range test (r) sweeps the lr over a few batches, then puts everything
 back; pick a suggestion with 1-4 to apply it, Esc cancels. Checkpoints (c)
 restore with Enter; the state before a restore is saved first, so a

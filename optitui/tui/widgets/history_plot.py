@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ from optitui.tui.axis import Axis, axis_for
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
+from optitui.tui.overlay import Overlay, extent, has_times, overlay_points, start_time, step_x
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
 from optitui.tui.span import Span
 
@@ -43,10 +46,12 @@ class Series:
     role: str = ""  # what the series is, for a plot that ranges its axis by it
 
 
-def _rich_color(color: Any) -> str:
-    """The rich style of a series colour, dimmed stand-ins included."""
-    if isinstance(color, tuple):
+def rich_color(color: Any) -> str:
+    """The rich style of a series colour, dimmed stand-ins and RGB triples included."""
+    if isinstance(color, tuple) and color[:2] == dimmed(DIMMABLE[0])[:2]:
         return f"dim {RICH_NAMES.get(DIMMABLE[color[2] - 2], DIMMABLE[color[2] - 2])}"
+    if isinstance(color, tuple):
+        return "rgb({},{},{})".format(*color)
     return RICH_NAMES.get(str(color), str(color))
 
 
@@ -90,6 +95,10 @@ class HistoryPlot(PlotextPlot):
         self.marker_categories: list[Category] = []
         self.marker_key = True  # name the markers' glyphs on the title line
         self.round_bottom = False  # the y axis starts at a tick (see Axis.rounded_down)
+        self.overlays: tuple[Overlay, ...] = ()  # other runs drawn over this one
+        self.x_time = False  # x axis by wall time since the first step, not by step
+        self.drawn_overlays: tuple[int, ...] = ()  # each overlay's length in the last frame
+        self.drawn_x: tuple[float, float] | None = None  # the x axis's range in the last frame
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -112,10 +121,26 @@ class HistoryPlot(PlotextPlot):
             self.log_y = log_y
             self.dirty = True
 
-    def shows(self, length: int) -> bool:
-        """True once the plot has drawn a history of ``length`` rows, or is hidden (a
-        narrow terminal shows one plot at a time): nothing more is coming."""
-        return not self.size.area or (self.drawn_length == length and not self.dirty)
+    def set_overlays(self, overlays: tuple[Overlay, ...]) -> None:
+        """Other runs to draw over this one (each in its own colour, named in the legend)."""
+        if overlays != self.overlays:
+            self.overlays = overlays
+            self.dirty = True
+
+    def set_x_time(self, by_time: bool) -> None:
+        """Place rows by wall time since each run's first step (else by step)."""
+        if by_time != self.x_time:
+            self.x_time = by_time
+            self.dirty = True
+
+    def shows(self, length: int, overlays: tuple[int, ...] | None = None) -> bool:
+        """True once the plot has drawn a history of ``length`` rows (and overlays of
+        these lengths, when given), or is hidden (a narrow terminal shows one plot at a
+        time): nothing more is coming."""
+        if not self.size.area:
+            return True
+        drawn = overlays is None or self.drawn_overlays == overlays
+        return self.drawn_length == length and not self.dirty and drawn
 
     @property
     def buckets(self) -> int:
@@ -147,7 +172,10 @@ class HistoryPlot(PlotextPlot):
         rows = max(size.height - HEADER_ROWS, 1)
         self._legend = []
         series, x_range = self.draw(plt)
+        if self.overlays:
+            series, x_range = self._with_overlays(series, x_range)
         self._finish(plt, series, x_range, rows)
+        self.drawn_x = x_range
         self.decimate_seconds = time.perf_counter() - t0
         plt.plotsize(size.width, rows)
         plt._set_size(size.width, rows)  # see PlotextPlot.render: both are needed
@@ -162,6 +190,7 @@ class HistoryPlot(PlotextPlot):
         self.dirty = False
         self._drawn_size = size
         self.drawn_length = self.view.length
+        self.drawn_overlays = tuple(ov.view.length for ov in self.overlays)
         self.frame_seconds = time.perf_counter() - t0
         self.frames += 1
         return True
@@ -173,6 +202,51 @@ class HistoryPlot(PlotextPlot):
     def title(self, short: bool = False) -> str:
         """What the plot shows; ``short`` when the line is narrow."""
         raise NotImplementedError
+
+    def overlay_lines(
+        self, view: HistoryView, x: array[float], start: int, stop: int, buckets: int, log: bool
+    ) -> list[Points]:
+        """What this plot draws of an overlaid run: rows [start, stop) placed by ``x``."""
+        return []
+
+    #: the role an overlaid run's lines have in the y axis's range (see y_limits)
+    OVERLAY_ROLE = ""
+
+    # -- other runs ----------------------------------------------------------------
+    def by_time(self) -> bool:
+        """Whether the x axis is wall time: asked for, and every row has its time."""
+        return self.x_time and has_times(self.view)
+
+    def x_column(self) -> array[float]:
+        """The column this run's rows are placed by on the x axis."""
+        return self.view.time if self.by_time() else self.view.step
+
+    def _with_overlays(
+        self, series: list[Series], x_range: tuple[float, float] | None
+    ) -> tuple[list[Series], tuple[float, float] | None]:
+        """The overlaid runs' lines under this run's own, within its window (with all
+        steps in view, the window takes in every run's whole history)."""
+        by_time = self.by_time()
+        if self.x_time and not by_time and self.view.length:
+            return series, x_range  # this run has no wall times: nothing to line up with
+        origin = start_time(self.view) if by_time else 0.0
+        spans = [x_range] if x_range is not None else []
+        if self.span.everything or x_range is None:
+            spans += [e for ov in self.overlays if (e := extent(ov, self.x_time, origin))]
+        if not spans:
+            return series, x_range
+        x_range = min(lo for lo, _ in spans), max(hi for _, hi in spans)
+        positive = self.log_y is True  # as the plot's own series (an automatic log axis
+        # is chosen only when every value is > 0)
+        below: list[Series] = []
+        for ov in self.overlays:
+            lines = overlay_points(
+                ov, self.overlay_lines, x_range, self.buckets, self.x_time, origin, positive
+            )
+            below += [Series(pts, ov.color, role=self.OVERLAY_ROLE) for pts in lines]
+            if lines:  # named when some of it is in view
+                self._legend.append(("━", ov.name, ov.color))
+        return below + series, x_range
 
     def render(self) -> RenderResult:
         self._build(force=self._text is None)
@@ -202,7 +276,9 @@ class HistoryPlot(PlotextPlot):
         shown = self.markers_in_view(x_lo, x_hi)
         by_category: dict[Category, list[float]] = {}
         for m in shown:
-            by_category.setdefault(m.category, []).append(m.step)
+            x = step_x(self.view, m.step, self.by_time())
+            if x is not None:
+                by_category.setdefault(m.category, []).append(x)
         for category, xs in by_category.items():
             plt.scatter(xs, [strip] * len(xs), marker=category.glyph, color=category.rgb)
         self.marker_categories = [c for c in CATEGORIES if c in by_category]
@@ -246,7 +322,16 @@ class HistoryPlot(PlotextPlot):
 
     def markers_in_view(self, x_lo: float, x_hi: float) -> list[Marker]:
         """At most one marker every few columns: frequent events must not fill the strip."""
+        if self.by_time():  # markers are by step: the steps at the window's ends
+            lo, hi = self._step_at(x_lo), self._step_at(x_hi)
+            return in_view(self.markers, lo, hi, max(1, self.buckets // 2))
         return in_view(self.markers, x_lo, x_hi, max(1, self.buckets // 2))
+
+    def _step_at(self, t: float) -> float:
+        """The step of the newest row recorded at or before wall time ``t``."""
+        time, n = self.view.time, self.view.length
+        i = min(max(bisect_right(time, t, 0, n) - 1, 0), n - 1)
+        return self.view.step[i]
 
     def legend(self) -> list[tuple[str, str, Any]]:
         """(glyph, name, colour) of each series in the legend."""
@@ -270,7 +355,7 @@ class HistoryPlot(PlotextPlot):
         t.append(self.title(short), "bold")
         for glyph, name, color in self.legend():
             t.append("  ")
-            t.append(glyph, _rich_color(color))
+            t.append(glyph, rich_color(color))
             t.append(f" {name}")
         if key and self.marker_categories:
             t.append("  │", "dim")
@@ -310,11 +395,20 @@ class HistoryPlot(PlotextPlot):
         lo, hi = fmt.count(round(steps[start])), fmt.count(round(steps[stop - 1]))
         return f"{lo}-{hi}" if short else f"steps {lo}-{hi}"
 
+    def x_label(self) -> str:
+        """What the x axis counts, for the title: '' for steps, the usual."""
+        return " · by time" if self.x_time else ""
+
     def step_axis(self, plt: Any, x_lo: float, x_hi: float) -> None:
-        """Whole-step ticks (1.2k, 3M) instead of plotext's 1234.5."""
+        """Whole-step ticks (1.2k, 3M) instead of plotext's 1234.5; by time, the time
+        since the run's first step (4m12s)."""
         if x_hi <= x_lo:
             return
         plt.xlim(x_lo, x_hi)
         n = max(2, min(6, self.size.width // 18))
         ticks = [x_lo + (x_hi - x_lo) * i / (n - 1) for i in range(n)]
-        plt.xticks(ticks, [fmt.count(round(t)) for t in ticks])
+        if self.x_time and (self.by_time() or not self.view.length):
+            t0 = start_time(self.view)
+            plt.xticks(ticks, [fmt.duration(t - t0) for t in ticks])
+        else:
+            plt.xticks(ticks, [fmt.count(round(t)) for t in ticks])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from optitui.tui import decimate, y_range
+from optitui.tui.decimate import Points
+from optitui.tui.history import HistoryView
+from optitui.tui.overlay import step_x
 from optitui.tui.widgets.history_plot import HistoryPlot, Series, branch_color
 
 RAW_COLOR = "gray"
@@ -24,6 +28,9 @@ class LossPlot(HistoryPlot):
     values in view span more than two decades.
     """
 
+    #: other runs' smoothed losses range the axis as this run's own does
+    OVERLAY_ROLE = "smooth"
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.log_y = None  # the plot's own choice until the user picks one
@@ -35,7 +42,14 @@ class LossPlot(HistoryPlot):
         if short:
             window = self.window_label(short=True)
             return f"loss · {window}" if window else f"loss · {scale}"
-        return f"loss · {self.window_label()} · {scale}"
+        return f"loss · {self.window_label()}{self.x_label()} · {scale}"
+
+    def overlay_lines(
+        self, view: HistoryView, x: array[float], start: int, stop: int, buckets: int, log: bool
+    ) -> list[Points]:
+        """Another run's smoothed loss: its raw band would hide the runs under it."""
+        stop = min(stop, view.smooth.length)
+        return [decimate.last(x, view.smooth.at, start, stop, max(1, buckets // 2), log)]
 
     def log_scale(self) -> bool:
         return self.auto_log if self.log_y is None else self.log_y
@@ -57,13 +71,14 @@ class LossPlot(HistoryPlot):
             return [], None
         pos = self.log_y is True  # chosen automatically only when every value is > 0
         pieces = self.pieces(start, stop)
+        x = self.x_column()
         x_lo, x_hi = decimate.x_range(view.step, pieces)
         series: list[Series] = []
         for a, b, nb, left in pieces:  # a series per piece: no line goes back
-            raw = decimate.minmax(view.step, view.loss, a, b, nb, pos)
+            raw = decimate.minmax(x, view.loss, a, b, nb, pos)
             # the EMA is smooth: a point every other column draws the same curve
             smooth_b = min(b, view.smooth.length)
-            smooth = decimate.last(view.step, view.smooth.at, a, smooth_b, max(1, nb // 2), pos)
+            smooth = decimate.last(x, view.smooth.at, a, smooth_b, max(1, nb // 2), pos)
             if raw:
                 series.append(Series(raw, branch_color(RAW_COLOR, left), role="raw"))
             if smooth:
@@ -75,6 +90,8 @@ class LossPlot(HistoryPlot):
             val = decimate.last(
                 view.val_step, view.val_loss.raw.__getitem__, a, b, self.buckets, pos
             )
+            if val and self.by_time():  # records are by step: at their step's time
+                val = self._at_times(val)
             if val:
                 color = branch_color(VAL_COLOR, left)
                 if len(val) <= self.buckets // 3:  # sparse: a point per record, no line
@@ -83,4 +100,13 @@ class LossPlot(HistoryPlot):
                     series.append(Series(val, color, role="val"))
         if vals:
             self._legend.append((VAL_POINT, "val", VAL_COLOR))
-        return series, (x_lo, x_hi)
+        return series, decimate.x_range(x, pieces)
+
+    def _at_times(self, pts: Points) -> Points:
+        out = Points()
+        for s, y in zip(pts.xs, pts.ys, strict=True):
+            t = step_x(self.view, s, True)
+            if t is not None:
+                out.xs.append(t)
+                out.ys.append(y)
+        return out

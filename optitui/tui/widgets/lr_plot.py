@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from optitui.tui import decimate
+from optitui.tui.decimate import Points
+from optitui.tui.history import HistoryView
 from optitui.tui.widgets.history_plot import SERIES_COLORS, HistoryPlot, Series, branch_color
 
 
@@ -29,7 +32,18 @@ class LrPlot(HistoryPlot):
             window = self.window_label(short=True)
             return f"lr · {window}" if window else "lr"
         what = "lr per group" if len(self.view.lrs) > 1 else "lr"
-        return f"{what} · {self.window_label()} · log-y"
+        return f"{what} · {self.window_label()}{self.x_label()} · log-y"
+
+    def overlay_lines(
+        self, view: HistoryView, x: array[float], start: int, stop: int, buckets: int, log: bool
+    ) -> list[Points]:
+        """Another run's groups, each the lr at the end of each column (by position)."""
+        out = []
+        for _, column in view.lrs:
+            end = min(stop, column.length)
+            pts = decimate.last(x, column.raw.__getitem__, start, end, buckets, positive=True)
+            out.append(pts.flat_runs_joined())
+        return out
 
     def log_scale(self) -> bool:
         return True
@@ -40,12 +54,12 @@ class LrPlot(HistoryPlot):
         if stop <= start:
             return [], None
         pieces = self.pieces(start, stop)
-        x_lo, x_hi = decimate.x_range(view.step, pieces)
+        x = self.x_column()
         series: list[Series] = []
         named: dict[int, Any] = {}
         for a, b, nb, left in pieces:  # a series per piece: no line goes back
             for index, column in view.lrs:
-                pts = decimate.minmax(view.step, column, a, b, nb, positive=True)
+                pts = decimate.minmax(x, column, a, b, nb, positive=True)
                 pts = pts.flat_runs_joined()
                 if pts:
                     color = SERIES_COLORS[index % len(SERIES_COLORS)]
@@ -54,4 +68,4 @@ class LrPlot(HistoryPlot):
                     named[index] = color
         if len(named) > 1:  # one group's line needs no name
             self._legend = [("━", self.group_label(i), c) for i, c in sorted(named.items())]
-        return series, (x_lo, x_hi)
+        return series, decimate.x_range(x, pieces)
