@@ -71,8 +71,12 @@ def record(paths: Any, now: float) -> dict[str, Any]:
             meta = r.meta()
             problem = r.schema_problem()
             if problem is not None:  # another optitui's store: named, not read further
-                by = written_by(meta)
-                return out | {"state": "unreadable", "problem": f"{problem}; written by {by}"}
+                by, version = written_by(meta), meta.get("optitui_version")
+                return out | {
+                    "state": "unreadable",
+                    "problem": f"{problem}; written by {by}",
+                    "optitui_version": version if isinstance(version, str) else None,
+                }
             st = r.status(now=now)
             # the trend reads an even sample of at most 4 x TREND_POINTS metric rows
             values, first, last = trend(r, TREND_POINTS)

@@ -74,7 +74,8 @@ def without_tag(name: str) -> str:
     return head if head and _TAG.fullmatch(tail) else name
 
 
-def _cut(name: str, most: int) -> str:
+def cut(name: str, most: int) -> str:
+    """``name`` in at most ``most`` cells: its middle left out."""
     if len(name) <= most:
         return name
     keep = most - 1
@@ -107,7 +108,7 @@ def short_names(names: Sequence[str], most: int = NAME_CELLS) -> list[str]:
         f"{name}-{tag[:4]}" if tag and joined.count(name) > 1 else name
         for name, (_, tag) in zip(joined, split, strict=True)
     ]
-    return [_cut(n, most) for n in out]
+    return [cut(n, most) for n in out]
 
 
 # -- the x axis --------------------------------------------------------------------------

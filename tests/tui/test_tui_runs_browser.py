@@ -73,22 +73,23 @@ async def test_browse_filter_overlay_and_steer_another_run(tmp_path: Path) -> No
             ]
             shown = {r[1]: r for r in rows()}
             assert shown[names[-1]][0] == "●" and shown[names[-1]][2] == "running"
-            assert shown["older"][2] == "finished · optitui 0.0.9"
+            assert shown["older"][2:4] == ("finished", "0.0.9")
             best = min(loss_at(100), loss_at(200)) + 0.1
-            assert shown["sgd-baseline"][2:6] == (
+            assert shown["sgd-baseline"][2:7] == (
                 "stopped",
+                "",
                 "200",
                 f"{loss_at(200):.4g}",
                 f"{best:.4g}",
             )
-            assert shown["future"][2] == "unreadable"
+            assert shown["future"][2:4] == ("unreadable", "9.9.9")
             # filter by name, then Space overlays and removes
             await pilot.press("slash", *"sgd", "enter")
             assert [r[1] for r in rows()] == ["sgd-baseline"]
             await pilot.press("space")
             assert browser.said == "sgd-baseline: overlaid"
             assert list(first.overlay_runs) == [str(baseline.root)]
-            assert rows()[0][0] == "━━"
+            assert rows()[0][0] == "━"
             await pilot.press("space")
             assert browser.said == "sgd-baseline: no longer overlaid" and not first.overlay_runs
             assert rows()[0][0] == ""

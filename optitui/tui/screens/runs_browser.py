@@ -18,12 +18,31 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label
 
 from optitui.tui.messages import RunsListed, SwitchRun
-from optitui.tui.overlay import without_tag
+from optitui.tui.overlay import cut, without_tag
 from optitui.tui.overlay_feed import other_version, run_key
 
 #: how often the list is read again while open (runs start, train and end meanwhile)
 REFRESH_S = 3.0
-COLUMNS = ("", "run", "state", "step", "loss", "best val", "steps/s", "age", "trend")
+#: (label, width) of each column: fixed, so the table never reflows as rows come and go;
+#: the run's name takes what the others leave (RUN_CELLS)
+COLUMNS = (
+    ("", 1),
+    ("run", 0),
+    ("state", 10),
+    ("optitui", 7),
+    ("step", 9),
+    ("loss", 8),
+    ("best val", 8),
+    ("steps/s", 9),
+    ("age", 4),
+    ("trend", 16),
+)
+#: the fewest and the most cells a run's name gets
+RUN_CELLS = (16, 40)
+#: cells around the table: the frame, its padding and the table's scrollbar
+AROUND = 6
+#: how the table names each column
+KEYS = tuple(label or "mark" for label, _ in COLUMNS)
 
 
 class Comparing(Protocol):
@@ -50,20 +69,35 @@ def list_runs(roots: Sequence[Path], now: float) -> list[dict[str, Any]]:
     return [record(paths, now) for paths in ordered]
 
 
-def state_text(run: dict[str, Any]) -> str:
-    """The run's state, and the optitui that wrote it when it is not this one."""
-    version = other_version({"optitui_version": run.get("optitui_version")})
-    return f"{run['state']} · optitui {version}" if version else str(run["state"])
+def run_cells(width: int) -> int:
+    """How wide the run column is on a screen ``width`` cells wide."""
+    others = sum(w + 2 for _, w in COLUMNS)  # each column has a cell either side
+    return max(RUN_CELLS[0], min(RUN_CELLS[1], width - AROUND - others))
 
 
-def cells(run: dict[str, Any], mark: Text) -> tuple[Any, ...]:
-    """One row of the browser: mark, run, state, step, loss, best val, steps/s, age, trend."""
+def cells(run: dict[str, Any], mark: Text, name_cells: int) -> tuple[Any, ...]:
+    """One row of the browser: mark, run, state, the optitui that wrote it when it is not
+    this one, step, loss, best val, steps/s, age, trend."""
     from optitui.cli.ls import cells as ls_cells
 
-    name, _, step, loss, rate, age, _, trend = ls_cells(run)
+    name, state, step, loss, rate, age, _, trend = ls_cells(run)
+    if run.get("problem"):
+        state = str(run["state"])  # the problem itself is on the line under the table
     best = run.get("best_val")
     best_text = "-" if not isinstance(best, float) else f"{best:.4g}"
-    return (mark, without_tag(name), state_text(run), step, loss, best_text, rate, age, trend)
+    version = other_version({"optitui_version": run.get("optitui_version")}) or ""
+    return (
+        mark,
+        cut(without_tag(name), name_cells),
+        state,
+        version,
+        step,
+        loss,
+        best_text,
+        rate,
+        age,
+        trend,
+    )
 
 
 class RunsBrowser(ModalScreen[None]):
@@ -108,6 +142,7 @@ class RunsBrowser(ModalScreen[None]):
         self.shown: list[dict[str, Any]] = []  # those the filter keeps, as in the table
         self.reads = 0
         self.said = ""  # what the last key did
+        self.name_cells = RUN_CELLS[0]
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -122,8 +157,9 @@ class RunsBrowser(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for c in COLUMNS:
-            table.add_column(c, key=c or "mark")
+        self.name_cells = run_cells(self.app.size.width)
+        for (label, width), key in zip(COLUMNS, KEYS, strict=True):
+            table.add_column(label, width=width or self.name_cells, key=key)
         table.focus()
         self._list()
 
@@ -149,19 +185,30 @@ class RunsBrowser(ModalScreen[None]):
         if steered is not None and key == run_key(steered):
             return Text("●", "bold")
         color = self.owner.overlay_colors().get(key)
-        return Text("━━", color) if color else Text("")
+        return Text("━", color) if color else Text("")
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         chosen = self.highlighted()
         words = self.query_one("#filter", Input).value.strip().lower().split()
+        before = [run_key(r["path"]) for r in self.shown]
         self.shown = [r for r in self.runs if all(w in r["run"].lower() for w in words)]
-        table.clear()
-        for run in self.shown:
-            table.add_row(*cells(run, self._mark(run)), key=run_key(run["path"]))
         keys = [run_key(r["path"]) for r in self.shown]
-        if chosen is not None and run_key(chosen["path"]) in keys:
-            table.move_cursor(row=keys.index(run_key(chosen["path"])), animate=False)
+        if keys == before and table.row_count == len(keys):
+            # the same rows: their cells change in place (the cursor and widths stay)
+            for key, run in zip(keys, self.shown, strict=True):
+                old = table.get_row(key)
+                for column, value, was in zip(
+                    KEYS, cells(run, self._mark(run), self.name_cells), old, strict=True
+                ):
+                    if value != was:
+                        table.update_cell(key, column, value)
+        else:
+            table.clear()
+            for key, run in zip(keys, self.shown, strict=True):
+                table.add_row(*cells(run, self._mark(run), self.name_cells), key=key)
+            if chosen is not None and run_key(chosen["path"]) in keys:
+                table.move_cursor(row=keys.index(run_key(chosen["path"])), animate=False)
         self._show_detail()
 
     def highlighted(self) -> dict[str, Any] | None:
@@ -209,7 +256,8 @@ class RunsBrowser(ModalScreen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self._fill()
+        if self.reads:  # before the first listing there is nothing to filter
+            self._fill()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
