@@ -178,7 +178,7 @@ async def test_overlays_are_named_coloured_and_widen_the_window(tmp_path: Path) 
         assert ("━", "13:01:02", (255, 95, 135)) in loss.legend()
         # groups with other names: drawn by position, and said once
         text = log_text(app)
-        assert f"overlaid: {B_NAME} as 13:01:02" in text
+        assert f"overlaid as 13:01:02: {B_NAME}" in text
         assert "lr of 13:01:02 overlaid by position: its groups are encoder, decoder; " in text
         assert text.count("overlaid by position") == 1
         # X: by wall time since each run's first step

@@ -149,11 +149,13 @@ def three_runs(tmp_path: Path) -> DashboardApp:
     return app_with(a, b, c)
 
 
-def test_overlays_160x48(snap_compare: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [(160, 48), (80, 24)], ids=["160x48", "80x24"])
+def test_overlays(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Any) -> None:
         await overlays_drawn(pilot, 900, 450)
+        pilot.app.clear_notifications()
 
-    assert snap_compare(three_runs(tmp_path), terminal_size=(160, 48), run_before=run_before)
+    assert snap_compare(three_runs(tmp_path), terminal_size=size, run_before=run_before)
 
 
 def test_runs_browser_120x36(snap_compare: Any, tmp_path: Path) -> None:

@@ -63,7 +63,9 @@ class OverlayKeys(SteeringScreen):
         ov.color = next(c for c in OVERLAY_COLORS if c not in used)
         self.overlay_runs[ov.key] = ov
         self._name_overlays()
-        self.query_one(EventLog).note(f"overlaid: {ov.label} as {ov.name}", "magenta")
+        # the short name first: a narrow log cuts the line's end, and the name is what the
+        # legends show
+        self.query_one(EventLog).note(f"overlaid as {ov.name}: {ov.label}", "magenta")
         self._follow_overlay(ov)
         return None
 
