@@ -345,11 +345,16 @@ async def loaded(pilot: Pilot[Any], length: int | None = None) -> None:
     assert isinstance(app, DashboardApp)
     screen = app.dashboard
     await wait_until(pilot, lambda: screen.updates > 0, what="the first store update")
-    want = length if length is not None else screen.plots[0].view.length
+
+    def want() -> int:
+        # a live job keeps writing: the length to wait for is the one in the store now
+        return length if length is not None else screen.plots[0].view.length
+
     await wait_until(
         pilot,
-        lambda: all(p.shows(want) for p in screen.plots),
-        what=f"plots drawn at {want} steps",
+        lambda: all(p.shows(want()) for p in screen.plots),
+        timeout=30.0,
+        what=f"plots drawn at {want()} steps",
     )
     await pilot.pause()
 
