@@ -130,7 +130,13 @@ def _own_loop(model: nn.Module, opt: torch.optim.Optimizer, sched: Any, probe: A
             time.sleep(STEP_S)
 
 
-PROBE_REFUSES = {"swap-optimizer": "holds its optimizer object"}
+#: a race runs the job's own steps on its own data: a loop that is not optitui's says so
+RACE_REFUSES = {
+    "race": "own steps on its own data",
+    "race-apply": "no race has run yet",
+    "race-cancel": "no race is running",
+}
+PROBE_REFUSES = {"swap-optimizer": "holds its optimizer object", **RACE_REFUSES}
 
 
 def watch_loop(tmp: Path) -> Mode:
@@ -227,7 +233,7 @@ def lightning_fit(tmp: Path) -> Mode:
         lambda: trainer.optimizers[0],
         thread,
         lambda: None,
-        refuses={"swap-optimizer": "the Lightning Trainer holds the optimizer"},
+        refuses={"swap-optimizer": "the Lightning Trainer holds the optimizer", **RACE_REFUSES},
         rewinds=False,
         checkpoints=lambda: sorted(p.stem for p in folder.glob("*.ckpt")),
         errors=errors,
@@ -275,7 +281,7 @@ def hf_trainer(tmp: Path) -> Mode:
         lambda: cb.optimizer,
         thread,
         lambda: None,
-        refuses={"swap-optimizer": "the HF Trainer holds the optimizer"},
+        refuses={"swap-optimizer": "the HF Trainer holds the optimizer", **RACE_REFUSES},
         rewinds=False,
         checkpoints=lambda: sorted(p.name for p in out.glob("checkpoint-*")),
         errors=errors,

@@ -198,6 +198,20 @@ def test_every_command_is_answered_by_its_effect(mode: Mode) -> None:
     a.applied("lr-find-cancel")
     wait_for(lambda: a.reader.range_tests()[-1].status == "cancelled", 60, "cancelled")
 
+    # the race: run, apply a candidate, cancel one (the trainer's own loop only)
+    out = a.applied("race", candidates=["lr*0.5"], steps=5)
+    if out.applied:
+        wait_for(lambda: [r for r in a.reader.races() if r.status != "running"], 60, "race")
+        assert a.reader.races()[0].status == "done", a.reader.races()[0].message
+        a.applied("race-apply", id="latest", candidate=1)
+        a.applied("race", candidates=["lr*2"], steps=100_000)
+        wait_for(lambda: a.reader.status().state == "race", 60, "racing")
+        a.applied("race-cancel")
+        wait_for(lambda: a.reader.races()[-1].status == "cancelled", 60, "race cancelled")
+    else:
+        a.applied("race-apply", id="latest", candidate=1)
+        a.applied("race-cancel")
+
     # swapping the optimizer: the trainer's own loop only
     out = a.applied("swap-optimizer", name="Adam")
     if out.applied:

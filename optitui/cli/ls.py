@@ -109,7 +109,7 @@ def _speed(status: Any, meta: dict[str, Any]) -> dict[str, Any]:
     """The job's own speed while it runs; the run's average once it is over."""
     if status.state == "running":
         return {"steps_per_s": status.steps_per_s, "speed": "now"}
-    if status.state in ("paused", "starting", "lr-find"):
+    if status.state in ("paused", "starting", "lr-find", "race"):
         return {"steps_per_s": None, "speed": None}
     start, end = meta.get("start"), status.last_record
     if isinstance(start, int | float) and end is not None and end > start and status.step > 0:

@@ -30,7 +30,8 @@ def add_parser(sub: Any) -> None:
     send.add_argument(
         "--timeout",
         type=float,
-        help="seconds to wait for the answer (10), and in all for lr-find's report (no limit)",
+        help="seconds to wait for the answer (10), and in all for lr-find's or race's "
+        "report (no limit)",
     )
     send.add_argument("--root", type=Path, default=Path("runs"))
 
@@ -68,38 +69,56 @@ def main(args: argparse.Namespace) -> int:
     if out.applied:
         note = f"; {out.reason}" if out.reason else ""  # what it made, how it applied
         print(f"applied after step {out.step}: {kind} ({sent.id}){note}")
-        if kind == "lr-find":
-            return _follow_range_test(paths, sent.id, deadline, args.timeout)
+        if kind in FOLLOWED:
+            return _follow(paths, kind, sent.id, deadline, args.timeout, args.run)
         return 0
     print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
     return 1
 
 
-def _follow_range_test(paths: Any, test_id: str, deadline: float, timeout: float) -> int:
-    """Wait for a range test sent to a live job (until ``deadline``), then print its curve
-    and suggestions."""
+#: commands that start something long: ``send`` waits for it and prints its answer
+FOLLOWED = {"lr-find": "range test", "race": "race"}
+
+
+def _ended(kind: str, found: Any, run: str) -> tuple[str, int] | None:
+    """What to print, and the exit status, once a range test or race has ended."""
+    if found is None or found.status == "running":
+        return None
+    if kind == "race":
+        from optitui.console.race_table import table
+
+        return table(found, run), 0 if found.status in ("done", "cancelled") else 1
     from optitui.lrfind_report import as_dict, report
+
+    return report(as_dict(found)), 0 if found.status == "done" else 1
+
+
+def _follow(paths: Any, kind: str, cid: str, deadline: float, timeout: float, run: str) -> int:
+    """Wait for a range test or race sent to a live job (until ``deadline``), then print
+    its answer: the curve and suggestions, or the race's table."""
     from optitui.store.reader import open_reader
 
     with open_reader(paths.root) as reader:
         while True:
-            tests = reader.range_tests(test_id)
-            if tests and tests[0].status != "running":
-                print(report(as_dict(tests[0])))
-                return 0 if tests[0].status == "done" else 1
+            found = reader.range_tests(cid) if kind == "lr-find" else reader.races(cid)
+            end = _ended(kind, found[0] if found else None, run)
+            if end is not None:
+                print(end[0])
+                return end[1]
             if not reader.status().alive:
-                err("the run ended before the range test finished")
+                err(f"the run ended before the {FOLLOWED[kind]} finished")
                 return 3
             if time.monotonic() > deadline:
-                err(_still_running(test_id, timeout))
+                err(_still_running(kind, cid, timeout))
                 return 3
             time.sleep(0.2)
 
 
-def _still_running(test_id: str, timeout: float) -> str:
+def _still_running(kind: str, cid: str, timeout: float) -> str:
+    cancel = "lr-find-cancel" if kind == "lr-find" else "race-cancel"
     return (
-        f"no report within --timeout {timeout:g} s: range test {test_id} goes on in the job "
-        "(see it with optitui attach; stop it with lr-find-cancel)"
+        f"no report within --timeout {timeout:g} s: {FOLLOWED[kind]} {cid} goes on in the "
+        f"job (see it with optitui attach; stop it with {cancel})"
     )
 
 
@@ -139,8 +158,8 @@ def _send_remote(
             print(f"rejected at step {out.step}: {out.reason}", file=sys.stderr)
             return 1
         print(f"applied after step {out.step}: {kind} ({cid})")
-        if kind == "lr-find":
-            return _follow_remote_test(run, cid, deadline, args.timeout)
+        if kind in FOLLOWED:
+            return _follow_remote(run, kind, cid, deadline, args.timeout, args.run)
         return 0
     except RemoteError as exc:
         err(str(exc))
@@ -149,19 +168,20 @@ def _send_remote(
         run.close()
 
 
-def _follow_remote_test(run: Any, test_id: str, deadline: float, timeout: float) -> int:
-    from optitui.lrfind_report import as_dict, report
-
+def _follow_remote(
+    run: Any, kind: str, cid: str, deadline: float, timeout: float, name: str
+) -> int:
     while True:
         if time.monotonic() > deadline:
-            err(_still_running(test_id, timeout))
+            err(_still_running(kind, cid, timeout))
             return 3
-        test = run.range_test(test_id)
-        if test is not None and test.status != "running":
-            print(report(as_dict(test)))
-            return 0 if test.status == "done" else 1
+        found = run.range_test(cid) if kind == "lr-find" else run.race(cid)
+        end = _ended(kind, found, name)
+        if end is not None:
+            print(end[0])
+            return end[1]
         if not run.status().alive or run.fatal is not None:
-            err("the run ended before the range test finished")
+            err(f"the run ended before the {FOLLOWED[kind]} finished")
             return 3
         run.mirror.changed.wait(0.5)
         run.mirror.changed.clear()

@@ -21,6 +21,7 @@ CODES = {
     "running": "1;32",
     "paused": "1;33",
     "lr-find-state": "1;35",
+    "race": "1;35",
     "finished": "1;34",
     "stopped": "1;34",
     "failed": "1;31",

@@ -206,7 +206,7 @@ def render(s: dict[str, Any], style: Style) -> str:
         parts[0] += f" of {s['max_steps']:,} ({done}%)"
     if s["epoch"] is not None:
         parts.append(f"epoch {s['epoch']}")
-    if state in ("running", "paused", "lr-find"):
+    if state in ("running", "paused", "lr-find", "race"):
         parts.append(f"{fmt.rate(s['steps_per_s'])} steps/s")
     if s["eta_s"] is not None:
         parts.append(f"ETA {fmt.duration(s['eta_s'])}")

@@ -32,7 +32,14 @@ from optitui.remote.protocol import (
 from optitui.remote.target import Target
 from optitui.store import commands
 from optitui.store.manifests import Manifest
-from optitui.store.reader import CommandOutcome, EventRow, MetricColumns, RangeTest, Status
+from optitui.store.reader import (
+    CommandOutcome,
+    EventRow,
+    MetricColumns,
+    Race,
+    RangeTest,
+    Status,
+)
 
 #: seconds between reconnect attempts: doubling, then steady
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
@@ -413,6 +420,9 @@ class RemoteRun:
 
     def range_test(self, test_id: str) -> RangeTest | None:
         return self.mirror.range_test(test_id)
+
+    def race(self, race_id: str) -> Race | None:
+        return self.mirror.race(race_id)
 
     def checkpoints(self) -> list[Manifest]:
         return self.mirror.checkpoints()

@@ -19,7 +19,14 @@ from optitui.remote import blobs
 from optitui.remote.protocol import ProtocolError, field, record
 from optitui.store import metrics
 from optitui.store.manifests import Manifest
-from optitui.store.reader import CommandOutcome, EventRow, MetricColumns, RangeTest, Status
+from optitui.store.reader import (
+    CommandOutcome,
+    EventRow,
+    MetricColumns,
+    Race,
+    RangeTest,
+    Status,
+)
 
 #: output lines kept for the viewer between two reads
 OUTPUT_LINES = 5000
@@ -64,6 +71,7 @@ class Mirror:
         self._outcomes: dict[str, CommandOutcome] = {}
         self._groups: tuple[int, list[dict[str, Any]]] = (0, [])
         self._tests: dict[str, RangeTest] = {}
+        self._races: dict[str, Race] = {}
         self._checkpoints: list[Manifest] = []
         self._output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self._meta: dict[str, Any] = {}
@@ -187,6 +195,11 @@ class Mirror:
         with self._lock:
             self._tests[test.id] = test
 
+    def _on_race(self, msg: dict[str, Any], now: float) -> None:
+        race = record(Race, msg.get("race"))
+        with self._lock:
+            self._races[race.id] = race
+
     def _on_ckpt(self, msg: dict[str, Any], now: float) -> None:
         found = [record(Manifest, m) for m in field(msg, "list", list)]
         with self._lock:
@@ -269,6 +282,10 @@ class Mirror:
             heartbeat=st.heartbeat - skew,
             last_record=None if st.last_record is None else st.last_record - skew,
         )
+
+    def race(self, race_id: str) -> Race | None:
+        with self._lock:
+            return self._races.get(race_id)
 
     def range_test(self, test_id: str) -> RangeTest | None:
         with self._lock:

@@ -5,6 +5,7 @@ a slow client holds no read transaction and never stands in the writer's way."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from optitui.store.reader import RunReader
@@ -56,9 +57,13 @@ def newest_groups(r: RunReader, after: int) -> tuple[int, int, list[Any]] | None
     return None if row is None else (int(row[0]), int(row[1]), list(json.loads(row[2])))
 
 
-def test_keys(r: RunReader) -> dict[str, tuple[str, float]]:
-    """id -> (status, time) of every range test: a test that changed has a new key."""
-    rows = r.conn.execute("SELECT id, status, time FROM lr_tests").fetchall()
+def test_keys(r: RunReader, table: str = "lr_tests") -> dict[str, tuple[str, float]]:
+    """id -> (status, time) of every range test (or race, from ``races``): one that
+    changed has a new key. A store made before races has no races."""
+    try:
+        rows = r.conn.execute(f"SELECT id, status, time FROM {table}").fetchall()
+    except sqlite3.OperationalError:
+        return {}
     return {str(i): (str(s), float(t)) for i, s, t in rows}
 
 

@@ -230,6 +230,7 @@ class Follow:
         if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0:
             self.tail.offset = offset
         self.tests: dict[str, tuple[str, float]] = {}
+        self.races: dict[str, tuple[str, float]] = {}
         self.meta: dict[str, Any] | None = None
         self.status: dict[str, Any] | None = None
         self.checkpoints: list[Any] | None = None
@@ -384,6 +385,11 @@ class Follow:
                 for test in self.r.range_tests(test_id):
                     self.write({"t": "test", "test": plain(test)})
                 self.tests[test_id] = key
+        for race_id, key in q.test_keys(self.r, "races").items():
+            if self.races.get(race_id) != key:
+                for race in self.r.races(race_id):
+                    self.write({"t": "race", "race": plain(race)})
+                self.races[race_id] = key
 
     def _checkpoints(self) -> None:
         now = time.monotonic()

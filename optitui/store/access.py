@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from optitui.store import commands
 from optitui.store.layout import RunPaths
 from optitui.store.manifests import Manifest, listing
-from optitui.store.reader import CommandOutcome, RangeTest, RunReader, Status
+from optitui.store.reader import CommandOutcome, Race, RangeTest, RunReader, Status
 
 
 class RunAccess(Protocol):
@@ -40,6 +40,8 @@ class RunAccess(Protocol):
     def status(self) -> Status: ...
 
     def range_test(self, test_id: str) -> RangeTest | None: ...
+
+    def race(self, race_id: str) -> Race | None: ...
 
     def checkpoints(self) -> list[Manifest]:
         """Every complete checkpoint, oldest first."""
@@ -82,6 +84,11 @@ class LocalRun:
     def range_test(self, test_id: str) -> RangeTest | None:
         with self._lock:
             found = self._read().range_tests(test_id)
+        return found[0] if found else None
+
+    def race(self, race_id: str) -> Race | None:
+        with self._lock:
+            found = self._read().races(race_id)
         return found[0] if found else None
 
     def checkpoints(self) -> list[Manifest]:

@@ -21,13 +21,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from optitui.store.commands import MAX_STEPS, CommandError, Value, check_group, validate
+from optitui.store.commands import (
+    MAX_CANDIDATES,
+    MAX_RACE_STEPS,
+    CommandError,
+    Value,
+    check_group,
+    validate,
+)
 from optitui.store.fields import group_ref, parse_number, parse_text
 
 Form = Literal["scale", "set", "swap"]
 
-#: more candidates than this makes a race slower than the question is worth
-MAX_CANDIDATES = 12
 #: the candidate the live race always runs first: the settings as they are
 CURRENT = "current"
 RACE_USAGE = "race [steps=N] [val=true|false] CANDIDATE... [--group G]"
@@ -171,8 +176,8 @@ def parse_race(words: list[str], group: str | None = None) -> RaceRequest:
             if not isinstance(number, int):
                 raise CommandError(f"steps: {raw!r} is not a whole number")
             steps = number
-            if not 1 <= steps <= MAX_STEPS:
-                raise CommandError(f"steps: expected 1..{MAX_STEPS}, got {steps}")
+            if not 1 <= steps <= MAX_RACE_STEPS:
+                raise CommandError(f"steps: expected 1..{MAX_RACE_STEPS}, got {steps}")
         elif eq and key == "val":
             try:
                 parsed = parse_text(raw)

@@ -25,6 +25,11 @@ MAX_VALUES = 32
 MAX_STEPS = 1_000_000
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: a race's alternatives to the current settings (more makes it slower than worth it)
+MAX_CANDIDATES = 12
+MAX_CANDIDATE_CHARS = 200
+#: steps per candidate: a race that long is a training run of its own
+MAX_RACE_STEPS = 100_000
 
 Value = bool | int | float | tuple[float, ...]
 
@@ -77,6 +82,9 @@ KINDS: dict[str, dict[str, bool]] = {
     "lr-find-cancel": {},
     "divergence": {"action": False, "lr_factor": False, "skip": False, "spike_factor": False},
     "lr-find-apply": {"id": True, "rule": True},
+    "race": {"candidates": True, "steps": False, "val": False, "group": False},
+    "race-cancel": {},
+    "race-apply": {"id": True, "candidate": True},
 }
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 #: the torch.optim classes a swap-optimizer command may name (never an import path)
@@ -330,7 +338,35 @@ def _check_divergence(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_race(args: dict[str, Any]) -> dict[str, Any]:
+    """The shape of a race: candidates as typed (each one is checked by the job with the
+    rules of the command it reads like, see ``optitui.store.candidates``)."""
+    cands = args["candidates"]
+    if not isinstance(cands, list) or not 1 <= len(cands) <= MAX_CANDIDATES:
+        raise CommandError(f"candidates: expected a list of 1 to {MAX_CANDIDATES} candidates")
+    for c in cands:
+        if not isinstance(c, str) or not 1 <= len(c) <= MAX_CANDIDATE_CHARS:
+            raise CommandError(f"candidates: {_short(c)} is not a candidate's text")
+    out: dict[str, Any] = {"candidates": list(cands)}
+    if args.get("steps") is not None:
+        out["steps"] = _whole("steps", args["steps"], 1, MAX_RACE_STEPS)
+    if args.get("val") is not None:
+        if not isinstance(args["val"], bool):
+            raise CommandError(f"val: expected true or false, got {args['val']!r}")
+        out["val"] = args["val"]
+    return out
+
+
+def _check_race_apply(args: dict[str, Any]) -> dict[str, Any]:
+    ref = args["id"]
+    if not isinstance(ref, str) or not ID_RE.match(ref):
+        raise CommandError(f"id: {ref!r} is not a race id (or 'latest')")
+    return {"id": ref, "candidate": _whole("candidate", args["candidate"], 0, MAX_CANDIDATES)}
+
+
 _CHECKS: dict[str, Any] = {
+    "race": _check_race,
+    "race-apply": _check_race_apply,
     "divergence": _check_divergence,
     "lr-find": _check_lr_find,
     "lr-find-apply": _check_lr_apply,

@@ -29,7 +29,7 @@ from optitui.store.schema import SCHEMA_VERSION, connect
 #: A live job refreshes its heartbeat every fraction of a second; this much
 #: silence means the process is gone (or frozen hard enough to count as gone).
 STALE_AFTER_S = 15.0
-LIVE_STATES = ("starting", "running", "paused", "lr-find")
+LIVE_STATES = ("starting", "running", "paused", "lr-find", "race")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,20 @@ class RangeTest:
     losses: list[float]
     smoothed: list[float]
     suggestions: list[dict[str, Any]]
+    message: str | None
+    time: float
+
+
+@dataclass(frozen=True)
+class Race:
+    """One optimizer race: its settings, each candidate's curves, the table once ended."""
+
+    id: str
+    step: int
+    status: str  # running done cancelled failed
+    config: dict[str, Any]  # steps, val, group, candidates (0 = current)
+    data: dict[str, Any]  # losses, smoothed, states, val (each a list by candidate); timings
+    results: list[dict[str, Any]]  # the ranked table (empty while running)
     message: str | None
     time: float
 
@@ -346,6 +360,30 @@ class RunReader:
                     msg,
                     t,
                 )
+            )
+        return out
+
+    def races(self, race_id: str | None = None) -> list[Race]:
+        """Every optimizer race, oldest first (or just ``race_id``); none in a store made
+        before races were. A race that was running when its job died reads as failed."""
+        q = "SELECT id, step, status, config, data, results, message, time FROM races"
+        try:
+            rows = (
+                self.conn.execute(q + " WHERE id = ?", (race_id,)).fetchall()
+                if race_id is not None
+                else self.conn.execute(q + " ORDER BY time").fetchall()
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        out = []
+        for i, step, status, config, data, results, msg, t in rows:
+            if status == "running" and self._job_gone():
+                status, msg = "failed", "the job ended during the race"
+            d = json.loads(data)
+            out.append(
+                Race(i, step, status, json.loads(config), d, json.loads(results or "[]"), msg, t)
             )
         return out
 

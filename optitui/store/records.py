@@ -82,6 +82,20 @@ class RangeTestUpdate:
 
 
 @dataclass(frozen=True)
+class RaceUpdate:
+    """The whole state of one optimizer race so far (rewritten in place)."""
+
+    id: str
+    step: int
+    status: str  # running done cancelled failed
+    config: dict[str, Any]  # steps, val, group, candidates (0 = current)
+    data: dict[str, Any]  # per candidate: losses, smoothed, state, val; timings
+    results: list[dict[str, Any]] | None = None  # the ranked table, once ended
+    message: str | None = None
+    time: float = field(default_factory=now)
+
+
+@dataclass(frozen=True)
 class MetaUpdate:
     values: dict[str, Any]
 
@@ -95,4 +109,5 @@ Record = (
     | StatusUpdate
     | MetaUpdate
     | RangeTestUpdate
+    | RaceUpdate
 )

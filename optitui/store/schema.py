@@ -81,6 +81,17 @@ CREATE TABLE IF NOT EXISTS lr_tests (
     message TEXT,
     time REAL NOT NULL
 );
+-- Optimizer races, rewritten as they run so a viewer can draw the curves growing.
+CREATE TABLE IF NOT EXISTS races (
+    id TEXT PRIMARY KEY,
+    step INTEGER NOT NULL,           -- the training step it ran at (training resumes there)
+    status TEXT NOT NULL,            -- running done cancelled failed
+    config TEXT NOT NULL,            -- JSON: steps, val, group, candidates
+    data TEXT NOT NULL,              -- JSON: each candidate's curves and state; timings
+    results TEXT,                    -- JSON list, the ranked table, once ended
+    message TEXT,
+    time REAL NOT NULL
+);
 """
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optitui.store.candidates import RACE_USAGE, parse_race
 from optitui.store.commands import Command
 from optitui.store.fields import group_ref, parse_number, parse_text
 
@@ -33,8 +34,11 @@ USAGE = {
     "divergence": "divergence [action=pause|rollback|ignore] [lr_factor=0.5] [skip=10] "
     "[spike_factor=3]",
     "lr-find-apply": "lr-find-apply TEST_ID|latest RULE (steep, valley, minimum, slide)",
+    "race": RACE_USAGE,
+    "race-cancel": "race-cancel",
+    "race-apply": "race-apply RACE_ID|latest N (N: the candidate's number, 0 = current)",
 }
-GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze", "lr-find"}
+GROUPED = {"set", "scale-lr", "reset-state", "freeze", "unfreeze", "lr-find", "race"}
 RAMPED = {"set", "scale-lr"}
 
 
@@ -133,6 +137,14 @@ def parse_send(
         if len(words) != 2:
             raise ValueError(f"usage: {USAGE[command]}")
         args["id"], args["rule"] = words
+    elif command == "race":
+        race = parse_race(words, group)
+        args |= {"candidates": [c.text for c in race.candidates]}
+        args |= {k: v for k, v in (("steps", race.steps), ("val", race.val)) if v is not None}
+    elif command == "race-apply":
+        if len(words) != 2 or not words[1].isdigit():
+            raise ValueError(f"usage: {USAGE[command]}")
+        args["id"], args["candidate"] = words[0], int(words[1])
     elif words:
         raise ValueError(f"{command} takes no arguments")
     return command, args
@@ -170,6 +182,11 @@ def describe(cmd: Command) -> str:
         return " ".join(["divergence", *(f"{k}={v}" for k, v in a.items())])
     if cmd.kind == "lr-find-apply":
         return f"lr-find-apply {a['id']} {a['rule']}"
+    if cmd.kind == "race":
+        opts = "".join(f" {k}={str(a[k]).lower()}" for k in ("steps", "val") if k in a)
+        return f"race{opts} {' '.join(a['candidates'])}{where}"
+    if cmd.kind == "race-apply":
+        return f"race-apply {a['id']} {a['candidate']}"
     if cmd.kind == "checkpoint-policy":
         return " ".join(["checkpoint-policy", *(f"{k}={v}" for k, v in a.items())])
     return f"{cmd.kind}{where}"

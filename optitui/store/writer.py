@@ -28,6 +28,7 @@ from optitui.store.records import (
     MetaUpdate,
     MetricBatch,
     Outcome,
+    RaceUpdate,
     RangeTestUpdate,
     Record,
     StatusUpdate,
@@ -194,9 +195,12 @@ class StoreWriter:
             )
         elif isinstance(r, MetaUpdate):
             self._meta(r.values)
-        elif isinstance(r, RangeTestUpdate):
+        elif isinstance(r, RangeTestUpdate | RaceUpdate):  # rewritten as they run
+            test = isinstance(r, RangeTestUpdate)
+            table, ending = ("lr_tests", "suggestions") if test else ("races", "results")
+            end = r.suggestions if isinstance(r, RangeTestUpdate) else r.results
             c.execute(
-                "INSERT OR REPLACE INTO lr_tests (id, step, status, config, data, suggestions, "
+                f"INSERT OR REPLACE INTO {table} (id, step, status, config, data, {ending}, "
                 "message, time) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     _text(r.id),
@@ -204,7 +208,7 @@ class StoreWriter:
                     r.status,
                     _json(r.config),
                     _json(r.data),
-                    None if r.suggestions is None else _json(r.suggestions),
+                    None if end is None else _json(end),
                     _text(r.message),
                     r.time,
                 ),

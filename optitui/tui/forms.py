@@ -224,6 +224,47 @@ def lr_find_form(selected: tuple[int, str] | None) -> Form:
     )
 
 
+def race_form(selected: tuple[int, str] | None) -> Form:
+    scopes = [("all", "all groups")]
+    if selected is not None:
+        scopes.append(("group", f"{group_words(selected[1])} only (lr*F and fields)"))
+
+    def parse(t: dict[str, str]) -> dict[str, Any]:
+        words = t["candidates"].split()
+        if t["steps"].strip():
+            words.insert(0, f"steps={t['steps'].strip()}")
+        if t["val"] != "auto":
+            words.insert(0, f"val={t['val']}")
+        group = str(selected[0]) if t["scope"] == "group" and selected is not None else None
+        _, args = parse_send("race", words, group)
+        return checked("race", args)
+
+    return Form(
+        "Optimizer race: each candidate from the state the run is in, on the same batches; "
+        "the run goes on exactly where it was",
+        (
+            FormField("steps", "steps", placeholder="50 (per candidate)"),
+            FormField(
+                "candidates", "candidates", "lr*0.5 lr*2", "lr*F  FIELD=V,..  optimizer=C,.."
+            ),
+            FormField(
+                "val",
+                "validation",
+                "auto",
+                choices=(
+                    ("auto", "on when the job has val_data"),
+                    ("true", "on"),
+                    ("false", "off"),
+                ),
+            ),
+            FormField("scope", "groups", "all", choices=tuple(scopes)),
+        ),
+        parse,
+        "current runs first as candidate 0; one bad candidate refuses the whole race",
+        start="candidates",
+    )
+
+
 def save_form() -> Form:
     def parse(t: dict[str, str]) -> dict[str, Any]:
         words = t["tag"].split()

@@ -57,6 +57,7 @@ KEYS = (
     Key("space", "pause", "pause", "pause / resume training", True, "spc"),
     Key("n", "step_once", "step", "while paused: train one step, then pause again", False),
     Key("r", "range_test", "lr-find", "LR range test on the live job (or open the running one)"),
+    Key("R", "race", "race", "optimizer race on the live job (or open the running one)", False),
     Key("s", "save", "save", "save a checkpoint (optional tag)"),
     Key("c", "checkpoints", "ckpts", "checkpoints: pick one to restore (rewind)"),
     Key("t", "traceback", "traceback", "the last error's traceback", False),

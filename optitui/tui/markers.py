@@ -1,7 +1,7 @@
 """Which events become markers on the plots, so cause and effect line up.
 
 A marker is any event whose ``data`` carries a ``"marker"`` key, any event of
-a kind in :data:`MARKER_KINDS` (checkpoints, restores and range tests), and
+a kind in :data:`MARKER_KINDS` (checkpoints, restores, range tests and races), and
 every applied command that changed the optimization (``set``, ``scale-lr``,
 freezing, ...; pausing or stepping is run control, not a change; saves are
 routine, and a restore or a range test is drawn from its own event). Applied
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from optitui.store.reader import EventRow
 
-MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "marker"})
+MARKER_KINDS = frozenset({"checkpoint", "restore", "range-test", "lr-find", "race", "marker"})
 RUN_CONTROL = frozenset({"pause", "resume", "step", "stop"})
 #: commands that are not a change of the optimization, or whose effect has a marker of
 #: its own (the checkpoint restored, the range test): their command event draws nothing
@@ -28,6 +28,8 @@ NOT_CHANGES = RUN_CONTROL | {
     "restore",
     "lr-find",
     "lr-find-cancel",
+    "race",
+    "race-cancel",
     "checkpoint-policy",
     "divergence",
 }
@@ -49,9 +51,10 @@ CHANGE = Category("change", "▲", (255, 215, 0))
 RESTORE = Category("restore", "◀", (95, 135, 255))
 SAVED = Category("ckpt", "▪", (135, 135, 175))
 LR_FIND = Category("lr-find", "◆", (255, 95, 255))
+RACE = Category("race", "◇", (0, 215, 175))
 PROBLEM = Category("problem", "✕", (255, 70, 70))
 #: in the order the legend names them
-CATEGORIES = (CHANGE, RESTORE, SAVED, LR_FIND, PROBLEM)
+CATEGORIES = (CHANGE, RESTORE, SAVED, LR_FIND, RACE, PROBLEM)
 
 #: category per marker name (the event's ``data["marker"]``) or event kind
 BY_NAME = {
@@ -62,6 +65,7 @@ BY_NAME = {
     "restore": RESTORE,
     "lr-find": LR_FIND,
     "range-test": LR_FIND,
+    "race": RACE,
     "spike": PROBLEM,
     "divergence": PROBLEM,
     "oom": PROBLEM,
@@ -99,7 +103,7 @@ def marker_for(event: EventRow) -> Marker | None:
 
 
 #: which marker a plot column shows when several fall in it (first wins, then the newest)
-PRECEDENCE = (PROBLEM, RESTORE, LR_FIND, CHANGE, SAVED)
+PRECEDENCE = (PROBLEM, RESTORE, LR_FIND, RACE, CHANGE, SAVED)
 
 
 def in_view(markers: list[Marker], lo: float, hi: float, buckets: int) -> list[Marker]:

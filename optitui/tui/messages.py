@@ -7,7 +7,7 @@ from typing import Any
 from textual.message import Message
 
 from optitui.store.manifests import Manifest
-from optitui.store.reader import CommandOutcome, RangeTest
+from optitui.store.reader import CommandOutcome, Race, RangeTest
 from optitui.tui.feed import FeedUpdate
 
 
@@ -68,6 +68,20 @@ class RangeTestPolled(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RangeTestPolled)  # only the newest read matters
+
+
+class RacePolled(Message):
+    """A new read of one optimizer race (None before the job starts it), the answer to
+    the command that asked for it, and the run's state."""
+
+    def __init__(self, race: Race | None, outcome: CommandOutcome | None, run_state: str) -> None:
+        super().__init__()
+        self.race = race
+        self.outcome = outcome
+        self.run_state = run_state
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RacePolled)  # only the newest read matters
 
 
 class CheckpointsListed(Message):

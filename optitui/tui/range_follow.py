@@ -1,14 +1,17 @@
-"""Following one LR range test in the run store while it runs (Textual-free, one thread)."""
+"""Following one LR range test or race in the run store while it runs (Textual-free,
+one thread)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from optitui.store.access import RunAccess
-from optitui.store.reader import CommandOutcome, RangeTest
+from optitui.store.reader import LIVE_STATES, CommandOutcome, Race, RangeTest
 
+T = TypeVar("T", RangeTest, Race)
 Deliver = Callable[[RangeTest | None, CommandOutcome | None, str], None]
 
 
@@ -25,25 +28,38 @@ def follow_range_test(
     The job rewrites the test's row a few times a second while it sweeps; a
     read delivers (test or None, the lr-find command's outcome, run state).
     """
-    last: tuple[object, ...] | None = None
+    follow(run, run.range_test, test_id, deliver, stop, interval)
+
+
+def follow(
+    run: RunAccess,
+    read: Callable[[str], T | None],
+    found_id: str,
+    deliver: Callable[[T | None, CommandOutcome | None, str], None],
+    stop: threading.Event,
+    interval: float = 0.2,
+) -> None:
+    """What :func:`follow_range_test` does, for whatever ``read`` reads by id (a range
+    test, a race: rewritten in place while it runs, named after its command)."""
+    last: tuple[Any, ...] | None = None
     while not stop.is_set():
         try:
-            test = run.range_test(test_id)
-            outcome = run.outcome(test_id)
+            found = read(found_id)
+            outcome = run.outcome(found_id)
             state = run.status().state
         except (sqlite3.Error, OSError):  # a busy or briefly unreadable store: try again
             stop.wait(interval)
             continue
         key = (
-            None if test is None else (test.status, len(test.lrs), test.time),
+            None if found is None else (found.status, found.time),
             None if outcome is None else outcome.applied,
             state,
         )
         if key != last:
-            deliver(test, outcome, state)
+            deliver(found, outcome, state)
             last = key
-        ended = test is not None and test.status != "running"
+        ended = found is not None and found.status != "running"
         refused = outcome is not None and not outcome.applied
-        if ended or refused or state not in ("starting", "running", "paused", "lr-find"):
+        if ended or refused or state not in LIVE_STATES:
             return
         stop.wait(interval)

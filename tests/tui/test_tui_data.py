@@ -22,7 +22,16 @@ from optitui.tui import decimate, fmt
 from optitui.tui.devices import parse_nvidia_smi
 from optitui.tui.feed import StoreFeed
 from optitui.tui.history import Ema, History, find_breaks
-from optitui.tui.markers import CATEGORIES, PROBLEM, RESTORE, SAVED, Marker, in_view, marker_for
+from optitui.tui.markers import (
+    CATEGORIES,
+    PROBLEM,
+    RACE,
+    RESTORE,
+    SAVED,
+    Marker,
+    in_view,
+    marker_for,
+)
 from optitui.tui.pyramid import Pyramid
 
 floats = st.one_of(
@@ -175,7 +184,13 @@ def test_markers() -> None:
     saved = marker_for(ev("checkpoint", {"marker": "save"}))
     assert saved is not None and saved.category is SAVED
     # one glyph and one colour per category, none the colour of a loss series
-    assert len({c.glyph for c in CATEGORIES}) == len({c.rgb for c in CATEGORIES}) == 5
+    assert len({c.glyph for c in CATEGORIES}) == len({c.rgb for c in CATEGORIES}) == 6
+    # where a race ran: its own marker, and its command draws none
+    raced = marker_for(ev("race", {"marker": "race", "id": "r1"}))
+    assert raced is not None and raced.category is RACE
+    for kind in ("race", "race-cancel"):
+        assert marker_for(ev("command", {"kind": kind, "args": {}})) is None, kind
+    assert marker_for(ev("command", {"kind": "race-apply", "args": {}})) is not None
     assert marker_for(ev("command", None)) is None  # a rejection changed nothing
     assert marker_for(ev("checkpoint", None)) == Marker(5, "checkpoint", "m")
     assert marker_for(ev("info", {"marker": "range test"})) == Marker(5, "info", "range test")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from test_tui_checkpoints import write_checkpoint
 from test_tui_overlays import app_with, overlays_drawn, two_runs
+from test_tui_race import STEPS, race_record
 from test_tui_range_test import CONFIG, SUGGESTIONS, curve
 from textual.widgets import Input
 from tui_support import (
@@ -171,3 +172,20 @@ def test_runs_browser_120x36(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause(0.3)
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)], ids=["80x24", "120x36"])
+def test_race_screen(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    """A finished race: four candidates' curves (one diverged), the ranked table."""
+    done = race_record(TEST_ID, 4 * STEPS, "done")
+    paths = write_showcase_store(tmp_path / "digits-showcase", "running", [done])
+    app = fixed_app(paths.root)
+
+    async def run_before(pilot: Any) -> None:
+        await snapshot_ready(600)(pilot)
+        app.dashboard.open_race(TEST_ID)
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "RaceScreen")
+        await wait_until(pilot, lambda: getattr(app.screen, "reads", 0) > 0)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

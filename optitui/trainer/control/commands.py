@@ -10,7 +10,7 @@ from typing import Any
 from optitui.store.commands import Command, CommandError
 from optitui.store.fields import FieldError
 from optitui.store.words import describe as describe
-from optitui.trainer.control import answers, ramps, rangetest, surgery
+from optitui.trainer.control import answers, race_commands, ramps, rangetest, surgery
 from optitui.trainer.control.groups import Rejection as Rejection
 from optitui.trainer.control.groups import resolve_groups as resolve_groups
 from optitui.trainer.control.steerable import Steerable
@@ -43,12 +43,14 @@ def apply(trainer: Steerable, cmd: Command) -> Applied | Later:
     """Apply ``cmd``: what it did, or LATER when it answers once its effect exists.
     Raises Rejection."""
     handler = _HANDLERS.get(cmd.kind)
-    if handler is None and cmd.kind not in ("lr-find", "save"):
+    if handler is None and cmd.kind not in ("lr-find", "save", *race_commands.KINDS):
         raise Rejection(f"unknown command {cmd.kind!r}")
     _check_sharded(trainer, cmd)
     try:
         if cmd.kind == "lr-find":  # the test is named after the command that asked for it
             return Applied(_lr_find(trainer, cmd.args, cmd.id))
+        if cmd.kind in race_commands.KINDS:  # and so is a race
+            return Applied(*race_commands.answer(trainer, cmd, check_edit, edit))
         if cmd.kind == "save":
             return _save(trainer, cmd)
         assert handler is not None
@@ -75,7 +77,8 @@ def _check_cycled(trainer: Steerable, fields: set[str]) -> None:
         )
 
 
-def _set(trainer: Steerable, args: dict[str, Any]) -> Applied:
+def _checked_set(trainer: Steerable, args: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """Each target group's values, checked as ``set`` checks them; nothing is changed."""
     targets = resolve_groups(trainer, args.get("group"))
     groups = trainer.optimizer.param_groups
     values: dict[str, Any] = args["values"]
@@ -94,7 +97,14 @@ def _set(trainer: Steerable, args: dict[str, Any]) -> Applied:
         except FieldError as exc:
             raise Rejection(f"group {group_label(groups[i], i)}: {exc}") from None
         checked.append(vals)
-    for i, vals in zip(targets, checked, strict=True):
+    return list(zip(targets, checked, strict=True))
+
+
+def _set(trainer: Steerable, args: dict[str, Any]) -> Applied:
+    groups = trainer.optimizer.param_groups
+    steps = args.get("ramp")
+    checked = _checked_set(trainer, args)
+    for i, vals in checked:
         for key, value in vals.items():
             if steps:
                 ramp = (
@@ -109,7 +119,8 @@ def _set(trainer: Steerable, args: dict[str, Any]) -> Applied:
                     trainer.lr.set_lr(i, value)
                 else:
                     hparams.assign(trainer.optimizer, groups[i], key, value)
-    return Applied(True, _by_script(trainer, targets) if "lr" in values else None)
+    targets = [i for i, _ in checked]
+    return Applied(True, _by_script(trainer, targets) if "lr" in args["values"] else None)
 
 
 def _by_script(trainer: Steerable, targets: list[int]) -> str | None:
@@ -122,7 +133,8 @@ def _by_script(trainer: Steerable, targets: list[int]) -> str | None:
     return f"the script writes the lr itself: multiplier on its values ({each})"
 
 
-def _scale(trainer: Steerable, args: dict[str, Any]) -> Applied:
+def _checked_scale(trainer: Steerable, args: dict[str, Any]) -> list[int]:
+    """The target groups, once every one's lr times the factor is in range."""
     targets = resolve_groups(trainer, args.get("group"))
     factor = float(args["factor"])
     groups = trainer.optimizer.param_groups
@@ -134,6 +146,12 @@ def _scale(trainer: Steerable, args: dict[str, Any]) -> Applied:
                 f"group {group_label(groups[i], i)}: lr * {factor:g} = {new:g} is "
                 f"out of range (at most {lim:g})"
             )
+    return targets
+
+
+def _scale(trainer: Steerable, args: dict[str, Any]) -> Applied:
+    targets = _checked_scale(trainer, args)
+    factor, groups = float(args["factor"]), trainer.optimizer.param_groups
     steps = args.get("ramp")
     for i in targets:
         if steps:
@@ -179,6 +197,28 @@ def _freeze(trainer: Steerable, args: dict[str, Any], freeze: bool) -> bool:
 def _swap(trainer: Steerable, args: dict[str, Any]) -> bool:
     trainer.swap_optimizer(surgery.build_swapped(trainer, args["name"], args.get("values", {})))
     return True
+
+
+def check_edit(trainer: Steerable, kind: str, args: dict[str, Any]) -> None:
+    """Raise Rejection when ``set``, ``scale-lr`` or ``swap-optimizer`` would be refused
+    now; changes nothing (a race's candidates are checked so)."""
+    try:
+        if kind == "set":
+            _checked_set(trainer, args)
+        elif kind == "scale-lr":
+            _checked_scale(trainer, args)
+        else:  # built and thrown away: the live optimizer is not touched
+            surgery.build_swapped(trainer, args["name"], args.get("values", {}))
+    except (FieldError, CommandError, surgery.SurgeryError, ValueError) as exc:
+        raise Rejection(str(exc)) from None
+
+
+def edit(trainer: Steerable, kind: str, args: dict[str, Any]) -> tuple[bool, str | None]:
+    """Apply ``set``, ``scale-lr`` or ``swap-optimizer`` through the command's own path:
+    whether groups changed, and the answer's note."""
+    done = apply(trainer, Command(f"edit-{kind}", kind, args, "{}"))
+    assert isinstance(done, Applied)  # edits are answered at once
+    return done.changed, done.note
 
 
 def _lookahead(trainer: Steerable, args: dict[str, Any]) -> bool:

@@ -144,8 +144,14 @@ def prepare(trainer: Training, test_id: str, args: dict[str, Any]) -> RangeTest:
     )
 
 
+class Snapshotting(Protocol):
+    """Work on the live job that puts it back afterwards (a range test, a race)."""
+
+    to_disk: bool
+
+
 def take_snapshot(
-    trainer: Training, test: RangeTest, disk: Path
+    trainer: Training, test: Snapshotting, disk: Path
 ) -> tuple[dict[str, Any] | None, str]:
     """What the test restores afterwards: in host memory, or written to ``disk`` (asked
     for, or a state over ``Job.snapshot_limit_gb``) without a host copy of the whole.
@@ -177,7 +183,7 @@ def load_snapshot(disk: Path) -> dict[str, Any]:
     return snap
 
 
-def _batches(trainer: Training) -> Iterator[Any]:
+def batches(trainer: Training) -> Iterator[Any]:
     """The test's own pass(es) over the training data; the main iterator is not touched."""
     while True:
         n = 0
@@ -188,12 +194,12 @@ def _batches(trainer: Training) -> Iterator[Any]:
             raise RangeTestError("train_data yielded no batches")
 
 
-def _cancel_requested(trainer: Sweepable) -> str | None:
-    """Take a pending lr-find-cancel or stop from the command queue (others wait)."""
+def cancel_requested(trainer: Sweepable, cancel: str = "lr-find-cancel") -> str | None:
+    """Take a pending ``cancel`` or stop from the command queue (others wait)."""
     from optitui.store.records import Outcome
 
     for cmd in list(trainer.commands):
-        if cmd.kind in ("lr-find-cancel", "stop"):
+        if cmd.kind in (cancel, "stop"):
             trainer.commands.remove(cmd)
             if cmd.kind == "stop":
                 trainer.request_stop("stop command")
@@ -232,12 +238,12 @@ def run(trainer: Sweepable, test: RangeTest) -> RangeTest:
     smoother = Smoother.from_config(cfg)
     stop = StopRule(cfg)
     last_publish = 0.0
-    batches = _batches(trainer)
+    data = batches(trainer)
     was_training = trainer.model.training
     trainer.model.train()
     try:
         for it in range(cfg.num_iter):
-            asked = _cancel_requested(trainer) is not None
+            asked = cancel_requested(trainer) is not None
             # a stop (a command, SIGTERM, Ctrl+C) ends the test at once: state restored,
             # the run stops at its next boundary
             if trainer.agree(asked or trainer.stopping()):
@@ -246,7 +252,7 @@ def run(trainer: Sweepable, test: RangeTest) -> RangeTest:
                 break
             ref_lr = factor(cfg, it, test.base[test.ref])
             m = ref_lr / test.base[test.ref]
-            loss, _ = trainer.gradients(lambda: next(batches))
+            loss, _ = trainer.gradients(lambda: next(data))
             # set after the job's own step: a step_fn that writes the lr keeps its
             # multipliers on the groups not swept, and the sweep's lr wins on the others
             trainer.lr.notice_writes()

@@ -3,7 +3,7 @@ through (:func:`optitui.trainer.control.commands.apply`).
 
 A command edits the param groups (directly, through the lr control, or by a ramp over
 the next steps), pauses or counts down a step budget, stops, saves and restores
-checkpoints, and asks for a range test that the loop runs at this boundary. The
+checkpoints, and asks for a range test or a race that the loop runs at this boundary. The
 :class:`~optitui.trainer.loop.trainer.Trainer` implements it, and so does the probe's
 loop (a Trainer whose loop is the user's). Commands never see more of the loop than
 this, so ``control`` never imports ``loop``.
@@ -17,6 +17,7 @@ import torch
 
 from optitui.store.layout import RunPaths
 from optitui.trainer.control.guard import Guard
+from optitui.trainer.control.race import Race
 from optitui.trainer.control.ramps import Ramp
 from optitui.trainer.control.rangetest import RangeTest, Sweepable
 from optitui.trainer.control.saver import Answer, Policy, Saver
@@ -74,3 +75,8 @@ class Steerable(Sweepable, Protocol):
     # -- the range test: asked for here, run by the loop after the command's answer
     pending_test: RangeTest | None
     range_tests: dict[str, RangeTest]
+
+    # -- the race, likewise; only where the loop runs the job's own steps on its data
+    own_steps: bool
+    pending_race: Race | None
+    races: dict[str, Race]

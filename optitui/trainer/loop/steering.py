@@ -24,7 +24,7 @@ from optitui.store.layout import RunPaths
 from optitui.store.records import Event, Outcome, StatusUpdate
 from optitui.store.supervise import Supervisor
 from optitui.store.writer import NullRecorder, Recorder
-from optitui.trainer.control import rangetest, surgery
+from optitui.trainer.control import race, rangetest, surgery
 from optitui.trainer.control.guard import Guard, GuardPolicy
 from optitui.trainer.control.ramps import Ramp
 from optitui.trainer.control.ramps import advance as advance_ramp
@@ -40,6 +40,9 @@ from optitui.trainer.loop.published import Published
 
 class Steering:
     """A run's state, its records' destination, and the changes commands make to it."""
+
+    #: the loop runs the job's own steps on its own data (a race needs that)
+    own_steps = True
 
     def __init__(
         self,
@@ -132,6 +135,9 @@ class Steering:
         #: a range test asked for at this boundary, and every finished one by id
         self.pending_test: rangetest.RangeTest | None = None
         self.range_tests: dict[str, rangetest.RangeTest] = {}
+        #: a race asked for at this boundary, and every finished one by id
+        self.pending_race: race.Race | None = None
+        self.races: dict[str, race.Race] = {}
         #: a checkpoint to start from (``--resume``), restored when the run starts
         self.resume_from: tuple[dict[str, Any], str] | None = None
         self.recorder: Recorder | NullRecorder

@@ -27,7 +27,7 @@ from optitui.store.records import (
 from optitui.store.supervise import BackgroundFailure
 from optitui.trainer.control import answers as answer
 from optitui.trainer.control import commands as control
-from optitui.trainer.control import rangetest
+from optitui.trainer.control import race, rangetest
 from optitui.trainer.control.saver import Saver
 from optitui.trainer.core import checkpoint, dist, footprint, state
 from optitui.trainer.core.device import (
@@ -142,7 +142,9 @@ class Trainer(Stepping):
             self._set_state("running")
         for record in answers:
             self.recorder.put(record)
-        if self.pending_test is not None:  # after its ack, before training goes on
+        if self.pending_race is not None:  # after its ack, before training goes on
+            self.run_race(self.pending_race)
+        if self.pending_test is not None:
             self.run_range_test(self.pending_test)
             self._set_state(
                 "paused" if self._paused and not self._budget else "running",
@@ -157,6 +159,20 @@ class Trainer(Stepping):
         self.range_tests[test.id] = test
         self._last_flush = (time.time(), self.step, self._samples)
         return test
+
+    def run_race(self, r: race.Race) -> race.Race:
+        """Run a race now (its command answered), then train on as before."""
+        self.pending_race = None
+        self.flush()
+        self._set_state("race")
+        race.run(self, r, control.edit)
+        self.races[r.id] = r
+        self._last_flush = (time.time(), self.step, self._samples)
+        self.published.publish_groups()  # the values as they are again
+        self.publish_controls()
+        paused = self._paused and not self._budget
+        self._set_state("paused" if paused else "running", self.pause_message if paused else None)
+        return r
 
     def _wait_while_paused(self) -> None:
         self.flush()

@@ -76,7 +76,7 @@ class Flight:
     def _early_end(self, loss: torch.Tensor | float | None, used: lr_record.LrRow | None) -> bool:
         """Cancel, an lr changed outside, or no loss: agreed by every rank."""
         t, test = self.trainer, self.test
-        if t.agree(rangetest._cancel_requested(t) is not None):
+        if t.agree(rangetest.cancel_requested(t) is not None):
             self.end("cancelled", f"cancelled after {self.it} iterations")
             return True
         got = None if used is None else lr_record.values(used)  # the test reads every step

@@ -89,6 +89,8 @@ def loops_job(
 class LoopTrainer(Trainer):
     """The trainer behind a probe: commands, records and checkpoints, no loop of its own."""
 
+    own_steps = False  # the user's loop owns the steps and the data: no race
+
     def __init__(
         self,
         probe: Probing,

@@ -1,4 +1,4 @@
-"""The keys about the run as a whole: the LR range test, checkpoints, and failures."""
+"""The keys about the run as a whole: the LR range test, the race, checkpoints, failures."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from optitui.tui.widgets.group_table import GroupTable
 
 
 class RunKeys(SteeringScreen):
-    """Range test (r), save (s), restore from the picker (c), traceback (t)."""
+    """Range test (r), race (R), save (s), restore from the picker (c), traceback (t)."""
 
     def __init__(self, run: RunAccess, settings: ViewerSettings, stop: threading.Event) -> None:
         super().__init__(run, settings, stop)
         self.range_test_ids: list[str] = []  # every range test the job announced, oldest first
+        self.race_ids: list[str] = []  # every race the job announced, oldest first
         self.last_traceback: EventRow | None = None  # the newest error event with a traceback
 
     def note_events(self, events: tuple[EventRow, ...]) -> None:
@@ -30,6 +31,8 @@ class RunKeys(SteeringScreen):
             new = isinstance(test_id, str) and test_id not in self.range_test_ids
             if data.get("marker") == "lr-find" and new:
                 self.range_test_ids.append(str(test_id))
+            if data.get("marker") == "race" and test_id not in self.race_ids:
+                self.race_ids.append(str(test_id))
             if e.kind == "error" and isinstance(data.get("traceback"), str):
                 self.last_traceback = e
 
@@ -73,6 +76,43 @@ class RunKeys(SteeringScreen):
             )
 
         self.app.push_screen(RangeTestScreen(self.run, test_id), done)
+
+    # -- the race -----------------------------------------------------------------------
+    def action_race(self) -> None:
+        """Open the running race, or ask for a new one."""
+        if self.status is not None and self.status.state == "race" and self.race_ids:
+            self.open_race(self.race_ids[-1])
+            return
+        table = self.query_one(GroupTable)
+        selected = None
+        if table.groups and not self.all_groups:
+            selected = (table.selected, table.label(table.selected))
+
+        def start(args: dict[str, Any]) -> None:
+            group = args.get("group")
+            where = "" if group is None or selected is None else f", {group_words(selected[1])}"
+            label = f"race {' '.join(args['candidates'])}{where}"
+            change = self.send("race", args, label, group)
+            if change.state == "pending":  # the race is named after the command
+                self.open_race(change.id)
+
+        self.ask(forms.race_form(selected), start)
+
+    def open_race(self, race_id: str) -> None:
+        from optitui.tui.screens.race import RaceChoice, RaceScreen
+
+        def done(choice: RaceChoice | None) -> None:
+            if choice is None:
+                return
+            if choice.candidate is None:
+                self.send("race-cancel", {}, "cancel the race", None)
+            elif choice.candidate == 0:
+                self.notify("current is the settings as they are: nothing to change", timeout=3)
+            else:
+                args = {"id": race_id, "candidate": choice.candidate}
+                self.send("race-apply", args, f"apply race candidate: {choice.text}", None)
+
+        self.app.push_screen(RaceScreen(self.run, race_id), done)
 
     # -- checkpoints --------------------------------------------------------------------
     def action_save(self) -> None:

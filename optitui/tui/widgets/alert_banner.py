@@ -44,6 +44,8 @@ def alert(
         return f"⏸ PAUSED — {status.message} · space resumes", "error"
     if status.state == "lr-find":
         return "LR range test running: r opens it, Esc there cancels it", "info"
+    if status.state == "race":
+        return "optimizer race running: R opens it, Esc there cancels it", "info"
     return None
 
 

@@ -22,6 +22,7 @@ STATE_STYLES = {
     "running": "bold green",
     "paused": "bold yellow",
     "lr-find": "bold magenta",
+    "race": "bold magenta",
     "stopped": "bold blue",
     "finished": "bold blue",
     "failed": "bold red",

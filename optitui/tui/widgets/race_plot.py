@@ -1,0 +1,110 @@
+"""An optimizer race's curves: each candidate's smoothed loss against its steps, overlaid,
+one colour per candidate (the table under it uses the same)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.text import Text
+from textual.app import RenderResult
+from textual.geometry import Size
+from textual_plotext import PlotextPlot
+
+from optitui.store.reader import Race
+from optitui.tui.plot_text import figure_text
+
+#: candidate i's colour (current first); rgb, so plotext and rich draw the same one
+COLORS = (
+    (230, 230, 230),
+    (0, 215, 255),
+    (255, 95, 175),
+    (255, 215, 0),
+    (95, 215, 95),
+    (255, 135, 0),
+    (135, 135, 255),
+    (215, 95, 255),
+    (0, 175, 135),
+    (255, 95, 95),
+    (175, 175, 0),
+    (95, 175, 255),
+    (175, 135, 95),
+)
+
+
+def color(i: int) -> str:
+    """Candidate i's colour as rich writes it."""
+    return "rgb({},{},{})".format(*COLORS[i % len(COLORS)])
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+class RacePlot(PlotextPlot):
+    """Redrawn when a new read of the race arrives; the x axis spans the race's steps from
+    the start, so each curve visibly grows across it."""
+
+    DEFAULT_CSS = """
+    RacePlot {
+        height: 1fr;
+        min-height: 8;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.race: Race | None = None
+        self.curves = 0  # candidates drawn in the last frame
+        self._dirty = True
+        self._drawn_size: Size | None = None
+        self._text: Text | None = None
+
+    def show(self, race: Race | None) -> None:
+        self.race = race
+        self._dirty = True
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        size = self.size
+        if (self._dirty or size != self._drawn_size or self._text is None) and size.area:
+            plt = self.plt
+            plt.clear_figure()
+            self.draw(plt)
+            plt.plotsize(size.width, size.height)
+            plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
+            plt.theme(self._get_plotext_theme_name(self.app.theme))
+            self._text = figure_text(plt)
+            self._dirty, self._drawn_size = False, size
+        return self._text if self._text is not None else Text("")
+
+    def draw(self, plt: Any) -> None:
+        race = self.race
+        curves = [] if race is None else list(race.data.get("smoothed") or [])
+        texts = [] if race is None else list(race.config.get("candidates") or [])
+        points = [[(n, y) for n, y in enumerate(c, 1) if _finite(y)] for c in curves]
+        self.curves = sum(1 for p in points if p)
+        if race is None or not any(len(p) >= 2 for p in points):
+            plt.title("smoothed loss against step · waiting for the first steps")
+            return
+        steps = int(race.config.get("steps") or max(len(p) for p in points))
+        plt.title(f"smoothed loss against step · {len(texts)} candidates x {steps} steps")
+        plt.xlim(1, max(2, steps))
+        # a diverging candidate would squash the others: clip at 1.5x the highest start
+        starts = [p[0][1] for p in points if p]
+        top = max(starts) * 1.5 if max(starts) > 0 else max(y for p in points for _, y in p)
+        low = min(y for p in points for _, y in p)
+        if top > low:
+            plt.ylim(low - 0.05 * (top - low), top)
+        for i, pts in enumerate(points):
+            if len(pts) < 2:
+                continue
+            label = f"{i} {texts[i]}" if i < len(texts) else str(i)
+            ys = [min(y, top) for _, y in pts]
+            plt.plot(
+                [n for n, _ in pts],
+                ys,
+                marker="braille",
+                color=COLORS[i % len(COLORS)],
+                label=label,
+            )
