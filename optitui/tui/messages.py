@@ -7,7 +7,7 @@ from typing import Any
 from textual.message import Message
 
 from optitui.store.manifests import Manifest
-from optitui.store.reader import CommandOutcome, Race, RangeTest
+from optitui.store.reader import CommandOutcome
 from optitui.tui.feed import FeedUpdate
 
 
@@ -54,34 +54,18 @@ class FeedProblem(Message):
         self.text = text
 
 
-class RangeTestPolled(Message):
-    """A new read of one range test: its curve so far (None before the job starts it), the
-    answer to the command that asked for it, and whether the job is still alive."""
+class Followed(Message):
+    """A new read of one range test or race (None before the job starts it), the answer
+    to the command that asked for it, and the run's state."""
 
-    def __init__(
-        self, test: RangeTest | None, outcome: CommandOutcome | None, run_state: str
-    ) -> None:
+    def __init__(self, found: Any, outcome: CommandOutcome | None, state: str) -> None:
         super().__init__()
-        self.test = test
+        self.found = found
         self.outcome = outcome
-        self.run_state = run_state
+        self.state = state
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RangeTestPolled)  # only the newest read matters
-
-
-class RacePolled(Message):
-    """A new read of one optimizer race (None before the job starts it), the answer to
-    the command that asked for it, and the run's state."""
-
-    def __init__(self, race: Race | None, outcome: CommandOutcome | None, run_state: str) -> None:
-        super().__init__()
-        self.race = race
-        self.outcome = outcome
-        self.run_state = run_state
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RacePolled)  # only the newest read matters
+        return isinstance(message, Followed)  # only the newest read matters
 
 
 class CheckpointsListed(Message):

@@ -12,23 +12,6 @@ from optitui.store.access import RunAccess
 from optitui.store.reader import LIVE_STATES, CommandOutcome, Race, RangeTest
 
 T = TypeVar("T", RangeTest, Race)
-Deliver = Callable[[RangeTest | None, CommandOutcome | None, str], None]
-
-
-def follow_range_test(
-    run: RunAccess,
-    test_id: str,
-    deliver: Deliver,
-    stop: threading.Event,
-    interval: float = 0.2,
-) -> None:
-    """Hand every change of the test to ``deliver`` until it has ended, was refused,
-    the run is over, or ``stop`` is set.
-
-    The job rewrites the test's row a few times a second while it sweeps; a
-    read delivers (test or None, the lr-find command's outcome, run state).
-    """
-    follow(run, run.range_test, test_id, deliver, stop, interval)
 
 
 def follow(
@@ -39,8 +22,10 @@ def follow(
     stop: threading.Event,
     interval: float = 0.2,
 ) -> None:
-    """What :func:`follow_range_test` does, for whatever ``read`` reads by id (a range
-    test, a race: rewritten in place while it runs, named after its command)."""
+    """Hand every change of what ``read`` reads by id (a range test, a race: rewritten
+    in place while it runs, named after its command) to ``deliver`` until it has ended,
+    was refused, the run is over, or ``stop`` is set. A read delivers (it or None, the
+    answer to its command, the run's state)."""
     last: tuple[Any, ...] | None = None
     while not stop.is_set():
         try:

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, OptionList, Select
+from textual.widgets import Input, OptionList
 from tui_support import (
     FIXED_NOW,
     FakeJob,
@@ -16,6 +16,7 @@ from tui_support import (
     loaded,
     on_dashboard,
     pilot_test,
+    send_form,
     wait_until,
 )
 
@@ -78,17 +79,8 @@ def race_screen(app: DashboardApp) -> RaceScreen:
 
 async def start_race(pilot: Any, app: DashboardApp, **texts: str) -> str:
     """R, fill the form, Enter: the race screen on the new race; returns its id."""
-    await pilot.press("R")
-    form = app.screen
-    assert isinstance(form, FormScreen)
-    for name, text in texts.items():
-        widget = form.query_one(f"#{name}")
-        assert isinstance(widget, Input | Select)
-        widget.value = text
-    await pilot.pause()
-    await pilot.press("enter")
+    change = await send_form(pilot, app, "R", **texts)
     screen = race_screen(app)
-    [change] = app.dashboard.steering.recent(1)
     assert change.kind == "race" and screen.race_id == change.id
     return change.id
 

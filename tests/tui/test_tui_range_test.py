@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, OptionList, Select
+from textual.widgets import Input, OptionList
 from tui_support import (
     FakeJob,
     commands_table,
@@ -15,6 +15,7 @@ from tui_support import (
     loaded,
     on_dashboard,
     pilot_test,
+    send_form,
     wait_until,
 )
 
@@ -75,17 +76,8 @@ def range_screen(app: DashboardApp) -> RangeTestScreen:
 
 async def start_test(pilot: Any, app: DashboardApp, **texts: str) -> str:
     """r, fill the form, Enter: the range test screen on the new test; returns its id."""
-    await pilot.press("r")
-    form = app.screen
-    assert isinstance(form, FormScreen)
-    for name, text in texts.items():
-        widget = form.query_one(f"#{name}")
-        assert isinstance(widget, Input | Select)
-        widget.value = text
-    await pilot.pause()
-    await pilot.press("enter")
+    change = await send_form(pilot, app, "r", **texts)
     screen = range_screen(app)
-    [change] = app.dashboard.steering.recent(1)
     assert change.kind == "lr-find" and screen.test_id == change.id
     return change.id
 

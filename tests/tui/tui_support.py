@@ -579,3 +579,22 @@ class RealJob:
             except Exception:
                 proc.kill()
                 proc.wait(5)
+
+
+async def send_form(pilot: Pilot[Any], app: DashboardApp, key: str, **texts: str) -> Any:
+    """``key`` opens a form; fill its fields, Enter: the change it sent (the newest)."""
+    from textual.widgets import Input, Select
+
+    from optitui.tui.screens.form import FormScreen
+
+    await pilot.press(key)
+    form = app.screen
+    assert isinstance(form, FormScreen)
+    for name, text in texts.items():
+        widget = form.query_one(f"#{name}")
+        assert isinstance(widget, Input | Select)
+        widget.value = text
+    await pilot.pause()
+    await pilot.press("enter")
+    [change] = app.dashboard.steering.recent(1)
+    return change

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
-from textual.app import ComposeResult
+from textual import on
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from optitui.store.access import RunAccess
-from optitui.store.reader import LIVE_STATES, CommandOutcome, Race
+from optitui.store.reader import LIVE_STATES, Race
 from optitui.tui import fmt
-from optitui.tui.messages import RacePolled
-from optitui.tui.range_follow import follow
+from optitui.tui.screens.following import Following
 from optitui.tui.widgets.race_plot import RacePlot, color
 
 
@@ -88,24 +84,12 @@ def row_text(row: dict[str, Any], width: int) -> Text:
     return t
 
 
-class RaceScreen(Screen[RaceChoice | None]):
+class RaceScreen(Following[Race, RaceChoice | None]):
     """Dismisses with a :class:`RaceChoice`, or None when closed without one."""
 
     DEFAULT_CSS = """
-    RaceScreen #head {
-        height: auto;
-        background: $panel;
-        padding: 0 1;
-    }
     RaceScreen OptionList {
-        height: auto;
         max-height: 14;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    RaceScreen #message {
-        height: auto;
-        padding: 0 1;
     }
     """
 
@@ -116,51 +100,20 @@ class RaceScreen(Screen[RaceChoice | None]):
     ]
 
     def __init__(self, run: RunAccess, race_id: str) -> None:
-        super().__init__()
-        self.run = run
+        super().__init__(run, race_id)
         self.race_id = race_id
-        self.race: Race | None = None
-        self.outcome: CommandOutcome | None = None
-        self.run_state = "running"
-        self.reads = 0  # reads handled; tests wait on it
-        self._stop = threading.Event()
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="head")
-        yield RacePlot(id="curves")
-        yield OptionList(id="table")
-        yield Static(id="message")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self._show()
-        self.query_one(OptionList).focus()
-        self._follow()
-
-    def on_unmount(self) -> None:
-        self._stop.set()
-
-    @work(thread=True, exclusive=True, group="race", exit_on_error=False)
-    def _follow(self) -> None:
-        def deliver(race: Race | None, outcome: CommandOutcome | None, state: str) -> None:
-            self.post_message(RacePolled(race, outcome, state))
-
-        follow(self.run, self.run.race, self.race_id, deliver, self._stop)
-
-    @on(RacePolled)
-    def _polled(self, message: RacePolled) -> None:
-        self.race, self.outcome, self.run_state = message.race, message.outcome, message.run_state
-        self.reads += 1
-        self._show()
 
     @property
-    def running(self) -> bool:
-        """The race has not ended (or not begun) and still can."""
-        refused = self.outcome is not None and not self.outcome.applied
-        over = self.run_state not in LIVE_STATES
-        return not refused and not over and (self.race is None or self.race.status == "running")
+    def race(self) -> Race | None:
+        return self.found
 
-    def _show(self) -> None:
+    def read(self, found_id: str) -> Race | None:
+        return self.run.race(found_id)
+
+    def plot(self) -> RacePlot:
+        return RacePlot(id="curves")
+
+    def show(self) -> None:
         race = self.race
         head = Text(no_wrap=False)
         head.append("Optimizer race ", "bold")

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
-from textual.app import ComposeResult
+from textual import on
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from optitui.store.access import RunAccess
-from optitui.store.reader import CommandOutcome, RangeTest
+from optitui.store.reader import LIVE_STATES, RangeTest
 from optitui.tui import fmt
-from optitui.tui.messages import RangeTestPolled
-from optitui.tui.range_follow import follow_range_test
+from optitui.tui.screens.following import Following
 from optitui.tui.widgets.range_plot import COLORS, MARKS, RangePlot
 
 
@@ -47,24 +43,12 @@ def suggestion_text(n: int, s: dict[str, Any]) -> Text:
     return t
 
 
-class RangeTestScreen(Screen[RangeTestChoice | None]):
+class RangeTestScreen(Following[RangeTest, RangeTestChoice | None]):
     """Dismisses with a :class:`RangeTestChoice`, or None when closed without one."""
 
     DEFAULT_CSS = """
-    RangeTestScreen #head {
-        height: auto;
-        background: $panel;
-        padding: 0 1;
-    }
     RangeTestScreen OptionList {
-        height: auto;
         max-height: 8;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    RangeTestScreen #message {
-        height: auto;
-        padding: 0 1;
     }
     """
 
@@ -77,51 +61,20 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
     ]
 
     def __init__(self, run: RunAccess, test_id: str) -> None:
-        super().__init__()
-        self.run = run
+        super().__init__(run, test_id)
         self.test_id = test_id
-        self.test: RangeTest | None = None
-        self.outcome: CommandOutcome | None = None
-        self.run_state = "running"
-        self.reads = 0  # reads handled; tests wait on it
-        self._stop = threading.Event()
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="head")
-        yield RangePlot(id="curve")
-        yield OptionList(id="suggestions")
-        yield Static(id="message")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self._show()
-        self.query_one(OptionList).focus()
-        self._follow()
-
-    def on_unmount(self) -> None:
-        self._stop.set()
-
-    @work(thread=True, exclusive=True, group="range-test", exit_on_error=False)
-    def _follow(self) -> None:
-        def deliver(test: RangeTest | None, outcome: CommandOutcome | None, state: str) -> None:
-            self.post_message(RangeTestPolled(test, outcome, state))
-
-        follow_range_test(self.run, self.test_id, deliver, self._stop)
-
-    @on(RangeTestPolled)
-    def _polled(self, message: RangeTestPolled) -> None:
-        self.test, self.outcome, self.run_state = message.test, message.outcome, message.run_state
-        self.reads += 1
-        self._show()
 
     @property
-    def running(self) -> bool:
-        """The test has not ended (or not begun) and still can."""
-        refused = self.outcome is not None and not self.outcome.applied
-        over = self.run_state not in ("starting", "running", "paused", "lr-find")
-        return not refused and not over and (self.test is None or self.test.status == "running")
+    def test(self) -> RangeTest | None:
+        return self.found
 
-    def _show(self) -> None:
+    def read(self, found_id: str) -> RangeTest | None:
+        return self.run.range_test(found_id)
+
+    def plot(self) -> RangePlot:
+        return RangePlot(id="curve")
+
+    def show(self) -> None:
         test = self.test
         head = Text(no_wrap=False)
         head.append("LR range test ", "bold")
@@ -172,7 +125,7 @@ class RangeTestScreen(Screen[RangeTestChoice | None]):
                 t.append("1-4 (or ↑↓ Enter) applies a suggestion; ")
                 t.append("Esc closes without a change", "dim")
             return t
-        if self.run_state not in ("starting", "running", "paused", "lr-find"):
+        if self.run_state not in LIVE_STATES:
             return Text(f"the run is {self.run_state}", "bold red")
         return Text("Esc cancels the test; the run goes back to exactly where it was", "dim")
 

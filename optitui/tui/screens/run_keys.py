@@ -36,16 +36,24 @@ class RunKeys(SteeringScreen):
             if e.kind == "error" and isinstance(data.get("traceback"), str):
                 self.last_traceback = e
 
+    def _live_one(self, state: str, ids: list[str]) -> bool:
+        """The run is in ``state`` (a range test, a race) and announced which one."""
+        return self.status is not None and self.status.state == state and bool(ids)
+
+    def _selected(self) -> tuple[int, str] | None:
+        """The selected group (index, label) when keys act on one group, else None."""
+        table = self.query_one(GroupTable)
+        if table.groups and not self.all_groups:
+            return table.selected, table.label(table.selected)
+        return None
+
     # -- the range test -----------------------------------------------------------------
     def action_range_test(self) -> None:
         """Open the running range test, or ask for a new one."""
-        if self.status is not None and self.status.state == "lr-find" and self.range_test_ids:
+        if self._live_one("lr-find", self.range_test_ids):
             self.open_range_test(self.range_test_ids[-1])
             return
-        table = self.query_one(GroupTable)
-        selected = None
-        if table.groups and not self.all_groups:
-            selected = (table.selected, table.label(table.selected))
+        selected = self._selected()
 
         def start(args: dict[str, Any]) -> None:
             group = args.get("group")
@@ -80,13 +88,10 @@ class RunKeys(SteeringScreen):
     # -- the race -----------------------------------------------------------------------
     def action_race(self) -> None:
         """Open the running race, or ask for a new one."""
-        if self.status is not None and self.status.state == "race" and self.race_ids:
+        if self._live_one("race", self.race_ids):
             self.open_race(self.race_ids[-1])
             return
-        table = self.query_one(GroupTable)
-        selected = None
-        if table.groups and not self.all_groups:
-            selected = (table.selected, table.label(table.selected))
+        selected = self._selected()
 
         def start(args: dict[str, Any]) -> None:
             group = args.get("group")

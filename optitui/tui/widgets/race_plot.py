@@ -6,13 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual.geometry import Size
-from textual_plotext import PlotextPlot
-
 from optitui.store.reader import Race
-from optitui.tui.plot_text import figure_text
+from optitui.tui.widgets.drawn_plot import DrawnPlot
 
 #: candidate i's colour (current first); rgb, so plotext and rich draw the same one
 COLORS = (
@@ -41,42 +36,18 @@ def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
-class RacePlot(PlotextPlot):
+class RacePlot(DrawnPlot):
     """Redrawn when a new read of the race arrives; the x axis spans the race's steps from
     the start, so each curve visibly grows across it."""
-
-    DEFAULT_CSS = """
-    RacePlot {
-        height: 1fr;
-        min-height: 8;
-    }
-    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.race: Race | None = None
         self.curves = 0  # candidates drawn in the last frame
-        self._dirty = True
-        self._drawn_size: Size | None = None
-        self._text: Text | None = None
 
     def show(self, race: Race | None) -> None:
         self.race = race
-        self._dirty = True
-        self.refresh()
-
-    def render(self) -> RenderResult:
-        size = self.size
-        if (self._dirty or size != self._drawn_size or self._text is None) and size.area:
-            plt = self.plt
-            plt.clear_figure()
-            self.draw(plt)
-            plt.plotsize(size.width, size.height)
-            plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
-            plt.theme(self._get_plotext_theme_name(self.app.theme))
-            self._text = figure_text(plt)
-            self._dirty, self._drawn_size = False, size
-        return self._text if self._text is not None else Text("")
+        self.redraw()
 
     def draw(self, plt: Any) -> None:
         race = self.race

@@ -5,13 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
-from rich.text import Text
-from textual.app import RenderResult
-from textual.geometry import Size
-from textual_plotext import PlotextPlot
-
 from optitui.store.reader import RangeTest
-from optitui.tui.plot_text import figure_text
+from optitui.tui.widgets.drawn_plot import DrawnPlot
 
 #: each rule's letter and colour, on the plot and in the list under it
 MARKS = {"steep": "S", "valley": "V", "minimum": "M", "slide": "L"}
@@ -29,42 +24,18 @@ def _positive(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and math.isfinite(x) and x > 0
 
 
-class RangePlot(PlotextPlot):
+class RangePlot(DrawnPlot):
     """Redrawn when a new read of the test arrives; the x axis spans the whole sweep from
     the start, so the curve visibly grows across it."""
-
-    DEFAULT_CSS = """
-    RangePlot {
-        height: 1fr;
-        min-height: 8;
-    }
-    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.test: RangeTest | None = None
         self.points = 0  # curve points in the last frame drawn
-        self._dirty = True
-        self._drawn_size: Size | None = None
-        self._text: Text | None = None
 
     def show(self, test: RangeTest | None) -> None:
         self.test = test
-        self._dirty = True
-        self.refresh()
-
-    def render(self) -> RenderResult:
-        size = self.size
-        if (self._dirty or size != self._drawn_size or self._text is None) and size.area:
-            plt = self.plt
-            plt.clear_figure()
-            self.draw(plt)
-            plt.plotsize(size.width, size.height)
-            plt._set_size(size.width, size.height)  # see PlotextPlot.render: both are needed
-            plt.theme(self._get_plotext_theme_name(self.app.theme))
-            self._text = figure_text(plt)  # built once: plotext's log axis is not repeatable
-            self._dirty, self._drawn_size = False, size
-        return self._text if self._text is not None else Text("")
+        self.redraw()
 
     def draw(self, plt: Any) -> None:
         test = self.test
