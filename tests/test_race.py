@@ -314,3 +314,43 @@ def test_send_prints_the_table_and_race_apply_answers(
     code = cli(["send", run, "race-cancel"])
     out, errs = capsys.readouterr()
     assert code == 1 and "no race is running" in errs
+
+
+def test_exact_with_lookahead_clipping_and_accumulation(tmp_path: Path) -> None:
+    """What a step depends on beyond the model and the optimizer (lookahead's slow
+    weights and count, clipping, micro-batches) is put back too, also after a swap."""
+    setup = [command("lookahead", enabled=True, k=3, alpha=0.5), command("clip", max_norm=0.5)]
+
+    def job() -> Any:
+        return dropout_job(grad_accum=2)
+
+    t = make_trainer(tmp_path, job(), name="straight")
+    train(t, 20, {2: setup})
+    want = params(t)
+    t = make_trainer(tmp_path, job(), name="raced")
+    train(t, 20, {2: setup, 7: [race("optimizer=SGD,lr=0.05,momentum=0.9", "lr*3", steps=5)]})
+    assert [r.status for r in t.races.values()] == ["done"]
+    assert same(params(t), want)
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ({"candidates": []}, "a list of 1 to 12 candidates"),
+        ({"candidates": "lr*2"}, "a list of 1 to 12 candidates"),
+        ({"candidates": [2.0]}, "is not a candidate's text"),
+        ({"candidates": ["x" * 201]}, "is not a candidate's text"),
+        ({"candidates": ["lr*2"] * 13}, "a list of 1 to 12 candidates"),
+        ({"candidates": ["lr*2"], "steps": 0}, "steps"),
+        ({"candidates": ["lr*2"], "steps": 100_001}, "steps"),
+        ({"candidates": ["lr*2"], "val": "yes"}, "val"),
+        ({"candidates": ["lr*2"], "seed": 1}, "unknown argument"),
+    ],
+)
+def test_a_malformed_race_command_is_refused_at_the_inbox(args: dict[str, Any], why: str) -> None:
+    from optitui.store.commands import CommandError, validate
+
+    with pytest.raises(CommandError, match=why):
+        validate("race", args)
+    with pytest.raises(CommandError, match="candidate"):
+        validate("race-apply", {"id": "latest", "candidate": -1})

@@ -29,7 +29,7 @@ from optitui.remote.target import Target, TargetError, parse
 from optitui.store import commands
 from optitui.store.layout import create_run_dir
 from optitui.store.reader import MetricColumns, RunReader
-from optitui.store.records import Event, MetricBatch, Outcome, StatusUpdate
+from optitui.store.records import Event, MetricBatch, Outcome, RaceUpdate, StatusUpdate
 from optitui.store.writer import Recorder, StoreWriter
 
 CHUNK = 64
@@ -184,6 +184,27 @@ def test_follow_and_reconnect_lose_and_repeat_nothing(live: LiveRun, local_ssh: 
         assert [e.id for e in run.events()] == [e.id for e in r.events()]
         assert cols.last_id == r.read_metrics().last_id
     assert run.mirror.repeated == 0  # the server continued from the cursors, not before
+
+
+def test_a_race_travels_as_it_runs_and_ends(live: LiveRun, local_ssh: None) -> None:
+    """A race is rewritten in place while it runs: the remote client sees each rewrite,
+    and the table once it ends (what send HOST:RUN race prints)."""
+    config = {"steps": 2, "val": False, "candidates": ["current", "lr*2"]}
+    data = {"losses": [[1.0, 0.9], [1.0]], "states": ["done", "running"]}
+    live.rec.put(RaceUpdate("r1", 5, "running", config, data))
+    run = RemoteRun(Target("localhost", str(live.paths.root)), interval=0.05)
+    run.start()
+    try:
+        run.wait_ready(30)
+        wait_for(lambda: run.race("r1") is not None, 30, "the race")
+        assert run.race("r1").data == data and run.race("r1").status == "running"  # type: ignore[union-attr]
+        table = [{"candidate": 1, "text": "lr*2", "final": 0.8, "rank": 1}]
+        live.rec.put(RaceUpdate("r1", 5, "done", config, data, table))
+        wait_for(lambda: run.race("r1").status == "done", 30, "the end")  # type: ignore[union-attr]
+    finally:
+        run.close()
+    with RunReader(live.paths.root) as r:
+        assert run.race("r1") == r.races("r1")[0]
 
 
 def test_stalled_client_blocks_only_the_server(tmp_path: Path) -> None:

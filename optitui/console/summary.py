@@ -20,7 +20,7 @@ from optitui.console.style import Style, event_line, stamp
 from optitui.store.manifests import listing
 from optitui.store.reader import EventRow, RunReader
 
-COMMAND_KINDS = ("command", "lr-find")
+COMMAND_KINDS = ("command", "lr-find", "race")
 WARNING_KINDS = ("warning", "error")
 #: metric rows read for the loss now, the smoothed loss and the pace
 TAIL_ROWS = 256
