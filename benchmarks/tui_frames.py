@@ -20,6 +20,13 @@ reading the store, deriving the smoothed loss and pyramids, first frame).
 With tmux installed, the same is measured in a real terminal with
 `optitui attach`, watching the screen until the plots show the full history.
 Target: under 1 s.
+
+Overlays (``--overlays K``, 3 by default: `optitui attach` on 4 runs): the 1M-step run
+steered with K copies of it drawn over its plots (K more smoothed losses and 2K lrs per
+frame). The same frame costs at 160x48 (target: under 40 ms), then attach to the first
+frame with every run's whole history drawn, headless in a new process and in tmux as
+`optitui attach RUN OTHER...` (target: under 2 s). ``--overlays-only`` skips the
+sections before it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,15 +106,21 @@ class Frames:
     zoomed: list[float] = field(default_factory=list)  # CPU, back to back, an eighth in view
 
 
-async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
-    """Frames drawn as the app draws them: one every 250 ms, the screen rendering between."""
+async def frame_costs(run: Path, steps: int, frames: int, overlays: Sequence[Path] = ()) -> Frames:
+    """Frames drawn as the app draws them: one every 250 ms, the screen rendering between
+    (``overlays``: runs of ``steps`` steps each, drawn over the steered one)."""
     from optitui.tui.app import build_app
+    from optitui.tui.overlay_feed import overlay_run
 
-    app = build_app(run)
+    app = build_app(run, overlays=[overlay_run(p) for p in overlays])
     out = Frames()
+    lengths = (steps,) * len(overlays)
     async with app.run_test(size=SIZE) as pilot:
         screen = app.dashboard
-        while not all(p.shows(steps) for p in screen.plots):
+        while not (
+            screen.overlay_lengths() == lengths
+            and all(p.shows(steps, lengths) for p in screen.plots)
+        ):
             await pilot.pause(0.05)
         for i in range(frames + 3):
             c0 = time.thread_time()
@@ -138,24 +152,31 @@ async def frame_costs(run: Path, steps: int, frames: int) -> Frames:
 
 ATTACH_CHILD = """
 import asyncio, sys, time
+from pathlib import Path
 from optitui.tui.app import build_app
+from optitui.tui.overlay_feed import overlay_run
 run, steps, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+others = sys.argv[5:]
 async def main():
-    app = build_app(run)
+    app = build_app(run, overlays=[overlay_run(Path(o), prefetch=True) for o in others])
+    lengths = (steps,) * len(others)
     async with app.run_test(size=(w, h)) as pilot:
-        while not all(p.shows(steps) and (p.frames or not p.size.area)
-                      for p in app.dashboard.plots):
+        screen = app.dashboard
+        while not (screen.overlay_lengths() == lengths and all(
+                p.shows(steps, lengths) and (p.frames or not p.size.area)
+                for p in screen.plots)):
             await pilot.pause(0.005)
         print(time.time(), time.process_time())
 asyncio.run(main())
 """
 
 
-def attach_in_process(run: Path, steps: int) -> tuple[float, float]:
+def attach_in_process(run: Path, steps: int, overlays: Sequence[Path] = ()) -> tuple[float, float]:
     """(wall seconds from spawn to the first full frame, CPU seconds the process used)."""
     t0 = time.time()
+    size = [str(SIZE[0]), str(SIZE[1])]
     out = subprocess.run(
-        [sys.executable, "-c", ATTACH_CHILD, str(run), str(steps), str(SIZE[0]), str(SIZE[1])],
+        [sys.executable, "-c", ATTACH_CHILD, str(run), str(steps), *size, *map(str, overlays)],
         capture_output=True,
         text=True,
         check=True,
@@ -164,9 +185,10 @@ def attach_in_process(run: Path, steps: int) -> tuple[float, float]:
     return float(done) - t0, float(cpu)
 
 
-def attach_in_tmux(run: Path | str, steps: int) -> float | None:
+def attach_in_tmux(run: Path | str, steps: int, overlays: Sequence[Path] = ()) -> float | None:
     """Wall time from `optitui attach RUN` in a 160x48 tmux pane to the full history on screen
-    (``run`` may be ``HOST:RUN``: the environment reaches the pane)."""
+    (``run`` may be ``HOST:RUN``: the environment reaches the pane); with ``overlays``,
+    `optitui attach RUN OTHER...` until both plots' legends name every other run."""
     if shutil.which("tmux") is None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,8 +203,10 @@ def attach_in_tmux(run: Path | str, steps: int) -> float | None:
             )
             return res.stdout
 
-        cmd = f"exec env -u COLUMNS -u LINES {sys.executable} -m optitui attach {run}"
+        others = " ".join(str(o) for o in overlays)
+        cmd = f"exec env -u COLUMNS -u LINES {sys.executable} -m optitui attach {run} {others}"
         want = f"step {steps:,}"
+        names = overlay_names(Path(str(run)).name, overlays)
         t0 = time.perf_counter()
         tmux("new-session", "-d", "-s", "b", "-x", str(SIZE[0]), "-y", str(SIZE[1]), cmd)
         try:
@@ -192,12 +216,54 @@ def attach_in_tmux(run: Path | str, steps: int) -> float | None:
                 # the status bar has the last step; at 1M the x axis of both plots ends at
                 # "1M" (other sizes' tick labels are not predictable, so only the status bar)
                 axes = steps != 1_000_000 or screen.count(f" {count(steps)}") >= 2
-                if want in screen and axes:
+                named = all(f"━ {n}" in screen for n in names)
+                if want in screen and axes and named:
                     return time.perf_counter() - t0
                 time.sleep(0.02)  # each look spawns a tmux client: not too often
             return math.nan
         finally:
             tmux("kill-server")
+
+
+def overlay_names(run: str, overlays: Sequence[Path]) -> list[str]:
+    """The names the legends give the overlaid runs."""
+    from optitui.tui.overlay import short_names
+
+    return short_names([run, *(p.name for p in overlays)])[1:] if overlays else []
+
+
+def overlay_section(big: Path, steps: int, k: int, frames: int) -> None:
+    """Frame cost and attach to first frame with ``k`` copies of ``big`` overlaid."""
+    others = []
+    for i in range(k):
+        copy = big.parent / f"copy{i + 1}"
+        if not copy.exists():
+            shutil.copytree(big, copy)
+        others.append(copy)
+    f = asyncio.run(frame_costs(big, steps, frames, others))
+    print(
+        f"\n{k + 1} runs of {steps:,} steps ({k} overlaid), {SIZE[0]}x{SIZE[1]}, "
+        "both plots, whole history (ms; target < 40):"
+    )
+    print(f"  {frames_text(f)}")
+    print(f"attach to first full frame of all {k + 1} runs (target < 2 s):")
+    inproc = [attach_in_process(big, steps, others) for _ in range(5)]
+    print(f"  new process, headless app, wall:  {runs_text([w for w, _ in inproc])}")
+    print(f"  the same, CPU time it used:        {runs_text([c for _, c in inproc])}")
+    term = [attach_in_tmux(big, steps, others) for _ in range(5)]
+    if term[0] is None:
+        print("  optitui attach in tmux, wall:      (tmux not installed)")
+    else:
+        print(f"  optitui attach in tmux, wall:      {runs_text([t for t in term if t])}")
+
+
+def frames_text(f: Frames) -> str:
+    return (
+        f"CPU median {statistics.median(f.cpu) * 1e3:.1f}, p90 {p90(f.cpu):.1f}; "
+        f"wall median {statistics.median(f.wall) * 1e3:.1f}, p90 {p90(f.wall):.1f}; "
+        f"back to back {statistics.median(f.back_to_back) * 1e3:.1f}; "
+        f"zoomed {statistics.median(f.zoomed) * 1e3:.1f}"
+    )
 
 
 def runs_text(times: list[float]) -> str:
@@ -216,51 +282,71 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10k max instead of 1M")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--size", default="160x48", help="terminal size WxH for the frame costs")
+    ap.add_argument(
+        "--overlays", default="3", help="runs overlaid on the biggest one, comma-separated (3)"
+    )
+    ap.add_argument("--overlays-only", action="store_true", help="only the overlays section")
     args = ap.parse_args()
     global SIZE
     w, _, h = args.size.partition("x")
     SIZE = (int(w), int(h))
     sizes = [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000]
+    if args.overlays_only:
+        sizes = sizes[-1:]
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for n in sizes:
             t0 = time.perf_counter()
             runs[n] = write_store(Path(tmp) / f"run{n}", n)
             print(f"wrote a {n:,}-step store in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+        if not args.overlays_only:
+            sections(runs, sizes, args.frames)
+        overlays = [int(k) for k in args.overlays.split(",") if k.strip()]
+        if overlays:  # the same run alone first, side by side with the overlaid frames
+            big = sizes[-1]
+            alone = asyncio.run(frame_costs(runs[big], big, args.frames))
+            print(f"\n{big:,} steps alone, {SIZE[0]}x{SIZE[1]}, as below (ms):")
+            print(f"  {frames_text(alone)}")
+        for k in overlays:
+            overlay_section(runs[sizes[-1]], sizes[-1], k, args.frames)
+
+
+def sections(runs: dict[int, Path], sizes: list[int], frames: int) -> None:
+    """Frame cost against history length, then attach to first frame on the biggest run."""
+    print(
+        f"\nframe cost of both plots (loss + lr), whole history, {SIZE[0]}x{SIZE[1]}, "
+        "one frame every 250 ms (ms):"
+    )
+    print(
+        f"{'history':>10}  {'CPU median':>10}  {'CPU p90':>7}  {'wall median':>11}"
+        f"  {'wall p90':>8}  {'decimation':>10}  {'back-to-back CPU':>16}"
+        f"  {'zoomed, back to back':>20}"
+    )
+    cpu: dict[int, float] = {}
+    for n in sizes:
+        f = asyncio.run(frame_costs(runs[n], n, frames))
+        cpu[n] = statistics.median(f.cpu) * 1e3
         print(
-            f"\nframe cost of both plots (loss + lr), whole history, {SIZE[0]}x{SIZE[1]}, "
-            "one frame every 250 ms (ms):"
+            f"{n:>10,}  {cpu[n]:>10.1f}  {p90(f.cpu):>7.1f}  "
+            f"{statistics.median(f.wall) * 1e3:>11.1f}  {p90(f.wall):>8.1f}"
+            f"  {statistics.median(f.decimation) * 1e3:>10.2f}"
+            f"  {statistics.median(f.back_to_back) * 1e3:>16.1f}"
+            f"  {statistics.median(f.zoomed) * 1e3:>20.1f}"
         )
-        print(
-            f"{'history':>10}  {'CPU median':>10}  {'CPU p90':>7}  {'wall median':>11}"
-            f"  {'wall p90':>8}  {'decimation':>10}  {'back-to-back CPU':>16}"
-            f"  {'zoomed, back to back':>20}"
-        )
-        cpu: dict[int, float] = {}
-        for n in sizes:
-            f = asyncio.run(frame_costs(runs[n], n, args.frames))
-            cpu[n] = statistics.median(f.cpu) * 1e3
-            print(
-                f"{n:>10,}  {cpu[n]:>10.1f}  {p90(f.cpu):>7.1f}  "
-                f"{statistics.median(f.wall) * 1e3:>11.1f}  {p90(f.wall):>8.1f}"
-                f"  {statistics.median(f.decimation) * 1e3:>10.2f}"
-                f"  {statistics.median(f.back_to_back) * 1e3:>16.1f}"
-                f"  {statistics.median(f.zoomed) * 1e3:>20.1f}"
-            )
-        big, small = sizes[-1], sizes[0]
-        print(
-            f"CPU: {big:,} / {small:,} = {cpu[big] / cpu[small]:.2f}x (target <= 1.5x); "
-            f"{big:,}: {cpu[big]:.1f} ms (target < 25 ms)"
-        )
-        print(f"\nattach to first full frame on a {big:,}-step store (target < 1 s):")
-        inproc = [attach_in_process(runs[big], big) for _ in range(5)]
-        print(f"  new process, headless app, wall:  {runs_text([w for w, _ in inproc])}")
-        print(f"  the same, CPU time it used:        {runs_text([c for _, c in inproc])}")
-        term = [attach_in_tmux(runs[big], big) for _ in range(5)]
-        if term[0] is None:
-            print("  optitui attach in tmux, wall:      (tmux not installed)")
-        else:
-            print(f"  optitui attach in tmux, wall:      {runs_text([t for t in term if t])}")
+    big, small = sizes[-1], sizes[0]
+    print(
+        f"CPU: {big:,} / {small:,} = {cpu[big] / cpu[small]:.2f}x (target <= 1.5x); "
+        f"{big:,}: {cpu[big]:.1f} ms (target < 25 ms)"
+    )
+    print(f"\nattach to first full frame on a {big:,}-step store (target < 1 s):")
+    inproc = [attach_in_process(runs[big], big) for _ in range(5)]
+    print(f"  new process, headless app, wall:  {runs_text([w for w, _ in inproc])}")
+    print(f"  the same, CPU time it used:        {runs_text([c for _, c in inproc])}")
+    term = [attach_in_tmux(runs[big], big) for _ in range(5)]
+    if term[0] is None:
+        print("  optitui attach in tmux, wall:      (tmux not installed)")
+    else:
+        print(f"  optitui attach in tmux, wall:      {runs_text([t for t in term if t])}")
 
 
 if __name__ == "__main__":
