@@ -354,3 +354,24 @@ def test_a_malformed_race_command_is_refused_at_the_inbox(args: dict[str, Any], 
         validate("race", args)
     with pytest.raises(CommandError, match="candidate"):
         validate("race-apply", {"id": "latest", "candidate": -1})
+
+
+def test_a_stop_during_a_race_ends_it_put_back(tmp_path: Path) -> None:
+    """SIGTERM, Ctrl+C or a stop command while a race runs: the race ends at the next
+    step, everything is put back, and the run stops at its boundary."""
+    t = make_trainer(tmp_path, dropout_job())
+    train(t, 6)
+    want = params(t)
+    calls = {"n": 0}
+
+    def stop_midway(opt: torch.optim.Optimizer, *_: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            t.request_stop("SIGTERM")  # what the signal handler does
+
+    t.optimizer.register_step_pre_hook(stop_midway)
+    at_boundary(t, race("lr*2", steps=10))
+    (done,) = t.races.values()
+    assert done.status == "cancelled" and "the run is stopping" in (done.message or "")
+    assert done.states == ["cancelled", "waiting"] and len(done.losses[0]) == 4
+    assert same(params(t), want) and t.stopping()
