@@ -73,16 +73,15 @@ async def test_browse_filter_overlay_and_steer_another_run(tmp_path: Path) -> No
             ]
             shown = {r[1]: r for r in rows()}
             assert shown[names[-1]][0] == "●" and shown[names[-1]][2] == "running"
-            assert shown["older"][2:4] == ("finished", "0.0.9")
+            assert (shown["older"][2], shown["older"][-1]) == ("finished", "0.0.9")
             best = min(loss_at(100), loss_at(200)) + 0.1
-            assert shown["sgd-baseline"][2:7] == (
+            assert shown["sgd-baseline"][2:6] == (
                 "stopped",
-                "",
                 "200",
                 f"{loss_at(200):.4g}",
                 f"{best:.4g}",
             )
-            assert shown["future"][2:4] == ("unreadable", "9.9.9")
+            assert (shown["future"][2], shown["future"][-1]) == ("unreadable", "9.9.9")
             # filter by name, then Space overlays and removes
             await pilot.press("slash", *"sgd", "enter")
             assert [r[1] for r in rows()] == ["sgd-baseline"]
@@ -102,7 +101,9 @@ async def test_browse_filter_overlay_and_steer_another_run(tmp_path: Path) -> No
             assert browser.said.startswith("cannot overlay future: ")
             assert "run store schema version 2" in browser.said and not first.overlay_runs
             # Enter steers live runs of this optitui only
-            await pilot.press("down", "enter")  # older
+            await pilot.press("down")
+            assert "· older · written by optitui 0.0.9: read-only" in browser.detail
+            await pilot.press("enter")  # older
             await wait_until(pilot, lambda: notes, what="the refusal")
             assert notes[-1] == "older was written by optitui 0.0.9: shown read-only, not steered"
             await pilot.press("down", "down", "enter")  # the finished run

@@ -159,7 +159,8 @@ def test_overlays(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> N
     assert snap_compare(three_runs(tmp_path), terminal_size=size, run_before=run_before)
 
 
-def test_runs_browser_120x36(snap_compare: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])
+def test_runs_browser(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
     app = three_runs(tmp_path)
 
     async def run_before(pilot: Any) -> None:
@@ -171,7 +172,7 @@ def test_runs_browser_120x36(snap_compare: Any, tmp_path: Path) -> None:
             box.cursor_blink = False
         await pilot.pause(0.3)
 
-    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 36)], ids=["80x24", "120x36"])

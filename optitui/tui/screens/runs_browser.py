@@ -24,21 +24,24 @@ from optitui.tui.overlay_feed import other_version, run_key
 #: how often the list is read again while open (runs start, train and end meanwhile)
 REFRESH_S = 3.0
 #: (label, width) of each column: fixed, so the table never reflows as rows come and go;
-#: the run's name takes what the others leave (RUN_CELLS)
+#: the run's name takes what the others leave (RUN_CELLS). The optitui that wrote a run
+#: is last: it is empty for most runs, and the line under the table names it too, so a
+#: narrow screen gives its room to the numbers
 COLUMNS = (
     ("", 1),
     ("run", 0),
     ("state", 10),
-    ("optitui", 7),
     ("step", 9),
     ("loss", 8),
     ("best val", 8),
     ("steps/s", 9),
     ("age", 4),
     ("trend", 16),
+    ("optitui", 7),
 )
-#: the fewest and the most cells a run's name gets
-RUN_CELLS = (16, 40)
+#: the fewest and the most cells a run's name gets (at 80 columns, the fewest leaves room
+#: for every column up to steps/s)
+RUN_CELLS = (14, 40)
 #: cells around the table: the frame, its padding and the table's scrollbar
 AROUND = 6
 #: how the table names each column
@@ -76,8 +79,8 @@ def run_cells(width: int) -> int:
 
 
 def cells(run: dict[str, Any], mark: Text, name_cells: int) -> tuple[Any, ...]:
-    """One row of the browser: mark, run, state, the optitui that wrote it when it is not
-    this one, step, loss, best val, steps/s, age, trend."""
+    """One row of the browser: mark, run, state, step, loss, best val, steps/s, age,
+    trend, and the optitui that wrote it when it is not this one."""
     from optitui.cli.ls import cells as ls_cells
 
     name, state, step, loss, rate, age, _, trend = ls_cells(run)
@@ -90,13 +93,13 @@ def cells(run: dict[str, Any], mark: Text, name_cells: int) -> tuple[Any, ...]:
         mark,
         cut(without_tag(name), name_cells),
         state,
-        version,
         step,
         loss,
         best_text,
         rate,
         age,
         trend,
+        version,
     )
 
 
@@ -142,13 +145,14 @@ class RunsBrowser(ModalScreen[None]):
         self.shown: list[dict[str, Any]] = []  # those the filter keeps, as in the table
         self.reads = 0
         self.said = ""  # what the last key did
+        self.detail = ""  # the line under the table: counts, the highlighted run, what it is
         self.name_cells = RUN_CELLS[0]
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(
-                "Runs: space overlays / removes · enter steers (live runs) · / filters · esc closes"
+                "Runs · space overlay/remove · enter steer (live runs) · / filter · esc close"
             )
             yield Input(placeholder="filter by name (/)", id="filter")
             table: DataTable[Any] = DataTable(cursor_type="row", zebra_stripes=True)
@@ -226,10 +230,14 @@ class RunsBrowser(ModalScreen[None]):
         line = counted if self.reads else "reading…"
         if run is not None:
             line += f" · {run['run']}"
+            version = other_version({"optitui_version": run.get("optitui_version")})
+            if version is not None and not run.get("problem"):
+                line += f" · written by optitui {version}: read-only"
             if run.get("problem"):
                 line += f" · {run['problem']}"
         if self.said:
             line += f"\n{self.said}"
+        self.detail = line
         self.query_one("#detail", Label).update(line)
 
     # -- keys --------------------------------------------------------------------------
