@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils.data import DataLoader
 
+from optitui.lrfind.schedule import should_stop
 from optitui.store.commands import Command
 from optitui.store.reader import RunReader
 from optitui.trainer.control import commands as control
@@ -173,10 +174,13 @@ def test_a_diverging_candidate_ends_alone(tmp_path: Path) -> None:
     assert same(params(t), want)
     ranked = [r["text"] for r in done.results]
     assert ranked[-1] == "lr*1e6" and done.results[-1]["final"] is None
+    # the blow-up rules' notes start with their state: the refusal says it once
+    done.notes[1] = should_stop(9.0, 1.0, 5.0)
     cmd = command("race-apply", id="latest", candidate=1)
     at_boundary(t, cmd)
     out, _ = answered(t, cmd.id)
-    assert not out.applied and "did not finish (diverged" in out.reason
+    assert not out.applied
+    assert out.reason.endswith("did not finish (diverged: smoothed loss 9 > 5 x best 1)")
 
 
 def test_cancel_mid_race_restores(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from optitui.tui.app import DashboardApp
 from optitui.tui.screens.form import FormScreen
 from optitui.tui.screens.race import RaceScreen, row_text
 from optitui.tui.widgets.alert_banner import AlertBanner
-from optitui.tui.widgets.race_plot import RacePlot
+from optitui.tui.widgets.race_plot import RacePlot, y_top
 
 TEXTS = ["current", "lr*0.5", "lr*2", "optimizer=AdamW,lr=1e-3"]
 STEPS = 60
@@ -197,3 +197,40 @@ async def test_a_bad_candidate_sends_nothing(tmp_path: Path) -> None:
             await pilot.press("escape")
             assert on_dashboard(app)
     assert commands_table(paths) == [] and app.dashboard.steering.changes == {}
+
+
+@pilot_test
+async def test_no_candidate_shows_the_usage_and_the_app_stays_up(tmp_path: Path) -> None:
+    """The refusal's text has brackets ([steps=N] [val=true|false]): shown as typed, not
+    read as markup (which crashed the app)."""
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("R")
+            form = app.screen
+            assert isinstance(form, FormScreen)
+            form.query_one("#candidates", Input).value = ""
+            await pilot.press("enter")
+            assert "[steps=N] [val=true|false]" in form.error
+            error = form.query_one("#error")
+            assert "[val=true|false]" in str(error.render())
+            form.query_one("#candidates", Input).value = "lr*2"  # typing clears it
+            await pilot.pause()
+            assert form.error == ""
+            await pilot.press("escape")
+            assert on_dashboard(app)
+    assert commands_table(paths) == []
+
+
+def test_a_worse_candidate_is_drawn_whole_and_a_diverged_one_clipped() -> None:
+    """lr*2 rising to 2.2x the start is the race's answer: the axis holds it (it used to be
+    cut at 1.5x the start, a flat line along the top); a diverged curve does not stretch it."""
+    current = [(n, 0.03 - 0.0001 * n) for n in range(1, 51)]
+    worse = [(n, 0.03 + 0.0007 * n) for n in range(1, 51)]  # ends at 0.065
+    blown = [(n, 0.03 * 3**n) for n in range(1, 12)]
+    assert y_top([current, worse], ["done", "done"]) == worse[-1][1]
+    assert y_top([current, worse, blown], ["done", "done", "diverged"]) == worse[-1][1]
+    # still running towards divergence: drawn, up to 5x the highest start
+    assert y_top([current, blown], ["done", "running"]) == 5 * blown[0][1]

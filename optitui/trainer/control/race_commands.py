@@ -92,8 +92,10 @@ def _apply(trainer: Steerable, args: dict[str, Any], edit: Edit) -> tuple[bool, 
     if not 0 <= n < len(texts):
         raise Rejection(f"race {race.id} has candidates 0..{len(texts) - 1}, not {n}")
     if race.states[n] != DONE:
-        why = f": {race.notes[n]}" if race.notes[n] else ""
-        raise Rejection(f"candidate {n} ({texts[n]}) did not finish ({race.states[n]}{why})")
+        state, note = race.states[n], race.notes[n] or ""
+        note = note.removeprefix(f"{state}: ")  # the 5x rule's note names its state already
+        why = f": {note}" if note else ""
+        raise Rejection(f"candidate {n} ({texts[n]}) did not finish ({state}{why})")
     made = race.edit(n)
     if made is None:
         return False, "candidate 0 is the current settings: nothing to change"

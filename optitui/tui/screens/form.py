@@ -82,7 +82,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                         )
                     else:
                         yield Input(f.value, placeholder=f.placeholder, id=f.name, compact=True)
-            yield Label("", id="error")
+            yield Label("", id="error", markup=False)  # errors quote what was typed
             if self.form.note:
                 yield Label(self.form.note, id="note")
             yield Label(self.form.hint, id="hint")

@@ -36,6 +36,25 @@ def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
 
+#: a curve still running is drawn up to this many times the highest start; above it, it is
+#: on its way to diverging and would squash the others
+CAP = 5.0
+
+
+def y_top(points: list[list[tuple[int, float]]], states: list[str]) -> float:
+    """The top of the y axis: every candidate that has not diverged is drawn whole (a worse
+    one is the answer the race gives, not noise); a diverged one is clipped there."""
+    ys = [y for p in points for _, y in p]
+    kept = [y for i, p in enumerate(points) if _state(states, i) != "diverged" for _, y in p]
+    top = max(kept or ys)
+    start = max(p[0][1] for p in points if p)
+    return min(top, CAP * start) if start > 0 else top
+
+
+def _state(states: list[str], i: int) -> str:
+    return states[i] if i < len(states) else ""
+
+
 class RacePlot(DrawnPlot):
     """Redrawn when a new read of the race arrives; the x axis spans the race's steps from
     the start, so each curve visibly grows across it."""
@@ -61,9 +80,7 @@ class RacePlot(DrawnPlot):
         steps = int(race.config.get("steps") or max(len(p) for p in points))
         plt.title(f"smoothed loss against step · {len(texts)} candidates x {steps} steps")
         plt.xlim(1, max(2, steps))
-        # a diverging candidate would squash the others: clip at 1.5x the highest start
-        starts = [p[0][1] for p in points if p]
-        top = max(starts) * 1.5 if max(starts) > 0 else max(y for p in points for _, y in p)
+        top = y_top(points, list(race.data.get("states") or []))
         low = min(y for p in points for _, y in p)
         if top > low:
             plt.ylim(low - 0.05 * (top - low), top)
