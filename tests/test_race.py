@@ -379,3 +379,21 @@ def test_a_stop_during_a_race_ends_it_put_back(tmp_path: Path) -> None:
     assert done.status == "cancelled" and "the run is stopping" in (done.message or "")
     assert done.states == ["cancelled", "waiting"] and len(done.losses[0]) == 4
     assert same(params(t), want) and t.stopping()
+
+
+def test_validation_reads_the_same_batches_for_every_candidate_and_leaves_them(
+    tmp_path: Path,
+) -> None:
+    """val_data with a generator of its own (a shuffling loader, or random windows as in
+    sample_runs/chargpt.py): every candidate's validation pass reads the same batches, and
+    the run's own validation after the race reads what it would have without it."""
+    gen = torch.Generator().manual_seed(1)
+    val = DataLoader(regression_data(640, 1), batch_size=16, shuffle=True, generator=gen)
+    t = make_trainer(tmp_path, dropout_job(val_data=val))
+    train(t, 3)
+    before = gen.get_state()
+    at_boundary(t, race("lr*1", steps=4))  # the current settings twice
+    (done,) = t.races.values()
+    assert done.states == ["done", "done"] and done.losses[0] == done.losses[1]
+    assert done.val_losses[0] is not None and done.val_losses[0] == done.val_losses[1]
+    assert torch.equal(gen.get_state(), before)

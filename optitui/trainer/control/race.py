@@ -6,7 +6,9 @@ memory, or a file when asked or too big), its own iterator over the training dat
 exact restore. Each candidate starts from that snapshot with the same RNG states, so
 it draws the same batches in the same order and the same dropout masks; it trains
 ``steps`` steps the way the loop does (the job's step, the scheduler, lookahead);
-with ``val`` it ends with a validation pass over the first batches of val_data.
+with ``val`` it ends with a validation pass over the first batches of val_data, the
+same batches for every candidate (generators val_data keeps are set back before each
+pass and after the race, so the run's own validation reads what it would have).
 A candidate whose loss blows up (the range test's stop rule) ends as diverged; the
 others go on. Under torch.distributed every rank runs every candidate and the curves
 are the mean over ranks (one read per step, as the range test's).
@@ -161,6 +163,7 @@ def run(trainer: Racing, race: Race, apply_edit: Edit) -> Race:
     original, held = trainer.optimizer, list(trainer._ramps)  # ramps wait for the race
     on_change, trainer.lr.on_change = trainer.lr.on_change, None  # no group records meanwhile
     was_training = trainer.model.training
+    val_rng = _val_rng(trainer) if race.val else []
     try:
         for i in range(n):
             if i > 0:
@@ -168,7 +171,7 @@ def run(trainer: Racing, race: Race, apply_edit: Edit) -> Race:
             edit = race.edit(i)
             if edit is not None:
                 apply_edit(trainer, *edit)  # the path of the command typed by hand
-            if not _candidate(trainer, race, i):
+            if not _candidate(trainer, race, i, val_rng):
                 break
         else:
             race.status = "done"
@@ -176,6 +179,7 @@ def run(trainer: Racing, race: Race, apply_edit: Edit) -> Race:
         race.status, race.message = "failed", f"{type(exc).__name__}: {exc}"
     finally:
         _put_back(trainer, race, snap, disk, original)
+        _set_val_rng(val_rng)
         trainer._ramps = held
         trainer.lr.on_change = on_change
         trainer.model.train(was_training)
@@ -225,7 +229,21 @@ def _put_back(
     return snap
 
 
-def _candidate(trainer: Racing, race: Race, i: int) -> bool:
+def _val_rng(trainer: Racing) -> list[tuple[torch.Generator, torch.Tensor]]:
+    """The generators val_data keeps (a shuffling loader's, random windows'), with their
+    states now."""
+    val = trainer.job.val_data
+    return [(g, g.get_state()) for g in state.data_generators(val)] if val is not None else []
+
+
+def _set_val_rng(val_rng: list[tuple[torch.Generator, torch.Tensor]]) -> None:
+    for g, saved in val_rng:
+        g.set_state(saved)
+
+
+def _candidate(
+    trainer: Racing, race: Race, i: int, val_rng: list[tuple[torch.Generator, torch.Tensor]]
+) -> bool:
     """Train candidate ``i`` (already applied) for ``race.steps`` steps; False when the
     race is cancelled or the run is stopping."""
     race.states[i] = RUNNING
@@ -266,6 +284,7 @@ def _candidate(trainer: Racing, race: Race, i: int) -> bool:
     finally:
         race.seconds["candidates"].append(time.perf_counter() - t0)
     if race.val and race.states[i] == DONE:
+        _set_val_rng(val_rng)  # the same batches as every other candidate's pass
         race.val_losses[i] = _val_loss(trainer)
     trainer.recorder.put(race.record())
     return True
