@@ -15,19 +15,9 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from optitui.store.records import (
-    MetaUpdate,
-    MetricBatch,
-    StatusUpdate,
-    ValRecord,
-)
+from optitui.store.records import MetaUpdate, MetricBatch, StatusUpdate, ValRecord
 from optitui.trainer.core import amp, dist, lr_record, state
-from optitui.trainer.core.device import (
-    batch_size,
-    memory_allocated,
-    memory_reserved,
-    to_device,
-)
+from optitui.trainer.core.device import batch_size, memory_allocated, memory_reserved, to_device
 from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
 

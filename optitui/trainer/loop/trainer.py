@@ -19,20 +19,14 @@ from collections import deque
 import torch
 
 from optitui.store.commands import Command
-from optitui.store.records import (
-    Event,
-    Outcome,
-    StatusUpdate,
-)
+from optitui.store.records import Event, Outcome, StatusUpdate
 from optitui.store.supervise import BackgroundFailure
 from optitui.trainer.control import answers as answer
 from optitui.trainer.control import commands as control
 from optitui.trainer.control import race, rangetest
 from optitui.trainer.control.saver import Saver
 from optitui.trainer.core import checkpoint, dist, footprint, state
-from optitui.trainer.core.device import (
-    is_out_of_memory,
-)
+from optitui.trainer.core.device import is_out_of_memory
 from optitui.trainer.loop.step import EndOfData, Stepping
 
 
