@@ -26,7 +26,7 @@ from optitui.tui.app import DashboardApp
 from optitui.tui.screens.form import FormScreen
 from optitui.tui.screens.race import RaceScreen, row_text
 from optitui.tui.widgets.alert_banner import AlertBanner
-from optitui.tui.widgets.race_plot import RacePlot, y_top
+from optitui.tui.widgets.race_plot import RacePlot, step_ticks, y_top
 
 TEXTS = ["current", "lr*0.5", "lr*2", "optimizer=AdamW,lr=1e-3"]
 STEPS = 60
@@ -234,3 +234,11 @@ def test_a_worse_candidate_is_drawn_whole_and_a_diverged_one_clipped() -> None:
     assert y_top([current, worse, blown], ["done", "done", "diverged"]) == worse[-1][1]
     # still running towards divergence: drawn, up to 5x the highest start
     assert y_top([current, blown], ["done", "running"]) == 5 * blown[0][1]
+
+
+def test_the_step_axis_reads_whole_steps() -> None:
+    """Steps are whole: 1, 20, 40, 60 (plotext's own ticks read 1.0, 15.8, 30.5, ...)."""
+    assert step_ticks(60) == [1, 20, 40, 60]
+    assert step_ticks(50) == [1, 10, 20, 30, 40, 50]
+    assert step_ticks(1000) == [1, 200, 400, 600, 800, 1000]
+    assert step_ticks(2) == [1, 2] and step_ticks(7) == [1, 2, 4, 6]

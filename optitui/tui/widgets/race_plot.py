@@ -51,6 +51,18 @@ def y_top(points: list[list[tuple[int, float]]], states: list[str]) -> float:
     return min(top, CAP * start) if start > 0 else top
 
 
+def step_ticks(steps: int, most: int = 6) -> list[int]:
+    """Whole steps for the x axis: 1, then the multiples of a round step (1, 2 or 5 x
+    10^k) up to ``steps``, at most ``most`` in all (plotext's own read 13.2, 25.5, ...)."""
+    base = 1
+    while True:
+        for step in (base, 2 * base, 5 * base):
+            if steps // step <= most - 1:
+                # a multiple right next to 1 would print over it
+                return [1, *(n for n in range(step, steps + 1, step) if n - 1 >= step / 2)]
+        base *= 10
+
+
 def _state(states: list[str], i: int) -> str:
     return states[i] if i < len(states) else ""
 
@@ -80,6 +92,8 @@ class RacePlot(DrawnPlot):
         steps = int(race.config.get("steps") or max(len(p) for p in points))
         plt.title(f"smoothed loss against step · {len(texts)} candidates x {steps} steps")
         plt.xlim(1, max(2, steps))
+        ticks = step_ticks(max(2, steps))
+        plt.xticks(ticks, [str(t) for t in ticks])
         top = y_top(points, list(race.data.get("states") or []))
         low = min(y for p in points for _, y in p)
         if top > low:
