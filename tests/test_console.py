@@ -254,3 +254,24 @@ def test_the_scripts_own_prints_go_above_the_live_line(tmp_path: Path) -> None:
     assert text.endswith("\r\x1b[2Kepoch 1 done\n")
     r.poll_once()
     assert out.getvalue().count("step 10/1,000") == 2  # drawn again below the print
+
+
+def test_the_race_table_keeps_its_val_column_in_line() -> None:
+    """A change with ~noise is longer than one without: the val losses still line up."""
+    from optitui.console.race_table import table
+    from optitui.store.race_results import rank
+    from optitui.store.reader import Race
+
+    texts = ["current", "lr*0.5", "optimizer=Adam,lr=1e-3"]
+    losses = [[1e-3 + 4e-4 * (i % 3) for i in range(20)] for _ in texts]
+    losses[1] = [x + 2.21e-4 for x in losses[1]]  # inside the noise band: ~noise
+    losses[2] = [x + 9e-3 for x in losses[2]]
+    states = ["done"] * 3
+    val: list[float | None] = [0.0807, 0.07801, 0.07457]
+    results = rank(texts, losses, losses, states, val, 20)
+    config = {"steps": 20, "candidates": texts}
+    race = Race("r1", 5, "done", config, {"states": states, "seconds": {}}, results, None, 0.0)
+    lines = [ln for ln in table(race).splitlines() if re.match(r" +\d +\d  ", ln)]
+    assert len(lines) == 3 and sum("~noise" in ln for ln in lines) == 1
+    assert len({ln.index(f"{v:.4g}") for ln, v in zip(lines, sorted(val), strict=True)}) == 1
+    assert not any(ln != ln.rstrip() for ln in table(race).splitlines())

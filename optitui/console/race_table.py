@@ -41,13 +41,14 @@ def table(race: Race, run: str = "RUN") -> str:
         return "\n".join(lines)
     has_val = any(r["val"] is not None for r in rows)
     width = max(9, *(len(r["text"]) for r in rows))
-    cols = f"{'rank':>4}  {'#':>2}  {'candidate':<{width}}  {'final loss':>10}  {'vs current':<22}"
-    lines += ["", cols + ("  val loss" if has_val else "")]
+    w = max(10, *(len(_change(r)) for r in rows))  # ~noise makes some longer
+    cols = f"{'rank':>4}  {'#':>2}  {'candidate':<{width}}  {'final loss':>10}  {'vs current':<{w}}"
+    lines += ["", (cols + ("  val loss" if has_val else "")).rstrip()]
     for r in rows:
         rank = str(r["rank"]) if r["final"] is not None else "-"
         final = _num(r["final"]) if r["final"] is not None else r["state"]
         line = (
-            f"{rank:>4}  {r['candidate']:>2}  {r['text']:<{width}}  {final:>10}  {_change(r):<22}"
+            f"{rank:>4}  {r['candidate']:>2}  {r['text']:<{width}}  {final:>10}  {_change(r):<{w}}"
         )
         if has_val:
             line += f"  {_num(r['val'])}"
