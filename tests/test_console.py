@@ -275,3 +275,19 @@ def test_the_race_table_keeps_its_val_column_in_line() -> None:
     assert len(lines) == 3 and sum("~noise" in ln for ln in lines) == 1
     assert len({ln.index(f"{v:.4g}") for ln, v in zip(lines, sorted(val), strict=True)}) == 1
     assert not any(ln != ln.rstrip() for ln in table(race).splitlines())
+
+
+def test_a_cancelled_race_says_which_candidates_never_ran() -> None:
+    from optitui.console.race_table import table
+    from optitui.store.race_results import rank
+    from optitui.store.reader import Race
+
+    texts = ["current", "lr*0.5", "lr*2"]
+    losses: list[list[float]] = [[1.0, 0.9, 0.8], [0.9, 0.85], []]
+    states = ["done", "cancelled", "waiting"]
+    results = rank(texts, losses, losses, states, [None] * 3, 3)
+    config = {"steps": 3, "candidates": texts}
+    data = {"states": states, "seconds": {}}
+    race = Race("r1", 5, "cancelled", config, data, results, "cancelled in candidate 1", 0.0)
+    row = next(ln for ln in table(race).splitlines() if "lr*2" in ln)
+    assert "not run" in row and "waiting" not in row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from optitui.store.race_results import ended_word
 from optitui.store.reader import Race
 
 
@@ -46,7 +47,7 @@ def table(race: Race, run: str = "RUN") -> str:
     lines += ["", (cols + ("  val loss" if has_val else "")).rstrip()]
     for r in rows:
         rank = str(r["rank"]) if r["final"] is not None else "-"
-        final = _num(r["final"]) if r["final"] is not None else r["state"]
+        final = _num(r["final"]) if r["final"] is not None else ended_word(r["state"])
         line = (
             f"{rank:>4}  {r['candidate']:>2}  {r['text']:<{width}}  {final:>10}  {_change(r):<{w}}"
         )

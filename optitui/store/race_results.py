@@ -24,6 +24,12 @@ SMOOTH_F = 0.1
 WAITING, RUNNING, DONE, DIVERGED, CANCELLED = "waiting", "running", "done", "diverged", "cancelled"
 
 
+def ended_word(state: str) -> str:
+    """A candidate's state in the table of an ended race: one still waiting never ran
+    (the race was cancelled or failed before it)."""
+    return "not run" if state == WAITING else state
+
+
 def tail(steps: int) -> int:
     """How many of the last steps the noise is read from."""
     return max(3, steps // 4)

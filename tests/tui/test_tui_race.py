@@ -242,3 +242,8 @@ def test_the_step_axis_reads_whole_steps() -> None:
     assert step_ticks(50) == [1, 10, 20, 30, 40, 50]
     assert step_ticks(1000) == [1, 200, 400, 600, 800, 1000]
     assert step_ticks(2) == [1, 2] and step_ticks(7) == [1, 2, 4, 6]
+
+
+def test_a_candidate_a_cancel_kept_from_running_reads_not_run() -> None:
+    row = {"rank": 3, "candidate": 2, "text": "lr*2", "final": None, "state": "waiting"}
+    assert row_text(row, 24).plain.endswith("lr*2" + " " * 21 + "not run")

@@ -12,6 +12,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from optitui.store.access import RunAccess
+from optitui.store.race_results import ended_word
 from optitui.store.reader import LIVE_STATES, Race
 from optitui.tui import fmt
 from optitui.tui.screens.following import Following
@@ -69,7 +70,7 @@ def row_text(row: dict[str, Any], width: int) -> Text:
     t.append("■ ", color(int(row["candidate"])))
     t.append(f"{row['candidate']:<3} {_name(str(row['text']), width):<{width}} ")
     if not ranked:
-        t.append(f"{row['state']}", "bold red" if row["state"] == "diverged" else "dim")
+        t.append(ended_word(row["state"]), "bold red" if row["state"] == "diverged" else "dim")
         return t
     t.append(f"{row['final']:<10.4g} ")
     if row["candidate"] == 0 or row["change"] is None:
@@ -196,7 +197,7 @@ class RaceScreen(Following[Race, RaceChoice | None]):
             return
         row = race.results[index]
         if row["final"] is None:
-            self.notify(f"{row['text']} did not finish ({row['state']})", timeout=4)
+            self.notify(f"{row['text']} did not finish ({ended_word(row['state'])})", timeout=4)
             return
         self.dismiss(RaceChoice(int(row["candidate"]), str(row["text"])))
 
