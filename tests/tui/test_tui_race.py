@@ -115,8 +115,10 @@ async def test_the_curves_grow_then_a_candidate_is_applied(tmp_path: Path) -> No
             job.put([race_record(race_id, 4 * STEPS, "done")])
             options = screen.query_one(OptionList)
             await wait_until(pilot, lambda: options.option_count == 5, what="the table")
-            text = str(plot.render())
-            assert "1 lr*0.5" in text and "3 optimizer=AdamW,lr=1e-3" in text  # the legend
+            # the legend is in the head, not over the curves' starts in the plot
+            head = str(screen.query_one("#head").render())
+            assert "■ 1 lr*0.5" in head and "■ 3 optimizer=AdamW,lr=1e-3" in head
+            assert "lr*0.5" not in str(plot.render())
             rows = race_screen(app).race.results  # type: ignore[union-attr]
             assert rows[0]["text"] == "lr*2" and rows[-1]["state"] == "diverged"
             lines = [row_text(r, 24).plain for r in rows]

@@ -137,6 +137,11 @@ class RaceScreen(Following[Race, RaceChoice | None]):
                     head.append(f"  ETA {fmt.duration(left)}")
             else:
                 head.append(f"  {len(states)} candidates x {steps} steps")
+        if race is not None:
+            for i, text in enumerate(race.config.get("candidates") or []):
+                head.append("\n" if i == 0 else "  ")
+                head.append("■ ", color(i))
+                head.append(f"{i} {text}")
         self.query_one("#head", Static).update(head)
         self.query_one(RacePlot).show(race)
         self._show_table(race)

@@ -101,12 +101,7 @@ class RacePlot(DrawnPlot):
         for i, pts in enumerate(points):
             if len(pts) < 2:
                 continue
-            label = f"{i} {texts[i]}" if i < len(texts) else str(i)
             ys = [min(y, top) for _, y in pts]
-            plt.plot(
-                [n for n, _ in pts],
-                ys,
-                marker="braille",
-                color=COLORS[i % len(COLORS)],
-                label=label,
-            )
+            # no plotext legend: it sits top left, over the curves' starts (the highest
+            # losses); the screen's head names each colour instead
+            plt.plot([n for n, _ in pts], ys, marker="braille", color=COLORS[i % len(COLORS)])
