@@ -249,3 +249,21 @@ def test_the_step_axis_reads_whole_steps() -> None:
 def test_a_candidate_a_cancel_kept_from_running_reads_not_run() -> None:
     row = {"rank": 3, "candidate": 2, "text": "lr*2", "final": None, "state": "waiting"}
     assert row_text(row, 24).plain.endswith("lr*2" + " " * 21 + "not run")
+
+
+@pilot_test
+async def test_q_goes_back_to_the_dashboard_and_the_race_runs_on(tmp_path: Path) -> None:
+    """Without it the only way off a running race's screen was Esc, which cancels it."""
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            race_id = await start_race(pilot, app)
+            started(job, race_id)
+            job.put([race_record(race_id, 20)])
+            await pilot.press("q")
+            assert on_dashboard(app)
+            await pilot.press("R")
+            assert race_screen(app).race_id == race_id
+    assert [k for k, _, _, _ in commands_table(paths)] == ["race"]  # no race-cancel

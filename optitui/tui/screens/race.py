@@ -98,6 +98,7 @@ class RaceScreen(Following[Race, RaceChoice | None]):
         Binding("1", "apply(0)", "apply by rank", key_display="1-9"),
         *(Binding(str(n), f"apply({n - 1})", f"rank {n}", show=False) for n in range(2, 10)),
         Binding("escape", "leave", "cancel race / close"),
+        Binding("q", "back", "back"),
     ]
 
     def __init__(self, run: RunAccess, race_id: str) -> None:
@@ -190,7 +191,11 @@ class RaceScreen(Following[Race, RaceChoice | None]):
             return t
         if self.run_state not in LIVE_STATES:
             return Text(f"the run is {self.run_state}", "bold red")
-        return Text("Esc cancels the race; the run goes back to exactly where it was", "dim")
+        return Text(
+            "Esc cancels the race; the run goes back to exactly where it was. "
+            "q: the dashboard while it runs on (R opens it again)",
+            "dim",
+        )
 
     # -- choices ------------------------------------------------------------------------
     def action_apply(self, index: int) -> None:
@@ -209,6 +214,10 @@ class RaceScreen(Following[Race, RaceChoice | None]):
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:
         self.action_apply(event.option_index - 1)  # under the table's head
+
+    def action_back(self) -> None:
+        """To the dashboard without a change: a running race goes on (and q there quits)."""
+        self.dismiss(None)
 
     def action_leave(self) -> None:
         self.dismiss(RaceChoice(None) if self.running else None)
