@@ -264,6 +264,10 @@ async def test_q_goes_back_to_the_dashboard_and_the_race_runs_on(tmp_path: Path)
             job.put([race_record(race_id, 20)])
             await pilot.press("q")
             assert on_dashboard(app)
+            await wait_until(
+                pilot,
+                lambda: app.dashboard.status is not None and app.dashboard.status.state == "race",
+            )
             await pilot.press("R")
             assert race_screen(app).race_id == race_id
     assert [k for k, _, _, _ in commands_table(paths)] == ["race"]  # no race-cancel
