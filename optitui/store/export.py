@@ -15,7 +15,8 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from optitui.store.reader import RunReader
+from optitui.store.metrics import USER_PREFIX
+from optitui.store.reader import MetricColumns, RunReader
 
 
 def branch_starts(reader: RunReader) -> list[float]:
@@ -28,21 +29,47 @@ def branch_starts(reader: RunReader) -> list[float]:
 
 
 def _renames(names: Sequence[str], labels: Any) -> dict[str, str]:
-    """``lr/<i>`` columns named after their group (``lr/head``)."""
+    """``lr/<i>`` columns named after their group (``lr/head``), the user's metrics
+    under their own names."""
     labels = labels if isinstance(labels, list) else []
     out = {}
     for name in names:
-        if name.startswith("lr/") and name[3:].isdigit():
+        if name.startswith(USER_PREFIX):
+            out[name] = name[len(USER_PREFIX) :]
+        elif name.startswith("lr/") and name[3:].isdigit():
             i = int(name[3:])
             out[name] = f"lr/{labels[i]}" if i < len(labels) else name
     return out
 
 
+def _logged_names(logged: MetricColumns) -> list[str]:
+    return [n[len(USER_PREFIX) :] for n in logged.columns if n.startswith(USER_PREFIX)]
+
+
 def columns(reader: RunReader) -> list[str]:
-    """The names :func:`rows` gives, read without the data (for a header over several runs)."""
+    """The names :func:`rows` gives, read without the step data (for a header over several
+    runs)."""
     names = reader.metric_names()
     rename = _renames(names, reader.meta().get("groups"))
-    return ["branch", *(rename.get(n, n) for n in names), "val_loss"]
+    out = ["branch", *(rename.get(n, n) for n in names)]
+    return [*out, *(n for n in _logged_names(reader.read_logged()) if n not in out), "val_loss"]
+
+
+def _logged(reader: RunReader, starts: list[float]) -> tuple[list[str], dict[Any, Any]]:
+    """The names of values logged between steps, and (branch, step) -> {name: value}
+    (the last one logged at a step wins)."""
+    logged = reader.read_logged()
+    names = _logged_names(logged)
+    by_step: dict[tuple[int, int], dict[str, float]] = {}
+    c = logged.columns
+    for i in range(logged.length):
+        key = (bisect.bisect_right(starts, c["time"][i]), int(c["step"][i]))
+        row = by_step.setdefault(key, {})
+        for name in names:
+            v = c[USER_PREFIX + name][i]
+            if not math.isnan(v):
+                row[name] = v
+    return names, by_step
 
 
 def rows(reader: RunReader) -> tuple[list[str], Iterator[dict[str, Any]]]:
@@ -55,7 +82,10 @@ def rows(reader: RunReader) -> tuple[list[str], Iterator[dict[str, Any]]]:
         (bisect.bisect_right(starts, when), step): loss for step, loss, when in reader.val_times()
     }
     times = cols.columns.get("time")
-    names = ["branch", *(rename.get(n, n) for n in cols.columns), "val_loss"]
+    names = ["branch", *(rename.get(n, n) for n in cols.columns)]
+    extra, logged = _logged(reader, starts)
+    names += [n for n in extra if n not in names]
+    names.append("val_loss")
 
     def gen() -> Iterator[dict[str, Any]]:
         series = list(cols.columns.items())
@@ -68,6 +98,9 @@ def rows(reader: RunReader) -> tuple[list[str], Iterator[dict[str, Any]]]:
                     row[name] = int(v)
                 else:
                     row[rename.get(name, name)] = None if math.isnan(v) else v
+            for name, v in logged.get((branch, row["step"]), {}).items():
+                if row.get(name) is None:  # a step's own value first
+                    row[name] = v
             row["val_loss"] = val.get((branch, row["step"]))
             yield row
 

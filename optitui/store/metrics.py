@@ -14,6 +14,9 @@ from array import array
 from collections.abc import Mapping, Sequence
 
 NAN = math.nan
+#: the user's own metrics are stored as ``user:<name>`` columns, so that a free-text name
+#: never meets one of optitui's own columns (``loss``, ``lr/0``)
+USER_PREFIX = "user:"
 
 
 def encode(columns: Mapping[str, Sequence[float]]) -> tuple[list[str], int, bytes]:

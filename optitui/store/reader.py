@@ -238,6 +238,20 @@ class RunReader:
             out.last_id = row_id
         return out
 
+    def read_logged(self, into: MetricColumns | None = None) -> MetricColumns:
+        """Values logged between steps, read as :meth:`read_metrics` reads steps."""
+        out = into if into is not None else MetricColumns()
+        q = "SELECT id, n, columns, data FROM logged WHERE id > ? ORDER BY id"
+        try:
+            rows = self.conn.execute(q, (out.last_id,)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return out
+            raise
+        for out.last_id, n, cols, blob in rows:  # a whole row or (raising) none of it
+            out.extend(metrics.decode(json.loads(cols), n, blob), n)
+        return out
+
     def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]:
         """(id, step, epoch, loss) of validation records newer than ``after_id``."""
         return list(

@@ -19,6 +19,14 @@ class MetricBatch:
 
 
 @dataclass(frozen=True)
+class LoggedBatch:
+    """Values the user logged at other times than a step: columns ``step``, ``epoch``,
+    ``time`` and one per metric (NaN where a log call did not name it)."""
+
+    columns: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
 class ValRecord:
     step: int
     epoch: int
@@ -102,6 +110,7 @@ class MetaUpdate:
 
 Record = (
     MetricBatch
+    | LoggedBatch
     | ValRecord
     | Event
     | Outcome

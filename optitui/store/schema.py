@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS metrics (
     columns TEXT NOT NULL,           -- JSON list of column names
     data BLOB NOT NULL
 );
+-- Values the user logged at other times than a step (an evaluation), batched the same
+-- way: columns step, epoch, time and user:<name>, one row per flush. Absent in stores
+-- made before it (read as empty).
+CREATE TABLE IF NOT EXISTS logged (
+    id INTEGER PRIMARY KEY,
+    n INTEGER NOT NULL,
+    columns TEXT NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS val (
     id INTEGER PRIMARY KEY,
     step INTEGER NOT NULL,

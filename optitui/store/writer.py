@@ -25,6 +25,7 @@ from optitui.store.layout import RunDirError, RunLock, RunPaths
 from optitui.store.records import (
     Event,
     GroupSnapshot,
+    LoggedBatch,
     MetaUpdate,
     MetricBatch,
     Outcome,
@@ -40,7 +41,7 @@ from optitui.version import __version__
 
 _STOP = object()
 _DROPPED = {"dropped_record": True}
-_ROUTINE = (MetricBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
+_ROUTINE = (MetricBatch, LoggedBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
 
 
 def _json(value: Any) -> str:
@@ -140,6 +141,13 @@ class StoreWriter:
                 "INSERT INTO metrics (first_step, last_step, n, columns, data) VALUES (?,?,?,?,?)",
                 (int(steps[0]), int(steps[-1]), n, _json(names), blob),
             )
+        elif isinstance(r, LoggedBatch):
+            names, n, blob = metrics.encode(r.columns)
+            if n:
+                c.execute(
+                    "INSERT INTO logged (n, columns, data) VALUES (?,?,?)",
+                    (n, _json(names), blob),
+                )
         elif isinstance(r, ValRecord):
             c.execute(
                 "INSERT INTO val (step, epoch, loss, time) VALUES (?,?,?,?)",

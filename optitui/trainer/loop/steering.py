@@ -36,6 +36,7 @@ from optitui.trainer.core.job import Job
 from optitui.trainer.core.lookahead import Lookahead
 from optitui.trainer.core.lr import LrControl
 from optitui.trainer.loop.published import Published
+from optitui.trainer.loop.user_metrics import UserMetrics, Value
 
 
 class Steering:
@@ -106,6 +107,10 @@ class Steering:
         #: per step: 1 where a GradScaler skipped the update (device tensors, read at flush)
         self._buf_skip: list[torch.Tensor | float] = []
         self._skips_recorded = False
+        #: the user's own metrics, buffered beside the losses until a flush
+        self.user = UserMetrics(self._metric_warning)
+        self._step_metrics: dict[str, Value] | None = None
+        self._got: dict[str, Value] | None = None  # what the last step_fn call returned
         self._samples = 0  # counted at flushes: steps x samples per step
         self._batch_samples = 0  # samples per optimizer step, measured once an epoch
         self._measure_batch = True
@@ -351,6 +356,10 @@ class Steering:
         if self.dist is None:
             return float(value)
         return dist.mean_scalar(value)
+
+    def _metric_warning(self, message: str) -> None:
+        print(f"optitui: {message}", file=sys.stderr, flush=True)
+        self.recorder.put(Event(self.step, "warning", message))
 
     def _thread_fault(self, message: str, tb: str) -> None:
         self.recorder.put(Event(self.step, "error", message, {"traceback": tb}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from optitui.trainer.core import amp, dist, lr_record, state
 from optitui.trainer.core.device import batch_size, memory_allocated, memory_reserved, to_device
 from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
+from optitui.trainer.loop.user_metrics import Value, accumulate, read_with, scaled
 
 
 class EndOfData(Exception):
@@ -69,8 +70,9 @@ class Stepping(Steering):
     # -- the step ------------------------------------------------------------
     def _loss(self, batch: Any) -> torch.Tensor:
         job = self.job
-        if job.step_fn is not None:
-            return job.step_fn(self.net, batch)
+        if job.step_fn is not None:  # its other metrics, when any, wait in _got
+            loss, self._got = self._split(job.step_fn(self.net, batch))
+            return loss
         assert job.loss_fn is not None
         try:
             x, y = batch
@@ -80,6 +82,15 @@ class Stepping(Steering):
                 "use step_fn(model, batch) for other batches"
             ) from None
         return job.loss_fn(self.net(x), y)
+
+    def _split(self, out: Any) -> tuple[torch.Tensor, dict[str, Value] | None]:
+        """step_fn's loss, and its other metrics when it returned a mapping."""
+        if not isinstance(out, Mapping):
+            return out, None
+        if "loss" not in out:
+            keys = ", ".join(repr(k) for k in list(out)[:8])
+            raise JobError(f"step_fn returned a mapping without a 'loss' key (keys: {keys})")
+        return out["loss"], self.user.check({k: v for k, v in out.items() if k != "loss"})
 
     def _check_loss(self, loss: Any) -> None:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -100,6 +111,7 @@ class Stepping(Steering):
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.job.grad_accum
         total: torch.Tensor | None = None
+        metrics: dict[str, Value] | None = None
         for k in range(accum):
             batch = next_batch()
             if self._move:  # on the CPU, batches from a CPU loader are already in place
@@ -114,6 +126,7 @@ class Stepping(Steering):
             with dist.no_sync(self.net, k < accum - 1):
                 with self.amp.autocast():  # the forward pass and the loss; backward outside
                     loss = self._loss(batch)
+                    got, self._got = self._got, None
                 if not self._checked_loss:
                     self._check_loss(loss)
                 self.amp.backward(loss / accum if accum > 1 else loss)  # scaled under fp16
@@ -121,7 +134,11 @@ class Stepping(Steering):
             if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
                 d = d.float()
             total = d if total is None else total + d
+            if got:
+                metrics = accumulate(metrics, got)
         assert total is not None
+        # the step's metrics (the mean over micro-batches), taken by the step that records
+        self._step_metrics = metrics if accum == 1 or not metrics else scaled(metrics, accum)
         norm = None
         if self.clip is not None:
             self.amp.unscale(self.optimizer)  # clip the true gradients, not the scaled ones
@@ -147,6 +164,7 @@ class Stepping(Steering):
         if self.job.scheduler_interval == "step":
             self.lr.step_scheduler()
         self._buf_loss.append(loss)
+        self.user.add_step(self._step_metrics)
         self._buf_time.append(time.time())
         self._buf_epoch.append(self.epoch)
 
@@ -172,15 +190,22 @@ class Stepping(Steering):
         was_training = self.model.training
         self.model.eval()
         total = torch.zeros((), device=self.device)
+        sums: dict[str, Value] | None = None
         n = 0
         with torch.no_grad():
             for batch in job.val_data:
-                total += self._loss(to_device(batch, self.device)).detach().float()
+                loss = self._loss(to_device(batch, self.device))
+                got, self._got = self._got, None
+                total += loss.detach().float()
+                if got:
+                    sums = accumulate(sums, got)
                 n += 1
         self.model.train(was_training)
-        value = self.mean(total / max(n, 1)) if n else math.nan  # one sync per evaluation
+        value, means = self._val_means(total, sums, n)
         self.last_val = value
         self.recorder.put(ValRecord(self.step, self.epoch, value))
+        if means:  # val_<name> beside val_loss, written with the next flush
+            self.user.log(self.step, self.epoch, time.time(), means)
         saver = self.saver
         if (
             saver is not None
@@ -193,6 +218,31 @@ class Stepping(Steering):
         if isinstance(job.scheduler, ReduceLROnPlateau) and math.isfinite(value):
             self.lr.step_scheduler(value)
 
+    def log_values(self, values: Mapping[Any, Any]) -> None:
+        """Values logged at the current step, not with it (an evaluation): checked now,
+        tensors read at the next flush."""
+        self.user.log(self.step, self.epoch, time.time(), values)
+
+    def _val_means(
+        self, total: torch.Tensor, sums: dict[str, Value] | None, n: int
+    ) -> tuple[float, dict[str, float]]:
+        """The mean validation loss and metrics: one read (one sync per rank meeting
+        under torch.distributed)."""
+        if not n:
+            return math.nan, {}
+        names = list(sums or {})
+        if self.dist is None:
+            tensors = [v for v in (sums or {}).values() if isinstance(v, torch.Tensor)]
+            [value], read = read_with((total / n).reshape(1), tensors, self.device)
+            it = iter(read)
+            got = [next(it) if isinstance(v, torch.Tensor) else v for v in (sums or {}).values()]
+        else:
+            value = self.mean(total / n)
+            got = [
+                self.mean(v) if isinstance(v, torch.Tensor) else v for v in (sums or {}).values()
+            ]
+        return value, {f"val_{k}": float(v) / n for k, v in zip(names, got, strict=True)}
+
     # -- records -------------------------------------------------------------
     def flush(self, check: bool = False) -> None:
         """Read the buffered losses (one sync for the whole batch) and queue the records.
@@ -201,6 +251,11 @@ class Stepping(Steering):
         roll back)."""
         n = len(self._buf_loss)
         if n == 0:
+            if self.user.logged:  # values logged with no step since the last flush
+                _, read = read_with(torch.zeros(0), self.user.tensors(), self.device)
+                logged = self.user.take(read, 0)[1]
+                if logged is not None:
+                    self.recorder.put(logged)
             return
         # under torch.distributed every rank takes a batch per step: samples/s is the total
         self._samples += n * self._batch_samples * (1 if self.dist is None else self.dist.world)
@@ -212,8 +267,9 @@ class Stepping(Steering):
         if mem is not None:  # host-side counters of the caching allocator: no sync
             held = memory_reserved(self.device)
             self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
-        if self.dist is None:
-            losses = torch.stack(self._buf_loss).float().tolist()
+        extra = self.user.tensors()
+        if self.dist is None:  # the user's tensors in the same read as the losses
+            losses, read = read_with(torch.stack(self._buf_loss), extra, self.device)
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
             losses, ranks = dist.gather_losses(
                 torch.stack(self._buf_loss), [steps_per_s, float(mem or 0)], self.device
@@ -232,6 +288,8 @@ class Stepping(Steering):
                     }
                 )
             )
+            # this rank's own metrics (rank 0 records them): a second read per flush
+            _, read = read_with(torch.zeros(0), extra, self.device)
         if self.saver is not None:
             self.saver.last_loss = losses[-1]
         cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
@@ -257,7 +315,11 @@ class Stepping(Steering):
         by_group = list(zip(*lr_record.columns(self._buf_lr), strict=True))
         for i, col in enumerate(by_group):
             cols[f"lr/{i}"] = list(col)
+        user, logged = self.user.take(read, n)
+        cols.update(user)
         self.recorder.put(MetricBatch(cols))
+        if logged is not None:
+            self.recorder.put(logged)
         self.recorder.put(
             StatusUpdate(
                 self.state,

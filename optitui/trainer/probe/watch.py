@@ -48,8 +48,8 @@ What it does differently from the trainer, because the loop is not its own:
   applies rank 0's commands at the same step. The recorded loss is the mean
   over ranks. Under torchrun without a process group the ranks are independent
   runs and rank 0 alone records.
-- ``probe.step(loss, samples=n)`` gives the dashboard samples/s;
-  ``probe.val_loss(v)`` records a validation loss; ``probe.epoch = e`` the epoch.
+- ``probe.step(loss, samples=n, metrics={...})``: samples/s and the step's own
+  scalars; ``probe.log(name=v)`` values at other times; ``probe.val_loss(v)``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -80,6 +80,8 @@ from optitui.trainer.probe.run_dir import run_paths, take_handed
 from optitui.trainer.probe.run_dir import set_script_meta as set_script_meta
 
 OnStop = Literal["flag", "raise"]
+Loss = torch.Tensor | float | None
+Scalars = Mapping[str, Any] | None  # a step's own metrics: names to 0-d tensors or numbers
 
 
 class StopTraining(BaseException):
@@ -295,13 +297,13 @@ class Probe:
         # set by GradScaler.step on optimizers that unscale inside their own step (fused)
         self.before_step(getattr(opt, "grad_scale", None), getattr(opt, "found_inf", None))
 
-    def step(self, loss: torch.Tensor | float | None = None, samples: int | None = None) -> None:
+    def step(self, loss: Loss = None, samples: int | None = None, metrics: Scalars = None) -> None:
         """The step boundary, once per iteration after ``optimizer.step()``.
 
         Records the loss without reading it, applies pending commands, blocks while
         paused. Raises StopTraining when stopping and the loop ignored ``should_stop``
         (or at once with ``on_stop="raise"``). ``samples`` (the batch size) gives the
-        dashboard its samples/s; it is kept until given again."""
+        dashboard its samples/s (kept until given again); ``metrics`` the step's scalars."""
         t = self.trainer
         if t is None:
             return
@@ -317,7 +319,7 @@ class Probe:
             used, self._lr_used, self._norm = self._lr_used, None, None
             self._flight.step(loss, used)
         else:
-            self._record(t, loss, skipped)
+            self._record(t, loss, skipped, metrics)
         self._boundary()
         reason = self.stop_reason
         if reason is not None:
@@ -334,6 +336,11 @@ class Probe:
         t.last_val = float(value)
         t.recorder.put(ValRecord(t.step, t.epoch, float(value)))
 
+    def log(self, **values: Any) -> None:
+        """Record values at the current step that are not per-step (an evaluation)."""
+        if self.trainer is not None:
+            self.trainer.log_values(values)
+
     def _as_tensor(self, loss: torch.Tensor | float | None) -> torch.Tensor:
         if isinstance(loss, torch.Tensor):
             d = loss.detach()
@@ -343,11 +350,10 @@ class Probe:
                     raise ValueError(f"probe.step: the loss must be a scalar, got {tuple(d.shape)}")
                 d = d.reshape(())
             return d
-        value = math.nan if loss is None else float(loss)
-        return torch.tensor(value, device=self._device)
+        return torch.tensor(math.nan if loss is None else float(loss), device=self._device)
 
     def _record(
-        self, t: LoopTrainer, loss: torch.Tensor | float | None, skipped: torch.Tensor | float
+        self, t: LoopTrainer, loss: Loss, skipped: torch.Tensor | float, metrics: Scalars = None
     ) -> None:
         """The hot path: device tensors and host floats into buffers, nothing read back."""
         lrs = self._lr_used
@@ -357,6 +363,7 @@ class Probe:
         if t.lookahead is not None:
             t.lookahead.after_step()
         t._buf_loss.append(self._as_tensor(loss))
+        t.user.add_step(t.user.check(metrics) if metrics else None)
         t._buf_lr.append(lrs)
         t._buf_time.append(time.time())
         t._buf_epoch.append(t.epoch)

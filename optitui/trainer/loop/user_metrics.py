@@ -1,0 +1,150 @@
+"""The user's own metrics: scalars recorded with each step, and values logged at other times.
+
+Tensors stay on the device: a step's values wait in a buffer beside its loss and are
+read in the flush's one batched read, together with the losses. Values logged between
+steps (an evaluation at the end of an epoch) are kept with the step they were logged
+at and written, columnar too, at the same flush. A value that is not one number is
+skipped with one warning naming the metric (once per name); NaN is recorded as NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from optitui.store.metrics import USER_PREFIX
+from optitui.store.records import LoggedBatch
+
+#: names the store's own columns (and the export's) already use
+RESERVED = frozenset(
+    {"step", "epoch", "time", "loss", "branch", "run", "skipped", "grad_norm", "val_loss"}
+)
+
+Value = torch.Tensor | float
+
+
+def bad_name(name: Any) -> str | None:
+    """Why a metric name cannot be used, or None."""
+    if not isinstance(name, str) or not name.strip():
+        return "a metric name must be non-empty text"
+    if name in RESERVED or name.startswith("lr/"):
+        return f"{name!r} is a name optitui records itself; choose another"
+    return None
+
+
+class UserMetrics:
+    """Buffers of one run's user metrics between flushes. ``warn`` reports bad values."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._good: set[str] = set()  # names checked once, then a set lookup per value
+        self._warned: set[str] = set()
+        #: one entry per buffered step, aligned with the loss buffer (None: no metrics)
+        self.steps: list[dict[str, Value] | None] = []
+        #: (step, epoch, time, values) of values logged at other times
+        self.logged: list[tuple[int, int, float, dict[str, Value]]] = []
+
+    def warn_once(self, name: str, why: str) -> None:
+        if name not in self._warned:
+            self._warned.add(name)
+            self._warn(f"metric {name!r} skipped: {why} (warned once)")
+
+    def check(self, values: Mapping[Any, Any]) -> dict[str, Value]:
+        """The values that can be recorded: 0-d detached tensors and floats; the others
+        are skipped with a warning. Reads nothing from the device."""
+        out: dict[str, Value] = {}
+        for name, v in values.items():
+            if name not in self._good:
+                why = bad_name(name)
+                if why is not None:
+                    self.warn_once(str(name), why)
+                    continue
+                self._good.add(name)
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1 or v.is_complex():
+                    what = "complex" if v.is_complex() else f"of shape {tuple(v.shape)}"
+                    self.warn_once(name, f"a tensor {what} is not one number")
+                    continue
+                d = v.detach().reshape(())
+                out[name] = d.float() if d.dtype == torch.bool else d  # summed, never or-ed
+            elif isinstance(v, numbers.Real):
+                out[name] = float(v)
+            else:
+                self.warn_once(name, f"a {type(v).__name__} is not a number")
+        return out
+
+    def add_step(self, values: dict[str, Value] | None) -> None:
+        self.steps.append(values or None)
+
+    def log(self, step: int, epoch: int, when: float, values: Mapping[Any, Any]) -> None:
+        got = self.check(values)
+        if got:
+            self.logged.append((step, epoch, when, got))
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every buffered tensor value, in the order :meth:`take` expects them read."""
+        out = [v for row in self.steps if row for v in row.values() if isinstance(v, torch.Tensor)]
+        for *_, row in self.logged:
+            out += [v for v in row.values() if isinstance(v, torch.Tensor)]
+        return out
+
+    def take(self, read: list[float], n: int) -> tuple[dict[str, list[float]], LoggedBatch | None]:
+        """The columns (store names) of the last ``n`` buffered steps and the logged batch,
+        from the values of :meth:`tensors` as read; empties the buffers."""
+        it = iter(read)
+        rows = len(self.steps)
+        cols: dict[str, list[float]] = {}
+        for i, row in enumerate(self.steps):
+            for name, v in (row or {}).items():
+                col = cols.get(USER_PREFIX + name)
+                if col is None:
+                    col = cols[USER_PREFIX + name] = [math.nan] * max(rows, n)
+                col[i + max(n - rows, 0)] = next(it) if isinstance(v, torch.Tensor) else v
+        cols = {k: c[-n:] if n else [] for k, c in cols.items()}
+        logged = None
+        if self.logged:
+            m = len(self.logged)
+            lcols: dict[str, list[float]] = {"step": [], "epoch": [], "time": []}
+            for j, (step, epoch, when, row) in enumerate(self.logged):
+                lcols["step"].append(step)
+                lcols["epoch"].append(epoch)
+                lcols["time"].append(when)
+                for name, v in row.items():
+                    col = lcols.get(USER_PREFIX + name)
+                    if col is None:
+                        col = lcols[USER_PREFIX + name] = [math.nan] * m
+                    col[j] = next(it) if isinstance(v, torch.Tensor) else v
+            logged = LoggedBatch(lcols)
+        self.steps, self.logged = [], []
+        return cols, logged
+
+
+def accumulate(total: dict[str, Value] | None, got: dict[str, Value]) -> dict[str, Value]:
+    """Sums per name (micro-batches, validation batches), still on the device."""
+    if total is None:
+        return dict(got)
+    for name, v in got.items():
+        before = total.get(name)
+        total[name] = v if before is None else before + v
+    return total
+
+
+def scaled(values: dict[str, Value], by: int) -> dict[str, Value]:
+    return {k: v / by for k, v in values.items()}
+
+
+def read_with(
+    first: torch.Tensor, extra: list[torch.Tensor], device: torch.device
+) -> tuple[list[float], list[float]]:
+    """``first`` (the losses) and the user's tensors in one read (one host-device sync)."""
+    if not extra:
+        return first.float().tolist(), []
+    wide = torch.float32 if device.type == "mps" else torch.float64
+    n = first.numel()
+    both = torch.cat([first.to(wide), torch.stack([t.to(device, wide) for t in extra])])
+    values = both.tolist()
+    return values[:n], values[n:]

@@ -1,0 +1,318 @@
+"""The user's own metrics: step_fn mappings, probe.step(metrics=), probe.log, optitui.log,
+bad values, no extra host-device reads, the store at scale, old stores and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sqlite3
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from jobs import make_trainer, tiny_job
+from torch import nn
+
+import optitui
+from optitui.cli import main
+from optitui.store import export
+from optitui.store.layout import create_run_dir
+from optitui.store.reader import RunReader
+from optitui.store.records import MetricBatch, StatusUpdate
+from optitui.store.writer import StoreWriter
+from optitui.trainer.core.job import Job, JobError
+from optitui.trainer.probe.watch import Probe
+
+PACKAGE = str(Path(optitui.__file__).parent)
+SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+@pytest.fixture
+def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Tensor reads back to the host made from optitui's own frames."""
+    counts: Counter[str] = Counter()
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(
+            self: torch.Tensor,
+            *a: Any,
+            __n: str = name,
+            __f: Callable[..., Any] = original,
+            **k: Any,
+        ) -> Any:
+            if sys._getframe(1).f_code.co_filename.startswith(PACKAGE):
+                counts[__n] += 1
+            return __f(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    yield counts
+
+
+def five(model: nn.Module, batch: Any) -> dict[str, Any]:
+    """A step_fn returning the loss and five tensor scalars (and a number)."""
+    x, y = batch
+    out = model(x)
+    err = (out - y).detach()
+    return {
+        "loss": nn.functional.mse_loss(out, y),
+        "mae": err.abs().mean(),
+        "max_err": err.abs().max(),
+        "train/bias": err.mean(),
+        "big": (err.abs() > 1).sum(),  # an int64 tensor
+        "all_small": (err.abs() < 100).all(),  # a bool tensor
+        "lr_seen": 0.5,
+    }
+
+
+def metric_job(step_fn: Callable[[nn.Module, Any], Any], **kwargs: Any) -> Job:
+    """The tiny regression job, its loss given by ``step_fn``."""
+    job = tiny_job(**kwargs)
+    job.loss_fn, job.step_fn = None, step_fn
+    return job
+
+
+def user(cols: Any, name: str) -> list[float]:
+    return list(cols.columns["user:" + name])
+
+
+def test_step_fn_mapping_records_every_metric_and_val_names(tmp_path: Path) -> None:
+    seen: list[float] = []
+
+    def step_fn(model: nn.Module, batch: Any) -> dict[str, Any]:
+        got = five(model, batch)
+        if model.training:
+            seen.append(float(got["mae"]))
+        return got
+
+    job = metric_job(step_fn, max_steps=24, val_every=8)
+    job.val_data = [job.train_data.dataset[:64], job.train_data.dataset[64:128]]
+    trainer = make_trainer(tmp_path, job, flush_every=10)
+    assert trainer.run() == "finished"
+    with RunReader(trainer.paths.root) as r:
+        cols = r.read_metrics()
+        assert cols.length == 24
+        assert user(cols, "mae") == pytest.approx(seen, rel=1e-6)
+        assert user(cols, "lr_seen") == [0.5] * 24
+        assert user(cols, "all_small") == [1.0] * 24
+        assert "user:train/bias" in cols.columns and "user:big" in cols.columns
+        assert "user:loss" not in cols.columns  # the loss is the loss
+        val = r.read_logged()
+        assert list(val.columns["step"]) == [8.0, 16.0, 24.0]
+        assert set(val.columns) >= {"user:val_mae", "user:val_train/bias", "user:val_big"}
+        assert list(val.columns["user:val_lr_seen"]) == [0.5] * 3
+        assert [s for _, s, _, _ in r.val()] == [8, 16, 24]
+
+
+def test_step_fn_metrics_are_the_mean_over_micro_batches(tmp_path: Path) -> None:
+    def step_fn(model: nn.Module, batch: Any) -> dict[str, Any]:
+        x, y = batch
+        return {"loss": nn.functional.mse_loss(model(x), y), "n": torch.tensor(float(len(x)))}
+
+    job = metric_job(step_fn, max_steps=4, grad_accum=2, batch_size=8)
+    trainer = make_trainer(tmp_path, job)
+    assert trainer.run() == "finished"
+    with RunReader(trainer.paths.root) as r:
+        assert user(r.read_metrics(), "n") == [8.0] * 4
+
+
+def test_step_fn_mapping_without_a_loss_fails_the_run_saying_so(tmp_path: Path) -> None:
+    job = metric_job(lambda m, b: {"acc": 1.0}, max_steps=3)
+    trainer = make_trainer(tmp_path, job)
+    with pytest.raises(JobError, match="without a 'loss' key"):
+        trainer.run()
+
+
+def test_five_tensor_metrics_add_no_host_device_read(
+    tmp_path: Path, sync_counter: Counter[str]
+) -> None:
+    steps, every = 300, 50
+    job = metric_job(five, max_steps=steps)
+    trainer = make_trainer(tmp_path, job, flush_every=every, flush_seconds=1e9)
+    assert trainer.run() == "finished"
+    # the losses and the user's tensors: one batched read per flush, as without metrics
+    assert sync_counter == Counter({"tolist": steps // every})
+    with RunReader(trainer.paths.root) as r:
+        assert r.read_metrics().length == steps
+
+
+def probe_loop(
+    tmp_path: Path, steps: int, every: int = 16, metrics: bool = True
+) -> tuple[Probe, list[float]]:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=every, flush_seconds=1e9)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    accs = []
+    for s in range(steps):
+        out = model(x)
+        loss = nn.functional.mse_loss(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        acc = ((out > 0) == (y > 0)).float().mean()
+        accs.append(float(acc))
+        probe.step(loss, metrics={"acc": acc, "step_x2": 2 * s} if metrics else None)
+        if s % 10 == 9:
+            probe.log(epoch_eval=torch.tensor(s / 10))
+            optitui.log(**{"eval/f1": 0.25})
+    return probe, accs
+
+
+def test_probe_step_metrics_log_and_module_log(tmp_path: Path, sync_counter: Counter[str]) -> None:
+    probe, accs = probe_loop(tmp_path, 32)
+    probe.close()
+    assert sync_counter == Counter({"tolist": 2})  # 32 steps: two flushes, one read each
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics()
+        assert user(cols, "acc") == pytest.approx(accs)
+        assert user(cols, "step_x2") == [2.0 * s for s in range(32)]
+        logged = r.read_logged()
+        assert list(logged.columns["step"]) == [10.0, 10.0, 20.0, 20.0, 30.0, 30.0]
+        assert [v for v in user(logged, "epoch_eval") if not math.isnan(v)] == pytest.approx(
+            [0.9, 1.9, 2.9]
+        )
+        assert [v for v in user(logged, "eval/f1") if not math.isnan(v)] == [0.25] * 3
+
+
+def test_log_after_the_last_step_is_written_at_close(tmp_path: Path) -> None:
+    probe, _ = probe_loop(tmp_path, 16, every=16)  # flushed at step 16: nothing buffered
+    probe.log(final_acc=torch.tensor(0.75))
+    probe.close()
+    with RunReader(tmp_path / "r") as r:
+        logged = r.read_logged()
+        assert list(logged.columns["step"])[-1] == 16.0
+        assert user(logged, "final_acc")[-1] == 0.75
+
+
+def test_module_log_without_a_run_does_nothing() -> None:
+    optitui.log(acc=1.0, bad=[1, 2])  # no probe open in this process: no error, no effect
+
+
+def test_bad_values_warn_once_each_and_are_skipped_nan_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def step_fn(model: nn.Module, batch: Any) -> dict[str, Any]:
+        x, y = batch
+        return {
+            "loss": nn.functional.mse_loss(model(x), y),
+            "vec": torch.ones(3),
+            "word": "high",
+            "cplx": torch.tensor(1j),
+            "grad_norm": 1.0,  # a name optitui records itself
+            "nan": torch.tensor(math.nan),
+            "ok": 1.0,
+        }
+
+    job = metric_job(step_fn, max_steps=20)
+    trainer = make_trainer(tmp_path, job, flush_every=5)
+    assert trainer.run() == "finished"  # the guard watches the loss only
+    err = capsys.readouterr().err
+    for name in ("vec", "word", "cplx", "grad_norm"):
+        assert err.count(f"metric {name!r} skipped") == 1
+    with RunReader(trainer.paths.root) as r:
+        warnings = [e.message for e in r.events() if e.kind == "warning"]
+        assert sum("metric 'vec' skipped" in w and "shape (3,)" in w for w in warnings) == 1
+        assert sum("metric 'word' skipped" in w and "str" in w for w in warnings) == 1
+        cols = r.read_metrics()
+        assert {n for n in cols.columns if n.startswith("user:")} == {"user:nan", "user:ok"}
+        assert all(math.isnan(v) for v in user(cols, "nan"))
+        assert user(cols, "ok") == [1.0] * 20
+        assert "grad_norm" not in cols.columns  # not clipping: the user's value is not it
+
+
+def test_probe_bad_values_and_names_warn_and_the_loop_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4)
+    for _ in range(8):
+        probe.step(torch.tensor(1.0), metrics={"": 1.0, "lr/0": 2.0, "m": torch.zeros(2, 2)})
+        probe.log(obj=object(), fine=3)
+    probe.close()
+    err = capsys.readouterr().err
+    assert err.count("metric '' skipped") == 1 and err.count("metric 'lr/0' skipped") == 1
+    assert err.count("metric 'm' skipped") == 1 and err.count("metric 'obj' skipped") == 1
+    with RunReader(tmp_path / "r") as r:
+        assert not [n for n in r.read_metrics().columns if n.startswith("user:")]
+        assert user(r.read_logged(), "fine") == [3.0] * 8
+        assert r.status().state == "finished"
+
+
+def scale_store(root: Path, names: int, steps: int, per_row: int) -> Path:
+    paths = create_run_dir(root, "big", root / "big")
+    w = StoreWriter(paths, {"groups": ["0"]})
+    for first in range(0, steps, per_row):
+        cols: dict[str, Any] = {
+            "step": range(first + 1, first + per_row + 1),
+            "epoch": [0.0] * per_row,
+            "time": [1000.0 + first] * per_row,
+            "loss": [1.0] * per_row,
+            "lr/0": [0.1] * per_row,
+        }
+        for k in range(names):
+            cols[f"user:metric {k}"] = [float(k)] * per_row
+        w.write([MetricBatch(cols)])
+    w.write([StatusUpdate("finished", steps, 0)])
+    w.close()
+    return paths.root
+
+
+def test_hundreds_of_names_are_one_row_per_flush_and_load_in_whole_columns(
+    tmp_path: Path,
+) -> None:
+    names, steps, per_row = 300, 8_000, 500
+    run = scale_store(tmp_path, names, steps, per_row)
+    with sqlite3.connect(run / "store.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == steps // per_row
+    t0 = time.perf_counter()
+    with RunReader(run) as r:
+        cols = r.read_metrics()
+    took = time.perf_counter() - t0
+    assert cols.length == steps and len(cols.columns) == names + 5
+    assert cols.columns["user:metric 299"][-1] == 299.0
+    # 2.4M values: whole-column decoding, not a Python loop per value (which takes ~minutes)
+    print(f"read {names} names x {steps} steps in {took:.3f} s")
+
+
+def test_an_old_store_without_logged_values_reads_and_exports(tmp_path: Path) -> None:
+    run = scale_store(tmp_path, 2, 4, 2)
+    with sqlite3.connect(run / "store.sqlite") as conn:
+        conn.execute("DROP TABLE logged")
+    with RunReader(run) as r:
+        assert r.read_logged().length == 0
+        names, rows = export.rows(r)
+        mine = ["metric 0", "metric 1"]
+        assert names == ["branch", "step", "epoch", "time", "loss", "lr/0", *mine, "val_loss"]
+        assert [row["metric 1"] for row in rows] == [1.0] * 4
+
+
+def test_export_writes_every_metric_under_its_own_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe, accs = probe_loop(tmp_path, 20, every=8)
+    probe.close()
+    out = tmp_path / "m.csv"
+    assert main(["export", str(tmp_path / "r"), "-o", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    header = out.read_text().splitlines()[0].split(",")
+    assert {"acc", "step_x2", "epoch_eval", "eval/f1"} <= set(header)
+    assert header[-1] == "val_loss"
+    assert [float(r["acc"]) for r in rows] == pytest.approx(accs)
+    assert [float(r["epoch_eval"]) for r in rows if r["epoch_eval"]] == pytest.approx([0.9, 1.9])
+    assert [r["step"] for r in rows if r["eval/f1"]] == ["10", "20"]
+    jl = tmp_path / "m.jsonl"
+    assert main(["export", str(tmp_path / "r"), "--format", "jsonl", "-o", str(jl)]) == 0
+    lines = [json.loads(line) for line in jl.read_text().splitlines()]
+    assert lines[9]["epoch_eval"] == pytest.approx(0.9) and lines[9]["eval/f1"] == 0.25
+    assert lines[0]["epoch_eval"] is None and lines[0]["step_x2"] == 0.0
