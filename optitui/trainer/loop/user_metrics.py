@@ -65,12 +65,17 @@ class UserMetrics:
                     continue
                 self._good.add(name)
             if isinstance(v, torch.Tensor):
-                if v.numel() != 1 or v.is_complex():
-                    what = "complex" if v.is_complex() else f"of shape {tuple(v.shape)}"
+                # host-side checks only, each op skipped when it is not needed (this runs
+                # every step: a detach or reshape costs microseconds)
+                if v.numel() != 1 or v.dtype.is_complex:
+                    what = "complex" if v.dtype.is_complex else f"of shape {tuple(v.shape)}"
                     self.warn_once(name, f"a tensor {what} is not one number")
                     continue
-                d = v.detach().reshape(())
-                out[name] = d.float() if d.dtype == torch.bool else d  # summed, never or-ed
+                if v.requires_grad:  # never keep the step's graph alive until the flush
+                    v = v.detach()
+                if v.dim():
+                    v = v.reshape(())
+                out[name] = v.float() if v.dtype == torch.bool else v  # summed, never or-ed
             elif isinstance(v, numbers.Real):
                 out[name] = float(v)
             else:
@@ -145,6 +150,9 @@ def read_with(
         return first.float().tolist(), []
     wide = torch.float32 if device.type == "mps" else torch.float64
     n = first.numel()
-    both = torch.cat([first.to(wide), torch.stack([t.to(device, wide) for t in extra])])
-    values = both.tolist()
+    try:  # one stack of them all (mixed dtypes promote)
+        user = torch.stack(extra).to(device, wide)
+    except RuntimeError:  # tensors on other devices than the loss's
+        user = torch.stack([t.to(device, wide) for t in extra])
+    values = torch.cat([first.to(wide), user]).tolist()
     return values[:n], values[n:]
