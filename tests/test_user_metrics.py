@@ -10,14 +10,14 @@ import math
 import sqlite3
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from jobs import make_trainer, tiny_job
+from jobs import command, drive, make_trainer, tiny_job
 from torch import nn
 
 import optitui
@@ -121,6 +121,31 @@ def test_step_fn_metrics_are_the_mean_over_micro_batches(tmp_path: Path) -> None
     assert trainer.run() == "finished"
     with RunReader(trainer.paths.root) as r:
         assert user(r.read_metrics(), "n") == [8.0] * 4
+
+
+def test_a_range_test_and_a_race_run_on_a_step_fn_mapping_and_record_no_metrics(
+    tmp_path: Path,
+) -> None:
+    def step_fn(model: nn.Module, batch: Any) -> dict[str, Any]:
+        x, y = batch
+        return {"loss": nn.functional.mse_loss(model(x), y), "k": torch.tensor(2.0)}
+
+    job = metric_job(step_fn, max_steps=40)
+    job.val_data = [job.train_data.dataset[:64]]
+    trainer = make_trainer(tmp_path, job, flush_every=8)
+    race = command("race", steps=4, val=True, candidates=["lr*2"])
+    drive(trainer, 10, {5: [command("lr-find", num_iter=12)]})
+    trainer._apply_commands(deque([race]))  # at a boundary, as the loop does
+    drive(trainer, 10)
+    trainer.flush()
+    trainer.recorder.close()
+    (test,) = trainer.range_tests.values()
+    assert test.status == "done"
+    with RunReader(trainer.paths.root) as r:
+        (ran,) = r.races()
+        assert ran.status == "done" and all(v is not None for v in ran.data["val"])
+        cols = r.read_metrics()  # the sweep's and the race's steps are not the run's
+        assert cols.length == 20 and user(cols, "k") == [2.0] * 20
 
 
 def test_step_fn_mapping_without_a_loss_fails_the_run_saying_so(tmp_path: Path) -> None:

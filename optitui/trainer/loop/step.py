@@ -233,7 +233,7 @@ class Stepping(Steering):
         names = list(sums or {})
         if self.dist is None:
             tensors = [v for v in (sums or {}).values() if isinstance(v, torch.Tensor)]
-            [value], read = read_with((total / n).reshape(1), tensors, self.device)
+            [value], read = read_with((total / n).reshape(1), tensors)
             it = iter(read)
             got = [next(it) if isinstance(v, torch.Tensor) else v for v in (sums or {}).values()]
         else:
@@ -252,7 +252,7 @@ class Stepping(Steering):
         n = len(self._buf_loss)
         if n == 0:
             if self.user.logged:  # values logged with no step since the last flush
-                _, read = read_with(torch.zeros(0), self.user.tensors(), self.device)
+                _, read = read_with(torch.zeros(0, device=self.device), self.user.tensors())
                 logged = self.user.take(read, 0)[1]
                 if logged is not None:
                     self.recorder.put(logged)
@@ -269,7 +269,7 @@ class Stepping(Steering):
             self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
         extra = self.user.tensors()
         if self.dist is None:  # the user's tensors in the same read as the losses
-            losses, read = read_with(torch.stack(self._buf_loss), extra, self.device)
+            losses, read = read_with(torch.stack(self._buf_loss), extra)
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
             losses, ranks = dist.gather_losses(
                 torch.stack(self._buf_loss), [steps_per_s, float(mem or 0)], self.device
@@ -289,7 +289,7 @@ class Stepping(Steering):
                 )
             )
             # this rank's own metrics (rank 0 records them): a second read per flush
-            _, read = read_with(torch.zeros(0), extra, self.device)
+            _, read = read_with(torch.zeros(0, device=self.device), extra)
         if self.saver is not None:
             self.saver.last_loss = losses[-1]
         cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64

@@ -142,12 +142,12 @@ def scaled(values: dict[str, Value], by: int) -> dict[str, Value]:
     return {k: v / by for k, v in values.items()}
 
 
-def read_with(
-    first: torch.Tensor, extra: list[torch.Tensor], device: torch.device
-) -> tuple[list[float], list[float]]:
-    """``first`` (the losses) and the user's tensors in one read (one host-device sync)."""
-    if not extra:
-        return first.float().tolist(), []
+def read_with(first: torch.Tensor, extra: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+    """``first`` (the losses) and the user's tensors in one read (one host-device sync),
+    on ``first``'s device."""
+    if not extra:  # nothing of the user's: no read at all for an empty ``first``
+        return (first.float().tolist() if first.numel() else []), []
+    device = first.device
     wide = torch.float32 if device.type == "mps" else torch.float64
     n = first.numel()
     try:  # one stack of them all (mixed dtypes promote)
