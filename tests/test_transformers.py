@@ -137,3 +137,42 @@ def test_an_hf_trainer_is_steered_from_the_store(tmp_path: Path) -> None:
         assert r.meta()["probe"]["mode"] == "transformers"
         markers = [e.data.get("marker") for e in r.events() if e.data]
         assert "save" in markers and "restore" in markers
+
+
+def test_everything_the_trainer_logs_is_recorded_under_its_own_name(tmp_path: Path) -> None:
+    cb = OptituiCallback(tmp_path / "run", flush_every=4)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=8,
+        per_device_train_batch_size=8,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    data = token_data()
+    trainer = transformers.Trainer(
+        model=tiny_gpt2(), args=args, train_dataset=data, eval_dataset=data[:16], callbacks=[cb]
+    )
+    trainer.train()
+    history = trainer.state.log_history
+    with RunReader(tmp_path / "run") as r:
+        logged = r.read_logged()
+        c = logged.columns
+        steps = list(c["step"])
+        # on_log at steps 2, 4, 6, 8, an evaluation at 4 and 8, the summary at the end
+        assert {2.0, 4.0, 6.0, 8.0} <= set(steps)
+        for entry in history:
+            at = [i for i, s in enumerate(steps) if s == entry["step"]]
+            for key, value in entry.items():
+                if key == "step" or not isinstance(value, int | float):
+                    continue
+                name = f"train/{key}" if key in ("loss", "grad_norm", "epoch") else key
+                got = [c["user:" + name][i] for i in at]
+                assert any(g == pytest.approx(value, rel=1e-6) for g in got), (key, entry)
+        assert "user:eval_loss" in c and "user:learning_rate" in c and "user:train/loss" in c
+        assert [s for _, s, _, _ in r.val()] == [4, 8]  # eval_loss is still the val loss

@@ -50,6 +50,7 @@ from optitui.store.records import Event
 from optitui.trainer.control.saver import Answer
 from optitui.trainer.core import checkpoint
 from optitui.trainer.entry.script_mode import innermost
+from optitui.trainer.loop.user_metrics import bad_name
 from optitui.trainer.probe.loss_tap import LossTap
 from optitui.trainer.probe.watch import Probe
 
@@ -175,6 +176,16 @@ class OptituiCallback(TrainerCallback):  # type: ignore[misc]
         value = metrics.get("eval_loss") if isinstance(metrics, dict) else None
         if p is not None and isinstance(value, int | float):
             p.val_loss(float(value))
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        """Everything the Trainer logs (its loss, grad_norm, learning_rate, each
+        evaluation's eval_*), under its own name at the step it was logged at; the names
+        optitui records itself (loss, grad_norm, epoch) as ``train/<name>``."""
+        p = self.probe
+        if p is None or not isinstance(logs, dict):
+            return
+        numbers = {k: v for k, v in logs.items() if isinstance(v, int | float)}
+        p.log(**{(k if bad_name(k) is None else f"train/{k}"): v for k, v in numbers.items()})
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.tap.stop()
