@@ -27,6 +27,15 @@ class LoggedBatch:
 
 
 @dataclass(frozen=True)
+class SystemBatch:
+    """Samples of the machine taken by one rank, as columns (names in
+    :mod:`optitui.store.system`); ``columns['time']`` is required."""
+
+    rank: int
+    columns: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
 class ValRecord:
     step: int
     epoch: int
@@ -111,6 +120,7 @@ class MetaUpdate:
 Record = (
     MetricBatch
     | LoggedBatch
+    | SystemBatch
     | ValRecord
     | Event
     | Outcome

@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS logged (
     columns TEXT NOT NULL,
     data BLOB NOT NULL
 );
+-- The machine's series (process CPU and memory, host memory, each GPU), sampled every
+-- 2 s by every rank and batched the same way: columns time, step and the names listed
+-- in system.py, one row per batch of one rank. Absent in stores made before it.
+CREATE TABLE IF NOT EXISTS system (
+    id INTEGER PRIMARY KEY,
+    rank INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    columns TEXT NOT NULL,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS val (
     id INTEGER PRIMARY KEY,
     step INTEGER NOT NULL,

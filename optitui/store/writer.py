@@ -33,6 +33,7 @@ from optitui.store.records import (
     RangeTestUpdate,
     Record,
     StatusUpdate,
+    SystemBatch,
     ValRecord,
 )
 from optitui.store.schema import SCHEMA_VERSION, connect
@@ -41,7 +42,7 @@ from optitui.version import __version__
 
 _STOP = object()
 _DROPPED = {"dropped_record": True}
-_ROUTINE = (MetricBatch, LoggedBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
+_ROUTINE = (MetricBatch, LoggedBatch, SystemBatch, StatusUpdate, MetaUpdate, GroupSnapshot)
 
 
 def _json(value: Any) -> str:
@@ -147,6 +148,13 @@ class StoreWriter:
                 c.execute(
                     "INSERT INTO logged (n, columns, data) VALUES (?,?,?)",
                     (n, _json(names), blob),
+                )
+        elif isinstance(r, SystemBatch):
+            names, n, blob = metrics.encode(r.columns)
+            if n:
+                c.execute(
+                    "INSERT INTO system (rank, n, columns, data) VALUES (?,?,?,?)",
+                    (r.rank, n, _json(names), blob),
                 )
         elif isinstance(r, ValRecord):
             c.execute(

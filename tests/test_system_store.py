@@ -1,0 +1,57 @@
+"""The machine's series in the run store: batches per rank, read back incrementally."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+from optitui.store import system
+from optitui.store.layout import create_run_dir
+from optitui.store.reader import RunReader
+from optitui.store.records import SystemBatch
+from optitui.store.writer import StoreWriter
+
+
+def _batch(rank: int, t0: float, n: int, gpu: bool = True) -> SystemBatch:
+    cols: dict[str, list[float]] = {
+        "time": [t0 + 2 * i for i in range(n)],
+        "step": [float(10 * i) for i in range(n)],
+        "cpu_percent": [100.0 + i for i in range(n)],
+        "rss_bytes": [2.0**30] * n,
+    }
+    if gpu:
+        cols[system.gpu_series(rank, "util_percent")] = [90.0 - rank * 50] * n
+        cols[system.gpu_series(rank, "mem_used_bytes")] = [3.0 * 2**30] * n
+    return SystemBatch(rank, cols)
+
+
+def test_series_round_trip_by_rank_and_incrementally(tmp_path: Path) -> None:
+    paths = create_run_dir(tmp_path, "run")
+    w = StoreWriter(paths, {})
+    w.write([_batch(0, 100.0, 3), _batch(1, 100.5, 3)])
+    with RunReader(paths.root) as r:
+        got = system.read(r.conn)
+        assert sorted(got.ranks) == [0, 1]
+        assert list(got.ranks[0].columns["time"]) == [100.0, 102.0, 104.0]
+        assert list(got.ranks[1].columns["gpu1/util_percent"]) == [40.0] * 3
+        assert got.latest(0)["cpu_percent"] == 102.0
+        w.write([_batch(0, 106.0, 2, gpu=False)])  # a batch without the GPU's fields
+        system.read(r.conn, got)
+        col = got.ranks[0].columns["gpu0/util_percent"]
+        assert len(col) == 5 and math.isnan(col[-1]) and col[0] == 90.0
+        assert "gpu0/util_percent" not in got.latest(0)  # NaN is no reading
+        assert got.ranks[1].length == 3  # untouched
+        assert system.gpus(list(got.ranks[0].columns)) == [0]
+    w.close()
+
+
+def test_a_store_made_before_the_machine_was_recorded_reads_empty(tmp_path: Path) -> None:
+    paths = create_run_dir(tmp_path, "run")
+    StoreWriter(paths, {}).close()
+    conn = sqlite3.connect(paths.db)
+    conn.execute("DROP TABLE system")
+    conn.close()
+    with RunReader(paths.root) as r:
+        got = system.read(r.conn)
+    assert got.ranks == {} and got.latest() == {}
