@@ -10,11 +10,15 @@ ANSI path is used instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.ansi import AnsiDecoder
 from rich.style import Style
 from rich.text import Text
+
+from optitui.tui import plot_layer
+from optitui.tui.plot_layer import Mark
 
 _STYLES: dict[tuple[Any, Any, Any], Style] = {}
 #: colours a series may be drawn in dimmed (plotext's own ``style="dim"`` is not kept)
@@ -48,11 +52,19 @@ def _hashable(c: Any) -> Any:
     return tuple(c) if isinstance(c, list) else c
 
 
-def figure_text(plt: Any) -> Text:
-    """The figure as Text: plotext's matrix read directly (``plt`` is built here)."""
+def figure_text(plt: Any, marks: Sequence[Mark] = ()) -> Text:
+    """The figure as Text: plotext's matrix read directly (``plt`` is built here), with
+    ``marks`` drawn over its canvas by :mod:`optitui.tui.plot_layer`."""
+    direct = bool(marks) and plot_layer.supported(plt, marks)
+    if direct:
+        plot_layer.reserve_axes(plt, marks)
+    else:
+        plot_layer.plot_marks(plt, marks)
     try:
         plt._set_sizes()
         plt._build_matrix()
+        if direct:
+            plot_layer.draw(plt, marks)
         m = plt.monitor.matrix
         markers, fgs, styles, bgs = m.marker, m.fullground, m.style, m.background
         rows, cols = m.rows, m.cols

@@ -19,6 +19,7 @@ from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
 from optitui.tui.overlay import Overlay, extent, has_times, overlay_points, start_time, step_x
+from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
 from optitui.tui.span import Span
 
@@ -92,6 +93,7 @@ class HistoryPlot(PlotextPlot):
         self._drawn_size: Size | None = None
         self._text: Text | None = None
         self._legend: list[tuple[str, str, Any]] = []
+        self._marks: list[Mark] = []  # the frame's data, drawn in order (see plot_layer)
         self.marker_categories: list[Category] = []
         self.marker_key = True  # name the markers' glyphs on the title line
         self.round_bottom = False  # the y axis starts at a tick (see Axis.rounded_down)
@@ -171,6 +173,7 @@ class HistoryPlot(PlotextPlot):
         # the first line is the plot's own: title, legend and the markers' key
         rows = max(size.height - HEADER_ROWS, 1)
         self._legend = []
+        self._marks = []
         series, x_range = self.draw(plt)
         if self.overlays:
             series, x_range = self._with_overlays(series, x_range)
@@ -182,7 +185,7 @@ class HistoryPlot(PlotextPlot):
         plt.theme(self._get_plotext_theme_name(self.app.theme))
         # plotext's build is not repeatable (a log axis would be applied twice), so
         # one figure is built once and its text kept until the next redraw
-        figure = figure_text(plt)
+        figure = figure_text(plt, self._marks)
         self._text = Text(end="")
         self._text.append_text(self.header(size.width))
         self._text.append("\n")
@@ -271,7 +274,7 @@ class HistoryPlot(PlotextPlot):
             axis = axis.rounded_down(canvas)
         row = (axis.hi - axis.lo) / max(canvas - 1, 1)
         strip = axis.lo - row  # the bottom row holds the markers, below every curve
-        self._plot_series(plt, series, axis, row)
+        self._plot_series(series, axis, row)
         x_lo, x_hi = x_range
         shown = self.markers_in_view(x_lo, x_hi)
         by_category: dict[Category, list[float]] = {}
@@ -280,7 +283,7 @@ class HistoryPlot(PlotextPlot):
             if x is not None:
                 by_category.setdefault(m.category, []).append(x)
         for category, xs in by_category.items():
-            plt.scatter(xs, [strip] * len(xs), marker=category.glyph, color=category.rgb)
+            self._marks.append(Mark(xs, [strip] * len(xs), category.rgb, category.glyph, False))
         self.marker_categories = [c for c in CATEGORIES if c in by_category]
         plt.ylim(strip - row * 0.25, axis.hi + row * 0.25)
         positions, labels = axis.ticks(canvas)
@@ -293,26 +296,23 @@ class HistoryPlot(PlotextPlot):
         ys = [y for s in series for y in s.points.ys]
         return (min(ys), max(ys)) if ys else None
 
-    def _plot_series(self, plt: Any, series: list[Series], axis: Axis, row: float) -> None:
+    def _plot_series(self, series: list[Series], axis: Axis, row: float) -> None:
         """Each series on the axis; points beyond it are drawn at the edge they passed,
         marked there with an arrow when they passed it by more than half a row (``row``:
         the height of one, in plot coordinates), and the arrow is named in the legend."""
-        marks: dict[str, list[tuple[float, Any]]] = {CLIPPED_ABOVE: [], CLIPPED_BELOW: []}
+        clips: dict[str, list[tuple[float, Any]]] = {CLIPPED_ABOVE: [], CLIPPED_BELOW: []}
         for s in series:
             ys_plot = [axis.to_plot(y) for y in s.points.ys]
             held = y_range.clip(s.points.xs, ys_plot, axis.lo, axis.hi, row / 2)
-            if s.scatter:
-                plt.scatter(s.points.xs, held.ys, marker=s.marker, color=s.color)
-            else:
-                plt.plot(s.points.xs, held.ys, marker=s.marker, color=s.color)
-            marks[CLIPPED_ABOVE] += [(x, s.color) for x in held.above]
-            marks[CLIPPED_BELOW] += [(x, s.color) for x in held.below]
-        for glyph, at in marks.items():
+            self._marks.append(Mark(s.points.xs, held.ys, s.color, s.marker, not s.scatter))
+            clips[CLIPPED_ABOVE] += [(x, s.color) for x in held.above]
+            clips[CLIPPED_BELOW] += [(x, s.color) for x in held.below]
+        for glyph, at in clips.items():
             y = axis.hi if glyph == CLIPPED_ABOVE else axis.lo
             for color in dict.fromkeys(c for _, c in at):  # a scatter per colour, in order
                 xs = [x for x, c in at if c == color]
-                plt.scatter(xs, [y] * len(xs), marker=glyph, color=color)
-        clipped = [g for g, at in marks.items() if at]
+                self._marks.append(Mark(xs, [y] * len(xs), color, glyph, False))
+        clipped = [g for g, at in clips.items() if at]
         if clipped:
             self._legend.append(("".join(clipped), "clipped", CLIP_COLOR))
 
