@@ -171,6 +171,26 @@ def test_checkpoint_writer_survives_a_failing_save(
     assert running.thread.is_alive()
 
 
+def test_machine_sampler_fault_is_recorded_and_sampling_goes_on(
+    tmp_path: Path, run_in_thread: Any
+) -> None:
+    from optitui.store import system
+
+    trainer = make_trainer(tmp_path, tiny_job("SGD", {"lr": 0.05}), flush_every=8)
+    sampler = trainer.machine.sampler
+    sampler.interval, sampler.batch = 0.05, 1
+    sampler.sample = _once(sampler.sample, RuntimeError("injected sampler fault"))  # type: ignore[method-assign]
+    running = run_in_thread(trainer)
+    reader = RunReader(trainer.paths.root)
+    wait_for(
+        lambda: any("optitui-machine thread" in m for m in _errors(reader)),
+        what="the fault on record",
+    )
+    assert any("injected sampler fault" in m for m in _errors(reader))
+    wait_for(lambda: system.read(reader.conn).ranks.get(0) is not None, what="samples after it")
+    assert running.thread.is_alive() and reader.status().state == "running"
+
+
 def test_a_thread_that_keeps_failing_fails_the_run_loudly(
     tmp_path: Path, run_in_thread: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,7 +215,12 @@ def test_every_job_thread_is_supervised(tmp_path: Path, run_in_thread: Any) -> N
     _live(tmp_path, run_in_thread)
     ours = [t for t in threading.enumerate() if t.name.startswith("optitui-")]
     names = {t.name for t in ours}
-    assert {"optitui-commands", "optitui-store-writer", "optitui-checkpoints"} <= names
+    assert {
+        "optitui-commands",
+        "optitui-store-writer",
+        "optitui-checkpoints",
+        "optitui-machine",
+    } <= names
     assert all(isinstance(t, SupervisedThread) for t in ours), [
         t.name for t in ours if not isinstance(t, SupervisedThread)
     ]

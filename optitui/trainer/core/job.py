@@ -84,6 +84,9 @@ class Job:
     world size is above 1). A DataLoader over a map-style dataset gets a DistributedSampler."""
     sync_every: int = 16
     """Under torchrun: steps between the ranks' exchanges of commands and losses."""
+    system_every: float = 2.0
+    """Seconds between two samples of the machine (process CPU and memory, host memory,
+    each GPU through NVML), taken on a thread of their own; 0 turns the sampler off."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -144,6 +147,9 @@ class Job:
             raise JobError(
                 f"snapshot_limit_gb must be a number >= 0, got {self.snapshot_limit_gb!r}"
             )
+        every = self.system_every
+        if isinstance(every, bool) or not isinstance(every, int | float) or not every >= 0:
+            raise JobError(f"system_every must be a number of seconds >= 0, got {every!r}")
         from optitui.trainer.core.amp import PRECISIONS
 
         if self.precision not in PRECISIONS:

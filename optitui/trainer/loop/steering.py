@@ -35,6 +35,7 @@ from optitui.trainer.core.hparams import group_label
 from optitui.trainer.core.job import Job
 from optitui.trainer.core.lookahead import Lookahead
 from optitui.trainer.core.lr import LrControl
+from optitui.trainer.loop.machine_record import MachineRecord
 from optitui.trainer.loop.published import Published
 from optitui.trainer.loop.user_metrics import UserMetrics, Value
 
@@ -156,6 +157,15 @@ class Steering:
         else:
             self.recorder, self.pump = NullRecorder(), NullPump()
         self.commands = self.pump.queue
+        #: the machine, sampled on a thread of its own (never this one)
+        self.machine = MachineRecord(
+            self.supervisor,
+            self.recorder.put,
+            device,
+            dist_info,
+            lambda: self.step,
+            interval=float(job.system_every),
+        )
 
     # -- metadata and what viewers see ---------------------------------------
     def _meta(self, extra: dict[str, Any]) -> dict[str, Any]:

@@ -271,9 +271,10 @@ class Stepping(Steering):
         if self.dist is None:  # the user's tensors in the same read as the losses
             losses, read = read_with(torch.stack(self._buf_loss), extra)
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
-            losses, ranks = dist.gather_losses(
-                torch.stack(self._buf_loss), [steps_per_s, float(mem or 0)], self.device
-            )
+            # (and each rank's machine samples since the last flush)
+            stats = [steps_per_s, float(mem or 0), *self.machine.packed(now)]
+            losses, ranks = dist.gather_losses(torch.stack(self._buf_loss), stats, self.device)
+            self.machine.absorb([s[2:] for s in ranks], now)
             self.recorder.put(
                 MetaUpdate(
                     {
@@ -282,6 +283,7 @@ class Stepping(Steering):
                                 "rank": r,
                                 "steps_per_s": s[0],
                                 "device_mem": int(s[1]) if mem is not None else None,
+                                "system": self.machine.of_rank(r),
                             }
                             for r, s in enumerate(ranks)
                         ]

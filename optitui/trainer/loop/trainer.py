@@ -183,6 +183,7 @@ class Trainer(Stepping):
             seed_everything(self.job.seed)
         self.model.train()
         self.recorder.start()
+        self.machine.start()
         leftovers = checkpoint.cleanup(self.paths.checkpoints)
         if leftovers:
             self.recorder.put(
@@ -291,6 +292,7 @@ class Trainer(Stepping):
         except Exception as exc:  # a failed read must not hide the original error
             self.recorder.put(Event(self.step, "error", f"could not flush metrics: {exc}"))
         self.pump.stop()
+        self.machine.stop()  # its last samples before the store closes
         if self.saver is not None:
             self.saver.close()
         # answer commands that arrived too late to be applied
