@@ -130,7 +130,7 @@ def _written(pids: list[int]) -> int:
 def follow_rate(server: test_sshd.Sshd, tmp: Path, seconds: float, rate: int = 1000) -> None:
     from optitui.remote.client import RemoteRun
     from optitui.remote.target import Target
-    from optitui.store.reader import MetricColumns
+    from optitui.store.columns import MetricColumns
 
     paths = create_run_dir(tmp, "follow", tmp / "follow")
     rec = Recorder(paths, {"host": os.uname().nodename, "pid": os.getpid()})

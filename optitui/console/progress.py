@@ -24,8 +24,9 @@ from optitui.console import fmt
 from optitui.console.pace import ETA_WINDOW_S, Pace, eta
 from optitui.console.style import Style, event_line, stamp, use_color
 from optitui.console.summary import EMA_BETA, counts_epochs
+from optitui.store.columns import MetricColumns
 from optitui.store.layout import RunPaths
-from optitui.store.reader import MetricColumns, RunReader, Status
+from optitui.store.reader import RunReader, Status
 from optitui.store.supervise import Supervisor
 
 #: events the last line of the run already says ("run finished: ...")

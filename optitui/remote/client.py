@@ -31,11 +31,11 @@ from optitui.remote.protocol import (
 )
 from optitui.remote.target import Target
 from optitui.store import commands
+from optitui.store.columns import MetricColumns
 from optitui.store.manifests import Manifest
 from optitui.store.reader import (
     CommandOutcome,
     EventRow,
-    MetricColumns,
     Race,
     RangeTest,
     Status,

@@ -17,12 +17,11 @@ from typing import Any
 
 from optitui.remote import blobs
 from optitui.remote.protocol import ProtocolError, field, record
-from optitui.store import metrics
+from optitui.store.columns import MetricColumns, extend_rows, newer_rows
 from optitui.store.manifests import Manifest
 from optitui.store.reader import (
     CommandOutcome,
     EventRow,
-    MetricColumns,
     Race,
     RangeTest,
     Status,
@@ -236,12 +235,7 @@ class Mirror:
         out = into if into is not None else MetricColumns()
         with self._lock:
             rows, self._metrics = self._metrics, []
-        for row_id, n, names, blob in rows:
-            if row_id <= out.last_id:
-                continue
-            out.extend(metrics.decode(names, n, blob), n)
-            out.last_id = row_id
-        return out
+        return extend_rows(out, newer_rows(rows, out.last_id))
 
     def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]:
         with self._lock:

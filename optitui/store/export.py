@@ -15,8 +15,9 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from optitui.store.columns import MetricColumns
 from optitui.store.metrics import USER_PREFIX
-from optitui.store.reader import MetricColumns, RunReader
+from optitui.store.reader import RunReader
 
 
 def branch_starts(reader: RunReader) -> list[float]:

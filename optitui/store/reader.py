@@ -16,12 +16,13 @@ import stat
 import time
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from optitui.store import metrics
+from optitui.store.columns import MetricColumns, extend_rows
 from optitui.store.layout import DB_NAME, RunPaths, find_runs, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
@@ -68,26 +69,6 @@ class EventRow:
     kind: str
     message: str
     data: dict[str, Any] | None
-
-
-@dataclass
-class MetricColumns:
-    """Columns of per-step metrics, extended in place by :meth:`RunReader.read_metrics`."""
-
-    columns: dict[str, array[float]] = field(default_factory=dict)
-    length: int = 0
-    last_id: int = 0
-
-    def extend(self, new: dict[str, array[float]], n: int) -> None:
-        for name in [k for k in new if k not in self.columns]:
-            # a column that appears later (a new group) is NaN before it existed
-            self.columns[name] = array("d", [metrics.NAN]) * self.length
-        for name, col in self.columns.items():
-            if name in new:
-                col.extend(new[name])
-            else:
-                col.extend(array("d", [metrics.NAN]) * n)
-        self.length += n
 
 
 @dataclass(frozen=True)
@@ -226,17 +207,8 @@ class RunReader:
     def read_metrics(self, into: MetricColumns | None = None) -> MetricColumns:
         """Append every metric row newer than ``into.last_id`` (all rows when None)."""
         out = into if into is not None else MetricColumns()
-        cur = self.conn.execute(
-            "SELECT id, n, columns, data FROM metrics WHERE id > ? ORDER BY id", (out.last_id,)
-        )
-        names_cache: dict[str, list[str]] = {}
-        for row_id, n, cols, blob in cur:
-            names = names_cache.get(cols)
-            if names is None:
-                names = names_cache[cols] = json.loads(cols)
-            out.extend(metrics.decode(names, n, blob), n)
-            out.last_id = row_id
-        return out
+        q = "SELECT id, n, columns, data FROM metrics WHERE id > ? ORDER BY id"
+        return extend_rows(out, self.conn.execute(q, (out.last_id,)))
 
     def read_logged(self, into: MetricColumns | None = None) -> MetricColumns:
         """Values logged between steps, read as :meth:`read_metrics` reads steps."""
@@ -248,9 +220,7 @@ class RunReader:
             if "no such table" in str(exc):
                 return out
             raise
-        for out.last_id, n, cols, blob in rows:  # a whole row or (raising) none of it
-            out.extend(metrics.decode(json.loads(cols), n, blob), n)
-        return out
+        return extend_rows(out, rows)
 
     def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]:
         """(id, step, epoch, loss) of validation records newer than ``after_id``."""

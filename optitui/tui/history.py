@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from operator import mul
 from typing import Protocol
 
-from optitui.store.reader import MetricColumns
+from optitui.store.columns import MetricColumns
 from optitui.tui.pyramid import Pyramid, PyramidView
 
 

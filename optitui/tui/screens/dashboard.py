@@ -244,7 +244,11 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         self._show_alert()
         self.updates += 1
         if u.first:
-            self.redraw()  # the full history shows at once, not at the next tick
+            # the full history shows at once, not at the next tick, and at the plots'
+            # final size: the group table this update filled takes rows from them, so
+            # they are drawn once the layout has settled, never twice
+            for plot in self.plots:
+                plot.refresh()
 
     def redraw(self) -> None:
         for plot in self.plots:
