@@ -22,7 +22,8 @@ from types import TracebackType
 from typing import Any
 
 from optitui.store import metrics
-from optitui.store.columns import MetricColumns, extend_rows
+from optitui.store.columns import MetricColumns as MetricColumns  # readers take it from here
+from optitui.store.columns import extend_rows
 from optitui.store.layout import DB_NAME, RunPaths, find_runs, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
