@@ -1,4 +1,5 @@
-"""Under torchrun: each rank's pace and memory on one line, the slowest one marked."""
+"""Under torchrun: each rank's pace, memory and GPU utilisation on one line, the slowest
+rank and any GPU busy less than 30% of the time marked."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from optitui.tui import fmt
+from optitui.tui import fmt, machine
 
 #: a rank this much slower than the median is called a straggler
 STRAGGLER_RATIO = 0.8
@@ -31,6 +32,17 @@ def slowest(rows: list[dict[str, Any]]) -> tuple[int | None, bool]:
     return rank, median > 0 and pace < STRAGGLER_RATIO * median
 
 
+def underused(rows: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(rank, GPU utilisation %) of the ranks whose GPU is busy less than
+    :data:`~optitui.tui.machine.LOW_UTIL`, from each rank's newest machine sample."""
+    out = []
+    for r in rows:
+        util = machine.utilisation("", machine.sample(r.get("system")))
+        if util is not None and util < machine.LOW_UTIL:
+            out.append((r["rank"], util))
+    return out
+
+
 def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -48,6 +60,9 @@ def describe(meta: dict[str, Any]) -> Text:
         t.append(f" · slowest r{slow} {fmt.rate(pace)} steps/s", style)
         median = statistics.median(paces)
         t.append(f" (straggler: median {fmt.rate(median)})" if straggler else "", style)
+    idle = underused(rows)
+    if idle:
+        t.append(" · low GPU use " + ", ".join(f"r{r} {u:.0f}%" for r, u in idle), "bold yellow")
     for r in rows:
         style = "yellow" if r["rank"] == slow else ""
         pace = fmt.rate(r.get("steps_per_s")) if _number(r.get("steps_per_s")) else "–"
@@ -56,6 +71,9 @@ def describe(meta: dict[str, Any]) -> Text:
         mem = r.get("device_mem")
         if isinstance(mem, int):
             t.append(f" {fmt.nbytes(mem)}", style or "dim")
+        util = machine.utilisation("", machine.sample(r.get("system")))
+        if util is not None:
+            t.append(f" GPU {util:.0f}%", "bold yellow" if util < machine.LOW_UTIL else style)
     return t
 
 

@@ -1,4 +1,5 @@
-"""The status bar: run state, progress, speed, device, and how fresh the data is.
+"""The status bar: run state, progress, speed, device (its utilisation and memory now),
+and how fresh the data is.
 
 Always one line: when the terminal is too narrow for every field, fields are
 dropped by priority (state, step, steps/s and ETA stay longest), never wrapped.
@@ -14,7 +15,8 @@ from textual import events
 from textual.widgets import Static
 
 from optitui.store.reader import Status
-from optitui.tui import fmt
+from optitui.store.system import META_KEY
+from optitui.tui import fmt, machine
 from optitui.tui.speed import Speed
 
 STATE_STYLES = {
@@ -106,6 +108,12 @@ class StatusBar(Static):
             if isinstance(held, int):
                 device += f", reserved {fmt.nbytes(held)}"
         out.append(_field(7, device))
+        if st.alive:  # the machine now: the job's GPU, or its process on a CPU run
+            now_text = machine.describe(
+                str(self.meta.get("device", "")), machine.sample(self.meta.get(META_KEY))
+            )
+            if now_text.plain:
+                out.append(Field(6, now_text))
         seen = st.last_record if st.last_record is not None else st.heartbeat
         if seen:
             age = max(0.0, now - seen)
