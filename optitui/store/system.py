@@ -38,7 +38,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from optitui.store import metrics
-from optitui.store.reader import MetricColumns
+from optitui.store.columns import MetricColumns
 
 #: seconds between two samples
 INTERVAL_S = 2.0
