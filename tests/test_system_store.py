@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from optitui.cli import main
 from optitui.store import system
 from optitui.store.layout import create_run_dir
 from optitui.store.reader import RunReader
@@ -55,3 +61,52 @@ def test_a_store_made_before_the_machine_was_recorded_reads_empty(tmp_path: Path
     with RunReader(paths.root) as r:
         got = system.read(r.conn)
     assert got.ranks == {} and got.latest() == {}
+
+
+def _machine_run(root: Path, name: str) -> Path:
+    paths = create_run_dir(root, name, root / name)
+    w = StoreWriter(paths, {})
+    w.write([_batch(0, 100.0, 2), _batch(1, 100.5, 2), _batch(0, 104.0, 1, gpu=False)])
+    w.close()
+    return paths.root
+
+
+def test_export_system_writes_every_ranks_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _machine_run(tmp_path / "runs", "gpus")
+    out = tmp_path / "system.csv"
+    assert main(["export", str(run), "--system", "-o", str(out)]) == 0
+    assert "5 rows written" in capsys.readouterr().err
+    text = out.read_text()
+    header = text.splitlines()[0].split(",")
+    assert header[:6] == ["run", "rank", "time", "step", "cpu_percent", "rss_bytes"]
+    gpu = ["gpu0/util_percent", "gpu0/mem_used_bytes", "gpu1/util_percent", "gpu1/mem_used_bytes"]
+    assert header[6:] == gpu
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["rank"], r["time"]) for r in rows] == [
+        ("0", "100.0"),
+        ("0", "102.0"),
+        ("0", "104.0"),
+        ("1", "100.5"),
+        ("1", "102.5"),
+    ]
+    assert rows[0]["gpu0/util_percent"] == "90.0" and rows[0]["gpu1/util_percent"] == ""
+    assert rows[2]["gpu0/util_percent"] == ""  # that sample had no GPU reading
+    assert rows[1]["step"] == "10"
+    # JSON lines, with a run column for several runs
+    other = _machine_run(tmp_path / "runs", "other")
+    assert main(["export", str(run), str(other), "--system", "--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 10 and {x["run"] for x in lines} == {run.name, other.name}
+    assert lines[3]["rank"] == 1 and lines[3]["gpu1/util_percent"] == 40.0
+    assert lines[2]["gpu0/util_percent"] is None
+
+
+def test_export_system_of_a_run_without_samples_is_a_header_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = create_run_dir(tmp_path, "run")
+    StoreWriter(paths, {}).close()
+    assert main(["export", str(paths.root), "--system"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["run,rank,time,step"]

@@ -23,6 +23,13 @@ def add_parser(sub: Any) -> None:
     ex.add_argument(
         "runs", nargs="+", metavar="RUN", help="run directory (or its name under --root)"
     )
+    ex.add_argument(
+        "--system",
+        action="store_true",
+        help="write the machine's series instead: one row per sample of each rank (rank, "
+        "time, step, cpu_percent, rss_bytes, host_mem_*, gpu<N>/util_percent, mem_*, "
+        "temp_c, power_w)",
+    )
     ex.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     ex.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     ex.add_argument("--root", type=Path, default=Path("runs"), help="where runs are (./runs)")
@@ -36,7 +43,12 @@ def labels(names: list[str], paths: list[Path]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from optitui.store import export
+    from optitui.store import export, system
+
+    def write(out: Any) -> int:
+        if args.system:
+            return system.write_runs([(label, r.conn) for label, r in runs], out, args.format)
+        return export.write_runs(runs, out, args.format)
 
     with ExitStack() as stack:
         try:
@@ -54,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
             named = labels(args.runs, [r.paths.root for r in readers])
             runs: list[tuple[str | None, Any]] = list(zip(named, readers, strict=True))
             if args.output is None:
-                export.write_runs(runs, sys.stdout, args.format)
+                write(sys.stdout)
             else:
                 try:
                     f = stack.enter_context(open(args.output, "w", newline=""))
@@ -62,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
                     raise RunUnreadable(
                         f"{args.output}: cannot write: {exc.strerror or exc}"
                     ) from None
-                n = export.write_runs(runs, f, args.format)
+                n = write(f)
                 f.close()
                 print(f"{n} rows written to {args.output}", file=sys.stderr)
         except RunUnreadable as exc:
