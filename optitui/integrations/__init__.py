@@ -36,13 +36,16 @@ class Settings:
 
     ``run_dir`` (else a new directory under ``root``, named ``name`` or after the
     model); ``flush_every`` steps between reads of the losses; ``sync_every``
-    steps between the ranks' meetings under torch.distributed (16)."""
+    steps between the ranks' meetings under torch.distributed (16); ``health_every``
+    steps between measurements of each param group's gradient norm, parameter norm
+    and update ratio (16; 0: off)."""
 
     run_dir: Path | str | None = None
     root: Path | str = "runs"
     name: str | None = None
     flush_every: int = 64
     sync_every: int | None = None
+    health_every: int = 16
 
     def make_probe(
         self,
@@ -77,6 +80,7 @@ class Settings:
             first_step=first_step,
             raise_if_ignored=False,
             sync_every=self.sync_every,
+            health_every=self.health_every,
         )
 
 

@@ -29,17 +29,22 @@ def branch_starts(reader: RunReader) -> list[float]:
     )
 
 
+#: the series recorded per param group, stored as ``<series>/<index>``
+PER_GROUP = ("lr", "grad_norm", "param_norm", "update_ratio")
+
+
 def _renames(names: Sequence[str], labels: Any) -> dict[str, str]:
-    """``lr/<i>`` columns named after their group (``lr/head``), the user's metrics
-    under their own names."""
+    """Per-group columns named after their group (``lr/head``, ``update_ratio/head``), the
+    user's metrics under their own names."""
     labels = labels if isinstance(labels, list) else []
     out = {}
     for name in names:
+        series, _, group = name.partition("/")
         if name.startswith(USER_PREFIX):
             out[name] = name[len(USER_PREFIX) :]
-        elif name.startswith("lr/") and name[3:].isdigit():
-            i = int(name[3:])
-            out[name] = f"lr/{labels[i]}" if i < len(labels) else name
+        elif series in PER_GROUP and group.isdigit():
+            i = int(group)
+            out[name] = f"{series}/{labels[i]}" if i < len(labels) else name
     return out
 
 

@@ -87,6 +87,9 @@ class Job:
     system_every: float = 2.0
     """Seconds between two samples of the machine (process CPU and memory, host memory,
     each GPU through NVML), taken on a thread of their own; 0 turns the sampler off."""
+    health_every: int = 16
+    """Steps between measurements of every param group's gradient norm, parameter norm and
+    update ratio ||dw||/||w|| (on the device, read with the losses); 0 turns them off."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +126,9 @@ class Job:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise JobError(f"{name} must be a whole number >= 1, got {v!r}")
+        h = self.health_every
+        if isinstance(h, bool) or not isinstance(h, int) or h < 0:
+            raise JobError(f"health_every must be a whole number >= 0 (0: off), got {h!r}")
         if isinstance(self.grad_accum, bool) or not isinstance(self.grad_accum, int):
             raise JobError(f"grad_accum must be a whole number >= 1, got {self.grad_accum!r}")
         if self.grad_accum < 1:

@@ -31,6 +31,7 @@ from optitui.trainer.control.ramps import advance as advance_ramp
 from optitui.trainer.control.saver import Answer, Policy, Saver
 from optitui.trainer.core import amp, checkpoint, dist, lr_record, run_facts, state
 from optitui.trainer.core.dist import DistInfo
+from optitui.trainer.core.health import Health
 from optitui.trainer.core.hparams import group_label
 from optitui.trainer.core.job import Job
 from optitui.trainer.core.lookahead import Lookahead
@@ -108,6 +109,10 @@ class Steering:
         #: per step: 1 where a GradScaler skipped the update (device tensors, read at flush)
         self._buf_skip: list[torch.Tensor | float] = []
         self._skips_recorded = False
+        #: each group's gradient norm, parameter norm and update ratio every
+        #: ``health_every`` steps: (row in the buffers, a device tensor), read at flush
+        self.health = Health(job.health_every)
+        self._buf_health: list[tuple[int, torch.Tensor]] = []
         #: the user's own metrics, buffered beside the losses until a flush
         self.user = UserMetrics(self._metric_warning)
         self._step_metrics: dict[str, Value] | None = None

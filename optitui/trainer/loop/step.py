@@ -18,6 +18,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from optitui.store.records import MetaUpdate, MetricBatch, StatusUpdate, ValRecord
 from optitui.trainer.core import amp, dist, lr_record, state
 from optitui.trainer.core.device import batch_size, memory_allocated, memory_reserved, to_device
+from optitui.trainer.core.health import health_columns, health_values, with_values
 from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
 from optitui.trainer.loop.user_metrics import Value, accumulate, read_with, scaled
@@ -156,7 +157,9 @@ class Stepping(Steering):
         if norm is not None:
             self._buf_gn.append(norm)
         self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
+        self.health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
         self._buf_skip.append(self.optimizer_step())
+        self.take_health(len(self._buf_loss))
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
@@ -167,6 +170,12 @@ class Stepping(Steering):
         self.user.add_step(self._step_metrics)
         self._buf_time.append(time.time())
         self._buf_epoch.append(self.epoch)
+
+    def take_health(self, row: int) -> None:
+        """Buffer the health measured in the step just taken (if it was) for ``row``."""
+        measured = self.health.take()
+        if measured is not None:
+            self._buf_health.append((row, measured))
 
     def _after_step(self) -> None:
         """The step is done: count it, then save, validate and flush when each is due."""
@@ -268,8 +277,10 @@ class Stepping(Steering):
             held = memory_reserved(self.device)
             self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
         extra = self.user.tensors()
-        if self.dist is None:  # the user's tensors in the same read as the losses
-            losses, read = read_with(torch.stack(self._buf_loss), extra)
+        measured = health_values(self._buf_health)
+        if self.dist is None:  # the user's tensors and the health in the same read
+            losses, read = read_with(with_values(torch.stack(self._buf_loss), measured), extra)
+            losses, measured_read = losses[:n], losses[n:]
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
             # (and each rank's machine samples since the last flush)
             stats = [steps_per_s, float(mem or 0), *self.machine.packed(now)]
@@ -290,8 +301,10 @@ class Stepping(Steering):
                     }
                 )
             )
-            # this rank's own metrics (rank 0 records them): a second read per flush
-            _, read = read_with(torch.zeros(0, device=self.device), extra)
+            # this rank's own metrics and health (rank 0 records them): a second read
+            measured_read, read = read_with(
+                with_values(torch.zeros(0, device=self.device), measured), extra
+            )
         if self.saver is not None:
             self.saver.last_loss = losses[-1]
         cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
@@ -319,6 +332,8 @@ class Stepping(Steering):
             cols[f"lr/{i}"] = list(col)
         user, logged = self.user.take(read, n)
         cols.update(user)
+        if self._buf_health:  # NaN on steps not measured, and on skipped ones
+            cols.update(health_columns(self._buf_health, measured_read, n, skipped))
         self.recorder.put(MetricBatch(cols))
         if logged is not None:
             self.recorder.put(logged)
@@ -338,6 +353,7 @@ class Stepping(Steering):
             self.save_checkpoint("periodic")
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch, self._buf_skip = [], [], []
+        self._buf_health = []
         self.published.publish_if_moved()  # a cycled momentum, a field ramp
         if check:
             self.guard.observe(cols["step"], losses, norms, skipped)

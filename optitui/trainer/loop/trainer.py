@@ -291,6 +291,7 @@ class Trainer(Stepping):
             self.flush()
         except Exception as exc:  # a failed read must not hide the original error
             self.recorder.put(Event(self.step, "error", f"could not flush metrics: {exc}"))
+        self.health.detach()  # the optimizer outlives the run (a probe's loop goes on)
         self.pump.stop()
         self.machine.stop()  # its last samples before the store closes
         if self.saver is not None:

@@ -68,7 +68,11 @@ class ParamsOnly(nn.Module):
 
 
 def loops_job(
-    optimizer: Optimizer, model: nn.Module | None, on_divergence: str | None, sync_every: int | None
+    optimizer: Optimizer,
+    model: nn.Module | None,
+    on_divergence: str | None,
+    sync_every: int | None,
+    health_every: int = 16,
 ) -> Job:
     """The Job behind a probe: the loop's model (or its optimizer's tensors) and optimizer,
     no data and no loss of its own."""
@@ -79,6 +83,7 @@ def loops_job(
         step_fn=user_loop,
         on_divergence=on_divergence or "pause",
         ddp=False,  # the loop's model is the user's (wrapped by them, or not)
+        health_every=health_every,
     )
     if sync_every is not None:
         job.sync_every = sync_every
@@ -132,6 +137,12 @@ class LoopTrainer(Trainer):
         super()._start()
         for m, mode in zip(self.model.modules(), modes, strict=True):
             m.training = mode
+        self.health.arm(self.step, self.optimizer)  # hooks around the loop's optimizer.step()
+
+    def _after_step(self) -> None:
+        super()._after_step()
+        # the loop's next optimizer.step() is measured when it is on the interval
+        self.health.arm(self.step, self.optimizer)
 
     def _set_state(self, state: str, message: str | None = None) -> None:
         if self.probe.testing and state in ("running", "paused"):

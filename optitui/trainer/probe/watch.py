@@ -74,6 +74,7 @@ from optitui.trainer.core import dist, lr_record, run_facts
 from optitui.trainer.probe.flight import Flight
 from optitui.trainer.probe.held_scheduler import HeldScheduler, check_scheduler, find_scheduler
 from optitui.trainer.probe.loop_trainer import CheckpointBackend, LoopTrainer, loops_job
+from optitui.trainer.probe.loss_value import as_loss, loss_device
 from optitui.trainer.probe.registry import Registry
 from optitui.trainer.probe.run_dir import ENV_RUN_DIR as ENV_RUN_DIR
 from optitui.trainer.probe.run_dir import run_paths, take_handed
@@ -101,13 +102,6 @@ WATCH_HOOKS: list[Callable[[Optimizer], Probe | None]] = []
 
 #: every probe this process made that serves a store, and those still open
 PROBES: Registry[Probe] = Registry()
-
-
-def _loss_device(optimizer: Optimizer) -> torch.device:
-    for g in optimizer.param_groups:
-        for p in g["params"]:
-            return torch.device(p.device)
-    return torch.device("cpu")
 
 
 class Probe:
@@ -142,6 +136,7 @@ class Probe:
         first_step: int = 0,
         raise_if_ignored: bool = True,
         sync_every: int | None = None,
+        health_every: int = 16,
     ) -> None:
         if on_stop not in ("flag", "raise"):
             raise ValueError(f"on_stop: {on_stop!r}; use 'flag' or 'raise'")
@@ -165,7 +160,7 @@ class Probe:
         self._flight: Flight | None = None
         self._hooks: list[Any] = []
         self._held: HeldScheduler | None = None
-        self._device = _loss_device(optimizer)
+        self._device = loss_device(optimizer)
         info = dist.from_process_group()
         self.rank, self.world = (info.rank, info.world) if info else (dist.env_rank(), 1)
         #: ranks other than 0 record nothing (rank 0 writes the store); under a process
@@ -177,7 +172,7 @@ class Probe:
         check_scheduler(optimizer, scheduler)
         handed = take_handed(run_dir, max_steps, on_divergence)
         max_steps, on_divergence = handed.max_steps, handed.on_divergence
-        job = loops_job(optimizer, model, on_divergence, sync_every)
+        job = loops_job(optimizer, model, on_divergence, sync_every, health_every)
         script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
         extra: dict[str, Any] = {
             "script": None if script is None else str(script),
@@ -317,6 +312,7 @@ class Probe:
         self._stepped, self._skipped = False, 0.0
         if self._flight is not None:
             used, self._lr_used, self._norm = self._lr_used, None, None
+            t.health.drop()  # a range test's step: not the run's
             self._flight.step(loss, used)
         else:
             self._record(t, loss, skipped, metrics)
@@ -341,17 +337,6 @@ class Probe:
         if self.trainer is not None:
             self.trainer.log_values(values)
 
-    def _as_tensor(self, loss: torch.Tensor | float | None) -> torch.Tensor:
-        if isinstance(loss, torch.Tensor):
-            d = loss.detach()
-            self._device = d.device
-            if d.dim():
-                if d.numel() != 1:
-                    raise ValueError(f"probe.step: the loss must be a scalar, got {tuple(d.shape)}")
-                d = d.reshape(())
-            return d
-        return torch.tensor(math.nan if loss is None else float(loss), device=self._device)
-
     def _record(
         self, t: LoopTrainer, loss: Loss, skipped: torch.Tensor | float, metrics: Scalars = None
     ) -> None:
@@ -362,12 +347,15 @@ class Probe:
         self._lr_used = None
         if t.lookahead is not None:
             t.lookahead.after_step()
-        t._buf_loss.append(self._as_tensor(loss))
+        d = as_loss(loss, self._device)
+        self._device = d.device  # a number given later goes where the losses are
+        t._buf_loss.append(d)
         t.user.add_step(t.user.check(metrics) if metrics else None)
         t._buf_lr.append(lrs)
         t._buf_time.append(time.time())
         t._buf_epoch.append(t.epoch)
         t._buf_skip.append(skipped)
+        t.take_health(len(t._buf_loss) - 1)
         if self._norm is None and t.clip is not None:
             self._norm = torch.full((), math.nan, device=self._device)  # a step not taken
         if self._norm is not None:
@@ -405,6 +393,8 @@ class Probe:
 
     def test_ended(self) -> None:
         self._flight = None
+        if self.trainer is not None:  # the next step is measured when it is on the interval
+            self.trainer.health.arm(self.trainer.step, self.optimizer)
 
     # -- the end ------------------------------------------------------------------------------
     def close(self, error: BaseException | None = None) -> None:
@@ -462,6 +452,7 @@ def watch(
     max_steps: int | None = None,
     on_divergence: str | None = None,
     sync_every: int | None = None,
+    health_every: int = 16,
 ) -> Probe:
     """Serve a run store for a loop you wrote; call ``probe.step(loss)`` after each
     ``optimizer.step()``.
@@ -474,7 +465,8 @@ def watch(
     the directory ``optitui run`` chose, or a new one under ``root``. Watching an
     optimizer that is already watched returns the same probe. Under torch.distributed
     call it on every rank; ``sync_every`` (16) is how many steps pass between the
-    ranks' meetings (where commands are applied and losses averaged).
+    ranks' meetings (where commands are applied and losses averaged); ``health_every``
+    (16; 0: off) between measurements of every group's gradient and update norms.
     """
     for hook in list(WATCH_HOOKS):
         found = hook(optimizer)
@@ -497,4 +489,5 @@ def watch(
         max_steps=max_steps,
         on_divergence=on_divergence,
         sync_every=sync_every,
+        health_every=health_every,
     )

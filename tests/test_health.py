@@ -1,0 +1,323 @@
+"""Optimizer health per param group: gradient norm, parameter norm, update ratio.
+
+Checked against a direct computation (the gradients the step used, the parameters
+before it, the difference the step made) for every optimizer class in torch.optim,
+through the trainer, the probe and the export; no read of its own; nothing with
+``health_every=0``; a step the GradScaler skipped is not measured."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_hot_path
+import torch
+from jobs import command, drive, make_trainer, tiny_job
+from torch import nn
+
+import optitui
+from optitui.store import export
+from optitui.store.reader import RunReader
+from optitui.trainer.core import health as health_mod
+from optitui.trainer.core.health import Health
+from optitui.trainer.core.job import JobError
+
+sync_counter = test_hot_path.sync_counter
+
+OPTIMIZERS = sorted(
+    name
+    for name, cls in vars(torch.optim).items()
+    if isinstance(cls, type)
+    and issubclass(cls, torch.optim.Optimizer)
+    and cls is not torch.optim.Optimizer
+)
+
+
+def _takes(name: str, arg: str) -> bool:
+    return arg in inspect.signature(getattr(torch.optim, name)).parameters
+
+
+def _decays(name: str) -> list[float]:
+    return [0.0, 0.1] if _takes(name, "weight_decay") else [0.0]
+
+
+def _fused(name: str) -> list[bool]:
+    return [False, True] if _takes(name, "fused") else [False]
+
+
+CASES = [(n, wd, f) for n in OPTIMIZERS for wd in _decays(n) for f in _fused(n)]
+
+
+def _flat(ts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([t.to_dense().double().reshape(-1) for t in ts])
+
+
+def direct(
+    before: list[list[torch.Tensor]],
+    grads: list[list[torch.Tensor]],
+    after: list[list[torch.Tensor]],
+) -> list[tuple[float, float, float]]:
+    """Per group (‖g‖, ‖w‖, ‖w_after - w‖ / ‖w‖), in float64."""
+    out = []
+    for w0, g, w1 in zip(before, grads, after, strict=True):
+        wn = float(_flat(w0).norm())
+        dn = float((_flat(w1) - _flat(w0)).norm())
+        out.append((float(_flat(g).norm()) if g else 0.0, wn, dn / wn))
+    return out
+
+
+def _copies(opt: torch.optim.Optimizer) -> list[list[torch.Tensor]]:
+    return [[p.detach().clone() for p in g["params"]] for g in opt.param_groups]
+
+
+def _grads(opt: torch.optim.Optimizer) -> list[list[torch.Tensor]]:
+    return [[p.grad.clone() for p in g["params"] if p.grad is not None] for g in opt.param_groups]
+
+
+def _setup(name: str, wd: float, fused: bool) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+    """A two-group model the optimizer class can train, and a loss closure."""
+    torch.manual_seed(0)
+    cls = getattr(torch.optim, name)
+    kw: dict[str, Any] = {"lr": 0.05}
+    if wd:
+        kw["weight_decay"] = wd
+    if fused:
+        kw["fused"] = True
+    if name == "SparseAdam":  # sparse gradients only
+        model: nn.Module = nn.ModuleList([nn.Embedding(10, 4, sparse=True) for _ in range(2)])
+        idx = torch.tensor([1, 3, 3, 7])
+
+        def loss_fn() -> torch.Tensor:
+            return (model[0](idx) * model[1](idx)).sum() ** 2 * 0.01  # type: ignore[operator]
+
+    else:
+        bias = name != "Muon"  # Muon trains 2-D matrices only
+        model = nn.Sequential(nn.Linear(6, 5, bias=bias), nn.Tanh(), nn.Linear(5, 3, bias=bias))
+        x, y = torch.randn(16, 6), torch.randn(16, 3)
+
+        def loss_fn() -> torch.Tensor:
+            return nn.functional.mse_loss(model(x), y)
+
+    groups = [
+        {"params": list(model[0].parameters())},
+        {"params": list(model[-1].parameters()), "lr": 0.02},
+    ]
+    if name == "LBFGS":  # one group only
+        return model, cls([p for g in groups for p in g["params"]], lr=0.5), loss_fn
+    return model, cls(groups, **kw), loss_fn
+
+
+@pytest.mark.parametrize(
+    ("name", "wd", "fused"), CASES, ids=[f"{n}-wd{w}" + ("-fused" * f) for n, w, f in CASES]
+)
+def test_health_matches_a_direct_computation_for_every_optimizer(
+    name: str, wd: float, fused: bool
+) -> None:
+    _, opt, loss_fn = _setup(name, wd, fused)
+    h = Health(1)
+    for step in range(3):
+        h.arm(step, opt)
+        opt.zero_grad()
+        if name == "LBFGS":
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = loss_fn()
+                loss.backward()
+                return loss
+
+            before = _copies(opt)
+            opt.step(closure)
+            grads = _grads(opt)  # LBFGS: the gradient of its last closure evaluation
+        else:
+            loss_fn().backward()
+            before, grads = _copies(opt), _grads(opt)
+            opt.step()
+        got = h.take()
+        assert got is not None and got.shape == (len(opt.param_groups), 3)
+        want = direct(before, grads, _copies(opt))
+        for row, (gn, wn, ratio) in zip(got.tolist(), want, strict=True):
+            assert row == pytest.approx([gn, wn, ratio], rel=1e-4, abs=1e-7), (step, row)
+            assert ratio > 0  # the step moved the group
+    h.detach()
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+# -- the trainer: recorded every health_every steps, exported by group name -----------------------
+def _trainer_run(tmp_path: Path, every: int, steps: int = 12) -> Any:
+    job = tiny_job("AdamW", {"lr": 0.01, "weight_decay": 0.1}, max_steps=steps, health_every=every)
+    t = make_trainer(tmp_path, job, flush_every=5, flush_seconds=1e9)
+    assert t.run() == "finished"
+    return t
+
+
+def _by_hand(steps: int) -> list[list[tuple[float, float, float]]]:
+    """The same job stepped in a plain loop, measured directly at every step."""
+    job = tiny_job("AdamW", {"lr": 0.01, "weight_decay": 0.1})
+    out = []
+    batches = [b for _ in range(2) for b in job.train_data]  # two epochs, as the trainer
+    for x, y in batches[:steps]:
+        job.optimizer.zero_grad(set_to_none=True)
+        job.loss_fn(job.model(x), y).backward()  # type: ignore[misc]
+        before, grads = _copies(job.optimizer), _grads(job.optimizer)
+        job.optimizer.step()
+        out.append(direct(before, grads, _copies(job.optimizer)))
+    return out
+
+
+def test_trainer_records_every_groups_health_on_the_interval(tmp_path: Path) -> None:
+    t = _trainer_run(tmp_path, every=4)
+    want = _by_hand(12)
+    with RunReader(t.paths.root) as r:
+        cols = r.read_metrics().columns
+    for i in range(2):
+        for k, series in enumerate(health_mod.SERIES):
+            col = list(cols[f"{series}/{i}"])
+            assert len(col) == 12
+            for s in range(12):
+                if s % 4 == 0:  # steps 1, 5, 9: measured
+                    assert col[s] == pytest.approx(want[s][i][k], rel=1e-4), (series, i, s)
+                else:
+                    assert math.isnan(col[s])
+
+
+def test_export_names_health_after_the_groups(tmp_path: Path) -> None:
+    t = _trainer_run(tmp_path, every=4, steps=4)
+    with RunReader(t.paths.root) as r:
+        names, rows = export.rows(r)
+        first = next(rows)
+    for series in ("grad_norm", "param_norm", "update_ratio"):
+        for group in ("body", "head"):  # tiny_job's groups are named
+            assert f"{series}/{group}" in names
+            assert isinstance(first[f"{series}/{group}"], float)
+    assert first["update_ratio/body"] > 0
+
+
+def test_health_every_zero_records_nothing_and_hooks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*a: Any) -> None:
+        raise AssertionError("measured with health_every=0")
+
+    monkeypatch.setattr(health_mod, "measure", never)
+    monkeypatch.setattr(Health, "_pre", never)
+    t = _trainer_run(tmp_path, every=0, steps=8)
+    assert not t.optimizer._optimizer_step_pre_hooks
+    assert not t.optimizer._optimizer_step_post_hooks
+    with RunReader(t.paths.root) as r:
+        names = list(r.read_metrics().columns)
+    assert not [n for n in names if n.split("/")[0] in health_mod.SERIES]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "16"])
+def test_a_bad_health_every_is_refused_naming_it(bad: Any) -> None:
+    with pytest.raises(JobError, match="health_every"):
+        tiny_job(health_every=bad).validate()
+    with pytest.raises(ValueError, match="health_every"):
+        Health(bad)
+
+
+def test_health_adds_no_read_of_its_own(tmp_path: Path, sync_counter: Counter[str]) -> None:
+    steps, every = 64, 16
+    job = tiny_job(max_steps=steps, health_every=1)  # the worst case: every step
+    t = make_trainer(tmp_path, job, flush_every=every, flush_seconds=1e9)
+    assert t.run() == "finished"
+    assert sync_counter == Counter({"tolist": steps // every})  # the losses' read only
+    with RunReader(t.paths.root) as r:
+        col = r.read_metrics().columns["update_ratio/1"]
+    assert len(col) == steps and all(v > 0 for v in col)
+
+
+def test_a_range_test_and_a_race_measure_nothing_and_health_goes_on(tmp_path: Path) -> None:
+    """The sweep's and the race's steps (an optimizer swap among them) are not the run's:
+    not measured, and the run's own steps are measured on their interval after them."""
+    job = tiny_job("SGD", {"lr": 0.01, "momentum": 0.9}, max_steps=40, health_every=2)
+    job.val_data = [job.train_data.dataset[:64]]  # type: ignore[attr-defined]
+    trainer = make_trainer(tmp_path, job, flush_every=8)
+    race = command("race", steps=4, val=False, candidates=["lr*2", "optimizer=Adam"])
+    drive(trainer, 10, {4: [command("lr-find", num_iter=12)]})
+    trainer._apply_commands(deque([race]))
+    drive(trainer, 10)
+    trainer.flush()
+    trainer.recorder.close()
+    with RunReader(trainer.paths.root) as r:
+        cols = r.read_metrics()
+    assert cols.length == 20
+    ratio = list(cols.columns["update_ratio/0"])
+    assert [not math.isnan(v) for v in ratio] == [s % 2 == 0 for s in range(20)]
+    assert all(v > 0 for v in ratio[::2])
+
+
+# -- own loops: the probe measures around the user's optimizer.step() -----------------------------
+def test_probe_records_health_of_the_users_own_steps(
+    tmp_path: Path, sync_counter: Counter[str]
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "name": "body"}, {"params": model[2].parameters()}],
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=1e-3,
+    )
+    x, y = torch.randn(32, 8), torch.randn(32, 1)
+    probe = optitui.watch(opt, model=model, run_dir=tmp_path / "r", flush_every=8, health_every=3)
+    want = []
+    for _ in range(16):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        before, grads = _copies(opt), _grads(opt)
+        opt.step()
+        want.append(direct(before, grads, _copies(opt)))
+        probe.step(opt.param_groups[0]["params"][0].sum() * 0)  # a loss tensor
+    probe.close()
+    assert sync_counter["tolist"] == 2  # 16 steps, two flushes: one read each
+    assert not opt._optimizer_step_pre_hooks  # close took its hooks away
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics().columns
+    for s in range(16):
+        for i in range(2):
+            got = [cols[f"{series}/{i}"][s] for series in health_mod.SERIES]
+            if s % 3 == 0:
+                assert got == pytest.approx(list(want[s][i]), rel=1e-4)
+            else:
+                assert all(math.isnan(v) for v in got)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_steps_the_grad_scaler_skipped_are_not_measured(tmp_path: Path, fused: bool) -> None:
+    """fp16 with the default scale: the first steps overflow and are skipped. A skipped
+    step applied no update: its health is NaN (as its grad norm); the others are the
+    unscaled gradient's norm (the same as the clip's) and a real update."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, fused=fused)
+    scaler = torch.amp.GradScaler("cpu")
+    x, y = torch.randn(32, 8), torch.randn(32, 1) * 30
+    probe = optitui.watch(opt, model=model, run_dir=tmp_path / "r", flush_every=8, health_every=1)
+    assert probe.trainer is not None
+    probe.trainer.clip = 1e9  # records the true gradient norm, never clips
+    for _ in range(24):
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        probe.step(loss)
+    probe.close()
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics().columns
+    skipped = list(cols["skipped"])
+    assert skipped[0] == 1.0 and 0 < sum(skipped) < 24
+    for s, k in enumerate(skipped):
+        gn, wn, ratio = (cols[f"{series}/0"][s] for series in health_mod.SERIES)
+        if k:
+            assert math.isnan(gn) and math.isnan(wn) and math.isnan(ratio)
+        else:
+            assert gn == pytest.approx(cols["grad_norm"][s], rel=1e-4)
+            assert wn > 0 and ratio > 0
