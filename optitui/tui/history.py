@@ -117,6 +117,8 @@ class HistoryView:
     breaks: tuple[int, ...] = ()  # rows where the step went back (a checkpoint restore)
     val_breaks: tuple[int, ...] = ()  # the same for validation records
     time: array[float] = field(default_factory=lambda: EMPTY_TIME)  # each row's wall time
+    #: (group index, its update_ratio column: NaN on the steps not measured)
+    ratios: tuple[tuple[int, array[float]], ...] = ()
 
     @property
     def val_length(self) -> int:
@@ -235,4 +237,15 @@ class History:
             breaks=tuple(self.breaks),
             val_breaks=tuple(self.val_breaks),
             time=cols.get("time", EMPTY_TIME),
+            ratios=ratio_columns(cols),
         )
+
+
+def ratio_columns(cols: dict[str, array[float]]) -> tuple[tuple[int, array[float]], ...]:
+    """Each group's ``update_ratio/<i>`` column, by group index."""
+    out = [
+        (int(name[13:]), col)
+        for name, col in cols.items()
+        if name.startswith("update_ratio/") and name[13:].isdigit()
+    ]
+    return tuple(sorted(out, key=lambda item: item[0]))

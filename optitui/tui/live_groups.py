@@ -25,6 +25,28 @@ def latest_lrs(view: HistoryView) -> dict[int, float]:
     return out
 
 
+#: how far back the newest update ratio is looked for (the measurements' interval is 16)
+RATIO_LOOKBACK = 4096
+
+
+def latest_ratios(view: HistoryView) -> dict[int, float]:
+    """Each group's newest measured update ratio ||dw||/||w|| (NaN rows were not measured)."""
+    out: dict[int, float] = {}
+    for i, col in view.ratios:
+        for k in range(view.length - 1, max(view.length - RATIO_LOOKBACK, 0) - 1, -1):
+            if k < len(col) and not math.isnan(col[k]):
+                out[i] = col[k]
+                break
+    return out
+
+
+def with_ratios(groups: list[dict[str, Any]], ratios: dict[int, float]) -> list[dict[str, Any]]:
+    """``groups`` with each group's newest update ratio under ``update_ratio`` (copies)."""
+    if not ratios:
+        return groups
+    return [{**g, "update_ratio": ratios[i]} if i in ratios else g for i, g in enumerate(groups)]
+
+
 def rows_before(view: HistoryView, snapshot_step: int, first: bool) -> int:
     """How many recorded rows are older than a snapshot that just arrived.
 

@@ -24,7 +24,13 @@ from optitui.store.access import RunAccess
 from optitui.tui.feed import Feed, FeedUpdate, follow
 from optitui.tui.fmt import group_name
 from optitui.tui.keys import KEYS, listed
-from optitui.tui.live_groups import latest_lrs, rows_before, with_live_lr
+from optitui.tui.live_groups import (
+    latest_lrs,
+    latest_ratios,
+    rows_before,
+    with_live_lr,
+    with_ratios,
+)
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.overlay_feed import OverlayRun
@@ -219,6 +225,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             # the lr of the newest recorded step, once a step is newer than the snapshot
             newer = u.view.length > self._rows_at_snapshot
             shown = with_live_lr(self._snapshot, latest_lrs(u.view) if newer else {})
+            shown = with_ratios(shown, latest_ratios(u.view))
             if shown != table.groups:
                 table.set_groups(shown, self.steering.pending_groups())
         names = [table.label(i) for i in range(len(table.groups))] or [

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from optitui.tui import fmt
@@ -12,6 +14,33 @@ from optitui.tui.fmt import group_name
 
 PENDING_MARK = "⋯"
 RAMP_MARK = "↗"  # after a value that is being ramped to its target
+#: the column of each group's newest update ratio ||dw||/||w||, as log10
+RATIO = "log Δw/w"
+#: the rule of thumb: an update about a thousandth of the weights (log10 -3)
+RATIO_TARGET = -3.0
+
+
+def ratio_cell(ratio: float | None) -> str:
+    """log10 of an update ratio, one decimal ("-3.1"); "-inf" for no update, "" when the
+    group was not measured."""
+    if ratio is None or math.isnan(ratio):
+        return ""
+    if ratio <= 0:
+        return "-inf"  # no update (a frozen group)
+    if math.isinf(ratio):
+        return "inf"
+    return f"{math.log10(ratio):.1f}"
+
+
+def ratio_style(cell: str) -> str:
+    """Green within a factor of ten of 1e-3, yellow below (the group barely moves),
+    red above (its weights are rewritten fast)."""
+    if not cell:
+        return ""
+    v = float(cell)
+    if abs(v - RATIO_TARGET) <= 1.0:
+        return "green"
+    return "yellow" if v < RATIO_TARGET else "bold red"
 
 
 def editable_fields(groups: list[dict[str, Any]]) -> list[str]:
@@ -50,7 +79,7 @@ def fit_columns(columns: dict[str, list[str]], keep: list[str], width: int) -> l
     return [n for n in columns if n in picked]
 
 
-class GroupTable(DataTable[str]):
+class GroupTable(DataTable[str | Text]):
     """One row per param group; the cursor row is the group the keys act on.
 
     Columns that do not fit the width are left out by priority (the group, its lr,
@@ -117,14 +146,20 @@ class GroupTable(DataTable[str]):
         keep = self.selected
         self.groups, self._pending = groups, set(pending)
         fields = editable_fields(groups)
-        names = ["", "group", *fields, "params", "state", "lr×"]
+        ratios = [RATIO] if any("update_ratio" in g for g in groups) else []
+        names = ["", "group", "lr", *ratios, *fields[1:], "params", "state", "lr×"]
         rows = [self._cells(i, g, fields, pending) for i, g in enumerate(groups)]
+        if ratios:  # after the lr (fields start with it)
+            rows = [
+                [*r[:3], ratio_cell(g.get("update_ratio")), *r[3:]]
+                for r, g in zip(rows, groups, strict=True)
+            ]
         columns = {n: [r[k] for r in rows] for k, n in enumerate(names)}
         shown = names
         width = self.scrollable_content_region.width
         if width > 0 and fit_columns(columns, names, width) != names:  # not all fit
             used = [n for n in ("state", "lr×") if any(columns[n])]
-            keep_first = ["", "group", "lr", *used, "params"]
+            keep_first = ["", "group", "lr", *ratios, *used, "params"]
             shown = fit_columns(columns, keep_first, width - len("+9 more: e") - 2)
         # an empty state or multiplier column hides nothing worth counting
         self.hidden = [
@@ -140,8 +175,13 @@ class GroupTable(DataTable[str]):
         else:
             self.clear()
         index = [names.index(n) for n in shown]
+        at = names.index(RATIO) if RATIO in shown else -1
         for i, row in enumerate(rows):
-            self.add_row(*[row[k] for k in index], *[""] * len(more), key=str(i))
+            cells: list[str | Text] = [row[k] for k in index]
+            if at >= 0:  # coloured against the rule of thumb
+                k = index.index(at)
+                cells[k] = Text(row[at], style=ratio_style(row[at]))
+            self.add_row(*cells, *[""] * len(more), key=str(i))
         if groups:
             self.move_cursor(row=min(keep, len(groups) - 1), animate=False)
 
