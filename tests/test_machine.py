@@ -232,3 +232,33 @@ def test_system_every_is_checked_and_zero_turns_the_sampler_off(
     running.stop()
     assert system.read(reader.conn).ranks == {}
     reader.close()
+
+
+def test_an_own_loop_run_records_its_machine_too(tmp_path: Path) -> None:
+    """optitui.watch (and the frameworks' callbacks, which stand on it) starts the same
+    sampler: here at its default 2 s, the samples written when the probe closes."""
+    import torch
+    from torch import nn
+
+    from optitui.trainer.probe.watch import watch
+
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(8, 4)
+    with watch(opt, model, run_dir=tmp_path / "r", flush_every=4) as probe:
+        reader = RunReader(tmp_path / "r")
+        deadline = time.monotonic() + 20
+        while system.META_KEY not in reader.meta(refresh=True):
+            assert time.monotonic() < deadline, "no sample within 20 s"
+            loss = model(x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            probe.step(loss)
+            time.sleep(0.01)
+        thread = probe.trainer.machine.sampler._thread  # type: ignore[union-attr]
+        assert thread.is_alive()
+    assert not thread.is_alive()  # stopped with the run
+    series = system.read(reader.conn)
+    assert series.ranks[0].length >= 1 and series.latest()["rss_bytes"] > 0
+    reader.close()
