@@ -12,7 +12,7 @@ import bisect
 import csv
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from optitui.store.columns import MetricColumns
@@ -129,12 +129,26 @@ def write_runs(runs: Sequence[tuple[str | None, RunReader]], out: TextIO, fmt: s
     for _, reader in runs:
         names += [n for n in columns(reader) if n not in names and n != "val_loss"]
     names.append("val_loss")
+    return write_table(names, ((label, rows(reader)[1]) for label, reader in runs), out, fmt)
+
+
+def write_table(
+    names: Sequence[str],
+    runs: Iterable[tuple[str | None, Iterable[dict[str, Any]]]],
+    out: TextIO,
+    fmt: str,
+) -> int:
+    """Rows of runs under the columns ``names`` as CSV (a header, empty where a row has no
+    value) or JSON lines (null there); a labelled run's rows get its label as ``run``.
+    Returns the number of rows."""
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"unknown format {fmt!r}; use csv or jsonl")
     n = 0
-    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(names), lineterminator="\n")
     if fmt == "csv":
         writer.writeheader()
-    for label, reader in runs:
-        for row in rows(reader)[1]:
+    for label, got in runs:
+        for row in got:
             full = {k: row.get(k) for k in names} | ({} if label is None else {"run": label})
             if fmt == "csv":
                 writer.writerow({k: "" if v is None else v for k, v in full.items()})

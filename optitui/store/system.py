@@ -33,7 +33,6 @@ newest one in its entry of ``ranks``: what a status line shows without reading s
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sqlite3
@@ -41,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from optitui.store import metrics
+from optitui.store import export, metrics
 from optitui.store.columns import MetricColumns
 
 #: seconds between two samples
@@ -145,16 +144,4 @@ def write_runs(runs: Sequence[tuple[str | None, sqlite3.Connection]], out: TextI
     names = ["run"] if any(label is not None for label, _ in runs) else []
     for _, series in read_all:
         names += [n for n in export_names(series) if n not in names]
-    writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
-    if fmt == "csv":
-        writer.writeheader()
-    n = 0
-    for label, series in read_all:
-        for row in export_rows(series):
-            full = {k: row.get(k) for k in names} | ({} if label is None else {"run": label})
-            if fmt == "csv":
-                writer.writerow({k: "" if v is None else v for k, v in full.items()})
-            else:
-                out.write(json.dumps(full) + "\n")
-            n += 1
-    return n
+    return export.write_table(names, ((lb, export_rows(sr)) for lb, sr in read_all), out, fmt)
