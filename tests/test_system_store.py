@@ -110,3 +110,18 @@ def test_export_system_of_a_run_without_samples_is_a_header_only(
     StoreWriter(paths, {}).close()
     assert main(["export", str(paths.root), "--system"]) == 0
     assert capsys.readouterr().out.splitlines() == ["run,rank,time,step"]
+
+
+def test_export_system_of_a_damaged_batch_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _machine_run(tmp_path / "runs", "bad")
+    conn = sqlite3.connect(run / "store.sqlite")
+    conn.execute("UPDATE system SET data = x'00ff' WHERE id = 2")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "out.csv"
+    assert main(["export", str(run), "--system", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not hold" in err[0]
+    assert not out.exists() or out.read_text() == ""

@@ -7,6 +7,7 @@ its metadata (rank 0's under ``system``, every rank's in its ``ranks`` entry).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.text import Text
@@ -20,13 +21,17 @@ LOW_UTIL = 30.0
 
 
 def sample(found: Any) -> dict[str, float]:
-    """The numbers of a sample read from metadata (anything else dropped)."""
+    """The finite numbers of a sample read from metadata (anything else dropped: a store
+    is input like any other)."""
     if not isinstance(found, dict):
         return {}
     return {
         k: float(v)
         for k, v in found.items()
-        if isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        if isinstance(k, str)
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
     }
 
 

@@ -105,3 +105,19 @@ def test_machine_on_the_dashboard_120x36(snap_compare: Any, tmp_path: Path) -> N
     assert snap_compare(
         fixed_app(paths.root), terminal_size=(120, 36), run_before=snapshot_ready(600)
     )
+
+
+def test_a_sample_that_is_not_numbers_shows_nothing_made_up() -> None:
+    from optitui.tui import machine
+
+    for junk in (None, "97%", [1, 2], {"gpu0/util_percent": "high"}, {1: 2.0}):
+        assert machine.describe("cuda:0", machine.sample(junk)).plain == ""
+    got = machine.sample(
+        {"gpu0/util_percent": float("nan"), "gpu0/mem_used_bytes": 2 * GIB, "x": True}
+    )
+    assert got == {"gpu0/mem_used_bytes": 2 * GIB}
+    assert machine.describe("cuda:0", got).plain == "GPU0 2.0 GiB"
+    # the job's own GPU among several; a device it has no series of falls back to none
+    both = {**gpu_sample(0, 50, 1.0), **gpu_sample(1, 10, 2.0)}
+    assert machine.describe("cuda:1", both).plain.startswith("GPU1 10%")
+    assert machine.describe("cuda:7", both).plain == "CPU 101% RSS 3.5 GiB"
