@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -41,8 +43,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from optitui.store.layout import create_run_dir
 from optitui.store.records import Event, GroupSnapshot, MetricBatch, StatusUpdate, ValRecord
@@ -104,6 +107,8 @@ class Frames:
     decimation: list[float] = field(default_factory=list)  # wall, choosing the points
     back_to_back: list[float] = field(default_factory=list)  # CPU, no pause between frames
     zoomed: list[float] = field(default_factory=list)  # CPU, back to back, an eighth in view
+    flipped: list[float] = field(default_factory=list)  # CPU, back to back, the other y scale
+    rebuilt: list[float] = field(default_factory=list)  # CPU, back to back, no frame reused
 
 
 async def frame_costs(run: Path, steps: int, frames: int, overlays: Sequence[Path] = ()) -> Frames:
@@ -122,12 +127,7 @@ async def frame_costs(run: Path, steps: int, frames: int, overlays: Sequence[Pat
             and all(p.shows(steps, lengths) for p in screen.plots)
         ):
             await pilot.pause(0.05)
-        for i in range(frames + 3):
-            c0 = time.thread_time()
-            for plot in screen.plots:
-                plot.redraw(force=True)
-            if i >= 3:
-                out.back_to_back.append(time.thread_time() - c0)
+        out.back_to_back = back_to_back(screen.plots, frames)
         for i in range(frames + 3):
             await pilot.pause(0.25)
             c0, w0 = time.thread_time(), time.perf_counter()
@@ -141,12 +141,28 @@ async def frame_costs(run: Path, steps: int, frames: int, overlays: Sequence[Pat
         for _ in range(3):  # [ three times, then , : an eighth of the run, panned back
             screen.action_zoom(True)
         screen.action_pan(True)
-        for i in range(frames + 3):
-            c0 = time.thread_time()
-            for plot in screen.plots:
-                plot.redraw(force=True)
-            if i >= 3:
-                out.zoomed.append(time.thread_time() - c0)
+        out.zoomed = back_to_back(screen.plots, frames)
+        screen.action_all_steps()
+        screen.action_toggle_log()  # l: log-y where the axis was linear, and back
+        out.flipped = back_to_back(screen.plots, frames)
+        screen.action_toggle_log()
+        out.rebuilt = back_to_back(screen.plots, frames, afresh=True)
+    return out
+
+
+def back_to_back(plots: Sequence[Any], frames: int, afresh: bool = False) -> list[float]:
+    """CPU seconds of each of ``frames`` frames drawn one after the other (after 3 not
+    counted); ``afresh``: no frame reused (as when the axes change, plotext builds it)."""
+    out = []
+    for i in range(frames + 3):
+        c0 = time.thread_time()
+        for plot in plots:
+            forget = getattr(getattr(plot, "frame_cache", None), "forget", None)
+            if afresh and forget is not None:
+                forget()
+            plot.redraw(force=True)
+        if i >= 3:
+            out.append(time.thread_time() - c0)
     return out
 
 
@@ -262,7 +278,9 @@ def frames_text(f: Frames) -> str:
         f"CPU median {statistics.median(f.cpu) * 1e3:.1f}, p90 {p90(f.cpu):.1f}; "
         f"wall median {statistics.median(f.wall) * 1e3:.1f}, p90 {p90(f.wall):.1f}; "
         f"back to back {statistics.median(f.back_to_back) * 1e3:.1f}; "
-        f"zoomed {statistics.median(f.zoomed) * 1e3:.1f}"
+        f"zoomed {statistics.median(f.zoomed) * 1e3:.1f}; "
+        f"other y scale {statistics.median(f.flipped) * 1e3:.1f}; "
+        f"frame built afresh {statistics.median(f.rebuilt) * 1e3:.1f}"
     )
 
 
@@ -286,10 +304,25 @@ def main() -> None:
         "--overlays", default="3", help="runs overlaid on the biggest one, comma-separated (3)"
     )
     ap.add_argument("--overlays-only", action="store_true", help="only the overlays section")
+    ap.add_argument(
+        "--versus",
+        metavar="TREE",
+        help="only frame costs, side by side with the optitui in another checkout (before)",
+    )
+    ap.add_argument("--frames-json", help=argparse.SUPPRESS)  # a child's frame costs
     args = ap.parse_args()
     global SIZE
     w, _, h = args.size.partition("x")
     SIZE = (int(w), int(h))
+    if args.frames_json:
+        job = json.loads(args.frames_json)
+        f = asyncio.run(
+            frame_costs(
+                Path(job["run"]), job["steps"], job["frames"], list(map(Path, job["others"]))
+            )
+        )
+        print(json.dumps(asdict(f)))
+        return
     sizes = [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000]
     if args.overlays_only:
         sizes = sizes[-1:]
@@ -299,6 +332,10 @@ def main() -> None:
             t0 = time.perf_counter()
             runs[n] = write_store(Path(tmp) / f"run{n}", n)
             print(f"wrote a {n:,}-step store in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+        if args.versus:
+            k = int(args.overlays.split(",")[0]) if args.overlays.strip() else 0
+            versus(Path(args.versus), runs, sizes, args.frames, k)
+            return
         if not args.overlays_only:
             sections(runs, sizes, args.frames)
         overlays = [int(k) for k in args.overlays.split(",") if k.strip()]
@@ -309,6 +346,63 @@ def main() -> None:
             print(f"  {frames_text(alone)}")
         for k in overlays:
             overlay_section(runs[sizes[-1]], sizes[-1], k, args.frames)
+
+
+def frames_in(
+    tree: Path, run: Path, steps: int, frames: int, others: Sequence[Path] = ()
+) -> Frames:
+    """:func:`frame_costs` in a new process that imports optitui from ``tree``."""
+    job = {"run": str(run), "steps": steps, "frames": frames, "others": list(map(str, others))}
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--frames-json",
+            json.dumps(job),
+        ],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Frames(**json.loads(out.stdout.splitlines()[-1]))
+
+
+def versus(before: Path, runs: dict[int, Path], sizes: list[int], frames: int, k: int) -> None:
+    """Frame costs of the optitui in ``before`` and of this one, measured one after the
+    other on the same stores, each in a process of its own."""
+    here = Path(__file__).resolve().parents[1]
+    measures = (
+        ("whole history, one every 250 ms", "cpu"),
+        ("whole history, back to back", "back_to_back"),
+        ("zoomed to an eighth, panned", "zoomed"),
+        ("the other y scale (l)", "flipped"),
+        ("frame built afresh (axes changed)", "rebuilt"),
+    )
+    print(
+        f"\nframe cost, both plots, {SIZE[0]}x{SIZE[1]}, CPU ms (median of {frames}): "
+        f"before = {before}, after = {here}"
+    )
+    print(f"{'history':>10}  {'frame':<36}  {'before':>7}  {'after':>7}  {'after/before':>12}")
+    jobs = [(f"{n:,}", runs[n], n, []) for n in sizes]
+    if k:
+        big = sizes[-1]
+        others = []
+        for i in range(k):
+            copy = runs[big].parent / f"copy{i + 1}"
+            if not copy.exists():
+                shutil.copytree(runs[big], copy)
+            others.append(copy)
+        jobs.append((f"{k + 1}x{count(big)}", runs[big], big, others))
+    for label, run, n, others in jobs:
+        old = frames_in(before, run, n, frames, others)
+        new = frames_in(here, run, n, frames, others)
+        for name, attr in measures:
+            b = statistics.median(getattr(old, attr)) * 1e3
+            a = statistics.median(getattr(new, attr)) * 1e3
+            print(f"{label:>10}  {name:<36}  {b:>7.1f}  {a:>7.1f}  {a / b:>11.2f}x")
 
 
 def sections(runs: dict[int, Path], sizes: list[int], frames: int) -> None:

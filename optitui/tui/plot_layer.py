@@ -50,18 +50,67 @@ class Mark:
     line: bool = True
 
 
+def drawable(marks: Sequence[Mark]) -> bool:
+    """Whether the layer draws these marks (lines in braille, points in one glyph each)."""
+    return all(
+        m.glyph == BRAILLE if m.line else _marker(m.glyph) not in ut.hd_symbols for m in marks
+    )
+
+
 def supported(plt: Any, marks: Sequence[Mark]) -> bool:
-    """Whether the layer can draw ``marks`` (lines in braille, points in one glyph each)
-    into this plotext's internals."""
+    """Whether the layer can draw ``marks`` into this plotext's internals."""
     monitor = getattr(plt, "monitor", None)
     return (
-        all(m.glyph == BRAILLE if m.line else _marker(m.glyph) not in ut.hd_symbols for m in marks)
+        drawable(marks)
         and getattr(plt, "_no_plots", False)
         and hasattr(monitor, "matrix")
         and hasattr(monitor, "xlim")
         and hasattr(monitor, "ylim")
         and hasattr(ut, "get_matrix_data")
     )
+
+
+@dataclass
+class Canvas:
+    """A built plotext figure: its matrices (row 0 at the bottom), where its canvas lies
+    and the x and y ranges it maps onto the canvas."""
+
+    marker: list[list[str]]
+    fullground: list[list[Any]]
+    style: list[list[Any]]
+    background: list[list[Any]]
+    cols: range
+    rows: range
+    xlim: list[float]
+    ylim: list[float]
+
+    @classmethod
+    def of(cls, plt: Any) -> Canvas:
+        """The matrix plotext has just built (shared, not copied)."""
+        monitor = plt.monitor
+        m = monitor.matrix
+        return cls(
+            m.marker,
+            m.fullground,
+            m.style,
+            m.background,
+            m.Cols_canvas,
+            m.Rows_canvas,
+            list(monitor.xlim[0]),
+            list(monitor.ylim[0]),
+        )
+
+    def copy(self) -> Canvas:
+        return Canvas(
+            [r[:] for r in self.marker],
+            [r[:] for r in self.fullground],
+            [r[:] for r in self.style],
+            [r[:] for r in self.background],
+            self.cols,
+            self.rows,
+            list(self.xlim),
+            list(self.ylim),
+        )
 
 
 def plot_marks(plt: Any, marks: Sequence[Mark]) -> None:
@@ -82,17 +131,14 @@ def reserve_axes(plt: Any, marks: Sequence[Mark]) -> None:
         plt.scatter([first.xs[0]], [math.nan], marker=" ")
 
 
-def draw(plt: Any, marks: Sequence[Mark]) -> None:
-    """Draw ``marks`` in order (a later one over an earlier one) onto the canvas of the
-    matrix plotext has just built."""
-    monitor = plt.monitor
-    matrix = monitor.matrix
-    cols, rows = matrix.Cols_canvas, matrix.Rows_canvas
+def draw(canvas: Canvas, marks: Sequence[Mark]) -> None:
+    """Draw ``marks`` in order (a later one over an earlier one) onto ``canvas``."""
+    cols, rows = canvas.cols, canvas.rows
     width, height = len(cols), len(rows)
     if width <= 0 or height <= 0:
         return
-    xlim, ylim = monitor.xlim[0], monitor.ylim[0]
-    markers, fgs, styles = matrix.marker, matrix.fullground, matrix.style
+    xlim, ylim = canvas.xlim, canvas.ylim
+    markers, fgs, styles = canvas.marker, canvas.fullground, canvas.style
     c0, r0 = cols.start, rows.start
     for m in marks:
         if not len(m.xs):

@@ -11,14 +11,15 @@ ANSI path is used instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import groupby
 from typing import Any
 
 from rich.ansi import AnsiDecoder
 from rich.style import Style
-from rich.text import Text
+from rich.text import Span, Text
 
 from optitui.tui import plot_layer
-from optitui.tui.plot_layer import Mark
+from optitui.tui.plot_layer import Canvas, Mark
 
 _STYLES: dict[tuple[Any, Any, Any], Style] = {}
 #: colours a series may be drawn in dimmed (plotext's own ``style="dim"`` is not kept)
@@ -63,24 +64,34 @@ def figure_text(plt: Any, marks: Sequence[Mark] = ()) -> Text:
     try:
         plt._set_sizes()
         plt._build_matrix()
-        if direct:
-            plot_layer.draw(plt, marks)
-        m = plt.monitor.matrix
-        markers, fgs, styles, bgs = m.marker, m.fullground, m.style, m.background
-        rows, cols = m.rows, m.cols
+        canvas = Canvas.of(plt)
     except AttributeError:  # a plotext whose internals differ: the slow, public way
         return Text.from_ansi(plt.build())
-    out = Text(end="")
-    for r in range(rows - 1, -1, -1):
-        mrow, frow, srow, brow = markers[r], fgs[r], styles[r], bgs[r]
-        start = 0
-        fg, st, bg = (frow[0], srow[0], brow[0]) if cols else (None, None, None)
-        for c in range(1, cols + 1):
-            if c < cols and frow[c] == fg and srow[c] == st and brow[c] == bg:
-                continue
-            out.append("".join(mrow[start:c]), _style(_hashable(fg), st, _hashable(bg)))
-            if c < cols:
-                start, fg, st, bg = c, frow[c], srow[c], brow[c]
+    if direct:
+        plot_layer.draw(canvas, marks)
+    return canvas_text(canvas)
+
+
+def canvas_text(canvas: Canvas) -> Text:
+    """A built figure as Text: each run of equally coloured cells one span."""
+    markers, fgs, styles, bgs = canvas.marker, canvas.fullground, canvas.style, canvas.background
+    pieces: list[str] = []
+    spans: list[Span] = []
+    at = 0
+    last = len(markers) - 1
+    for r in range(last, -1, -1):
+        mrow = markers[r]
+        c = 0
+        for colors, run in groupby(zip(fgs[r], styles[r], bgs[r], strict=True)):
+            n = sum(1 for _ in run)
+            piece = "".join(mrow[c : c + n])
+            c += n
+            style = _style(_hashable(colors[0]), colors[1], _hashable(colors[2]))
+            if style:
+                spans.append(Span(at, at + n, style))
+            pieces.append(piece)
+            at += n
         if r:
-            out.append("\n")
-    return out
+            pieces.append("\n")
+            at += 1
+    return Text("".join(pieces), end="", spans=spans)

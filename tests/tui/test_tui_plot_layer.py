@@ -170,8 +170,8 @@ async def test_the_dashboard_plots_are_drawn_as_plotext_draws_them(
                 act()
                 await pilot.pause()
                 direct = plot_texts(screen.plots)
-                with monkeypatch.context() as m:
-                    m.setattr(plot_layer, "supported", lambda plt, marks: False)
+                with monkeypatch.context() as m:  # plotext draws all: frame and data
+                    m.setattr(plot_layer, "drawable", lambda marks: False)
                     plotted = plot_texts(screen.plots)
                 for d, p in zip(direct, plotted, strict=True):
                     assert "⠀" not in d.plain  # no empty braille cell

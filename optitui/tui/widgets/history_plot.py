@@ -19,6 +19,7 @@ from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
 from optitui.tui.overlay import Overlay, extent, has_times, overlay_points, start_time, step_x
+from optitui.tui.plot_frame import Axes, FrameCache
 from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
 from optitui.tui.span import Span
@@ -94,6 +95,7 @@ class HistoryPlot(PlotextPlot):
         self._text: Text | None = None
         self._legend: list[tuple[str, str, Any]] = []
         self._marks: list[Mark] = []  # the frame's data, drawn in order (see plot_layer)
+        self.frame_cache = FrameCache()  # the axes and labels, kept while they stay the same
         self.marker_categories: list[Category] = []
         self.marker_key = True  # name the markers' glyphs on the title line
         self.round_bottom = False  # the y axis starts at a tick (see Axis.rounded_down)
@@ -168,28 +170,37 @@ class HistoryPlot(PlotextPlot):
         if not (self.dirty or force or size != self._drawn_size) or not size.area:
             return False
         t0 = time.perf_counter()
-        plt = self.plt
-        plt.clear_figure()
         # the first line is the plot's own: title, legend and the markers' key
         rows = max(size.height - HEADER_ROWS, 1)
         self._legend = []
         self._marks = []
-        series, x_range = self.draw(plt)
+        series, x_range = self.draw(self.plt)
         if self.overlays:
             series, x_range = self._with_overlays(series, x_range)
-        self._finish(plt, series, x_range, rows)
+        axes = self._finish(series, x_range, rows)
         self.drawn_x = x_range
         self.decimate_seconds = time.perf_counter() - t0
-        plt.plotsize(size.width, rows)
-        plt._set_size(size.width, rows)  # see PlotextPlot.render: both are needed
-        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        theme = self._get_plotext_theme_name(self.app.theme)
+
+        def figure() -> Any:
+            plt = self.plt
+            plt.clear_figure()
+            plt.plotsize(size.width, rows)
+            plt._set_size(size.width, rows)  # see PlotextPlot.render: both are needed
+            plt.theme(theme)
+            return plt
+
         # plotext's build is not repeatable (a log axis would be applied twice), so
-        # one figure is built once and its text kept until the next redraw
-        figure = figure_text(plt, self._marks)
+        # one figure is built once and its text kept until the next redraw; its frame
+        # is kept while the next would be the same (see plot_frame)
+        if axes is None:
+            figure_ = figure_text(figure())
+        else:
+            figure_ = self.frame_cache.text((size.width, rows), theme, axes, self._marks, figure)
         self._text = Text(end="")
         self._text.append_text(self.header(size.width))
         self._text.append("\n")
-        self._text.append_text(figure)
+        self._text.append_text(figure_)
         self.dirty = False
         self._drawn_size = size
         self.drawn_length = self.view.length
@@ -256,18 +267,15 @@ class HistoryPlot(PlotextPlot):
         return self._text if self._text is not None else Text("")
 
     def _finish(
-        self,
-        plt: Any,
-        series: list[Series],
-        x_range: tuple[float, float] | None,
-        rows: int,
-    ) -> None:
+        self, series: list[Series], x_range: tuple[float, float] | None, rows: int
+    ) -> Axes | None:
         """Put the series on a y axis of their own range (a flat one padded) with a strip
-        for the markers along its bottom, and whole-step x ticks."""
+        for the markers along its bottom, and whole-step x ticks: the frame's axes (None
+        when there is nothing to draw)."""
         self.marker_categories = []
         limits = self.y_limits(series)
         if limits is None or x_range is None:
-            return
+            return None
         axis = axis_for(*limits, self.log_scale())
         canvas = max(rows - 3, 2)  # less the frame's two lines and the step labels
         if self.round_bottom:
@@ -285,10 +293,14 @@ class HistoryPlot(PlotextPlot):
         for category, xs in by_category.items():
             self._marks.append(Mark(xs, [strip] * len(xs), category.rgb, category.glyph, False))
         self.marker_categories = [c for c in CATEGORIES if c in by_category]
-        plt.ylim(strip - row * 0.25, axis.hi + row * 0.25)
         positions, labels = axis.ticks(canvas)
-        plt.yticks(positions, labels)
-        self.step_axis(plt, x_lo, x_hi)
+        x_axis = self.step_axis(x_lo, x_hi)
+        return Axes(
+            x_axis[0] if x_axis else None,
+            (strip - row * 0.25, axis.hi + row * 0.25),
+            x_axis[1] if x_axis else None,
+            (tuple(positions), tuple(labels)),
+        )
 
     def y_limits(self, series: list[Series]) -> tuple[float, float] | None:
         """The values the y axis spans (every point; the loss plot leaves outliers out).
@@ -399,16 +411,17 @@ class HistoryPlot(PlotextPlot):
         """What the x axis counts, for the title: '' for steps, the usual."""
         return " · by time" if self.x_time else ""
 
-    def step_axis(self, plt: Any, x_lo: float, x_hi: float) -> None:
-        """Whole-step ticks (1.2k, 3M) instead of plotext's 1234.5; by time, the time
-        since the run's first step (4m12s)."""
+    def step_axis(
+        self, x_lo: float, x_hi: float
+    ) -> tuple[tuple[float, float], tuple[tuple[float, ...], tuple[str, ...]]] | None:
+        """The x range and its ticks: whole steps (1.2k, 3M) instead of plotext's 1234.5;
+        by time, the time since the run's first step (4m12s). None for a single step
+        (plotext's own)."""
         if x_hi <= x_lo:
-            return
-        plt.xlim(x_lo, x_hi)
+            return None
         n = max(2, min(6, self.size.width // 18))
-        ticks = [x_lo + (x_hi - x_lo) * i / (n - 1) for i in range(n)]
+        ticks = tuple(x_lo + (x_hi - x_lo) * i / (n - 1) for i in range(n))
         if self.x_time and (self.by_time() or not self.view.length):
             t0 = start_time(self.view)
-            plt.xticks(ticks, [fmt.duration(t - t0) for t in ticks])
-        else:
-            plt.xticks(ticks, [fmt.count(round(t)) for t in ticks])
+            return (x_lo, x_hi), (ticks, tuple(fmt.duration(t - t0) for t in ticks))
+        return (x_lo, x_hi), (ticks, tuple(fmt.count(round(t)) for t in ticks))
