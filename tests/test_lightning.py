@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+import test_hot_path
 import torch
 from conftest import REPO, wait_for
 from torch import nn
@@ -20,6 +23,8 @@ from optitui.store.reader import RunReader
 
 pl = pytest.importorskip("lightning.pytorch")
 from optitui.integrations.lightning import OptituiCallback  # noqa: E402
+
+sync_counter = test_hot_path.sync_counter
 
 
 class Tiny(pl.LightningModule):  # type: ignore[misc,name-defined]
@@ -135,6 +140,87 @@ def test_a_lightning_fit_is_steered_from_the_store(tmp_path: Path) -> None:
         assert r.meta()["probe"]["mode"] == "lightning"
         kinds = [e.data.get("marker") for e in r.events() if e.data]
         assert "save" in kinds and "restore" in kinds
+
+
+class Logs(Tiny):
+    """Logs with self.log and log_dict in training and validation; measures each step's
+    first-group health by hand (the update the step applied)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[dict[str, float]] = []
+        self.health: list[tuple[float, float, float]] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        out = self.net(x)
+        loss = nn.functional.mse_loss(out, y)
+        mae = (out - y).abs().mean().detach()
+        self.steps.append({"mae": float(mae), "loss": float(loss.detach())})
+        self.log("mae", mae)
+        self.log_dict({"train/seen": float(self.global_step), "lr_scale": 2.0})
+        self.log("loss", loss)  # a name optitui records itself: kept as train/loss
+        self.log("ep", float(batch_idx), on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(x), y))
+        self.log_dict({"val_acc": 0.5 + self.current_epoch})
+
+    def configure_optimizers(self) -> Any:
+        config = super().configure_optimizers()
+        opt = config["optimizer"]
+        before: list[torch.Tensor] = []
+
+        def pre(o: Any, a: Any, k: Any) -> None:
+            before[:] = [p.detach().clone() for p in o.param_groups[0]["params"]]
+
+        def post(o: Any, a: Any, k: Any) -> None:
+            ps = o.param_groups[0]["params"]
+            w = torch.cat([b.reshape(-1) for b in before])
+            dw = torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(ps, before, strict=True)])
+            g = torch.cat([p.grad.reshape(-1) for p in ps])
+            self.health.append((float(g.norm()), float(w.norm()), float(dw.norm() / w.norm())))
+
+        opt.register_step_pre_hook(pre)
+        opt.register_step_post_hook(post)
+        return config
+
+
+def test_what_the_module_logs_is_recorded_under_its_own_names_with_no_read_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync_counter: Counter[str]
+) -> None:
+    from optitui.trainer.probe.watch import Probe
+
+    assert Probe.__init__.__kwdefaults__ is not None
+    monkeypatch.setitem(Probe.__init__.__kwdefaults__, "flush_seconds", 1e9)  # steps only
+    torch.manual_seed(0)
+    model = Logs()
+    cb = OptituiCallback(tmp_path / "run", flush_every=8)
+    fit = trainer(cb, 32)
+    fit.fit(model, loader(), loader())  # 16 steps an epoch, a validation after each
+    # the losses, the module's step values and its epoch values: one read per flush (4 in
+    # training, one at the end for the last validation's), one per validation's val loss
+    assert sync_counter == Counter({"tolist": 5, "__float__": 2})
+    with RunReader(tmp_path / "run") as r:
+        cols = r.read_metrics().columns
+        logged = r.read_logged().columns
+    assert list(cols["user:mae"]) == pytest.approx([s["mae"] for s in model.steps])
+    assert list(cols["user:train/loss"]) == pytest.approx([s["loss"] for s in model.steps])
+    assert list(cols["user:train/seen"]) == list(range(32))
+    assert list(cols["user:lr_scale"]) == [2.0] * 32
+    assert not {"user:ep", "user:val_acc", "user:val_loss"} & set(cols)  # not per step
+    # epoch values at the step they were computed at; val_loss is the run's val loss
+    assert list(logged["step"]) == [16, 16, 32, 32]
+    assert list(logged["user:val_acc"])[::2] == [0.5, 1.5]
+    assert list(logged["user:ep"])[1::2] == [7.5, 7.5]
+    assert "user:val_loss" not in logged and "user:val/val_loss" not in logged
+    # optimizer health through Lightning's closure step: steps 1 and 17 measured
+    for s in (0, 16):
+        got = [cols[f"{k}/0"][s] for k in ("grad_norm", "param_norm", "update_ratio")]
+        assert got == pytest.approx(list(model.health[s]), rel=1e-4)
+    assert math.isnan(cols["update_ratio/0"][1])
 
 
 def test_the_older_package_name(tmp_path: Path) -> None:

@@ -14,6 +14,11 @@ callback only needs the hooks both call, so either Trainer takes it.
 - Stop sets ``trainer.should_stop``. Pause blocks in the callback.
 - The validation loss the module logs (``self.log("val_loss", ...)``, or
   ``val/loss`` and the like) is recorded after each validation.
+- Everything else the module logs with ``self.log``/``log_dict`` is recorded under
+  its own name (Lightning's: ``acc``, ``acc_step``, ``acc_epoch``): step values with
+  their optimizer step, epoch values (a validation's, a training epoch's) at the step
+  they were computed at. Lightning holds them as device tensors; they are read in the
+  probe's batched flush.
 - Save writes a Lightning checkpoint (``trainer.save_checkpoint``) into the run's
   ``checkpoints/`` folder as ``ID.ckpt``; it carries the lr multipliers in this
   callback's state. Restore loads one back into the module, optimizers and
@@ -50,6 +55,7 @@ from optitui.store.records import Event
 from optitui.trainer.control.saver import Answer
 from optitui.trainer.core import checkpoint
 from optitui.trainer.core.device import batch_size
+from optitui.trainer.loop.user_metrics import bad_name
 from optitui.trainer.probe.watch import Probe
 
 LIMITS = (
@@ -138,7 +144,8 @@ class OptituiCallback(pl.Callback):
         self._stepped = 0
         (loss, self._loss), (samples, self._samples) = (self._loss, None), (self._samples, 0)
         p.epoch = trainer.current_epoch
-        p.step(loss, samples)  # the step boundary: commands, pause
+        logged = logged_now(trainer, "train", True)  # the step's self.log values, on the device
+        p.step(loss, samples, metrics=logged)  # the step boundary: commands, pause
         if p.should_stop:
             trainer.should_stop = True
 
@@ -147,9 +154,20 @@ class OptituiCallback(pl.Callback):
         validation; the sanity check before training is not a validation of the run."""
         if self.probe is None or trainer.sanity_checking:
             return
+        name = val_name(trainer.callback_metrics)
         value = val_metric(trainer.callback_metrics)
         if value is not None:
             self.probe.val_loss(value)  # one read per validation
+        logged = logged_now(trainer, "val", False, skip=name)  # (the val loss is recorded)
+        if logged:
+            self.probe.log(**logged)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """The epoch values of what training_step logged (``on_epoch=True``)."""
+        if self.probe is not None:
+            logged = logged_now(trainer, "train", False)
+            if logged:
+                self.probe.log(**logged)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._close(None)
@@ -173,17 +191,43 @@ class OptituiCallback(pl.Callback):
         self._loaded = dict(state_dict)
 
 
+def logged_now(trainer: Any, prefix: str, on_step: bool, skip: str | None = None) -> dict[str, Any]:
+    """What the module logged with ``self.log``/``log_dict`` for the loop running now: the
+    step values (``on_step``) or the epoch values, by Lightning's names (a name optitui
+    records itself, ``loss``, as ``<prefix>/loss``), as the tensors Lightning holds.
+
+    Read from the loop's result collection: ``trainer.logged_metrics`` accumulates,
+    keeping older values (an epoch's, the last validation's) beside the new ones.
+    Where that collection is not there, the values of ``logged_metrics``."""
+    results = getattr(trainer, "_results", None)
+    try:
+        values = dict(results.metrics(on_step)["log"])  # type: ignore[union-attr]
+    except Exception:  # another Lightning than the ones this was written against
+        values = dict(trainer.logged_metrics)
+    return {
+        (name if bad_name(name) is None else f"{prefix}/{name}"): v
+        for name, v in values.items()
+        if name != skip
+    }
+
+
 #: the names a Lightning module logs its validation loss under, most usual first
 VAL_NAMES = ("val_loss", "val/loss", "val_loss_epoch", "validation_loss", "valid_loss")
 
 
-def val_metric(metrics: Mapping[str, Any]) -> float | None:
-    """The validation loss among logged metrics: a usual name, else the only name that
-    starts with "val" and has "loss" in it."""
+def val_name(metrics: Mapping[str, Any]) -> str | None:
+    """The name of the validation loss among logged metrics: a usual name, else the only
+    name that starts with "val" and has "loss" in it."""
     name = next((n for n in VAL_NAMES if n in metrics), None)
     if name is None:
         found = [n for n in metrics if n.lower().startswith("val") and "loss" in n.lower()]
         name = found[0] if len(found) == 1 else None
+    return name
+
+
+def val_metric(metrics: Mapping[str, Any]) -> float | None:
+    """The validation loss among logged metrics (see :func:`val_name`)."""
+    name = val_name(metrics)
     if name is None:
         return None
     value = metrics[name]
