@@ -191,11 +191,12 @@ def follow(
     deliver: Callable[[FeedUpdate], None],
     consumed: threading.Event,
     stop: threading.Event,
-    interval: float = 0.25,
+    interval: float | Callable[[], float] = 0.25,
     problem: Callable[[str], None] | None = None,
     fatal: Callable[[str], None] | None = None,
 ) -> None:
-    """Poll ``feed`` until ``stop`` is set, delivering one update at a time.
+    """Poll ``feed`` until ``stop`` is set, delivering one update at a time, ``interval``
+    seconds apart (a function: asked before each wait, see :mod:`optitui.tui.pace`).
 
     A store that cannot be read (not created yet, damaged, a disk gone) is
     reported once through ``problem`` and retried: a viewer outlives hiccups.
@@ -203,6 +204,7 @@ def follow(
     ``fatal``, and the feed ends.
     """
     last_problem = ""
+    wait = interval if callable(interval) else lambda: interval
     try:
         while not stop.is_set():
             try:
@@ -216,7 +218,7 @@ def follow(
                     problem(text)
                 last_problem = text
                 feed.close()  # reopen on the next try
-                stop.wait(max(interval, 0.5))
+                stop.wait(max(wait(), 0.5))
                 continue
             last_problem = ""
             consumed.clear()
@@ -224,6 +226,6 @@ def follow(
             while not consumed.wait(0.1):  # backpressure: the UI takes one at a time
                 if stop.is_set():
                     return
-            stop.wait(interval)
+            stop.wait(wait())
     finally:
         feed.close()

@@ -21,7 +21,10 @@ class ViewerSettings:
     ema_beta: float = 0.98
     """Smoothing of the loss curve: the weight of the past in the bias-corrected EMA."""
     poll_interval: float = 0.25
-    """Seconds between reads of the run store."""
+    """Seconds between reads of the run store, at the shortest."""
+    cpu_budget: float = 0.04
+    """The share of one core the dashboard spends following a live run: when reading
+    and drawing cost more, reads come further apart (at least one a second)."""
     redraw_hz: float = 4.0
     """Plot redraws per second at most; data arrives on its own clock."""
     log_y: bool | None = None
@@ -43,5 +46,7 @@ class ViewerSettings:
             raise ValueError("lr factors must be > 1")
         if self.window < 10:
             raise ValueError(f"window must be at least 10 steps, got {self.window}")
+        if not 0.0 < self.cpu_budget <= 1.0:
+            raise ValueError(f"cpu_budget must be in (0, 1], got {self.cpu_budget}")
         if not 0.0 < self.redraw_hz <= 30.0:
             raise ValueError(f"redraw_hz must be in (0, 30], got {self.redraw_hz}")

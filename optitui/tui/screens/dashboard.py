@@ -170,7 +170,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             deliver,
             self._consumed,
             self.stop_event,
-            self.settings.poll_interval,
+            self.pace.wait,
             problem,
             fatal,
         )
@@ -197,6 +197,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         try:
             self.apply(message.update)
         finally:
+            self.pace.updated()
             self._consumed.set()
 
     def apply(self, u: FeedUpdate) -> None:

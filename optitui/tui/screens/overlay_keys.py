@@ -15,6 +15,7 @@ from optitui.tui.feed import FeedUpdate, follow
 from optitui.tui.messages import OverlayEnded, OverlayUpdated
 from optitui.tui.overlay import MAX_OVERLAYS, OVERLAY_COLORS, Overlay, short_names
 from optitui.tui.overlay_feed import OverlayRun, overlay_run, run_key
+from optitui.tui.pace import Pace
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.event_log import EventLog
@@ -39,6 +40,9 @@ class OverlayKeys(SteeringScreen):
         self.overlay_runs: dict[str, OverlayRun] = {}
         self.x_time = False
         self._groups_said: set[str] = set()  # overlays whose group names were compared
+        #: how often the runs are read: within the viewer's share of a core (the steered
+        #: run's updates measure it; the overlays are read as often)
+        self.pace = Pace(settings.poll_interval, settings.cpu_budget)
 
     @property
     def plots(self) -> tuple[HistoryPlot, ...]:
@@ -118,7 +122,7 @@ class OverlayKeys(SteeringScreen):
         def fatal(text: str) -> None:
             self.post_message(OverlayEnded(key, text))
 
-        follow(ov.feed, deliver, ov.consumed, ov.stop, self.settings.poll_interval, None, fatal)
+        follow(ov.feed, deliver, ov.consumed, ov.stop, self.pace.wait, None, fatal)
 
     @on(OverlayUpdated)
     def _overlay_updated(self, message: OverlayUpdated) -> None:

@@ -88,5 +88,10 @@ class ControlsLine(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def show(self, meta: dict[str, Any]) -> None:
-        self.update(describe(meta))
+        text = describe(meta)
+        if text != self._shown:  # one line: its text never changes the screen's layout
+            self._shown = text
+            self.update(text, layout=False)

@@ -110,6 +110,8 @@ class GroupTable(DataTable[str | Text]):
         self.hidden: list[str] = []  # columns left out for want of width
         self.all_groups = False
         self._columns: list[str] = []
+        self._shown_cells: list[list[str | Text]] = []  # the text of every cell shown, row by row
+        self._keys: list[str] = []  # the key of each column shown
         self._pending: set[int | None] = set()
 
     def on_resize(self) -> None:
@@ -167,6 +169,17 @@ class GroupTable(DataTable[str | Text]):
         ]
         more = [f"+{len(self.hidden)} more: e"] if self.hidden else []
         labels = [ALL_GROUPS if n == "group" and self.all_groups else n for n in shown] + more
+        index = [names.index(n) for n in shown]
+        at = index.index(names.index(RATIO)) if RATIO in shown else -1
+        cells: list[list[str | Text]] = []
+        for row in rows:
+            line: list[str | Text] = [row[k] for k in index]
+            if at >= 0:  # coloured against the rule of thumb
+                line[at] = Text(row[index[at]], style=ratio_style(row[index[at]]))
+            cells.append(line + [""] * len(more))
+        if labels == self._columns and len(cells) == len(self._shown_cells):
+            self._update_cells([*shown, *more], cells)  # a live lr moved: those cells only
+            return
         if labels != self._columns:
             self.clear(columns=True)
             for label, key in zip(labels, [*shown, *more], strict=True):
@@ -174,16 +187,20 @@ class GroupTable(DataTable[str | Text]):
             self._columns = labels
         else:
             self.clear()
-        index = [names.index(n) for n in shown]
-        at = names.index(RATIO) if RATIO in shown else -1
-        for i, row in enumerate(rows):
-            cells: list[str | Text] = [row[k] for k in index]
-            if at >= 0:  # coloured against the rule of thumb
-                k = index.index(at)
-                cells[k] = Text(row[at], style=ratio_style(row[at]))
-            self.add_row(*cells, *[""] * len(more), key=str(i))
+        for i, row_cells in enumerate(cells):
+            self.add_row(*row_cells, key=str(i))
+        self._shown_cells, self._keys = cells, [*shown, *more]
         if groups:
             self.move_cursor(row=min(keep, len(groups) - 1), animate=False)
+
+    def _update_cells(self, keys: list[str], cells: list[list[str | Text]]) -> None:
+        """Change the cells whose text changed, in place: the table keeps its rows, its
+        cursor and its layout unless a column must widen."""
+        for i, (old, new) in enumerate(zip(self._shown_cells, cells, strict=True)):
+            for key, was, now in zip(keys, old, new, strict=True):
+                if was != now:
+                    self.update_cell(str(i), key, now, update_width=True)
+        self._shown_cells = cells
 
     @staticmethod
     def _cells(i: int, g: dict[str, Any], fields: list[str], pending: set[int | None]) -> list[str]:
@@ -211,3 +228,5 @@ class GroupTable(DataTable[str | Text]):
         for i in range(len(self.groups)):
             mark = PENDING_MARK if (i in pending or None in pending) else ""
             self.update_cell(str(i), "", mark)
+            if i < len(self._shown_cells) and "" in self._keys:
+                self._shown_cells[i][self._keys.index("")] = mark

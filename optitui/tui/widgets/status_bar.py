@@ -66,6 +66,7 @@ class StatusBar(Static):
         self.speed = Speed()
         self.note = ""  # e.g. "job pid 1234" or "inline"
         self._now = 0.0
+        self._shown: Text | None = None
 
     def show(self, status: Status, meta: dict[str, Any], now: float, speed: Speed) -> None:
         self.status, self.meta, self.speed = status, meta, speed
@@ -73,10 +74,17 @@ class StatusBar(Static):
 
     def tick(self, now: float) -> None:
         self._now = now
-        self.update(self.render_text(now))
+        self._show(self.render_text(now))
 
     def on_resize(self, event: events.Resize) -> None:
-        self.update(self.render_text(self._now))
+        self._show(self.render_text(self._now))
+
+    def _show(self, text: Text) -> None:
+        """Repaint the bar alone when its text changed: one line whose size never depends
+        on its text, so the screen's layout (every widget rendered again) is left as it is."""
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
 
     def fields(self, now: float) -> list[Field]:
         """Every field, in the order shown."""
