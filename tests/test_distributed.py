@@ -255,3 +255,73 @@ def test_a_command_arriving_during_a_meeting_waits_for_the_next(
         trainer.recorder.close()
     finally:
         torch_dist.destroy_process_group()
+
+
+OPTITUI_RUN = (sys.executable, "-m", "optitui", "run", "--headless", "--device", "cpu", "--quiet")
+METRICS = """
+import atexit, json, os
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+import optitui
+
+OUT = os.environ["OPTITUI_TEST_OUT"]
+RANK = int(os.environ["RANK"])
+ACC = []
+
+def setup(device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step_fn(net, batch):
+        xb, yb = batch
+        out = net(xb)
+        acc = ((out > 0) == (yb > 0)).float().mean()
+        if torch.is_grad_enabled():  # not a validation
+            ACC.append(float(acc))  # this rank's own values, read here for the test
+        return {"loss": nn.functional.mse_loss(out, yb), "acc": acc, "rank": float(RANK),
+                "who": torch.tensor(float(RANK))}
+
+    def dump():
+        with open(os.path.join(OUT, f"acc-{RANK}.json"), "w") as f:
+            json.dump(ACC, f)
+
+    atexit.register(dump)
+    return optitui.Job(model=model, optimizer=opt, step_fn=step_fn,
+                       train_data=DataLoader(TensorDataset(x, y), batch_size=32),
+                       val_data=[(x[:64], y[:64])], val_every=8, max_steps=24, sync_every=4,
+                       health_every=4)
+"""
+
+
+@pytest.mark.slow
+def test_user_metrics_of_two_ranks_are_recorded(tmp_path: Path) -> None:
+    """Per step: rank 0's own values; validation: the mean over ranks; health too."""
+    script = write_script(tmp_path, METRICS)
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPTITUI_TEST_OUT": str(tmp_path)}
+    proc = subprocess.run(
+        [*OPTITUI_RUN, str(script), "--nproc-per-node", "2", "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    acc = [json.loads((tmp_path / f"acc-{r}.json").read_text()) for r in (0, 1)]
+    assert len(acc[0]) == len(acc[1]) == 24 and acc[0] != acc[1]  # each rank its own shard
+    with RunReader(run_dir) as r:
+        assert r.status().state == "finished"
+        cols = r.read_metrics().columns
+        logged = r.read_logged().columns
+    assert list(cols["user:acc"]) == pytest.approx(acc[0])  # rank 0's
+    assert list(cols["user:rank"]) == [0.0] * 24
+    assert list(logged["step"]) == [8, 16, 24]
+    assert list(logged["user:val_who"]) == [0.5] * 3  # the mean over ranks 0 and 1
+    assert list(logged["user:val_rank"]) == [0.5] * 3
+    ratio = list(cols["update_ratio/0"])
+    assert [v > 0 for v in ratio[::4]] == [True] * 6

@@ -247,8 +247,9 @@ class Stepping(Steering):
             got = [next(it) if isinstance(v, torch.Tensor) else v for v in (sums or {}).values()]
         else:
             value = self.mean(total / n)
-            got = [
-                self.mean(v) if isinstance(v, torch.Tensor) else v for v in (sums or {}).values()
+            got = [  # numbers too: each rank's own (a per-rank count)
+                self.mean(v if isinstance(v, torch.Tensor) else torch.tensor(v, device=self.device))
+                for v in (sums or {}).values()
             ]
         return value, {f"val_{k}": float(v) / n for k, v in zip(names, got, strict=True)}
 
