@@ -158,7 +158,12 @@ class StoreFeed:
         r = self._reader
         if not self._version_checked:
             self._check_version(r)
-        grew = self.history.read(r)
+        # the first read (the whole history) goes on screen before it is smoothed and its
+        # pyramids built: the next poll does that, and hands the same picture again
+        first = self.handed.polls == 0
+        grew = self.history.read(r, quick=first)
+        if not first:
+            grew = self.history.refine() or grew
         meta = r.meta(refresh=True)
         step, groups = r.groups()
         events = r.events(self.handed.last_event, limit=self.events_per_poll)

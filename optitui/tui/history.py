@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import mul
 from typing import Protocol
 
@@ -44,8 +45,13 @@ class SmoothView:
     blocks: int
 
     def at(self, i: int) -> float:
-        """The bias-corrected EMA after value ``i``: at most BLOCK - 1 steps of work."""
+        """The bias-corrected EMA after value ``i``: at most BLOCK - 1 steps of work once
+        the block states reach ``i``; before, from the last values only (see _window)."""
         j = min((i + 1) // BLOCK, self.blocks - 1)
+        if i + 1 - j * BLOCK > BLOCK:
+            near = _window_at(self.src, i, self.beta)
+            if near is not None:
+                return near
         m, w = self.block_m[j], self.block_w[j]
         b, a = self.beta, 1.0 - self.beta
         for x in self.src[j * BLOCK : i + 1]:
@@ -53,6 +59,43 @@ class SmoothView:
                 m = b * m + a * x
                 w = b * w + a
         return m / w if w > 0.0 else math.nan
+
+
+#: a value this many finite values back weighs under 2**-64 of the newest in the EMA
+_WINDOW_BITS = 64
+#: a quick read smooths from windows only when the rows are this many windows at least
+QUICK_ROWS_PER_WINDOW = 128
+
+
+@lru_cache(maxsize=8)
+def _window(beta: float) -> list[float]:
+    """Each weight of the last values in the EMA, oldest first: enough values that what
+    came before weighs under 2**-64 together (beta**len <= 2**-64)."""
+    if beta <= 0.0:
+        return [1.0]
+    k = math.ceil(_WINDOW_BITS * math.log(2.0) / -math.log(beta))
+    a = 1.0 - beta
+    return [a * beta ** (k - 1 - t) for t in range(k)]
+
+
+def _window_at(src: array[float], i: int, beta: float) -> float | None:
+    """The EMA after value ``i`` from the window of values before it that holds all but
+    2**-64 of its weight (a few thousand at beta 0.98), or None where that is no shortcut:
+    the window reaches the first value (the bias correction still matters there) or holds
+    a value that is not finite (skipped by the average, which shifts the weights).
+
+    What it leaves out is under 2**-64 times the largest loss before the window: the same
+    value as the block states give to the last bits, for the first frame of a long run,
+    before they are computed (see History.refine)."""
+    weights = _window(beta)
+    start = i + 1 - len(weights)
+    if start <= 0:
+        return None
+    part = src[start : i + 1]
+    if not math.isfinite(sum(part)):
+        return None
+    total: float = sum(map(mul, part, weights))
+    return total / (1.0 - beta ** len(weights))
 
 
 class Ema:
@@ -175,9 +218,16 @@ class History:
     val_breaks: list[int] = field(default_factory=list)
     _ema: Ema | None = None
     _pyramids: dict[str, Pyramid] = field(default_factory=dict)
+    #: rows taken by a quick read are not smoothed yet (their block states)
+    refined: bool = True
 
-    def read(self, reader: Rows) -> bool:
-        """Take every new metric and validation row from ``reader``; True if any came."""
+    def read(self, reader: Rows, quick: bool = False) -> bool:
+        """Take every new metric and validation row from ``reader``; True if any came.
+
+        ``quick`` leaves the block states of the smoothed loss for :meth:`refine`: a view
+        then draws the same smoothed loss from the last few thousand values before each
+        point it draws, which for a first frame costs less than smoothing every row (the
+        pyramids are built at once: without them every frame scans every row)."""
         before = (self.metrics.length, len(self.val_step))
         reader.read_metrics(into=self.metrics)
         for row_id, step, _epoch, loss in reader.val(self.val_last_id):
@@ -188,17 +238,34 @@ class History:
             self.val_last_id = row_id
         if (self.metrics.length, len(self.val_step)) == before:
             return False
-        self._derive(before[0])
+        self._derive(before[0], quick)
         return True
 
-    def _derive(self, old_length: int) -> None:
+    def refine(self) -> bool:
+        """Smooth what quick reads left unsmoothed; True when there was some."""
+        if self.refined:
+            return False
+        self.refined = True
+        self._smooth_and_pyramids()
+        return True
+
+    def _derive(self, old_length: int, quick: bool = False) -> None:
         cols = self.metrics.columns
         n = self.metrics.length
         steps = cols.get("step")
         if steps is not None and n > old_length:
             self.breaks += find_breaks(steps, old_length, n)
+        # a smoothed value from its window costs len(window) steps per plot column: less
+        # than smoothing every row only when the rows are many more (a long EMA: not so)
+        short = len(_window(self.ema_beta)) * QUICK_ROWS_PER_WINDOW <= n
+        self.refined = not (quick and short)
+        self._smooth_and_pyramids(smooth=self.refined)
+
+    def _smooth_and_pyramids(self, smooth: bool = True) -> None:
+        cols = self.metrics.columns
+        n = self.metrics.length
         loss = cols.get("loss")
-        if loss is not None:
+        if loss is not None and smooth:
             if self._ema is None:
                 self._ema = Ema(self.ema_beta)
             self._ema.extend(loss, n)

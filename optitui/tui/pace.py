@@ -44,5 +44,7 @@ class Pace:
         self._seen = now
 
     def wait(self) -> float:
-        """Seconds until the next read (read by the thread that follows the run)."""
-        return self.interval if self._wait is None else self._wait
+        """Seconds until the next read (read by the thread that follows the run). Before
+        two updates were measured, the longest: the first reads bring whole histories,
+        and what they leave to the next (:meth:`History.refine`) waits for the first frame."""
+        return self.longest if self._wait is None else self._wait
