@@ -245,3 +245,59 @@ def setup(device):
     (run,) = (tmp_path / "runs").iterdir()
     with RunReader(run) as r:
         assert r.status().state == "failed"
+
+
+def test_spike_watch_takes_calm_batches_whole_and_finds_the_same_spikes() -> None:
+    """A batch where no median can pass the bar is taken without the per-step loop: the
+    spikes found, and the state after, are those of the per-step reference."""
+    import math
+    import random
+    import statistics
+
+    from optitui.trainer.control import spikes
+
+    def reference(factor: float, batches: list[list[tuple[float, float]]]) -> list[int]:
+        hist: list[float] = []
+        recent: list[float] = []
+        on, found = False, []
+        for points in batches:
+            level = None
+            if len(hist[-spikes.WINDOW :]) >= spikes.WARMUP:
+                h = hist[-spikes.WINDOW :]
+                mid = statistics.median(h)
+                level = (mid, spikes.MAD_TO_SIGMA * statistics.median(abs(x - mid) for x in h))
+            for step, x in points:
+                if not math.isfinite(x):
+                    continue
+                recent = [*recent, x][-spikes.RECENT :]
+                hist.append(x)
+                if level is None or len(recent) < spikes.RECENT:
+                    continue
+                now = statistics.median(recent)
+                lv, noise = level
+                above = now > lv + spikes.NOISE * noise and (lv <= 0 or now > factor * lv)
+                if not on and above:
+                    on = True
+                    found.append(int(step))
+                elif on and now < lv + spikes.BACK * noise:
+                    on = False
+        return found
+
+    rng = random.Random(0)
+    step = 0
+    batches = []
+    for b in range(120):
+        points = []
+        for _ in range(rng.choice([1, 7, 64])):
+            step += 1
+            x = 1.0 + rng.gauss(0, 0.01)
+            if 40 <= b < 43 or b == 90:
+                x *= 5.0  # an episode, and a one-batch one
+            if rng.random() < 0.01:
+                x = math.nan if rng.random() < 0.5 else 30.0
+            points.append((float(step), x))
+        batches.append(points)
+    watch = spikes.SpikeWatch(3.0)
+    got = [s.step for points in batches for s in watch.feed(points)]
+    assert got == reference(3.0, batches)
+    assert len(got) >= 2

@@ -14,16 +14,22 @@ episode. The level is taken once per flushed batch, not per step.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass
 
-RECENT = 9  # the loss now: the median of this many
+RECENT = 9  # the loss now: the median of this many (odd: one middle value)
 WINDOW = 256  # where it has been: this many before the batch
 WARMUP = 50  # losses before a level means anything
 NOISE = 8.0  # a spike is this many noise widths above the level
 BACK = 3.0  # and is over once within this many
 MAD_TO_SIGMA = 1.4826  # the median absolute deviation of a normal noise, in its sigmas
+
+
+def _median(xs: list[float]) -> float:
+    """statistics.median of sorted values, without its checks (this runs every flush)."""
+    n = len(xs)
+    mid = n // 2
+    return xs[mid] if n % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,18 @@ class SpikeWatch:
     def _level(self) -> tuple[float, float] | None:
         if len(self._history) < WARMUP:
             return None
-        level = statistics.median(self._history)
-        mad = statistics.median(abs(x - level) for x in self._history)
+        level = _median(sorted(self._history))
+        mad = _median(sorted([abs(x - level) for x in self._history]))
         return level, MAD_TO_SIGMA * mad
 
     def feed(self, points: list[tuple[float, float]]) -> list[Spike]:
         out: list[Spike] = []
         found = self._level()
+        if found is not None and not self.spiking and self._calm(points, *found):
+            xs = [x for _, x in points if math.isfinite(x)]
+            self._recent.extend(xs)
+            self._history.extend(xs)
+            return out
         for step, x in points:
             if not math.isfinite(x):
                 continue
@@ -63,7 +74,7 @@ class SpikeWatch:
             if found is None or len(self._recent) < RECENT:
                 continue
             level, noise = found
-            now = statistics.median(self._recent)
+            now = sorted(self._recent)[RECENT // 2]  # RECENT is odd: the middle one
             above = now > level + NOISE * noise and (level <= 0 or now > self.factor * level)
             if not self.spiking and above:
                 self.spiking = True
@@ -71,3 +82,13 @@ class SpikeWatch:
             elif self.spiking and now < level + BACK * noise:
                 self.spiking = False
         return out
+
+    def _calm(self, points: list[tuple[float, float]], level: float, noise: float) -> bool:
+        """Whether no step of ``points`` can start a spike: a median of RECENT values is
+        above the bar only when more than half of them are, so fewer than that above it
+        among the last losses and these means none (and the batch is taken whole)."""
+        bar = level + NOISE * noise
+        if level > 0:
+            bar = max(bar, self.factor * level)
+        above = sum(1 for x in self._recent if x > bar) + sum(1 for _, x in points if x > bar)
+        return above <= RECENT // 2

@@ -11,16 +11,15 @@ and the whole flush's stack is read with one ``tolist()`` per device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 
-@dataclass(frozen=True)
-class LrRow:
+class LrRow(NamedTuple):
     """One step's lrs: ``floats[i]`` for float lrs; ``stacks`` holds, per device, the
-    group indices and a 1-D tensor of their values at that step."""
+    group indices and a 1-D tensor of their values at that step. (A tuple: one is made
+    every step, and a tuple is the cheapest object to make.)"""
 
     floats: list[float]
     stacks: tuple[tuple[tuple[int, ...], torch.Tensor], ...] = ()
@@ -32,6 +31,12 @@ def _value_dtype(device: torch.device) -> torch.dtype:
 
 def snapshot(groups: Sequence[dict[str, Any]]) -> LrRow:
     """Every group's lr now; tensor lrs copied on their device, nothing read back."""
+    plain = [g["lr"] for g in groups]
+    for v in plain:
+        if type(v) is not float:
+            break
+    else:  # every lr a float: the common case, a list and a tuple per step
+        return LrRow(plain)
     floats: list[float] = []
     by_device: dict[torch.device, list[int]] = {}
     for i, g in enumerate(groups):

@@ -117,6 +117,7 @@ class Steering:
         self.user = UserMetrics(self._metric_warning)
         self._step_metrics: dict[str, Value] | None = None
         self._got: dict[str, Value] | None = None  # what the last step_fn call returned
+        self._one_pass = False  # the step being taken is one micro-batch, without autocast
         self._samples = 0  # counted at flushes: steps x samples per step
         self._batch_samples = 0  # samples per optimizer step, measured once an epoch
         self._measure_batch = True

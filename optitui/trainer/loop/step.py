@@ -91,7 +91,10 @@ class Stepping(Steering):
         if "loss" not in out:
             keys = ", ".join(repr(k) for k in list(out)[:8])
             raise JobError(f"step_fn returned a mapping without a 'loss' key (keys: {keys})")
-        return out["loss"], self.user.check({k: v for k, v in out.items() if k != "loss"})
+        # a step's values go straight to the flush's buffer, checked there all at once;
+        # those that are summed first (micro-batches, validation) are checked now
+        check = self.user.check_step if self._one_pass else self.user.check
+        return out["loss"], check(out, skip="loss")
 
     def _check_loss(self, loss: Any) -> None:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -123,14 +126,18 @@ class Stepping(Steering):
                 if self._batch_unrecorded and self._batch_samples:  # data that did not say
                     self.recorder.put(MetaUpdate({"batch_size": self._batch_samples // accum}))
                     self._batch_unrecorded = False
-            # DDP all-reduces the gradients of the last micro-batch only
-            with dist.no_sync(self.net, k < accum - 1):
-                with self.amp.autocast():  # the forward pass and the loss; backward outside
+            if accum == 1 and self.amp.dtype is None:  # no context to enter: the common case
+                self._one_pass = True
+                try:
                     loss = self._loss(batch)
-                    got, self._got = self._got, None
+                finally:
+                    self._one_pass = False
+                got, self._got = self._got, None
                 if not self._checked_loss:
                     self._check_loss(loss)
-                self.amp.backward(loss / accum if accum > 1 else loss)  # scaled under fp16
+                self.amp.backward(loss)
+            else:
+                loss, got = self._micro_batch(batch, k, accum)
             d = loss.detach()
             if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
                 d = d.float()
@@ -146,6 +153,20 @@ class Stepping(Steering):
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.clip)
         return (total / accum if accum > 1 else total), norm
+
+    def _micro_batch(
+        self, batch: Any, k: int, accum: int
+    ) -> tuple[torch.Tensor, dict[str, Value] | None]:
+        """Forward and backward of micro-batch ``k`` under autocast; DDP all-reduces the
+        gradients of the last micro-batch only."""
+        with dist.no_sync(self.net, k < accum - 1):
+            with self.amp.autocast():  # the forward pass and the loss; backward outside
+                loss = self._loss(batch)
+                got, self._got = self._got, None
+            if not self._checked_loss:
+                self._check_loss(loss)
+            self.amp.backward(loss / accum if accum > 1 else loss)  # scaled under fp16
+        return loss, got
 
     def optimizer_step(self) -> torch.Tensor | float:
         """``optimizer.step()``, through the GradScaler under fp16; returns whether the
@@ -262,7 +283,7 @@ class Stepping(Steering):
         n = len(self._buf_loss)
         if n == 0:
             if self.user.logged:  # values logged with no step since the last flush
-                _, read = read_with(torch.zeros(0, device=self.device), self.user.tensors())
+                _, read = read_with(torch.zeros(0, device=self.device), self.user)
                 logged = self.user.take(read, 0)[1]
                 if logged is not None:
                     self.recorder.put(logged)
@@ -277,7 +298,7 @@ class Stepping(Steering):
         if mem is not None:  # host-side counters of the caching allocator: no sync
             held = memory_reserved(self.device)
             self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
-        extra = self.user.tensors()
+        extra = self.user
         measured = health_values(self._buf_health)
         if self.dist is None:  # the user's tensors and the health in the same read
             losses, read = read_with(with_values(torch.stack(self._buf_loss), measured), extra)

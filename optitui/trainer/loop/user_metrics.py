@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -53,11 +53,14 @@ class UserMetrics:
             self._warned.add(name)
             self._warn(f"metric {name!r} skipped: {why} (warned once)")
 
-    def check(self, values: Mapping[Any, Any]) -> dict[str, Value]:
+    def check(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
         """The values that can be recorded: 0-d detached tensors and floats; the others
-        are skipped with a warning. Reads nothing from the device."""
+        are skipped with a warning. Reads nothing from the device. ``skip``: a key that
+        is not a metric (step_fn's ``"loss"``)."""
         out: dict[str, Value] = {}
         for name, v in values.items():
+            if name == skip:
+                continue
             if name not in self._good:
                 why = bad_name(name)
                 if why is not None:
@@ -65,22 +68,42 @@ class UserMetrics:
                     continue
                 self._good.add(name)
             if isinstance(v, torch.Tensor):
-                # host-side checks only, each op skipped when it is not needed (this runs
-                # every step: a detach or reshape costs microseconds)
-                if v.numel() != 1 or v.dtype.is_complex:
-                    what = "complex" if v.dtype.is_complex else f"of shape {tuple(v.shape)}"
-                    self.warn_once(name, f"a tensor {what} is not one number")
-                    continue
-                if v.requires_grad:  # never keep the step's graph alive until the flush
-                    v = v.detach()
-                if v.dim():
-                    v = v.reshape(())
-                out[name] = v.float() if v.dtype == torch.bool else v  # summed, never or-ed
+                one = self.one_number(name, v)
+                if one is not None:
+                    out[name] = one
             elif isinstance(v, numbers.Real):
                 out[name] = float(v)
             else:
                 self.warn_once(name, f"a {type(v).__name__} is not a number")
         return out
+
+    def check_step(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
+        """:meth:`check` for a step's values, which runs every step: a tensor is only
+        detached here (never keep the step's graph alive until the flush); its shape and
+        dtype are checked at the flush, for all of a flush's tensors at once."""
+        out: dict[str, Value] = {}
+        good = self._good
+        for name, v in values.items():
+            if name == skip:
+                continue
+            if name in good and isinstance(v, torch.Tensor):
+                out[name] = v.detach() if v.requires_grad else v
+                continue
+            out.update(self.check({name: v}))
+        return out
+
+    def one_number(self, name: str, v: torch.Tensor) -> torch.Tensor | None:
+        """``v`` as a 0-d tensor that sums (bool as float), or None (warned once)."""
+        # host-side checks only, each op skipped when it is not needed
+        if v.numel() != 1 or v.dtype.is_complex:
+            what = "complex" if v.dtype.is_complex else f"of shape {tuple(v.shape)}"
+            self.warn_once(name, f"a tensor {what} is not one number")
+            return None
+        if v.requires_grad:  # never keep the step's graph alive until the flush
+            v = v.detach()
+        if v.dim():
+            v = v.reshape(())
+        return v.float() if v.dtype == torch.bool else v  # summed, never or-ed
 
     def add_step(self, values: dict[str, Value] | None) -> None:
         self.steps.append(values or None)
@@ -97,19 +120,47 @@ class UserMetrics:
             out += [v for v in row.values() if isinstance(v, torch.Tensor)]
         return out
 
+    def stacked(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """:meth:`tensors` as one 1-D tensor on ``device`` (None when there are none).
+
+        The steps' tensors were only detached when they came: here a flush's tensors are
+        checked at once (stacked, they make one value each when each is one real number);
+        when they do not, every value is checked and the bad ones skipped (warned once)."""
+        ts = self.tensors()
+        if not ts:
+            return None
+        try:
+            st = _stack(ts, device, dtype)
+            if st.numel() == len(ts) and not st.dtype.is_complex:
+                return st.reshape(-1).to(dtype)
+        except RuntimeError:  # shapes that do not stack
+            pass
+        for row in self.steps:
+            if row is None:
+                continue
+            for name, v in list(row.items()):
+                if isinstance(v, torch.Tensor):
+                    one = self.one_number(name, v)
+                    if one is None:
+                        del row[name]
+                    else:
+                        row[name] = one
+        ts = self.tensors()
+        return _stack(ts, device, dtype).reshape(-1).to(dtype) if ts else None
+
     def take(self, read: list[float], n: int) -> tuple[dict[str, list[float]], LoggedBatch | None]:
         """The columns (store names) of the last ``n`` buffered steps and the logged batch,
         from the values of :meth:`tensors` as read; empties the buffers."""
-        it = iter(read)
-        rows = len(self.steps)
-        cols: dict[str, list[float]] = {}
-        for i, row in enumerate(self.steps):
-            for name, v in (row or {}).items():
-                col = cols.get(USER_PREFIX + name)
-                if col is None:
-                    col = cols[USER_PREFIX + name] = [math.nan] * max(rows, n)
-                col[i + max(n - rows, 0)] = next(it) if isinstance(v, torch.Tensor) else v
-        cols = {k: c[-n:] if n else [] for k, c in cols.items()}
+        in_logged = sum(
+            isinstance(v, torch.Tensor) for *_, row in self.logged for v in row.values()
+        )
+        cut = len(read) - in_logged
+        cols = self._same_tensors(read[:cut], n)
+        if cols is None:
+            it = iter(read)
+            cols = self._columns(it, n)
+        else:  # every step the same names, all tensors: read in row order
+            it = iter(read[cut:])
         logged = None
         if self.logged:
             m = len(self.logged)
@@ -127,6 +178,30 @@ class UserMetrics:
         self.steps, self.logged = [], []
         return cols, logged
 
+    def _columns(self, it: Iterator[float], n: int) -> dict[str, list[float]]:
+        """The columns of the last ``n`` buffered steps, taking each step's tensors in turn."""
+        rows = len(self.steps)
+        cols: dict[str, list[float]] = {}
+        for i, row in enumerate(self.steps):
+            for name, v in (row or {}).items():
+                col = cols.get(USER_PREFIX + name)
+                if col is None:
+                    col = cols[USER_PREFIX + name] = [math.nan] * max(rows, n)
+                col[i + max(n - rows, 0)] = next(it) if isinstance(v, torch.Tensor) else v
+        return {k: c[-n:] if n else [] for k, c in cols.items()}
+
+    def _same_tensors(self, read: list[float], n: int) -> dict[str, list[float]] | None:
+        """The columns when each of the ``n`` buffered steps gave the same names in the same
+        order, all tensors (``read``, their values, then holds names x steps values)."""
+        rows = self.steps
+        if not rows or len(rows) != n or rows[0] is None:
+            return None
+        names = tuple(rows[0])
+        k = len(names)
+        if len(read) != k * n or any(r is None or tuple(r) != names for r in rows):
+            return None
+        return {USER_PREFIX + name: read[j::k] for j, name in enumerate(names)}
+
 
 def accumulate(total: dict[str, Value] | None, got: dict[str, Value]) -> dict[str, Value]:
     """Sums per name (micro-batches, validation batches), still on the device."""
@@ -142,17 +217,28 @@ def scaled(values: dict[str, Value], by: int) -> dict[str, Value]:
     return {k: v / by for k, v in values.items()}
 
 
-def read_with(first: torch.Tensor, extra: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+def _stack(ts: list[torch.Tensor], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    try:  # one stack of them all (mixed dtypes promote)
+        return torch.stack(ts).to(device)
+    except RuntimeError:
+        if len({t.device for t in ts}) == 1:
+            raise  # not a matter of devices
+    return torch.stack([t.to(device, dtype) for t in ts])  # other devices than the loss's
+
+
+def read_with(
+    first: torch.Tensor, extra: list[torch.Tensor] | UserMetrics
+) -> tuple[list[float], list[float]]:
     """``first`` (the losses) and the user's tensors in one read (one host-device sync),
     on ``first``'s device."""
-    if not extra:  # nothing of the user's: no read at all for an empty ``first``
-        return (first.float().tolist() if first.numel() else []), []
     device = first.device
     wide = torch.float32 if device.type == "mps" else torch.float64
+    if isinstance(extra, UserMetrics):
+        user = extra.stacked(device, wide)
+    else:
+        user = _stack(extra, device, wide).reshape(-1).to(wide) if extra else None
+    if user is None:  # nothing of the user's: no read at all for an empty ``first``
+        return (first.float().tolist() if first.numel() else []), []
     n = first.numel()
-    try:  # one stack of them all (mixed dtypes promote)
-        user = torch.stack(extra).to(device, wide)
-    except RuntimeError:  # tensors on other devices than the loss's
-        user = torch.stack([t.to(device, wide) for t in extra])
     values = torch.cat([first.to(wide), user]).tolist()
     return values[:n], values[n:]

@@ -350,7 +350,7 @@ class Probe:
         d = as_loss(loss, self._device)
         self._device = d.device  # a number given later goes where the losses are
         t._buf_loss.append(d)
-        t.user.add_step(t.user.check(metrics) if metrics else None)
+        t.user.add_step(t.user.check_step(metrics) if metrics else None)
         t._buf_lr.append(lrs)
         t._buf_time.append(time.time())
         t._buf_epoch.append(t.epoch)
