@@ -93,6 +93,8 @@ class Handed:
 class Feed(Protocol):
     """Where a dashboard's updates come from: a run store here, or a run over ssh."""
 
+    history: History  # what it has read (the feed's thread extends it)
+
     def next(self) -> FeedUpdate:
         """Everything new since the last call (the whole history on the first)."""
         ...

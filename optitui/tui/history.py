@@ -16,6 +16,7 @@ from operator import mul
 from typing import Protocol
 
 from optitui.store.columns import MetricColumns
+from optitui.tui.metric_history import MetricHistory, MetricsView
 from optitui.tui.pyramid import Pyramid, PyramidView
 
 
@@ -162,6 +163,7 @@ class HistoryView:
     time: array[float] = field(default_factory=lambda: EMPTY_TIME)  # each row's wall time
     #: (group index, its update_ratio column: NaN on the steps not measured)
     ratios: tuple[tuple[int, array[float]], ...] = ()
+    metrics: MetricsView = field(default_factory=MetricsView)  # the metrics screen's series
 
     @property
     def val_length(self) -> int:
@@ -220,6 +222,10 @@ class History:
     _pyramids: dict[str, Pyramid] = field(default_factory=dict)
     #: rows taken by a quick read are not smoothed yet (their block states)
     refined: bool = True
+    extra: MetricHistory = field(default_factory=MetricHistory)
+
+    def __post_init__(self) -> None:
+        self.extra.pyramids = self.pyramids
 
     def read(self, reader: Rows, quick: bool = False) -> bool:
         """Take every new metric and validation row from ``reader``; True if any came.
@@ -236,9 +242,11 @@ class History:
             self.val_step.append(float(step))
             self.val_loss.append(math.nan if loss is None else float(loss))
             self.val_last_id = row_id
+        logged = self.extra.read(reader)
         if (self.metrics.length, len(self.val_step)) == before:
-            return False
+            return self.extra.derive(self.metrics) or logged
         self._derive(before[0], quick)
+        self.extra.derive(self.metrics)
         return True
 
     def refine(self) -> bool:
@@ -283,7 +291,7 @@ class History:
         """A frozen view of everything read so far (cheap: no copies)."""
         cols = self.metrics.columns
         n = self.metrics.length
-        if n == 0 and not self.val_step:
+        if n == 0 and not self.val_step and not self.extra.logged.length:
             return empty_view()
         loss = cols.get("loss", EMPTY_COLUMN)
         lrs = []
@@ -305,6 +313,7 @@ class History:
             val_breaks=tuple(self.val_breaks),
             time=cols.get("time", EMPTY_TIME),
             ratios=ratio_columns(cols),
+            metrics=self.extra.view(self.metrics, tuple(self.breaks)),
         )
 
 

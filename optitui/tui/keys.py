@@ -83,7 +83,14 @@ KEYS = (
     Key("0", "all_steps", "all steps", "plots: all steps (undo zoom and pan)", False),
     Key("v", "log_filter", "log", "event log: all lines / commands / warnings and errors", False),
     Key("p", "toggle_plot", "plot", "narrow terminal: show the loss / the lr plot"),
-    Key("m", "markers", "markers", "list the plots' markers: step and what happened", False),
+    Key(
+        "m",
+        "metrics",
+        "metrics",
+        "metrics: a chart per metric (/ filter, enter full size, u pin under the loss)",
+        False,
+    ),
+    Key("M", "markers", "markers", "list the plots' markers: step and what happened", False),
     Key(
         "b",
         "runs",

@@ -10,7 +10,7 @@ commands are the command events that carry ``data`` with the command's
 
 Markers are small glyphs in a strip along the bottom of each plot, one glyph
 and colour per :class:`Category` (named in the plot's legend), so a dozen
-edits never cover the curves; **m** lists them with their step and message.
+edits never cover the curves; **M** lists them with their step and message.
 """
 
 from __future__ import annotations

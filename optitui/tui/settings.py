@@ -37,6 +37,9 @@ class ViewerSettings:
     died or finished (``--no-bell`` turns it off)."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall clock for ages and ETAs; tests pass a fixed one."""
+    pinned: str | None = None
+    """The metric drawn under the loss plot (``--pin NAME``; **u** on the metrics screen
+    picks another, or none)."""
     runs_root: Path | None = None
     """Where the runs browser (``b``) looks for runs, besides the steered run's own folder
     (``--root``)."""

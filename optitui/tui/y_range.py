@@ -106,3 +106,24 @@ def clip(
             if y < lo - slack:
                 out.below.append(xs[i])
     return out
+
+
+#: share of a metric chart's points left out at either end of its range ...
+METRIC_TAIL = 0.02
+#: ... and the room put back on each side (a fraction of what is left), so a steady trend
+#: is never clipped, only what stands out from it
+METRIC_PAD = 0.05
+
+
+def metric(values: Sequence[float], keep: Sequence[float] = ()) -> tuple[float, float] | None:
+    """(lo, hi) of a metric chart's axis: the points in view less the few outliers at
+    either end (a metric may spike up or down: an accuracy that collapses for a step), and
+    never less than ``keep`` (the newest values: what the user is watching for)."""
+    if not values:
+        return None
+    lo, hi = percentile(values, METRIC_TAIL), percentile(values, 1.0 - METRIC_TAIL)
+    pad = (hi - lo) * METRIC_PAD
+    lo, hi = max(lo - pad, min(values)), min(hi + pad, max(values))
+    if keep:
+        lo, hi = min(lo, *keep), max(hi, *keep)
+    return lo, hi

@@ -199,6 +199,7 @@ async def test_help_screen_lists_every_key(tmp_path: Path) -> None:
             "v",
             "p",
             "m",
+            "M",
             "?",
             "ctrl+p",
             "q",

@@ -89,7 +89,7 @@ async def test_legends_sit_above_the_curves_and_markers_in_a_strip(tmp_path: Pat
             width = min(map(len, inside))
             assert not any(all(r[c] == "│" for r in inside) for c in range(width))
         # m lists every marker with its step and what happened
-        await pilot.press("m")
+        await pilot.press("M")
         screen = app.screen
         assert isinstance(screen, MarkersScreen)
         texts = [str(o.prompt) for o in screen.query_one("OptionList").options]  # type: ignore[attr-defined]

@@ -83,7 +83,7 @@ DIALOGS = [
     ("range_test_form", ["r"], "FormScreen"),
     ("save", ["s"], "FormScreen"),
     ("checkpoints", ["c"], "CheckpointPicker"),
-    ("markers", ["m"], "MarkersScreen"),
+    ("markers", ["M"], "MarkersScreen"),
     ("quit", ["q"], "QuitScreen"),
 ]
 

@@ -16,13 +16,14 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from optitui.store.access import RunAccess
 from optitui.tui.feed import Feed, FeedUpdate, follow
 from optitui.tui.fmt import group_name
+from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.keys import KEYS, listed
 from optitui.tui.live_groups import (
     latest_lrs,
@@ -33,6 +34,7 @@ from optitui.tui.live_groups import (
 )
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
+from optitui.tui.metric_charts import Look
 from optitui.tui.overlay_feed import OverlayRun
 from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.overlay_keys import OverlayKeys
@@ -48,6 +50,7 @@ from optitui.tui.widgets.group_table import GroupTable
 from optitui.tui.widgets.history_plot import HistoryPlot
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
+from optitui.tui.widgets.metric_chart import MetricChart
 from optitui.tui.widgets.probe_notice import ProbeNotice, probe
 from optitui.tui.widgets.ranks_line import RanksLine
 from optitui.tui.widgets.routine_line import RoutineLine
@@ -62,21 +65,24 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
 
     DEFAULT_CSS = """
     DashboardScreen #plots { height: 3fr; min-height: 8; }
-    DashboardScreen LossPlot { width: 3fr; }
+    DashboardScreen #loss-col { width: 3fr; }
     DashboardScreen LrPlot { width: 2fr; }
+    DashboardScreen #pinned { display: none; height: 1fr; min-height: 5; }
+    DashboardScreen.-pinned LossPlot { height: 2fr; }
+    DashboardScreen.-pinned #pinned { display: block; }
     DashboardScreen EventLog {
         height: 1fr; min-height: 3; max-height: 12; scrollbar-size-horizontal: 0;
     }
-    DashboardScreen.-narrow LossPlot, DashboardScreen.-narrow LrPlot { width: 1fr; }
+    DashboardScreen.-narrow #loss-col, DashboardScreen.-narrow LrPlot { width: 1fr; }
     DashboardScreen.-narrow GroupTable { scrollbar-size-horizontal: 0; }
     DashboardScreen.-short EventLog { max-height: 5; }
     DashboardScreen.-short GroupTable { max-height: 5; }
     /* a narrow terminal: one plot at full width (p shows the other) */
     DashboardScreen.-compact GroupTable { scrollbar-size-horizontal: 0; }
-    DashboardScreen.-compact LossPlot, DashboardScreen.-compact LrPlot { width: 1fr; }
+    DashboardScreen.-compact #loss-col, DashboardScreen.-compact LrPlot { width: 1fr; }
     DashboardScreen.-compact LrPlot { display: none; }
     DashboardScreen.-compact.-lr-shown LrPlot { display: block; }
-    DashboardScreen.-compact.-lr-shown LossPlot { display: none; }
+    DashboardScreen.-compact.-lr-shown #loss-col { display: none; }
     DashboardScreen.-compact EventLog { max-height: 4; }
     """
 
@@ -112,6 +118,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         self._rows_at_snapshot = 0  # metric rows read when it arrived
         self._consumed = threading.Event()
         self._feed = feed
+        self.latest: HistoryView = empty_view()  # the newest view of the whole history
+        #: the metric drawn under the loss plot (u on the metrics screen)
+        self.pinned: str | None = settings.pinned
 
     # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -123,7 +132,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         yield RanksLine(id="ranks")
         yield ProbeNotice(id="probe")
         with Horizontal(id="plots"):
-            yield LossPlot(id="loss")
+            with Vertical(id="loss-col"):
+                yield LossPlot(id="loss")
+                yield MetricChart(self.pinned or "", id="pinned")
             yield LrPlot(id="lr")
         yield GroupTable(id="groups")
         yield CommandStatus(id="commands")
@@ -136,6 +147,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         return (self.query_one(LossPlot), self.query_one(LrPlot))
 
     def on_mount(self) -> None:
+        if self.pinned:
+            self.pin_metric(self.pinned)
         self.show_view()
         for plot in self.plots:
             plot.set_x_time(self.x_time)
@@ -246,6 +259,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         if u.output:
             log.add_output(u.output)
         if u.grew or u.first:
+            self.latest = u.view
             for plot in self.plots:
                 plot.show(u.view)
         self.query_one(StatusBar).show(u.status, self.meta, self.settings.clock(), speed(u.view))
@@ -261,6 +275,34 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     def redraw(self) -> None:
         for plot in self.plots:
             plot.redraw()
+        if self.pinned:
+            loss = self.query_one(LossPlot)
+            self.query_one("#pinned", MetricChart).show(
+                self.latest, self.markers, self.shown_overlays(), Look(loss.span)
+            )
+
+    # -- the metrics screen (m) and the metric under the loss plot ---------------------
+    def metrics_view(self) -> HistoryView:
+        return self.latest
+
+    def want_metrics(self) -> None:
+        """Have the feed keep every metric's pyramid from its next read on."""
+        self._feed.history.extra.wanted = True
+
+    def pin_metric(self, name: str | None) -> None:
+        """Draw metric ``name`` under the loss plot (None: nothing there)."""
+        self.pinned = name
+        self.set_class(bool(name), "-pinned")
+        if name:
+            self.want_metrics()
+            self.query_one("#pinned", MetricChart).set_metric(name)
+            self.redraw()
+
+    def action_metrics(self) -> None:
+        from optitui.tui.screens.metrics import MetricsScreen
+
+        s = self.settings
+        self.app.push_screen(MetricsScreen(self, s.window, s.redraw_hz))
 
     def _tick(self) -> None:
         self.query_one(StatusBar).tick(self.settings.clock())

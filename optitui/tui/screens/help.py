@@ -22,8 +22,13 @@ Changes show as pending (⋯) until the job applies them at a step boundary
 (✓ with the step) or rejects them (✗ with the reason). Markers along the
 bottom of the plots: ▲ a change, ◀ a checkpoint restored, ▪ a checkpoint
 saved, ◆ a range test, ✕ a problem (divergence, out of memory, a loss
-spike); m lists them with their step. After a restore the old branch is
+spike); M lists them with their step. After a restore the old branch is
 drawn dimmed. Under 100 columns one plot shows at a time: p switches.
+
+m shows every other metric the run records (your own, val_<name>, the
+optimizer's health) as a small chart each, with the markers: / filters by
+name, enter opens one at full size (l log-y, w window, [ ] , . 0 zoom and
+pan), u pins it under the loss plot (u again removes it).
 
 Other runs can be drawn over the plots (optitui attach RUN OTHER...): each
 in its own colour, named in the legend by the part of its name that tells

@@ -27,7 +27,7 @@ def line(m: Marker) -> Text:
 
 
 class MarkersScreen(ModalScreen[None]):
-    """Latest step first; Esc, q or m closes."""
+    """Latest step first; Esc, q or M closes."""
 
     DEFAULT_CSS = """
     MarkersScreen {
@@ -54,7 +54,7 @@ class MarkersScreen(ModalScreen[None]):
     }
     """
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,m", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,M", "close", "Close")]
 
     def __init__(self, markers: list[Marker]) -> None:
         super().__init__()

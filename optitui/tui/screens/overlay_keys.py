@@ -43,6 +43,7 @@ class OverlayKeys(SteeringScreen):
         #: how often the runs are read: within the viewer's share of a core (the steered
         #: run's updates measure it; the overlays are read as often)
         self.pace = Pace(settings.poll_interval, settings.cpu_budget)
+        self._shown: tuple[Overlay, ...] = ()
 
     @property
     def plots(self) -> tuple[HistoryPlot, ...]:
@@ -177,12 +178,16 @@ class OverlayKeys(SteeringScreen):
                 "yellow",
             )
 
+    def shown_overlays(self) -> tuple[Overlay, ...]:
+        """The overlaid runs that have been read, as the plots draw them."""
+        return self._shown
+
     def _overlays_changed(self) -> None:
-        shown = tuple(
+        self._shown = tuple(
             Overlay(ov.name, ov.color, ov.view) for ov in self.overlay_runs.values() if ov.updates
         )
         for plot in self.plots:
-            plot.set_overlays(shown)
+            plot.set_overlays(self._shown)
 
     def overlay_lengths(self) -> tuple[int, ...]:
         """Each overlaid run's rows read so far (what a full frame draws)."""

@@ -1,0 +1,285 @@
+"""A small line chart drawn straight to rich Text in braille, for the metrics screen.
+
+plotext costs several milliseconds a figure whatever it draws, and a screen of nine
+charts would cost more than a frame may. A chart here is a braille canvas (2 x 4 dots a
+cell) filled from the decimated points (:mod:`optitui.tui.decimate`, a few per dot
+column), a y axis with round labels (:mod:`optitui.tui.axis`) and a bottom row with the
+markers' glyphs and the step range. Its cost grows with its cells, not with history.
+
+Lines, from the top: the title; the canvas, its y labels on the left; the strip (markers
+over the step labels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from rich.text import Text
+
+from optitui.tui import fmt, y_range
+from optitui.tui.axis import Axis, axis_for, label
+from optitui.tui.markers import Category
+
+#: cells of the y labels, and the axis line after them
+LABEL_CELLS = 7
+LEFT = LABEL_CELLS + 1
+CLIPPED_ABOVE = "↑"
+CLIPPED_BELOW = "↓"
+SINGLE = "•"  # a series of one point: a dot would be lost
+#: braille dot bits by (row in the cell from the top, column)
+_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+
+
+@dataclass
+class Curve:
+    """Decimated points of one series (several per x make a min/max band), in one style."""
+
+    xs: list[float]
+    ys: list[float]
+    style: str
+    newest: bool = False  # this run's own series: its last value stays on the axis
+
+
+@dataclass
+class Chart:
+    """What one chart shows."""
+
+    title: Text
+    curves: list[Curve]
+    x_lo: float
+    x_hi: float
+    markers: list[tuple[float, Category]] = field(default_factory=list)
+    log_y: bool | None = None  # None: log when the values span more than two decades
+    x_ticks: int = 2  # step labels along the bottom (2: the window's ends)
+    say_scale: bool = False  # the title names a log axis
+    empty: str = "no values in view"  # said when no point is in view
+
+
+@dataclass
+class Drawn:
+    """A chart's lines and what was chosen drawing it."""
+
+    lines: list[Text]
+    log: bool = False
+    clipped: bool = False
+    y: tuple[float, float] | None = None  # the axis's range, in the values' units
+    x: tuple[float, float] = (0.0, 0.0)  # the steps at its left and right edges
+
+
+def y_axis(chart: Chart) -> tuple[Axis, bool] | None:
+    """The chart's axis (robust range, automatic log scale) and whether it is log."""
+    every = [y for c in chart.curves for y in c.ys if math.isfinite(y)]
+    if not every:
+        return None
+    newest: list[float] = []
+    for c in chart.curves:
+        if c.newest and c.xs:
+            last = c.xs[-1]
+            newest += [y for x, y in zip(c.xs, c.ys, strict=True) if x == last and math.isfinite(y)]
+    lo_all, hi_all = min(every), max(every)
+    log = chart.log_y
+    if log is None:
+        log = y_range.auto_log(lo_all, hi_all, False)
+    if log:
+        every = [math.log10(y) for y in every if y > 0.0]
+        newest = [math.log10(y) for y in newest if y > 0.0]
+        if not every:
+            return None
+    limits = y_range.metric(every, newest)
+    assert limits is not None
+    lo, hi = limits
+    if log:
+        return axis_for(10**lo, 10**hi, True), True
+    return axis_for(lo, hi, False), False
+
+
+def draw(chart: Chart, width: int, height: int) -> Drawn:
+    """``height`` lines of ``width`` cells."""
+    width, height = max(width, LEFT + 4), max(height, 3)
+    rows = height - 2
+    cols = width - LEFT
+    found = y_axis(chart)
+    title = chart.title.copy()
+    if chart.say_scale and found is not None and found[1]:
+        title.append("  log-y", "dim")
+    title.truncate(width, overflow="ellipsis", pad=True)
+    if found is None:
+        pad = max((width - len(chart.empty)) // 2, 0)
+        empty = Text(" " * pad, no_wrap=True, end="")
+        empty.append(chart.empty[: width - pad], "dim")
+        empty.pad_right(width - empty.cell_len)
+        blank = [Text(" " * width) for _ in range(rows - 1)]
+        lines = [title, *blank[: rows // 2], empty, *blank[rows // 2 :], _strip(chart, cols)]
+        return Drawn(lines, x=(chart.x_lo, chart.x_hi))
+    axis, log = found
+    canvas = _Canvas(cols, rows)
+    x_span = chart.x_hi - chart.x_lo
+    for curve in chart.curves:
+        canvas.curve(curve, chart.x_lo, x_span, axis)
+    lines = [title]
+    labels = _labels(axis, rows)
+    for r in range(rows):
+        line = Text(no_wrap=True, end="")
+        line.append(f"{labels.get(r, ''):>{LABEL_CELLS}}", "dim")
+        line.append("┤" if r in labels else "│", "dim")
+        line.append_text(canvas.row(r))
+        lines.append(line)
+    lines.append(_strip(chart, cols))
+    shown = (10**axis.lo, 10**axis.hi) if log else (axis.lo, axis.hi)
+    return Drawn(lines, log, canvas.clipped, shown, (chart.x_lo, chart.x_hi))
+
+
+def _labels(axis: Axis, rows: int) -> dict[int, str]:
+    """Row -> tick label: round values, every k-th of them, k the smallest that leaves a
+    free row between any two."""
+    positions, texts = axis.ticks(max(rows, 2) * 2)
+    span = axis.hi - axis.lo or 1.0
+    ticks = []
+    for p, t in zip(positions, texts, strict=True):
+        r = round((axis.hi - p) / span * (rows - 1))
+        if 0 <= r < rows:
+            value = 10**p if axis.log else p
+            ticks.append((r, short(value) if abs(value) >= 1000 else t[:LABEL_CELLS]))
+    for k in range(1, len(ticks) + 1):
+        chosen = ticks[::k]
+        if all(abs(a[0] - b[0]) >= 2 for a, b in pairwise(chosen)):
+            return dict(chosen)
+    return dict(ticks[:1])
+
+
+def short(v: float) -> str:
+    """A large value in a few cells: 5.2k, 1.5M."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _strip(chart: Chart, cols: int) -> Text:
+    """The bottom line: the step labels, the markers' glyphs over them."""
+    cells = [" "] * cols
+    styles: list[str] = ["dim"] * cols
+    n = max(2, chart.x_ticks)
+    span = chart.x_hi - chart.x_lo
+    for i in range(n):
+        x = chart.x_lo + span * i / (n - 1)
+        text = fmt.count(round(x))
+        at = round(i / (n - 1) * (cols - 1))
+        start = min(max(at - len(text) // 2, 0), cols - len(text)) if 0 < i < n - 1 else at
+        if i == n - 1:
+            start = cols - len(text)
+        if i == 0:
+            start = 0
+        for j, ch in enumerate(text):
+            if 0 <= start + j < cols:
+                cells[start + j] = ch
+    for x, category in chart.markers:
+        cell = _x_cell(x, chart.x_lo, span, cols)
+        if cell is not None:
+            cells[cell] = category.glyph
+            styles[cell] = category.color
+    out = Text(" " * LEFT, no_wrap=True, end="")
+    for ch, style in zip(cells, styles, strict=True):
+        out.append(ch, style)
+    return out
+
+
+def _x_cell(x: float, x_lo: float, span: float, cols: int) -> int | None:
+    if span <= 0:
+        return cols - 1 if x == x_lo else None
+    f = (x - x_lo) / span
+    return round(f * (cols - 1)) if -1e-9 <= f <= 1 + 1e-9 else None
+
+
+class _Canvas:
+    """Braille dots and a style per cell (the last curve drawn in a cell gives its colour)."""
+
+    def __init__(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        self.bits = [[0] * cols for _ in range(rows)]
+        self.styles: list[list[str]] = [[""] * cols for _ in range(rows)]
+        self.glyphs: dict[tuple[int, int], tuple[str, str]] = {}
+        self.clipped = False
+
+    def curve(self, curve: Curve, x_lo: float, x_span: float, axis: Axis) -> None:
+        dots_w, dots_h = self.cols * 2, self.rows * 4
+        half_row = (axis.hi - axis.lo) / max(self.rows - 1, 1) / 2
+        by_col: dict[int, list[float]] = {}
+        for x, y in zip(curve.xs, curve.ys, strict=True):
+            if not math.isfinite(y) or (axis.log and y <= 0.0):
+                continue
+            f = (x - x_lo) / x_span if x_span > 0 else 1.0
+            if not -1e-9 <= f <= 1 + 1e-9:
+                continue
+            c = round(f * (dots_w - 1))
+            v = axis.to_plot(y)
+            if v > axis.hi + half_row or v < axis.lo - half_row:
+                cell = (0 if v > axis.hi else self.rows - 1, c // 2)
+                self.glyphs[cell] = (CLIPPED_ABOVE if v > axis.hi else CLIPPED_BELOW, "bold")
+                self.clipped = True
+            r = (min(max(v, axis.lo), axis.hi) - axis.lo) / ((axis.hi - axis.lo) or 1.0)
+            by_col.setdefault(c, []).append(r * (dots_h - 1))
+        if len(by_col) == 1 and len(next(iter(by_col.values()))) == 1:
+            ((c, [d]),) = by_col.items()
+            self.glyphs[(self.rows - 1 - int(d) // 4, c // 2)] = (SINGLE, curve.style)
+            return
+        prev: tuple[int, float, float] | None = None
+        for c in sorted(by_col):
+            ds = by_col[c]
+            lo, hi = min(ds), max(ds)
+            if prev is not None:
+                pc, plo, phi = prev
+                # join the previous column's nearest end to this one's
+                start = phi if lo > phi else plo if hi < plo else (lo + hi) / 2
+                end = lo if lo > phi else hi if hi < plo else start
+                for j in range(pc + 1, c):
+                    y = start + (end - start) * (j - pc) / (c - pc)
+                    self._dot(j, y, y, curve.style)
+                lo, hi = min(lo, end), max(hi, end)
+            self._dot(c, lo, hi, curve.style)
+            prev = (c, min(ds), max(ds))
+
+    def _dot(self, c: int, lo: float, hi: float, style: str) -> None:
+        """Dots from lo to hi (dot rows from the bottom) in dot column c."""
+        dots_h = self.rows * 4
+        a, b = round(lo), round(hi)
+        for d in range(max(a, 0), min(b, dots_h - 1) + 1):
+            top = dots_h - 1 - d
+            r, dy = divmod(top, 4)
+            self.bits[r][c // 2] |= _BITS[dy][c % 2]
+            self.styles[r][c // 2] = style
+
+    def row(self, r: int) -> Text:
+        out = Text(no_wrap=True, end="")
+        bits, styles = self.bits[r], self.styles[r]
+        run, run_style = "", ""
+        for c in range(self.cols):
+            glyph = self.glyphs.get((r, c))
+            ch, style = glyph if glyph else (chr(0x2800 + bits[c]) if bits[c] else " ", styles[c])
+            if style != run_style and run:
+                out.append(run, run_style or None)
+                run = ""
+            run_style = style
+            run += ch
+        if run:
+            out.append(run, run_style or None)
+        return out
+
+
+def value_text(v: float | None) -> str:
+    """A metric's value in a title: three significant digits."""
+    if v is None or not math.isfinite(v):
+        return "no values" if v is None else str(v)
+    return short(v) if abs(v) >= 1000 else label(v)
+
+
+def last_finite(values: Sequence[float], stop: int, most: int = 4096) -> float | None:
+    """The newest finite value before ``stop`` (looking back at most ``most`` values)."""
+    for i in range(stop - 1, max(stop - most, 0) - 1, -1):
+        v = values[i]
+        if v - v == 0.0:
+            return v
+    return None

@@ -1,0 +1,300 @@
+"""The metrics screen (m): a chart per metric, the filter, a chart at full size, the
+markers on every chart, other runs overlaid, a metric pinned under the loss plot, and
+metrics that are odd (all NaN, one point, markup in the name, hundreds of names)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from metrics_support import per_step, write_metrics_store
+from test_tui_overlays import app_with
+from textual.widgets import Static
+from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_store
+
+from optitui.store.writer import StoreWriter
+from optitui.tui.app import DashboardApp
+from optitui.tui.markers import CATEGORIES
+from optitui.tui.screens.markers import MarkersScreen
+from optitui.tui.screens.metric_full import MetricFullScreen
+from optitui.tui.screens.metrics import MetricsScreen
+from optitui.tui.widgets.chart_grid import ChartGrid
+from optitui.tui.widgets.metric_chart import MetricChart
+
+#: the metrics of the fixed store, in the order the screen shows them
+NAMES = ["[bold]odd", "acc", "train/tokens_per_s", "test/once", "val_acc", "val_f1", "grad_norm"]
+GLYPHS = {c.glyph for c in CATEGORIES}
+
+
+async def open_metrics(pilot: Any, length: int = 600) -> ChartGrid:
+    """m on a loaded dashboard; the grid once it drew the per-step metrics' pyramids."""
+    await loaded(pilot, length)
+    await pilot.press("m")
+    app = pilot.app
+    await wait_until(pilot, lambda: isinstance(app.screen, MetricsScreen), what="metrics")
+    grid = app.screen.query_one(ChartGrid)
+    await wait_until(
+        pilot,
+        lambda: all(s.values.levels for s in grid.view.metrics.series if s.length >= 64),
+        what="every metric's pyramid",
+    )
+    await wait_until(pilot, lambda: grid.drawn, what="charts drawn")
+    return grid
+
+
+def screen_text(app: DashboardApp) -> str:
+    """The metrics screen's head line and grid, as drawn."""
+    screen = app.screen
+    head = screen.query_one("#head", Static).render()
+    return f"{head}\n{screen.query_one(ChartGrid).render()}"
+
+
+@pilot_test
+async def test_m_shows_a_chart_per_metric_in_sections_with_every_marker(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        grid = await open_metrics(pilot)
+        assert grid.names == NAMES
+        # a prefix of its own (train/) is no section
+        assert [b.title for b in grid.bands() if b.title] == [
+            "metrics",
+            "validation",
+            "optimizer health",
+        ]
+        assert grid.drawn == NAMES  # 160x48 holds them all
+        # every chart's bottom line has the markers in its steps: the change at 300 (or
+        # the spike beside it), the save at 450, the range test at 500
+        for name in NAMES:
+            strip = grid._chart(name, grid.chart_width(), grid.chart_rows())[-1].plain
+            assert "▪" in strip and "◆" in strip and ({"▲", "✕"} & set(strip)), name
+        # the markers' list moved to M
+        await pilot.press("escape")
+        assert app.screen is app.dashboard
+        await pilot.press("M")
+        await wait_until(pilot, lambda: isinstance(app.screen, MarkersScreen), what="M")
+
+
+@pilot_test
+async def test_the_filter_narrows_the_grid_and_esc_goes_back(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot)
+        await pilot.press("slash", "v", "a", "l")
+        assert grid.names == ["val_acc", "val_f1"]
+        await pilot.press("enter")  # back to the grid, the filter kept
+        assert grid.has_focus and grid.names == ["val_acc", "val_f1"]
+        await pilot.press("slash", "backspace", "backspace", "backspace", "n", "o", "p", "e")
+        await pilot.pause()
+        assert grid.names == [] and "no metric matches the filter" in screen_text(app)
+        await pilot.press("escape")  # leaves the filter
+        assert grid.has_focus
+        await pilot.press("escape")  # leaves the screen
+        assert app.screen is app.dashboard
+
+
+@pilot_test
+async def test_enter_opens_a_chart_full_size_with_log_y_and_window_toggles(
+    tmp_path: Path,
+) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root, window=200)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot)
+        await pilot.press("down", "down", "down", "down")
+        assert grid.selected == "grad_norm"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, MetricFullScreen), what="full")
+        chart = app.screen.query_one(MetricChart)
+        await wait_until(pilot, lambda: chart.last is not None)
+        assert chart.last is not None
+        # 20 down to 0.06: over two decades, so log by itself
+        assert chart.last.log and chart.last.x == (1.0, 600.0)
+        assert "log-y" in chart.last.lines[0].plain
+        await pilot.press("l")
+        await wait_until(pilot, lambda: chart.last is not None and not chart.last.log)
+        await pilot.press("w")  # the last 200 steps
+        await wait_until(pilot, lambda: chart.last is not None and chart.last.x == (401.0, 600.0))
+        await pilot.press("left_square_bracket")  # zoomed in: the last 100
+        await wait_until(pilot, lambda: chart.last is not None and chart.last.x == (501.0, 600.0))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MetricsScreen)
+        assert grid.selected == "grad_norm"
+
+
+@pilot_test
+async def test_a_pinned_metric_shows_under_the_loss_plot(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        grid = await open_metrics(pilot)
+        assert not pinned.display  # nothing pinned yet
+        await pilot.press("right", "right", "right", "right")
+        assert grid.selected == "val_acc"
+        await pilot.press("u", "escape")
+        assert app.screen is app.dashboard and app.dashboard.pinned == "val_acc"
+        await wait_until(pilot, lambda: pinned.last is not None and pinned.size.height >= 5)
+        assert pinned.last is not None and pinned.last.lines[0].plain.startswith(" val_acc ")
+        assert pinned.last.y is not None and 0.5 < pinned.last.y[1] < 1.0
+        await pilot.press("m", "right", "right", "right", "right", "u", "escape")  # unpinned
+        await wait_until(pilot, lambda: not pinned.display)
+        assert app.dashboard.pinned is None
+
+
+@pilot_test
+async def test_a_metric_pinned_from_the_settings_shows_at_once(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root, pinned="acc")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot, 600)
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        await wait_until(pilot, lambda: pinned.last is not None and pinned.last.y is not None)
+        assert pinned.display and pinned.metric == "acc"
+
+
+@pilot_test
+async def test_odd_metrics_all_nan_one_point_markup_in_the_name(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        grid = await open_metrics(pilot)
+        odd = [line.plain for line in grid._chart("[bold]odd", 52, 10)]
+        assert odd[0].startswith(" [bold]odd  no values")  # the name as written, not markup
+        assert any("only NaN so far" in line for line in odd)
+        once = [line.plain for line in grid._chart("test/once", 52, 10)]
+        assert once[0].startswith(" test/once  0.5") and any("•" in line for line in once)
+        assert "[bold]odd" in screen_text(app)
+
+
+@pilot_test
+async def test_hundreds_of_metrics_open_and_filter(tmp_path: Path) -> None:
+    paths, writer = write_fixed_store(tmp_path / "wide", steps=0, keep_open=True)
+    assert isinstance(writer, StoreWriter)
+    extra = {f"user:layer{i:03d}/act": float(i) for i in range(300)}
+    writer.write(list(per_step(1, 200, extra)))
+    writer.close()
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot, 200)
+        assert len(grid.names) == 304  # and acc, train/tokens_per_s, [bold]odd, grad_norm
+        # 300 names, each with a prefix of its own: one section, not 300
+        assert [b.title for b in grid.bands() if b.title] == ["metrics", "optimizer health"]
+        assert len(grid.drawn) < 20  # only the charts in view are drawn
+        await pilot.press("slash", *"layer299")
+        assert grid.names == ["layer299/act"]
+        await pilot.press("enter", "down", "down")  # the cursor stays on the one chart
+        assert grid.selected == "layer299/act"
+
+
+@pilot_test
+async def test_overlaid_runs_are_drawn_on_the_metrics_charts_in_their_colours(
+    tmp_path: Path,
+) -> None:
+    a = write_metrics_store(tmp_path / "runs" / "digits-20260921-122640")
+    b = write_metrics_store(tmp_path / "runs" / "digits-20260921-130102", worse=1.5)
+    app = app_with(a, b)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot, 600)
+        await wait_until(pilot, lambda: app.dashboard.overlay_lengths() == (600,))
+        grid = await open_metrics(pilot)
+        [ov] = app.dashboard.shown_overlays()
+        colour = "rgb({},{},{})".format(*ov.color)
+        for name in ("acc", "val_acc", "grad_norm"):
+            lines = grid._chart(name, grid.chart_width(), grid.chart_rows())
+            styles = {str(s.style) for line in lines for s in line.spans}
+            assert colour in styles, name
+        assert ov.name in screen_text(app)
+
+
+def test_metric_range_leaves_a_spike_out_and_keeps_the_newest() -> None:
+    from optitui.tui import y_range
+
+    calm = [0.5 + 0.001 * i for i in range(200)]
+    lo, hi = y_range.metric([*calm[:100], 50.0, *calm[100:]]) or (0, 0)
+    assert hi < 1.0 and lo >= 0.5  # the spike is not on the axis
+    lo, hi = y_range.metric([*calm, -40.0]) or (0, 0)
+    assert lo > 0.0  # nor a collapse for one step
+    lo, hi = y_range.metric(calm, keep=[3.0]) or (0, 0)
+    assert hi == 3.0  # the newest value always is
+    assert y_range.metric(calm) == (0.5, calm[-1])  # a steady trend is never clipped
+    assert not math.isnan(hi)
+
+
+def test_the_history_keeps_metric_pyramids_only_once_asked(tmp_path: Path) -> None:
+    from optitui.store.reader import RunReader
+    from optitui.tui.history import History
+
+    paths = write_metrics_store(tmp_path / "run")
+    h = History()
+    with RunReader(paths.root) as r:
+        assert h.read(r)
+        assert not any(s.values.levels for s in h.view().metrics.series if not s.logged)
+        h.extra.wanted = True
+        assert h.read(r)  # nothing new, but the pyramids started: a new view
+        view = h.view()
+        assert all(s.values.levels for s in view.metrics.series if not s.logged)
+        assert not h.read(r)
+    [acc] = view.metrics.of("acc")
+    assert acc.values.minmax(0, 600) == (min(acc.values.raw), max(acc.values.raw))
+    logged = {s.name for s in view.metrics.series if s.logged}
+    assert logged == {"val_acc", "val_f1", "test/once"}
+
+
+# -- pictures (regenerate: pytest --snapshot-update; look at each) ----------------------
+def metrics_app(tmp_path: Path, **settings: Any) -> DashboardApp:
+    return fixed_app(write_metrics_store(tmp_path / "digits-metrics").root, **settings)
+
+
+def after(*keys: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        grid = await open_metrics(pilot)
+        await pilot.press(*keys)
+        await pilot.pause(0.3)
+        if isinstance(pilot.app.screen, MetricFullScreen):
+            chart = pilot.app.screen.query_one(MetricChart)
+            await wait_until(pilot, lambda: chart.last is not None)
+        else:  # a frame of the charts the filter leaves
+            frames = grid.frames
+            grid.refresh()
+            await wait_until(
+                pilot, lambda: grid.frames > frames and set(grid.drawn) <= set(grid.names)
+            )
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    return run_before
+
+
+def test_metrics_screen_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(metrics_app(tmp_path), terminal_size=(80, 24), run_before=after())
+
+
+def test_metrics_screen_160x48(snap_compare: Any, tmp_path: Path) -> None:
+    app = metrics_app(tmp_path)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=after("right"))
+
+
+def test_metrics_screen_filtered_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    app = metrics_app(tmp_path)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=after("slash", *"val"))
+
+
+def test_metric_full_size_log_y_160x48(snap_compare: Any, tmp_path: Path) -> None:
+    keys = ("down", "down", "down", "enter")  # grad_norm: log-y by itself
+    app = metrics_app(tmp_path)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=after(*keys))
+
+
+def test_metric_pinned_under_the_loss_plot_120x36(snap_compare: Any, tmp_path: Path) -> None:
+    app = metrics_app(tmp_path, pinned="val_acc")
+
+    async def run_before(pilot: Any) -> None:
+        await loaded(pilot, 600)
+        pinned = pilot.app.dashboard.query_one("#pinned", MetricChart)
+        await wait_until(pilot, lambda: pinned.last is not None and pinned.last.y is not None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
