@@ -265,3 +265,24 @@ def test_an_own_loop_run_records_its_machine_too(tmp_path: Path) -> None:
     series = system.read(reader.conn)
     assert series.ranks[0].length >= 1 and series.latest()["rss_bytes"] > 0
     reader.close()
+
+
+def test_which_gpus_a_job_watches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every visible GPU for one process; under torchrun the rank's own; none on the CPU
+    (without asking CUDA)."""
+    import torch
+
+    from optitui.trainer.core.dist import DistInfo
+    from optitui.trainer.loop import machine_record as mr
+
+    asked: list[int] = []
+    seen = [{"ordinal": 0, "uuid": "aaaa"}, {"ordinal": 1, "uuid": "bbbb"}]
+    monkeypatch.setattr(mr, "cuda_inventory", lambda: asked.append(1) or seen)
+    gpu1 = torch.device("cuda", 1)
+    assert mr.gpus_to_watch(torch.device("cpu"), None) == [] and asked == []
+    assert mr.gpus_to_watch(gpu1, mr.own_gpu(gpu1, None)) == seen
+    rank = DistInfo(rank=1, world=2, local_rank=1, backend="nccl")
+    assert mr.own_gpu(gpu1, rank) == 1
+    assert mr.gpus_to_watch(gpu1, mr.own_gpu(gpu1, rank)) == [seen[1]]
+    alone = DistInfo(rank=0, world=1, local_rank=0, backend="nccl")
+    assert mr.own_gpu(gpu1, alone) is None

@@ -17,16 +17,21 @@ from optitui.trainer.core.device import cuda_inventory
 from optitui.trainer.core.dist import DistInfo
 
 
-def gpus_to_watch(device: torch.device, info: DistInfo | None) -> list[dict[str, Any]]:
-    """The GPUs a job samples: on a CUDA device every GPU the process can see, under
-    torchrun the rank's own only; none for a CPU (or MPS) run."""
+def own_gpu(device: torch.device, info: DistInfo | None) -> int | None:
+    """Under torchrun, the ordinal of the rank's own GPU (read on the training thread:
+    the current device is per thread); None when every visible GPU is watched."""
+    if device.type != "cuda" or info is None or info.world < 2:
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def gpus_to_watch(device: torch.device, own: int | None) -> list[dict[str, Any]]:
+    """The GPUs a job samples: on a CUDA device every GPU the process can see, or only
+    ``own``; none for a CPU (or MPS) run."""
     if device.type != "cuda":
         return []
     found = cuda_inventory()
-    if info is not None and info.world > 1:
-        own = device.index if device.index is not None else torch.cuda.current_device()
-        return [d for d in found if d["ordinal"] == own]
-    return found
+    return found if own is None else [d for d in found if d["ordinal"] == own]
 
 
 class MachineRecord:
@@ -47,6 +52,7 @@ class MachineRecord:
         #: the newest sample of every rank, as rank 0 knows it
         self.latest: dict[int, machine.Sample] = {}
         self.outbox: machine.Outbox | None = None
+        own = own_gpu(device, info)
         if self.rank == 0:
             emit, show = self._record, self._show
         else:
@@ -58,7 +64,7 @@ class MachineRecord:
             show=show,
             note=self._note,
             step=step,
-            gpus=lambda: gpus_to_watch(device, info),
+            gpus=lambda: gpus_to_watch(device, own),
             **options,
         )
 
