@@ -32,16 +32,24 @@ def _sampler() -> tuple[Any, list[Any]]:
 
 
 def test_every_visible_gpu_is_sampled_under_its_cuda_ordinal() -> None:
+    from optitui.trainer.core.machine import bare_uuid
+
     s, notes = _sampler()
     got = s.sample()
+    assert s.gpus is not None and notes == []
+    for ordinal, handle in s.gpus.handles:  # NVML's GPU is CUDA's device of that number
+        nvml_uuid = pynvml.nvmlDeviceGetUUID(handle)
+        nvml_uuid = nvml_uuid.decode() if isinstance(nvml_uuid, bytes) else nvml_uuid
+        torch_uuid = str(torch.cuda.get_device_properties(ordinal).uuid)
+        assert bare_uuid(nvml_uuid) == bare_uuid(torch_uuid)
     s.stop()
-    assert notes == []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
         used, total = got[f"gpu{i}/mem_used_bytes"], got[f"gpu{i}/mem_total_bytes"]
-        # NVML's total is the whole board; torch's leaves out what the driver keeps
-        assert props.total_memory <= total <= props.total_memory * 1.1
-        assert 0 < used <= total
+        # the same GPU as CUDA's device i: its size as torch sees it (NVML may count the
+        # driver's reserve in it or not)
+        assert 0.9 * props.total_memory <= total <= 1.1 * props.total_memory
+        assert 0 <= used <= total
         assert 0 <= got[f"gpu{i}/util_percent"] <= 100
         assert 0 < got[f"gpu{i}/temp_c"] < 120
         if f"gpu{i}/power_w" in got:  # some boards do not report it
