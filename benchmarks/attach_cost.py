@@ -140,6 +140,17 @@ def measure(
     return out
 
 
+def measure_pairs(
+    trees: list[Path], rounds: int, what: Callable[[], tuple[float, float]]
+) -> dict[Path, list[tuple[float, float]]]:
+    out: dict[Path, list[tuple[float, float]]] = {t: [] for t in trees}
+    for r in range(rounds):
+        for t in trees if r % 2 == 0 else trees[::-1]:
+            with tree(t):
+                out[t].append(what())
+    return out
+
+
 def row(label: str, trees: list[Path], got: dict[Path, list[float]], unit: str) -> None:
     cells = []
     for t in trees:
@@ -175,42 +186,22 @@ def main() -> None:
             subprocess.run(["cp", "-r", str(big), str(copy)], check=True)
             copies.append(copy)
         n = f"{steps:,}"
-        row(
-            f"attach 1 x {n}, headless, wall",
-            trees,
-            measure(trees, rounds, lambda: attach_in_process(big, steps)[0]),
-            "s",
-        )
-        row(
-            f"attach 4 x {n}, headless, wall",
-            trees,
-            measure(trees, rounds, lambda: attach_in_process(big, steps, copies)[0]),
-            "s",
-        )
-        row(
-            f"attach 1 x {n}, headless, CPU",
-            trees,
-            measure(trees, rounds, lambda: attach_in_process(big, steps)[1]),
-            "s",
-        )
-        row(
-            f"attach 4 x {n}, headless, CPU",
-            trees,
-            measure(trees, rounds, lambda: attach_in_process(big, steps, copies)[1]),
-            "s",
-        )
-        row(
-            f"attach 1 x {n}, tmux, wall",
-            trees,
-            measure(trees, rounds, lambda: attach_in_tmux(big, steps)),
-            "s",
-        )
-        row(
-            f"attach 4 x {n}, tmux, wall",
-            trees,
-            measure(trees, rounds, lambda: attach_in_tmux(big, steps, copies)),
-            "s",
-        )
+        for label, others in ((f"attach 1 x {n}", []), (f"attach 4 x {n}", copies)):
+            runs = measure_pairs(trees, rounds, lambda o=others: attach_in_process(big, steps, o))
+            row(
+                f"{label}, headless, wall",
+                trees,
+                {t: [w for w, _ in v] for t, v in runs.items()},
+                "s",
+            )
+            row(
+                f"{label}, headless, CPU",
+                trees,
+                {t: [c for _, c in v] for t, v in runs.items()},
+                "s",
+            )
+            got = measure(trees, rounds, lambda o=others: attach_in_tmux(big, steps, o))
+            row(f"{label}, tmux, wall", trees, got, "s")
         shown: dict[Path, list[bool]] = {t: [] for t in trees}
 
         def cpu() -> float:
