@@ -17,12 +17,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from math import ceil, floor
 from typing import Any
 
 from plotext import _utility as ut
 
 #: plotext's name for a braille line's marker
 BRAILLE = "braille"
+#: plotext's rounding to 8 decimals: up by 10**8, and back
+_UP = 10**8
+_DOWN = 10 ** (-8)
 #: braille dots of a cell per sub-column (0, 1) and dot row (0 the bottom), as plotext
 #: orders a cell's code: the top row first, the left dot before the right
 _BIT = [[1 << (7 - (2 * (3 - r) + c)) for r in range(4)] for c in range(2)]
@@ -144,14 +148,14 @@ def draw(canvas: Canvas, marks: Sequence[Mark]) -> None:
         if not len(m.xs):
             continue
         if m.line:
-            px = ut.get_matrix_data(list(m.xs), xlim, 2 * width)
-            py = ut.get_matrix_data(list(m.ys), ylim, 4 * height)
+            px = to_cells(m.xs, xlim, 2 * width)
+            py = to_cells(m.ys, ylim, 4 * height)
             cells = braille_cells(px, py)
             put = [(cx, cy, _GLYPH[code]) for (cx, cy), code in cells.items()]
         else:
             glyph = _marker(m.glyph)
-            cx_ = ut.get_matrix_data(list(m.xs), xlim, width)
-            cy_ = ut.get_matrix_data(list(m.ys), ylim, height)
+            cx_ = to_cells(m.xs, xlim, width)
+            cy_ = to_cells(m.ys, ylim, height)
             put = [(cx, cy, glyph) for cx, cy in zip(cx_, cy_, strict=True)]
         for cx, cy, glyph in put:
             if 0 <= cx < width and 0 <= cy < height:
@@ -167,67 +171,101 @@ def _marker(glyph: str) -> str:
     return glyph if glyph in ut.hd_symbols else glyph[0]
 
 
+def to_cells(data: Sequence[float], lim: Sequence[float], bins: int) -> list[int]:
+    """plotext's ``get_matrix_data`` for finite values: each value's cell (or dot) among
+    ``bins`` over ``lim``, rounded as plotext rounds (its own round to 8 decimals, then
+    down), without a call per value."""
+    lo, span, k = lim[0], lim[1] - lim[0], bins - 1
+    out = []
+    for el in data:
+        n = (0.5 + k * (el - lo) / span) * _UP
+        f = floor(n)
+        out.append(floor((f if n - f < 0.5 else ceil(n)) * _DOWN))
+    return out
+
+
 def braille_cells(px: Sequence[int], py: Sequence[int]) -> dict[tuple[int, int], int]:
     """The braille cells (column, row) of a line through pixels (px, py), each with its
     dots as a bit set (see ``_BIT``): the dots plotext's ``get_lines`` puts on it."""
     cells: dict[tuple[int, int], int] = {}
     n = len(px)
     for i in range(n - 1):
-        for x, ya, yb in _segment_runs(px[i], py[i], px[i + 1], py[i + 1]):
-            _fill(cells, x, ya, yb)
+        x0, y0, x1, y1 = px[i], py[i], px[i + 1], py[i + 1]
+        dx, dy = x1 - x0, y1 - y0
+        adx, ady = (dx if dx >= 0 else -dx), (dy if dy >= 0 else -dy)
+        if x0 < 0 or x1 < 0 or y0 < 0 or y1 < 0:  # int() is not floor below zero
+            steps = adx if adx > ady else ady
+            for k in range(steps):  # dot by dot, with plotext's linspace slopes
+                y = int(y0 + k * (dy / steps))
+                _vfill(cells, int(x0 + k * (dx / steps)), y, y)
+        elif ady >= adx:  # steep: one dot a row, in vertical runs
+            if ady:
+                up = 1 if dy > 0 else -1
+                for x, ka, kb in _runs(x0, dx, ady):
+                    _vfill(cells, x, y0 + ka * up, y0 + kb * up)
+        else:  # shallow: one dot a column, in horizontal runs
+            right = 1 if dx > 0 else -1
+            for y, ka, kb in _runs(y0, dy, adx):
+                _hfill(cells, y, x0 + ka * right, x0 + kb * right)
     if n:
-        _fill(cells, px[-1], py[-1], py[-1])
+        _vfill(cells, px[-1], py[-1], py[-1])
     return cells
 
 
-def _fill(cells: dict[tuple[int, int], int], x: int, ya: int, yb: int) -> None:
+def _runs(v0: int, dv: int, steps: int) -> list[tuple[int, int, int]]:
+    """plotext's ``int(v0 + k * dv / steps)`` for k = 0 .. steps - 1 (|dv| <= steps, the
+    values not negative) as runs (value, first k, last k). It moves one at a time: each
+    cut is found in whole numbers, then checked against the same float arithmetic."""
+    if dv == 0:
+        return [(v0, 0, steps - 1)]
+    s = dv / steps
+    adv = dv if dv > 0 else -dv
+    runs: list[tuple[int, int, int]] = []
+    k, v = 0, v0
+    for j in range(1, adv + 1):  # the first k at the j-th value from v0
+        nxt = -(-j * steps // adv) if dv > 0 else (j - 1) * steps // adv + 1
+        if nxt <= k:
+            nxt = k + 1
+        while nxt > k + 1 and int(v0 + (nxt - 1) * s) != v:
+            nxt -= 1
+        while nxt < steps and int(v0 + nxt * s) == v:
+            nxt += 1
+        if nxt >= steps:
+            break
+        runs.append((v, k, nxt - 1))
+        k, v = nxt, int(v0 + nxt * s)
+    runs.append((v, k, steps - 1))
+    return runs
+
+
+def _vfill(cells: dict[tuple[int, int], int], x: int, ya: int, yb: int) -> None:
     """OR the dots of pixel column x, rows ya..yb (either order), into their cells."""
     if ya > yb:
         ya, yb = yb, ya
-    cx, sub = x // 2, x % 2
-    span = _SPAN[sub]
-    top = yb // 4
-    for cy in range(ya // 4, top + 1):
-        lo = ya - 4 * cy if cy * 4 <= ya else 0
-        hi = yb - 4 * cy if cy == top else 3
+    cx = x // 2
+    span = _SPAN[x % 2]
+    first, top = ya // 4, yb // 4
+    if first == top:
+        key = (cx, first)
+        cells[key] = cells.get(key, 0) | span[ya - 4 * first][yb - 4 * top]
+        return
+    key = (cx, first)
+    cells[key] = cells.get(key, 0) | span[ya - 4 * first][3]
+    full = span[0][3]
+    for cy in range(first + 1, top):
         key = (cx, cy)
-        cells[key] = cells.get(key, 0) | span[lo][hi]
+        cells[key] = cells.get(key, 0) | full
+    key = (cx, top)
+    cells[key] = cells.get(key, 0) | span[0][yb - 4 * top]
 
 
-def _segment_runs(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int, int]]:
-    """The dots plotext's ``get_line`` puts from (x0, y0) towards (x1, y1), the end left
-    out, as vertical runs (x, first y, last y)."""
-    dx, dy = x1 - x0, y1 - y0
-    steps = max(abs(dx), abs(dy))  # plotext's a - 1: dots k = 0 .. steps - 1
-    if steps == 0:
-        return []
-    sx, sy = dx / steps, dy / steps  # plotext's linspace slopes
-    if abs(dy) < abs(dx) or min(x0, x1) < 0 or min(y0, y1) < 0:
-        # shallow (a column a dot), or partly below zero where int() is not floor: dot
-        # by dot, as plotext does
-        return [(int(x0 + k * sx), int(y0 + k * sy), int(y0 + k * sy)) for k in range(steps)]
-    # steep: one dot per row (y0 + k * sy is exact), the column x0 + k * sx rounded down
-    # steps in whole pixels: cut where it does (k found in whole numbers, then checked
-    # against plotext's own float arithmetic)
-    runs: list[tuple[int, int, int]] = []
-    ady, adx = abs(dy), abs(dx)
-    up = 1 if dy > 0 else -1
-    k, x = 0, x0
-    while k < steps:
-        j = abs(x - x0) + 1  # the next column, counted from x0
-        if dx == 0:
-            nxt = steps
-        elif dx > 0:  # x0 + k * sx reaches x0 + j from k >= j * ady / adx
-            nxt = -(-j * ady // adx)
-        else:  # x0 + k * sx < x0 - j + 1 from k > (j - 1) * ady / adx
-            nxt = (j - 1) * ady // adx + 1
-        nxt = min(max(nxt, k + 1), steps)
-        while nxt > k + 1 and int(x0 + (nxt - 1) * sx) != x:
-            nxt -= 1
-        while nxt < steps and int(x0 + nxt * sx) == x:
-            nxt += 1
-        runs.append((x, y0 + k * up, y0 + (nxt - 1) * up))
-        k = nxt
-        if k < steps:
-            x = int(x0 + k * sx)
-    return runs
+def _hfill(cells: dict[tuple[int, int], int], y: int, xa: int, xb: int) -> None:
+    """OR the dots of pixel row y, columns xa..xb (either order), into their cells."""
+    if xa > xb:
+        xa, xb = xb, xa
+    cy, r = y // 4, y % 4
+    left, right = _BIT[0][r], _BIT[1][r]
+    for cx in range(xa // 2, xb // 2 + 1):
+        bits = (left if 2 * cx >= xa else 0) | (right if 2 * cx + 1 <= xb else 0)
+        key = (cx, cy)
+        cells[key] = cells.get(key, 0) | bits

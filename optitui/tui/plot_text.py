@@ -11,7 +11,6 @@ ANSI path is used instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import groupby
 from typing import Any
 
 from rich.ansi import AnsiDecoder
@@ -78,19 +77,19 @@ def canvas_text(canvas: Canvas) -> Text:
     pieces: list[str] = []
     spans: list[Span] = []
     at = 0
-    last = len(markers) - 1
-    for r in range(last, -1, -1):
+    for r in range(len(markers) - 1, -1, -1):
         mrow = markers[r]
-        c = 0
-        for colors, run in groupby(zip(fgs[r], styles[r], bgs[r], strict=True)):
-            n = sum(1 for _ in run)
-            piece = "".join(mrow[c : c + n])
-            c += n
-            style = _style(_hashable(colors[0]), colors[1], _hashable(colors[2]))
+        keys = list(zip(fgs[r], styles[r], bgs[r], strict=True))
+        cuts = [c for c in range(1, len(keys)) if keys[c] != keys[c - 1]]
+        start = 0
+        for end in (*cuts, len(keys)):
+            fg, st, bg = keys[start]
+            style = _style(_hashable(fg), st, _hashable(bg))
             if style:
-                spans.append(Span(at, at + n, style))
-            pieces.append(piece)
-            at += n
+                spans.append(Span(at + start, at + end, style))
+            start = end
+        pieces.append("".join(mrow))
+        at += len(mrow)
         if r:
             pieces.append("\n")
             at += 1

@@ -41,6 +41,20 @@ def test_braille_cells_are_the_dots_plotext_draws(points: list[tuple[int, int]])
     assert mine == plotext_cells(px, py)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(-1e6, 1e6),
+    st.floats(1e-9, 1e6),
+    st.integers(1, 800),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=20),
+)
+def test_cells_are_plotexts_rounding(lo: float, span: float, bins: int, at: list[float]) -> None:
+    values = [lo + span * a for a in at] + [lo, lo + span, lo + span / 2]
+    assert plot_layer.to_cells(values, [lo, lo + span], bins) == ut.get_matrix_data(
+        values, [lo, lo + span], bins
+    )
+
+
 def test_a_tall_band_is_runs_of_whole_cells() -> None:
     # a min/max band: one column's min to max, then down to the next column's min
     px = [0, 0, 2, 2, 4, 4]
