@@ -48,6 +48,7 @@ def test_series_round_trip_by_rank_and_incrementally(tmp_path: Path) -> None:
         assert len(col) == 5 and math.isnan(col[-1]) and col[0] == 90.0
         assert "gpu0/util_percent" not in got.latest(0)  # NaN is no reading
         assert got.ranks[1].length == 3  # untouched
+        assert r.read_system(got) is got and got.ranks[0].length == 5  # nothing new
         assert system.gpus(list(got.ranks[0].columns)) == [0]
     w.close()
 

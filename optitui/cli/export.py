@@ -43,11 +43,11 @@ def labels(names: list[str], paths: list[Path]) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from optitui.store import export, system
+    from optitui.store import export
 
     def write(out: Any) -> int:
         if args.system:
-            return system.write_runs([(label, r.conn) for label, r in runs], out, args.format)
+            return export.write_system_runs(runs, out, args.format)
         return export.write_runs(runs, out, args.format)
 
     with ExitStack() as stack:

@@ -1,4 +1,5 @@
-"""``optitui export``: runs' per-step metrics as CSV or JSON lines, for pandas.
+"""``optitui export``: runs' per-step metrics (or the machine's series) as CSV or JSON
+lines, for pandas.
 
 After a restore the run goes on from an earlier step, so a step can appear more
 than once: every row and every validation loss carries the ``branch`` it was
@@ -15,6 +16,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
+from optitui.store import system
 from optitui.store.columns import MetricColumns
 from optitui.store.metrics import USER_PREFIX
 from optitui.store.reader import RunReader
@@ -156,3 +158,46 @@ def write_table(
                 out.write(json.dumps(full) + "\n")
             n += 1
     return n
+
+
+def system_names(series: system.SystemSeries) -> list[str]:
+    """The columns of :func:`system_rows`: rank, time, step, then every series, host first,
+    each GPU's together."""
+    names: list[str] = []
+    for cols in series.ranks.values():
+        names += [n for n in cols.columns if n not in names]
+    host = [n for n in system.HOST_SERIES if n in names]
+    gpu = [
+        system.gpu_series(g, k)
+        for g in system.gpus(names)
+        for k in system.GPU_SERIES
+        if system.gpu_series(g, k) in names
+    ]
+    rest = [n for n in names if n not in ("time", "step", *host, *gpu)]
+    return ["rank", "time", "step", *host, *gpu, *rest]
+
+
+def system_rows(series: system.SystemSeries) -> Iterator[dict[str, Any]]:
+    """One dict per sample: each rank's samples in time order, rank 0 first; None where a
+    sample lacks a series."""
+    for rank in sorted(series.ranks):
+        cols = series.ranks[rank]
+        items = list(cols.columns.items())
+        for i in range(cols.length):
+            row: dict[str, Any] = {"rank": rank}
+            for name, col in items:
+                v = col[i]
+                row[name] = None if math.isnan(v) else int(v) if name == "step" else v
+            yield row
+
+
+def write_system_runs(runs: Sequence[tuple[str | None, RunReader]], out: TextIO, fmt: str) -> int:
+    """``optitui export --system``: the machine's series of runs as CSV or JSON lines, one
+    table (a ``run`` column where runs are named). Returns the number of rows."""
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"unknown format {fmt!r}; use csv or jsonl")
+    read_all = [(label, reader.read_system()) for label, reader in runs]
+    names = ["run"] if any(label is not None for label, _ in runs) else []
+    for _, series in read_all:
+        names += [n for n in system_names(series) if n not in names]
+    return write_table(names, ((lb, system_rows(sr)) for lb, sr in read_all), out, fmt)

@@ -21,12 +21,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from optitui.store import metrics
+from optitui.store import metrics, system
 from optitui.store.columns import MetricColumns as MetricColumns  # readers take it from here
 from optitui.store.columns import extend_rows
 from optitui.store.layout import DB_NAME, RunPaths, find_runs, lock_held
 from optitui.store.placement import StoreElsewhere
 from optitui.store.schema import SCHEMA_VERSION, connect
+from optitui.store.system import SystemSeries
 
 #: A live job refreshes its heartbeat every fraction of a second; this much
 #: silence means the process is gone (or frozen hard enough to count as gone).
@@ -222,6 +223,11 @@ class RunReader:
                 return out
             raise
         return extend_rows(out, rows)
+
+    def read_system(self, into: SystemSeries | None = None) -> SystemSeries:
+        """The machine's series of every rank, newer rows than ``into`` holds
+        (:mod:`optitui.store.system`)."""
+        return system.read(self.conn, into)
 
     def val(self, after_id: int = 0) -> list[tuple[int, int, int, float | None]]:
         """(id, step, epoch, loss) of validation records newer than ``after_id``."""

@@ -2,8 +2,9 @@
 
 Stored in the ``system`` table, one row per batch of ``n`` samples of one rank, columnar
 as the step metrics are (:mod:`optitui.store.metrics`: k float64 arrays in one BLOB).
-The column names, as stored, read back by :func:`read` and exported by
-``optitui export RUN --system``:
+The column names, as stored, read back by :func:`read` (or
+:meth:`RunReader.read_system <optitui.store.reader.RunReader.read_system>`) and
+exported by ``optitui export RUN --system``:
 
 =========================  ==========================================================
 ``time``                   unix time of the sample
@@ -34,13 +35,10 @@ newest one in its entry of ``ranks``: what a status line shows without reading s
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
 
-from optitui.store import export, metrics
+from optitui.store import metrics
 from optitui.store.columns import MetricColumns
 
 #: seconds between two samples
@@ -107,41 +105,3 @@ def read(conn: sqlite3.Connection, into: SystemSeries | None = None) -> SystemSe
         out.ranks.setdefault(int(rank), MetricColumns()).extend(metrics.decode(got, n, blob), n)
         out.last_id = row_id
     return out
-
-
-def export_names(series: SystemSeries) -> list[str]:
-    """The columns of :func:`export_rows`: rank, time, step, then every series, host first,
-    each GPU's together."""
-    names: list[str] = []
-    for cols in series.ranks.values():
-        names += [n for n in cols.columns if n not in names]
-    host = [n for n in HOST_SERIES if n in names]
-    gpu = [gpu_series(g, k) for g in gpus(names) for k in GPU_SERIES if gpu_series(g, k) in names]
-    rest = [n for n in names if n not in ("time", "step", *host, *gpu)]
-    return ["rank", "time", "step", *host, *gpu, *rest]
-
-
-def export_rows(series: SystemSeries) -> Iterator[dict[str, Any]]:
-    """One dict per sample: each rank's samples in time order, rank 0 first; None where a
-    sample lacks a series."""
-    for rank in sorted(series.ranks):
-        cols = series.ranks[rank]
-        items = list(cols.columns.items())
-        for i in range(cols.length):
-            row: dict[str, Any] = {"rank": rank}
-            for name, col in items:
-                v = col[i]
-                row[name] = None if math.isnan(v) else int(v) if name == "step" else v
-            yield row
-
-
-def write_runs(runs: Sequence[tuple[str | None, sqlite3.Connection]], out: TextIO, fmt: str) -> int:
-    """``optitui export --system``: the machine's series of runs as CSV or JSON lines, one
-    table (a ``run`` column where runs are named). Returns the number of rows."""
-    if fmt not in ("csv", "jsonl"):
-        raise ValueError(f"unknown format {fmt!r}; use csv or jsonl")
-    read_all = [(label, read(conn)) for label, conn in runs]
-    names = ["run"] if any(label is not None for label, _ in runs) else []
-    for _, series in read_all:
-        names += [n for n in export_names(series) if n not in names]
-    return export.write_table(names, ((lb, export_rows(sr)) for lb, sr in read_all), out, fmt)
