@@ -286,3 +286,24 @@ def test_which_gpus_a_job_watches(monkeypatch: pytest.MonkeyPatch) -> None:
     assert mr.gpus_to_watch(gpu1, mr.own_gpu(gpu1, rank)) == [seen[1]]
     alone = DistInfo(rank=0, world=1, local_rank=0, backend="nccl")
     assert mr.own_gpu(gpu1, alone) is None
+
+
+def test_rank_0_names_the_gpus_it_watches(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from optitui.store.records import MetaUpdate, SystemBatch
+    from optitui.trainer.loop import machine_record as mr
+
+    seen = [{"ordinal": 0, "uuid": "bbbb", "name": "Fake H200", "total_mib": 143771}]
+    monkeypatch.setattr(mr, "cuda_inventory", lambda: seen)
+    put: list[Any] = []
+    rec = mr.MachineRecord(
+        Supervisor(), put.append, torch.device("cuda", 0), None, lambda: 7, nvml=fake_nvml
+    )
+    rec.sampler.sample()
+    rec.stop()
+    metas = [r.values for r in put if isinstance(r, MetaUpdate)]
+    assert metas[0] == {system.GPUS_META_KEY: seen}
+    assert metas[1][system.META_KEY]["gpu0/util_percent"] == 90  # NVML's "bbbb"
+    (batch,) = [r for r in put if isinstance(r, SystemBatch)]
+    assert batch.rank == 0 and batch.columns["step"] == [7.0]

@@ -29,7 +29,8 @@ its column is missing from the batch, which reads as NaN beside batches that hav
 
 The newest sample of rank 0 is also kept in the run's metadata under ``system`` (a
 mapping of these names to numbers, plus ``rank``), and under torchrun every rank's
-newest one in its entry of ``ranks``: what a status line shows without reading series.
+newest one in its entry of ``ranks``: what a status line shows without reading series;
+``system_gpus`` names the GPUs rank 0 watches (CUDA's ordinal, name, size, UUID).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ HOST_SERIES = (
 GPU_SERIES = ("util_percent", "mem_used_bytes", "mem_total_bytes", "temp_c", "power_w")
 #: the metadata key holding rank 0's newest sample
 META_KEY = "system"
+#: the metadata key naming the GPUs rank 0 watches: ``ordinal``, ``name``, ``total_mib``,
+#: ``uuid`` of each (CUDA's view)
+GPUS_META_KEY = "system_gpus"
 
 
 def gpu_series(ordinal: int, name: str) -> str:

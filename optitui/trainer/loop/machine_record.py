@@ -11,7 +11,7 @@ import torch
 
 from optitui.store.records import Event, MetaUpdate, Record, SystemBatch
 from optitui.store.supervise import Supervisor
-from optitui.store.system import META_KEY
+from optitui.store.system import GPUS_META_KEY, META_KEY
 from optitui.trainer.core import machine
 from optitui.trainer.core.device import cuda_inventory
 from optitui.trainer.core.dist import DistInfo
@@ -64,7 +64,7 @@ class MachineRecord:
             show=show,
             note=self._note,
             step=step,
-            gpus=lambda: gpus_to_watch(device, own),
+            gpus=lambda: self._named(gpus_to_watch(device, own)),
             **options,
         )
 
@@ -74,6 +74,13 @@ class MachineRecord:
 
     def stop(self) -> None:
         self.sampler.stop()
+
+    def _named(self, gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The GPUs to watch, named in the metadata by rank 0 (``system_gpus``: ordinal,
+        name, memory, UUID of each)."""
+        if self.rank == 0 and gpus:
+            self._put(MetaUpdate({GPUS_META_KEY: gpus}))
+        return gpus
 
     def _record(self, columns: machine.Columns) -> None:
         self._put(SystemBatch(0, columns))
