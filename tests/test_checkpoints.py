@@ -315,3 +315,45 @@ def test_sigkill_while_saving(tmp_path: Path) -> None:
         f"{leftovers} left partial files that cleanup removed"
     )
     assert complete >= trials // 2 and leftovers > 0
+
+
+# -- the writer's footprint on training ------------------------------------------------------
+def test_the_state_is_serialised_straight_into_its_file(tmp_path: Path) -> None:
+    """No copy of the whole serialised state is held in memory on the way to the file,
+    and the manifest's size and SHA-256 are those of the file written."""
+    import hashlib
+    import tracemalloc
+
+    snap = {
+        "model": {"w": torch.full((1024, 1024), 1.5)},  # 4 MB
+        "optimizer": {},
+        "optimizer_class": "SGD",
+        "step": 3,
+        "epoch": 0,
+    }
+    tracemalloc.start()
+    try:
+        m = checkpoint.write(tmp_path, snap, checkpoint.new_id(3, "manual"), reason="manual")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes held while writing a 4 MB state"
+    data = (tmp_path / m.file).read_bytes()
+    assert (m.size, m.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    loaded = checkpoint.load(tmp_path / m.file, m)
+    assert torch.equal(loaded["model"]["w"], snap["model"]["w"])
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no per-thread priority here")
+def test_the_checkpoint_writer_runs_at_a_lower_priority_than_training(tmp_path: Path) -> None:
+    from optitui.trainer.control.saver import WRITER_NICE
+
+    t = make_trainer(tmp_path, _job())
+    drive(t, 3, {})
+    control.apply(t, command("save", tag="n"))
+    assert t.saver is not None
+    t.saver.wait()  # the writer has run: its thread waits for the next save
+    tid = t.saver._thread.native_id
+    assert tid is not None
+    assert os.getpriority(os.PRIO_PROCESS, tid) >= WRITER_NICE
+    assert os.getpriority(os.PRIO_PROCESS, 0) < WRITER_NICE  # training keeps its own

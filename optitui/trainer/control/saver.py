@@ -9,7 +9,9 @@ saves and the state before a restore all go through here.
 from __future__ import annotations
 
 import math
+import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +53,19 @@ class Saved(Training, Protocol):
     expected_non_finite: checkpoint.Expected
     #: the newest validation loss, listed with each checkpoint
     last_val: float | None
+
+
+#: the checkpoint writer's nice value: it yields the cores to training when they are busy
+WRITER_NICE = 10
+
+
+def lower_priority() -> None:
+    """Lower the calling thread's CPU priority (on Linux a nice value is per thread)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), WRITER_NICE))
+    except (AttributeError, OSError):  # no per-thread priority here: the write goes on as is
+        pass
 
 
 class Saver:
@@ -101,6 +116,7 @@ class Saver:
         return cid
 
     def _run(self) -> None:
+        lower_priority()
         while True:
             job = self._jobs.get()
             if job is None:

@@ -20,10 +20,10 @@ import pickle
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -46,14 +46,41 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+#: bytes per ``os.write``: each call releases the GIL while the kernel copies
+CHUNK = 8 << 20
+
+
+class _HashedFile:
+    """The temporary file being written, its SHA-256 and size taken as it goes: the
+    state is serialised straight into it, never held whole in memory."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        self.sha.update(view)  # hashlib releases the GIL over large buffers
+        for at in range(0, len(view), CHUNK):
+            part = view[at : at + CHUNK]
+            while part:
+                part = part[os.write(self.fd, part) :]
+        self.size += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        pass
+
+
+def _write_atomic(path: Path, fill: Callable[[_HashedFile], object]) -> _HashedFile:
+    """Write what ``fill`` puts into a temporary file, fsync it, rename it to ``path``
+    and fsync the folder; the file is complete under ``path`` or not there at all."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
+        out = _HashedFile(fd)
+        fill(out)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -62,6 +89,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.close(fd)
     os.rename(tmp, path)
     _fsync_dir(path.parent)
+    return out
 
 
 #: per model entry, whether it held NaN and whether it held inf in the run's first state
@@ -141,11 +169,11 @@ def write(
     bad = non_finite(snap, expected)
     if bad is not None:
         raise CheckpointError(f"not saved: {bad} holds NaN or inf")
-    buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **snap}, buf)
-    data = buf.getvalue()
     state_path = folder / f"{cid}.pt"
-    _write_atomic(state_path, data)
+    written = _write_atomic(
+        state_path,
+        lambda f: torch.save({"format": FORMAT, "version": VERSION, **snap}, cast(IO[bytes], f)),
+    )
     manifest = Manifest(
         id=cid,
         step=int(snap["step"]),
@@ -156,11 +184,12 @@ def write(
         reason=reason,
         tag=tag,
         file=state_path.name,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        size=written.size,
+        sha256=written.sha.hexdigest(),
         optimizer=str(snap["optimizer_class"]),
     )
-    _write_atomic(folder / f"{cid}.json", json.dumps(asdict(manifest), indent=1).encode())
+    text = json.dumps(asdict(manifest), indent=1).encode()
+    _write_atomic(folder / f"{cid}.json", lambda f: f.write(text))
     return manifest
 
 
