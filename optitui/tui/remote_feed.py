@@ -35,9 +35,9 @@ class RemoteFeed:
             mirror = self.run.mirror
             while self.run.fatal is None:
                 mirror.changed.clear()
-                self.history.read(self.run)
+                self.history.read(self.run, quick=True)  # smoothed after the first frame
                 if mirror.synced.is_set():
-                    self.history.read(self.run)
+                    self.history.read(self.run, quick=True)
                     return
                 mirror.changed.wait(0.5)
 
@@ -57,7 +57,11 @@ class RemoteFeed:
         if self.run.fatal_code == "schema":
             raise StoreMismatch(self.run.fatal or "a run store of another version")
         run, mirror = self.run, self.run.mirror
-        grew = self.history.read(run)
+        # as a run store's feed: the whole history on screen first, smoothed by the next poll
+        first = self.handed.polls == 0
+        grew = self.history.read(run, quick=first)
+        if not first:
+            grew = self.history.refine() or grew
         step, groups = mirror.groups()
         events = run.events(self.handed.last_event, limit=self.events_per_poll)
         return self.handed.update(
