@@ -126,3 +126,38 @@ def test_export_system_of_a_damaged_batch_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not hold" in err[0]
     assert not out.exists() or out.read_text() == ""
+
+
+def test_status_shows_the_machine_of_a_running_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optitui.store.records import MetaUpdate, StatusUpdate
+
+    paths = create_run_dir(tmp_path, "run")
+    w = StoreWriter(paths, {"host": "gpu-node-3", "device": "cuda:0"})
+    sample = {
+        "time": 1.0,
+        "step": 40.0,
+        "cpu_percent": 101.2,
+        "rss_bytes": 3.5 * 2**30,
+        "host_mem_used_bytes": 2.0 * 2**30,
+        "host_mem_total_bytes": 16.0 * 2**30,
+        "gpu0/util_percent": 97.0,
+        "gpu0/mem_used_bytes": 31.2 * 2**30,
+        "gpu0/mem_total_bytes": 80.0 * 2**30,
+        "gpu0/temp_c": 64.0,
+        "gpu0/power_w": 310.4,
+        "gpu0/junk": float("nan"),
+    }
+    w.write([StatusUpdate("running", 40, 0), MetaUpdate({"system": {**sample, "rank": 0}})])
+    assert main(["status", str(paths.root)]) == 0
+    text = capsys.readouterr().out
+    want = "GPU0 97% 31.2/80.0 GiB 64°C 310 W · CPU 101% RSS 3.5 GiB · host 2.0/16.0 GiB"
+    assert f"machine     {want}" in text
+    assert main(["status", str(paths.root), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)["machine"]
+    assert got["gpu0/util_percent"] == 97.0 and "gpu0/junk" not in got
+    w.write([StatusUpdate("finished", 40, 0)])  # an ended run's last sample is not "now"
+    assert main(["status", str(paths.root)]) == 0
+    assert "\nmachine " not in capsys.readouterr().out
+    w.close()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from optitui.console import fmt
+from optitui.console import fmt, machine
 from optitui.console.pace import ETA_WINDOW_S, WINDOW_S, eta, rate_over
 from optitui.console.style import Style, event_line, stamp
 from optitui.store.manifests import listing
@@ -138,6 +138,8 @@ def summarize(
             "val_step": None if val is None else val[1],
         },
         "trend": {"values": values, "first_step": first, "last_step": last_step},
+        # the machine's newest sample (rank 0's), while the job runs
+        "machine": machine.newest(meta) if st.alive else None,
         "groups": [
             {
                 "index": g.get("index", i),
@@ -228,6 +230,8 @@ def render(s: dict[str, Any], style: Style) -> str:
             ends += ", log scale"
         steps = f"steps {t['first_step']:,} to {t['last_step']:,}"
         row("trend", f"{line}  {steps}{ends}")
+    if s.get("machine"):
+        row("machine", machine.line(s["machine"]))
     width = max((len(g["name"]) for g in s["groups"]), default=0)
     for i, g in enumerate(s["groups"]):
         shown = [k for k in g["editable"] or list(g["values"]) if k in g["values"]]
