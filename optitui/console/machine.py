@@ -10,12 +10,12 @@ from typing import Any
 from optitui.store.system import gpu_series, gpus
 
 
-def newest(meta: dict[str, Any]) -> dict[str, float] | None:
-    """Rank 0's newest sample (finite numbers only), or None before the first."""
-    found = meta.get("system")
+def numbers(found: Any) -> dict[str, float]:
+    """The finite numbers of a sample read from metadata (anything else dropped: a store
+    is input like any other)."""
     if not isinstance(found, dict):
-        return None
-    got = {
+        return {}
+    return {
         k: float(v)
         for k, v in found.items()
         if isinstance(k, str)
@@ -23,7 +23,11 @@ def newest(meta: dict[str, Any]) -> dict[str, float] | None:
         and not isinstance(v, bool)
         and math.isfinite(v)
     }
-    return got or None
+
+
+def newest(meta: dict[str, Any]) -> dict[str, float] | None:
+    """Rank 0's newest sample, or None before the first."""
+    return numbers(meta.get("system")) or None
 
 
 def _gib(n: float) -> str:

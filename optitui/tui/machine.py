@@ -7,11 +7,11 @@ its metadata (rank 0's under ``system``, every rank's in its ``ranks`` entry).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.text import Text
 
+from optitui.console.machine import numbers
 from optitui.store.system import GPU_SERIES, gpu_series, gpus
 from optitui.tui import fmt
 
@@ -21,18 +21,8 @@ LOW_UTIL = 30.0
 
 
 def sample(found: Any) -> dict[str, float]:
-    """The finite numbers of a sample read from metadata (anything else dropped: a store
-    is input like any other)."""
-    if not isinstance(found, dict):
-        return {}
-    return {
-        k: float(v)
-        for k, v in found.items()
-        if isinstance(k, str)
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and math.isfinite(v)
-    }
+    """The finite numbers of a sample read from metadata (anything else dropped)."""
+    return numbers(found)
 
 
 def gpu_ordinal(device: str, got: dict[str, float]) -> int | None:
