@@ -9,9 +9,16 @@ case for decimation) once every 250 ms, as the app does, and each redraw is
 timed: decimation of every series to the plot width, the plotext figure, and
 its conversion to rich Text. Both the thread's CPU time and the wall time are
 shown: on a shared or busy machine the wall time also counts other processes.
-Then the CPU time of frames drawn back to back (no idle gap), over the whole history
-and zoomed in on an eighth of it (``[`` three times, then ``,``: a window panned back).
-Targets: a 1M-step frame at most 1.5x a 1k-step frame, and under 25 ms.
+Then the CPU time of frames drawn back to back (no idle gap): over the whole history,
+zoomed in on an eighth of it (``[`` three times, then ``,``: a window panned back), on
+the other y scale (**l**: log-y where the axis was linear, linear where it was log),
+and with no frame reused (as when a live run's tick labels change, plotext builds
+the axes again). Targets: a 1M-step frame at most 1.5x a 1k-step frame, and at most
+12 ms at 160x48 at any length, zoom and scale.
+
+``--versus TREE``: only the frame costs, for the optitui in checkout TREE and for
+this one, each in a process of its own on the same stores, side by side (with the
+``--overlays`` run too: 4 runs of the biggest size).
 
 Attach to first frame: a fresh Python process runs the dashboard on a
 1M-step store and reports when both plots have drawn all of it; the time
