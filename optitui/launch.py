@@ -39,6 +39,7 @@ class JobOptions:
     nproc_per_node: int | None = None
     sync_every: int | None = None
     script_args: tuple[str, ...] = ()
+    health_every: int | None = None
 
 
 @dataclass
@@ -71,6 +72,8 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
         argv += ["--on-divergence", opts.on_divergence]
     if opts.sync_every is not None:
         argv += ["--sync-every", str(opts.sync_every)]
+    if opts.health_every is not None:
+        argv += ["--health-every", str(opts.health_every)]
     if opts.script_args:
         argv += ["--", *opts.script_args]
     return argv

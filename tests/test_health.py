@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import subprocess
+import sys
 from collections import Counter, deque
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 import test_hot_path
 import torch
+from conftest import write_script
 from jobs import command, drive, make_trainer, tiny_job
 from torch import nn
 
@@ -321,3 +324,58 @@ def test_steps_the_grad_scaler_skipped_are_not_measured(tmp_path: Path, fused: b
         else:
             assert gn == pytest.approx(cols["grad_norm"][s], rel=1e-4)
             assert wn > 0 and ratio > 0
+
+
+OWN_LOOP = """
+import torch
+from torch import nn
+import optitui
+
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+opt = torch.optim.Adam(model.parameters(), lr=0.01)
+probe = optitui.watch(opt, model=model)
+x, y = torch.randn(64, 8), torch.randn(64, 1)
+while not probe.should_stop:
+    loss = nn.functional.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    probe.step(loss)
+probe.close()
+"""
+
+
+def _run(tmp_path: Path, script: Path, name: str, *extra: str) -> list[float] | None:
+    run_dir = tmp_path / name
+    argv = [sys.executable, "-m", "optitui", "run", str(script), "--headless", "--quiet"]
+    argv += ["--run-dir", str(run_dir), "--max-steps", "6", *extra]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with RunReader(run_dir) as r:
+        col = r.read_metrics().columns.get("update_ratio/0")
+    return None if col is None else list(col)
+
+
+def test_optitui_run_health_every_reaches_setup_jobs_and_own_loops(
+    tmp_path: Path, tiny_script: Path
+) -> None:
+    """The option reaches a setup() Job (every 2 steps) and a probe (0: off)."""
+    ratio = _run(tmp_path, tiny_script, "setup-2", "--health-every", "2")
+    assert ratio is not None and [not math.isnan(v) for v in ratio] == [True, False] * 3
+    own = write_script(tmp_path, OWN_LOOP, "own.py")
+    assert _run(tmp_path, own, "own-0", "--health-every", "0") is None  # 16 without it
+    bad = subprocess.run(
+        [sys.executable, "-m", "optitui", "run", str(own), "--health-every", "-1"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--health-every" in bad.stderr
+
+
+def test_the_dashboards_job_gets_health_every(tmp_path: Path) -> None:
+    from optitui.launch import JobOptions, child_argv
+
+    argv = child_argv(JobOptions(Path("t.py"), health_every=0), tmp_path)
+    assert argv[argv.index("--health-every") + 1] == "0"
+    assert "--health-every" not in child_argv(JobOptions(Path("t.py")), tmp_path)

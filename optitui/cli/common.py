@@ -32,6 +32,17 @@ def positive_int(text: str) -> int:
     return v
 
 
+def count_int(text: str) -> int:
+    """A whole number >= 0 (0 turns something off)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
+    return v
+
+
 def seconds(text: str) -> float:
     """A duration in seconds: a finite number >= 0."""
     try:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from optitui.cli.common import err, has_terminal, positive_int, seconds, whole_int
+from optitui.cli.common import count_int, err, has_terminal, positive_int, seconds, whole_int
 
 RUN_DESCRIPTION = """\
 Train SCRIPT with the dashboard (or --headless, --inline).
@@ -89,6 +89,13 @@ def add_parser(sub: Any) -> None:
         help="under torchrun: steps between the ranks' exchanges of commands and losses (16)",
     )
     run.add_argument(
+        "--health-every",
+        type=count_int,
+        metavar="N",
+        help="steps between measurements of each param group's gradient norm, parameter "
+        "norm and update ratio (16; 0: off)",
+    )
+    run.add_argument(
         "--dist-timeout",
         type=float,
         default=120.0,
@@ -133,6 +140,7 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
         ("--resume", args.resume),
         ("--on-divergence", args.on_divergence),
         ("--sync-every", args.sync_every),
+        ("--health-every", args.health_every),
         ("--dist-timeout", args.dist_timeout),
         ("--log-every", args.log_every),
     ):
@@ -229,6 +237,7 @@ def _run_options(args: argparse.Namespace, mode: str) -> Any:
         resume=args.resume,
         on_divergence=args.on_divergence,
         sync_every=args.sync_every,
+        health_every=args.health_every,
         dist_timeout=args.dist_timeout,
         mode=mode,
         log_every=args.log_every,
@@ -260,6 +269,7 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
         args.nproc_per_node,
         args.sync_every,
         args.script_args,
+        health_every=args.health_every,
     )
     print(f"optitui: starting {args.script} …", file=sys.stderr, flush=True)
 

@@ -45,7 +45,7 @@ class Settings:
     name: str | None = None
     flush_every: int = 64
     sync_every: int | None = None
-    health_every: int = 16
+    health_every: int | None = None
 
     def make_probe(
         self,

@@ -78,7 +78,7 @@ class OptituiCallback(pl.Callback):
         name: str | None = None,
         flush_every: int = 64,
         sync_every: int | None = None,
-        health_every: int = 16,
+        health_every: int | None = None,
     ) -> None:
         self.settings = Settings(run_dir, root, name, flush_every, sync_every, health_every)
         self.probe: Probe | None = None

@@ -4,9 +4,9 @@ Every ``health_every`` steps, for every group: ‖g‖, ‖w‖ and ‖Δw‖/�
 where Δw is the update the optimizer actually applied (momentum, Adam's scaling,
 weight decay and the lr all in it) and w the parameters it was applied to.
 
-How, without a host-device sync: an optimizer step pre-hook copies the group's
-trainable parameters (health steps only); the post-hook subtracts the new values
-from the copies in place and takes every tensor's norm with ``torch._foreach_norm``,
+How, without a host-device sync: an optimizer step pre-hook copies the groups'
+trainable parameters (health steps only, one fused copy); the post-hook subtracts the
+new values from the copies in place and takes every tensor's norm with ``torch._foreach_norm``,
 then one ``torch.linalg.vector_norm`` over the stacked per-tensor norms gives every
 group's three norms at once. The result, a ``(groups, 3)`` device tensor, waits in
 the loop's buffer and is read in the flush's one batched read with the losses.
@@ -50,6 +50,26 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
     return g.coalesce().values() if g.is_sparse else g
 
 
+class Before:
+    """A group layout and the copies of its trainable tensors, taken before a step."""
+
+    def __init__(self, opt: Optimizer) -> None:
+        #: per group: its trainable tensors, and the frozen ones (they count in ‖w‖ only)
+        self.trainable: list[list[torch.Tensor]] = []
+        self.frozen: list[list[torch.Tensor]] = []
+        for g in opt.param_groups:
+            ps = g["params"]
+            self.trainable.append([p for p in ps if p.requires_grad])
+            self.frozen.append([p for p in ps if not p.requires_grad])
+        self.flat = [p for ps in self.trainable for p in ps]
+        # a copy of every trainable tensor (one fused copy: no arithmetic on the values)
+        self.copies = [torch.empty_like(p) for p in self.flat]
+        if self.flat:
+            torch._foreach_copy_(self.copies, self.flat)
+        #: per group, the gradients' norms when they had to be taken before the step
+        self.grad_norms: list[list[torch.Tensor]] | None = None
+
+
 class Health:
     """Measures the groups of one optimizer on the steps it is armed for."""
 
@@ -58,10 +78,8 @@ class Health:
         self.armed = False
         self._optimizer: Optimizer | None = None
         self._hooks: list[Any] = []
-        #: per group: the trainable tensors and their copies from before the step
-        self._before: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None
+        self._before: Before | None = None
         self._result: torch.Tensor | None = None
-        self._grads: list[list[torch.Tensor]] | None = None  # per group, taken before
 
     def arm(self, step: int, optimizer: Optimizer) -> None:
         """Measure the next optimizer step when ``step`` (steps done before it) is on the
@@ -102,23 +120,19 @@ class Health:
             return
         self.armed = False
         with torch.no_grad():
-            before = []
-            for g in opt.param_groups:
-                ps = [p for p in g["params"] if p.requires_grad]
-                before.append((ps, list(torch._foreach_mul(ps, 1.0)) if ps else []))
-            self._before = before
-            self._grads = None
+            before = Before(opt)
             scale = getattr(opt, "grad_scale", None)
             if scale is not None:
                 # a fused optimizer under a GradScaler unscales the gradients in place in
                 # its step: their norm is taken now, still scaled, and divided by the scale
-                self._grads = [_norms(_grads_of(ps), 1 / scale) for ps, _ in before]
+                before.grad_norms = [_norms(_grads_of(ps), 1 / scale) for ps in before.trainable]
+        self._before = before
 
     def _post(self, opt: Optimizer, args: Any, kwargs: Any) -> None:
         if self._before is None:
             return
-        (before, self._before), (grads, self._grads) = (self._before, None), (self._grads, None)
-        self._result = measure(opt, before, grads)
+        before, self._before = self._before, None
+        self._result = measure(opt, before)
 
 
 def _grads_of(ps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -134,55 +148,45 @@ def _norms(ts: list[torch.Tensor], scale: torch.Tensor | None = None) -> list[to
     return out
 
 
-def measure(
-    opt: Optimizer,
-    before: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
-    grad_norms: list[list[torch.Tensor]] | None = None,
-) -> torch.Tensor | None:
+def measure(opt: Optimizer, before: Before) -> torch.Tensor | None:
     """Every group's (‖g‖, ‖w‖, ‖Δw‖/‖w‖) as a ``(groups, 3)`` float32 tensor on the first
-    parameter's device; ``before`` holds, per group, the trainable tensors and their
-    values before the step (consumed: overwritten with -Δw); ``grad_norms`` per group
-    the gradients' norms when taken before the step (else they are taken now)."""
-    groups = opt.param_groups
-    if len(before) != len(groups):  # a group added inside the step: not comparable
+    parameter's device, from ``before`` (its copies are consumed: overwritten with -Δw)."""
+    n_groups = len(before.trainable)
+    if n_groups != len(opt.param_groups):  # a group added inside the step: not comparable
         return None
     f32 = torch.float32
     with torch.no_grad():
-        trainable = [ps for ps, _ in before]
-        copies = [c for _, cs in before for c in cs]
-        # a frozen tensor did not move: it counts in ‖w‖ as it is
-        frozen = [[p for p in g["params"] if not p.requires_grad] for g in groups]
-        grads = [] if grad_norms is not None else [_grads_of(ps) for ps in trainable]
+        copies, frozen = before.copies, before.frozen
+        grads = [_grads_of(ps) for ps in before.trainable] if before.grad_norms is None else []
         every = [*copies, *(p for fs in frozen for p in fs), *(g for gs in grads for g in gs)]
         if not every:
             return None
-        device = every[0].device
         norms = list(torch._foreach_norm(every, dtype=f32))
-        if grad_norms is not None:
-            norms += [n for ns in grad_norms for n in ns]
-            grads = grad_norms  # only their number per group is used below
+        if before.grad_norms is not None:
+            grads = before.grad_norms  # only their number per group is used below
+            norms += [n for ns in grads for n in ns]
+        deltas: list[torch.Tensor] = []
         if copies:
-            torch._foreach_sub_(copies, [p for ps in trainable for p in ps])  # now -Δw
+            torch._foreach_sub_(copies, before.flat)  # now -Δw
             deltas = list(torch._foreach_norm(copies, dtype=f32))
-        else:
-            deltas = []
-        n_c, n_f = len(copies), sum(map(len, frozen))
-        at_c, at_f, at_g = 0, n_c, n_c + n_f
+        at_c, at_f, at_g = 0, len(copies), len(copies) + sum(map(len, frozen))
         rows: list[list[torch.Tensor]] = []  # per group: gradients, parameters, updates
-        for ps, fs, gs in zip(trainable, frozen, grads, strict=True):
-            w = norms[at_c : at_c + len(ps)] + norms[at_f : at_f + len(fs)]
-            rows += [norms[at_g : at_g + len(gs)], w, deltas[at_c : at_c + len(ps)]]
-            at_c, at_f, at_g = at_c + len(ps), at_f + len(fs), at_g + len(gs)
-        width = max(1, *map(len, rows))
-        zero = torch.zeros((), dtype=f32, device=device)
-        cells = [
-            t if t.device == device else t.to(device, non_blocking=True)
-            for r in rows
-            for t in [*r, *[zero] * (width - len(r))]
-        ]
+        for ps, fs, gs in zip(before.trainable, frozen, grads, strict=True):
+            k, f, g = len(ps), len(fs), len(gs)
+            rows += [norms[at_g : at_g + g], norms[at_c : at_c + k] + norms[at_f : at_f + f]]
+            rows.append(deltas[at_c : at_c + k])
+            at_c, at_f, at_g = at_c + k, at_f + f, at_g + g
+        width = max(map(len, rows)) or 1
+        zero = torch.zeros((), dtype=f32, device=every[0].device)
+        cells = [t for r in rows for t in (*r, *[zero] * (width - len(r)))]
+        try:
+            stacked = torch.stack(cells)
+        except RuntimeError:  # tensors on several devices (a model split over GPUs)
+            stacked = torch.stack([t.to(zero.device, non_blocking=True) for t in cells])
         # one reduction for every group: (groups, 3, width) -> (groups, 3)
-        g_w_d = torch.linalg.vector_norm(torch.stack(cells).view(len(groups), 3, width), dim=2)
-        return torch.stack([g_w_d[:, 0], g_w_d[:, 1], g_w_d[:, 2] / g_w_d[:, 1]], dim=1)
+        g_w_d: torch.Tensor = torch.linalg.vector_norm(stacked.view(n_groups, 3, width), dim=2)
+        g_w_d[:, 2] /= g_w_d[:, 1]  # ‖Δw‖ / ‖w‖
+        return g_w_d
 
 
 # -- the flush: read with the losses, recorded as columns ---------------------------------

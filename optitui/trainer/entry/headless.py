@@ -63,6 +63,8 @@ def prepare(opts: RunOptions) -> Trainer:
             raise SetupFailed(f"--on-divergence: {exc}") from None
     if opts.sync_every is not None:
         job.sync_every = opts.sync_every
+    if opts.health_every is not None:
+        job.health_every = opts.health_every
     resume = None if opts.resume is None else _load_resume(opts.resume)
     if resume is not None:  # checked against the Job before any run directory exists
         target = snapshot_check.Target(job.model, job.optimizer, job.scheduler, job.train_data)

@@ -19,6 +19,8 @@ class RunOptions:
     resume: Path | None = None
     on_divergence: str | None = None
     sync_every: int | None = None
+    health_every: int | None = None
+    """Steps between optimizer health measurements (None: the Job's or the probe's own)."""
     dist_timeout: float = 120.0
     script_args: tuple[str, ...] = ()
     """What followed ``--`` on the command line: the script's own ``sys.argv[1:]``."""

@@ -376,6 +376,7 @@ def run_script_mode(opts: RunOptions) -> int:
         },
         max_steps=opts.max_steps,
         on_divergence=opts.on_divergence,
+        health_every=opts.health_every,
     )
     zero = ZeroCode(max_steps=opts.max_steps, on_divergence=opts.on_divergence or "pause")
     what = f"{script} as it is (no setup())"

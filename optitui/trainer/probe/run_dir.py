@@ -23,15 +23,22 @@ _SCRIPT_DEFAULTS: dict[str, Any] = {}
 
 
 def set_script_meta(
-    meta: dict[str, Any], *, max_steps: int | None = None, on_divergence: str | None = None
+    meta: dict[str, Any],
+    *,
+    max_steps: int | None = None,
+    on_divergence: str | None = None,
+    health_every: int | None = None,
 ) -> None:
     """What ``optitui run`` gives the first probe made without a run_dir: metadata, and
-    its --max-steps and --on-divergence (unless the script's watch() call sets them).
+    its --max-steps, --on-divergence and --health-every (unless the script's watch()
+    call sets them).
     Every rank's first probe takes them; rank 0's also takes :data:`ENV_RUN_DIR`."""
     _SCRIPT_META.clear()
     _SCRIPT_META.update(meta)
     _SCRIPT_DEFAULTS.clear()
-    _SCRIPT_DEFAULTS.update(max_steps=max_steps, on_divergence=on_divergence, pending=True)
+    _SCRIPT_DEFAULTS.update(
+        max_steps=max_steps, on_divergence=on_divergence, health_every=health_every, pending=True
+    )
 
 
 def run_paths(
@@ -69,22 +76,27 @@ class Handed:
     max_steps: int | None = None
     on_divergence: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    health_every: int | None = None
 
 
 def take_handed(
-    run_dir: Path | str | None, max_steps: int | None, on_divergence: str | None
+    run_dir: Path | str | None,
+    max_steps: int | None,
+    on_divergence: str | None,
+    health_every: int | None = None,
 ) -> Handed:
     """The first probe made without a run_dir under ``optitui run`` serves its run; any
     other keeps what its call gave."""
     if run_dir is not None:
-        return Handed(None, max_steps, on_divergence)
+        return Handed(None, max_steps, on_divergence, health_every=health_every)
     env_dir = os.environ.pop(ENV_RUN_DIR, None)
     # (under torchrun only rank 0 has the directory; every rank has the options)
     if not (bool(_SCRIPT_DEFAULTS.pop("pending", False)) or env_dir is not None):
-        return Handed(None, max_steps, on_divergence)
+        return Handed(None, max_steps, on_divergence, health_every=health_every)
     return Handed(
         env_dir,
         max_steps if max_steps is not None else _SCRIPT_DEFAULTS.get("max_steps"),
         on_divergence or _SCRIPT_DEFAULTS.get("on_divergence"),
         dict(_SCRIPT_META),
+        health_every if health_every is not None else _SCRIPT_DEFAULTS.get("health_every"),
     )

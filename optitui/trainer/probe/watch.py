@@ -136,7 +136,7 @@ class Probe:
         first_step: int = 0,
         raise_if_ignored: bool = True,
         sync_every: int | None = None,
-        health_every: int = 16,
+        health_every: int | None = None,
     ) -> None:
         if on_stop not in ("flag", "raise"):
             raise ValueError(f"on_stop: {on_stop!r}; use 'flag' or 'raise'")
@@ -170,9 +170,10 @@ class Probe:
         if info is None and self.silent:
             return  # torchrun's ranks without a process group: independent, rank 0 records
         check_scheduler(optimizer, scheduler)
-        handed = take_handed(run_dir, max_steps, on_divergence)
+        handed = take_handed(run_dir, max_steps, on_divergence, health_every)
         max_steps, on_divergence = handed.max_steps, handed.on_divergence
-        job = loops_job(optimizer, model, on_divergence, sync_every, health_every)
+        every = 16 if handed.health_every is None else handed.health_every
+        job = loops_job(optimizer, model, on_divergence, sync_every, every)
         script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
         extra: dict[str, Any] = {
             "script": None if script is None else str(script),
@@ -452,7 +453,7 @@ def watch(
     max_steps: int | None = None,
     on_divergence: str | None = None,
     sync_every: int | None = None,
-    health_every: int = 16,
+    health_every: int | None = None,
 ) -> Probe:
     """Serve a run store for a loop you wrote; call ``probe.step(loss)`` after each
     ``optimizer.step()``.
@@ -466,7 +467,8 @@ def watch(
     optimizer that is already watched returns the same probe. Under torch.distributed
     call it on every rank; ``sync_every`` (16) is how many steps pass between the
     ranks' meetings (where commands are applied and losses averaged); ``health_every``
-    (16; 0: off) between measurements of every group's gradient and update norms.
+    (16, or ``optitui run --health-every``; 0: off) between measurements of every
+    group's gradient and update norms.
     """
     for hook in list(WATCH_HOOKS):
         found = hook(optimizer)

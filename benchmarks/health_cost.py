@@ -1,0 +1,144 @@
+"""What optimizer health costs per step, at the default interval, side by side.
+
+    python benchmarks/health_cost.py            # digits MLP and chargpt (a few minutes)
+    python benchmarks/health_cost.py --quick    # seconds; what CI runs so it cannot rot
+
+Two trainers on the same workload, one with ``health_every=0`` (off) and one with
+``health_every=16`` (the default), step in alternating 64-step chunks (each chunk
+ends with the flush that reads the losses and the measurements), so that a busy
+shared machine slows both alike. A chunk's time per step is compared by percentile:
+on a loaded machine the low percentiles are what the code itself costs. The
+workloads: ``sample_runs/digits.py`` as shipped (its MLP in two groups, SGD with
+momentum, its shuffling DataLoader and validation every 100 steps); the same MLP on
+pre-made batches, a tiny step where any cost shows most; and
+``sample_runs/chargpt.py``'s transformer and AdamW groups on pre-made batches of
+its own text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sample_runs"))
+
+from overhead import digits, model_and_opt
+
+from optitui.store.layout import create_run_dir
+from optitui.trainer.core.job import Job
+from optitui.trainer.loop.trainer import Trainer
+
+torch.set_num_threads(1)
+CHUNK = 64
+
+
+def digits_sample_job(every: int) -> Job:
+    import digits as sample
+
+    job: Job = sample.setup(torch.device("cpu"))  # its shuffling loader, validation every 100
+    job.health_every = every
+    return job
+
+
+def digits_job(every: int) -> Job:
+    ds = digits()
+    premade = [ds[i : i + 64] for i in range(0, len(ds) - 63, 64)]
+    model, opt = model_and_opt()
+    return Job(
+        model=model,
+        optimizer=opt,
+        train_data=(premade * 3)[:CHUNK],
+        loss_fn=nn.functional.cross_entropy,
+        health_every=every,
+    )
+
+
+def chargpt_job(every: int) -> Job:
+    import chargpt
+
+    text = chargpt.corpus(200_000)
+    lookup = {c: i for i, c in enumerate(sorted(set(text)))}
+    data = torch.tensor([lookup[c] for c in text], dtype=torch.long)
+    torch.manual_seed(0)
+    job = chargpt.setup(torch.device("cpu"))  # its model, its AdamW groups, its clipping
+    batches = list(chargpt.Batches(data, batch=32, per_epoch=CHUNK, seed=0))
+    job.train_data, job.val_data, job.health_every = batches, None, every
+    return job
+
+
+def chunks(make: Callable[[int], Job], n: int, size: int = CHUNK) -> dict[str, list[float]]:
+    """Seconds per step of each ``size``-step chunk, health off and on, alternating."""
+    out: dict[str, list[float]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        trainers: dict[str, Trainer] = {}
+        for name, every in (("off", 0), ("on", 16)):
+            paths = create_run_dir(root, name, root / name)
+            t = Trainer(make(every), torch.device("cpu"), paths, flush_every=size)
+            t._start()
+            trainers[name] = t
+        for i in range(n):
+            for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                t = trainers[name]
+                t0 = time.perf_counter()
+                for _ in range(size):
+                    t._train_step()
+                    t.step += 1
+                t.flush(check=True)
+                out[name].append((time.perf_counter() - t0) / size)
+        for t in trainers.values():
+            t.request_stop("benchmark over")
+            t._finish("stopped", None)
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[int(q * (len(xs) - 1))]
+
+
+def report(name: str, got: dict[str, list[float]]) -> dict[str, Any]:
+    row: dict[str, Any] = {"workload": name}
+    for q in (0.1, 0.25, 0.5):
+        off, on = pct(got["off"], q), pct(got["on"], q)
+        row[q] = (off * 1e6, on * 1e6, (on - off) * 1e6, 100 * (on - off) / off)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="a few seconds, for CI")
+    args = ap.parse_args()
+    n_digits, n_gpt = (6, 2) if args.quick else (200, 16)
+    rows = [
+        report("digits sample as shipped", chunks(digits_sample_job, n_digits)),
+        report("digits MLP, pre-made batches", chunks(digits_job, n_digits)),
+        # 16-step chunks (a measurement in each): a chargpt step is about 1000 digits steps
+        report("chargpt (AdamW, 2 groups)", chunks(chargpt_job, n_gpt, 16)),
+    ]
+    print(f"torch {torch.__version__}, 1 thread, alternating chunks, health_every 0 vs 16")
+    print(f"{'workload':30} {'pct':>4} {'off us':>10} {'on us':>10} {'added us':>9} {'added %':>8}")
+    for r in rows:
+        for q in (0.1, 0.25, 0.5):
+            off, on, added, share = r[q]
+            print(
+                f"{r['workload']:28} {int(q * 100):>4} {off:10.1f} {on:10.1f} {added:9.2f} "
+                f"{share:7.2f}%"
+            )
+    print(f"load average: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
