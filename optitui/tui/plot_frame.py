@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any
 
 from plotext import _utility as ut
@@ -60,6 +61,25 @@ def _ticks(ticks: tuple[tuple[float, ...], tuple[str, ...]]) -> tuple[list[float
 def _lim(lim: tuple[float, float]) -> list[float]:
     lo, hi = float(lim[0]), float(lim[1])
     return [min(lo, hi), max(lo, hi)]
+
+
+def _set_matrices(matrix: Any) -> None:
+    """plotext's ``matrix_class.set_matrices`` (blank cells; the canvas's background
+    inside it, the axes' outside) a row at a time instead of a call per cell."""
+    rows, cols = matrix.rows, matrix.cols
+    in_cols, in_rows = matrix.Cols_canvas, matrix.Rows_canvas
+    axes, canvas = matrix.axes_color, matrix.canvas_color
+    inside = [canvas if c in in_cols else axes for c in range(cols)]
+    matrix.marker = [[ut.space] * cols for _ in range(rows)]
+    matrix.fullground = [[ut.no_color] * cols for _ in range(rows)]
+    matrix.background = [inside[:] if r in in_rows else [axes] * cols for r in range(rows)]
+    matrix.style = [[ut.no_color] * cols for _ in range(rows)]
+
+
+def _quick_matrices(matrix: Any) -> None:
+    """Have this matrix set its cells with :func:`_set_matrices` (same cells)."""
+    if all(hasattr(matrix, a) for a in ("set_matrices", "Cols_canvas", "canvas_color")):
+        matrix.set_matrices = MethodType(_set_matrices, matrix)
 
 
 class FrameCache:
@@ -117,6 +137,7 @@ class FrameCache:
                 self._key = self._frame = None
                 return figure_text(plt, marks)
             plot_layer.reserve_axes(plt, marks)
+            _quick_matrices(plt.monitor.matrix)
             plt._set_sizes()
             plt._build_matrix()
             canvas = Canvas.of(plt)

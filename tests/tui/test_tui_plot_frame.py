@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
+from plotext._matrix import matrix_class
 from rich.text import Text
 from textual_plotext.plot import Plot
 
 from optitui.tui import fmt, plot_layer
-from optitui.tui.plot_frame import Axes, FrameCache
+from optitui.tui.plot_frame import Axes, FrameCache, _set_matrices
 from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import figure_text
 
@@ -103,3 +104,21 @@ def test_a_single_step_leaves_the_x_axis_to_plotext() -> None:
     for _ in range(2):
         same(cache.text(SIZE, THEME, axes, marks, new_figure), fresh(axes, marks))
     assert cache.built == 2  # never reused: plotext chooses the x ticks
+
+
+def test_quick_matrices_are_plotexts_blank_matrices() -> None:
+    for cols, rows, area in ((0, 0, (0, 0, 0, 0)), (40, 12, (9, 39, 2, 11)), (7, 3, (0, 9, 1, 5))):
+        theirs, ours = matrix_class(), matrix_class()
+        for m in (theirs, ours):
+            m.set_size(cols, rows)
+            m.set_axes_color((1, 2, 3))
+            m.set_canvas_area(*area)
+            m.set_canvas_color("black")
+        theirs.set_matrices()
+        _set_matrices(ours)
+        assert (ours.marker, ours.fullground, ours.background, ours.style) == (
+            theirs.marker,
+            theirs.fullground,
+            theirs.background,
+            theirs.style,
+        )
