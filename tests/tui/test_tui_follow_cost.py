@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +31,53 @@ from optitui.tui.widgets.status_bar import StatusBar
 # -- following a live run within the viewer's share of a core ----------------------------
 def test_pace_reads_every_interval_while_cheap_and_slows_within_the_budget() -> None:
     spent = [0.0]
-    pace = Pace(0.25, 0.04, cpu=lambda: spent[0])
-    assert pace.wait() == LONGEST_S  # before anything was measured: the first frame first
+    pace = Pace(0.25, 0.04, clock=lambda: spent[0])
+    assert pace.next_wait == LONGEST_S  # before anything was measured: the first frame first
     pace.updated()
-    assert pace.wait() == LONGEST_S
+    assert pace.next_wait == LONGEST_S
     spent[0] += 0.002  # 2 ms of CPU for an update: 4 reads a second stay within 4%
     pace.updated()
-    assert pace.wait() == 0.25
+    assert pace.next_wait == 0.25
     spent[0] += 0.02  # 20 ms: the next read waits 0.5 s (20 ms in 0.5 s is 4%)
     pace.updated()
-    assert pace.wait() == pytest.approx(0.5)
+    assert pace.next_wait == pytest.approx(0.5)
     spent[0] += 0.3  # a very costly update: never more than a second between reads
     pace.updated()
-    assert pace.wait() == LONGEST_S
+    assert pace.next_wait == LONGEST_S
     spent[0] += 0.001  # cheap again: back to the interval
     pace.updated()
-    assert pace.wait() == 0.25
+    assert pace.next_wait == 0.25
     assert Pace(2.0, 0.04).longest == 2.0  # a longer poll interval than that is kept
+
+
+def test_pace_counts_the_reading_threads_and_not_the_others() -> None:
+    clocks: dict[str, float] = {"ui": 0.0, "reader": 0.0}
+    who = threading.local()
+    pace = Pace(0.25, 0.04, clock=lambda: clocks[getattr(who, "name", "ui")])
+
+    reader = ThreadPoolExecutor(1)  # one reading thread, as a feed's
+
+    def read(cost: float) -> None:  # it spends on its clock, then asks for the wait
+        def run() -> None:
+            who.name = "reader"
+            clocks["reader"] += cost
+            pace.wait()
+
+        reader.submit(run).result()
+
+    read(0.0)  # the reader's first question: its clock from here on
+    pace.updated()
+    read(0.03)  # 30 ms reading, 10 ms on the UI thread: 40 ms, a wait of a second
+    clocks["ui"] += 0.01
+    pace.updated()
+    assert pace.next_wait == pytest.approx(1.0)
+    # a training loop in a thread of the same process (--inline) spends on its own clock:
+    # the viewer's own cost (4 ms) is what sets the wait
+    clocks["job"] = 5.0
+    clocks["ui"] += 0.004
+    pace.updated()
+    assert pace.next_wait == 0.25
+    reader.shutdown()
 
 
 def test_cpu_budget_is_checked() -> None:
@@ -68,7 +100,7 @@ async def test_a_costly_viewer_reads_a_live_run_further_apart_and_still_shows_it
             job.put(metric_batches(601, 700, 1000))
             await wait_until(pilot, lambda: screen.plots[0].view.length == 700, timeout=5)
             await pilot.pause(1.0)
-            assert screen.pace.wait() == LONGEST_S
+            assert screen.pace.next_wait == LONGEST_S
             # about one read a second (at 4 a second there would be 4 or more)
             assert screen.updates - polls <= 4
             job.put(metric_batches(701, 800, 1000))
