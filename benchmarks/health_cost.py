@@ -4,10 +4,12 @@
     python benchmarks/health_cost.py --quick    # seconds; what CI runs so it cannot rot
 
 Two trainers on the same workload, one with ``health_every=0`` (off) and one with
-``health_every=16`` (the default), step in alternating 64-step chunks (each chunk
-ends with the flush that reads the losses and the measurements), so that a busy
-shared machine slows both alike. A chunk's time per step is compared by percentile:
-on a loaded machine the low percentiles are what the code itself costs. The
+``health_every=16`` (the default), step in alternating chunks (each ending with the
+flush that reads the losses and the measurements). Each step's CPU time (this
+thread's, which a busy shared machine stretches far less than wall time) is kept:
+medians of the steps with health off, of the measured steps and of the steps
+between give the added time per step at the default interval
+(``(measured - between + 15 * (between - off)) / 16``) and its share of a step. The
 workloads: ``sample_runs/digits.py`` as shipped (its MLP in two groups, SGD with
 momentum, its shuffling DataLoader and validation every 100 steps); the same MLP on
 pre-made batches, a tiny step where any cost shows most; and
@@ -77,9 +79,12 @@ def chargpt_job(every: int) -> Job:
     return job
 
 
-def chunks(make: Callable[[int], Job], n: int, size: int = CHUNK) -> dict[str, list[float]]:
-    """Seconds per step of each ``size``-step chunk, health off and on, alternating."""
-    out: dict[str, list[float]] = {"off": [], "on": []}
+def steps(make: Callable[[int], Job], n: int, size: int = CHUNK) -> dict[str, list[float]]:
+    """CPU seconds of each step (this thread's: a busy shared machine stretches wall time
+    far more than CPU time): health off ("off"), and on, split into the measured steps
+    ("measured") and the others ("between"); ``size``-step chunks, alternating, each
+    ending with its flush (counted in the chunk's last step)."""
+    out: dict[str, list[float]] = {"off": [], "measured": [], "between": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         trainers: dict[str, Trainer] = {}
@@ -91,28 +96,37 @@ def chunks(make: Callable[[int], Job], n: int, size: int = CHUNK) -> dict[str, l
         for i in range(n):
             for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
                 t = trainers[name]
-                t0 = time.perf_counter()
-                for _ in range(size):
+                for k in range(size):
+                    measured = t.health.every and t.step % t.health.every == 0
+                    t0 = time.thread_time()
                     t._train_step()
                     t.step += 1
-                t.flush(check=True)
-                out[name].append((time.perf_counter() - t0) / size)
+                    if k == size - 1:
+                        t.flush(check=True)
+                    took = time.thread_time() - t0
+                    key = "off" if name == "off" else ("measured" if measured else "between")
+                    out[key].append(took)
         for t in trainers.values():
             t.request_stop("benchmark over")
             t._finish("stopped", None)
     return out
 
 
-def pct(xs: list[float], q: float) -> float:
-    return sorted(xs)[int(q * (len(xs) - 1))]
+def median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
 
 
 def report(name: str, got: dict[str, list[float]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"workload": name}
-    for q in (0.1, 0.25, 0.5):
-        off, on = pct(got["off"], q), pct(got["on"], q)
-        row[q] = (off * 1e6, on * 1e6, (on - off) * 1e6, 100 * (on - off) / off)
-    return row
+    off, between, measured = (median(got[k]) * 1e6 for k in ("off", "between", "measured"))
+    per_step = ((measured - between) + 15 * (between - off)) / 16  # one step in 16 measured
+    return {
+        "workload": name,
+        "off": off,
+        "between": between,
+        "measured": measured,
+        "added": per_step,
+        "share": 100 * per_step / off,
+    }
 
 
 def main() -> None:
@@ -123,20 +137,21 @@ def main() -> None:
     args = ap.parse_args()
     n_digits, n_gpt = (6, 2) if args.quick else (200, 16)
     rows = [
-        report("digits sample as shipped", chunks(digits_sample_job, n_digits)),
-        report("digits MLP, pre-made batches", chunks(digits_job, n_digits)),
+        report("digits sample as shipped", steps(digits_sample_job, n_digits)),
+        report("digits MLP, pre-made batches", steps(digits_job, n_digits)),
         # 16-step chunks (a measurement in each): a chargpt step is about 1000 digits steps
-        report("chargpt (AdamW, 2 groups)", chunks(chargpt_job, n_gpt, 16)),
+        report("chargpt (AdamW, 2 groups)", steps(chargpt_job, n_gpt, 16)),
     ]
-    print(f"torch {torch.__version__}, 1 thread, alternating chunks, health_every 0 vs 16")
-    print(f"{'workload':30} {'pct':>4} {'off us':>10} {'on us':>10} {'added us':>9} {'added %':>8}")
+    print(f"torch {torch.__version__}, 1 thread; median CPU time per step (this thread)")
+    print(
+        f"{'workload':30} {'off us':>9} {'between us':>11} {'measured us':>12} "
+        f"{'added us/step':>14} {'added %':>8}"
+    )
     for r in rows:
-        for q in (0.1, 0.25, 0.5):
-            off, on, added, share = r[q]
-            print(
-                f"{r['workload']:28} {int(q * 100):>4} {off:10.1f} {on:10.1f} {added:9.2f} "
-                f"{share:7.2f}%"
-            )
+        print(
+            f"{r['workload']:30} {r['off']:9.1f} {r['between']:11.1f} {r['measured']:12.1f} "
+            f"{r['added']:14.2f} {r['share']:7.2f}%"
+        )
     print(f"load average: {os.getloadavg()[0]:.2f}")
 
 

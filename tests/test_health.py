@@ -143,8 +143,8 @@ def test_health_matches_a_direct_computation_for_every_optimizer(
         got = h.take()
         assert got is not None and got.shape == (len(opt.param_groups), 3)
         want = direct(before, grads, _copies(opt))
-        for row, (gn, wn, ratio) in zip(got.tolist(), want, strict=True):
-            assert row == pytest.approx([gn, wn, ratio], rel=1e-4, abs=1e-7), (step, row)
+        for (g, w, d), (gn, wn, ratio) in zip(got.tolist(), want, strict=True):
+            assert [g, w, d / w] == pytest.approx([gn, wn, ratio], rel=1e-4, abs=1e-7), step
             assert ratio > 0  # the step moved the group
     h.detach()
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -140,7 +141,7 @@ def test_an_hf_trainer_is_steered_from_the_store(tmp_path: Path) -> None:
 
 
 def test_everything_the_trainer_logs_is_recorded_under_its_own_name(tmp_path: Path) -> None:
-    cb = OptituiCallback(tmp_path / "run", flush_every=4)
+    cb = OptituiCallback(tmp_path / "run", flush_every=4, health_every=1)
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"),
         max_steps=8,
@@ -176,3 +177,13 @@ def test_everything_the_trainer_logs_is_recorded_under_its_own_name(tmp_path: Pa
                 assert any(g == pytest.approx(value, rel=1e-6) for g in got), (key, entry)
         assert "user:eval_loss" in c and "user:learning_rate" in c and "user:train/loss" in c
         assert [s for _, s, _, _ in r.val()] == [4, 8]  # eval_loss is still the val loss
+        cols = r.read_metrics().columns
+    # optimizer health of every step: the groups' gradients together are the norm the
+    # Trainer logs, after its clipping to max_grad_norm (1.0)
+    clipped = [e for e in history if "grad_norm" in e]
+    assert len(clipped) == 4  # logged at steps 2, 4, 6 and 8
+    for entry in clipped:
+        i = int(entry["step"]) - 1
+        total = math.hypot(cols["grad_norm/0"][i], cols["grad_norm/1"][i])
+        assert total == pytest.approx(min(entry["grad_norm"], 1.0), rel=1e-4)
+        assert cols["update_ratio/0"][i] > 0 and cols["update_ratio/1"][i] > 0
