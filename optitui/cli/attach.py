@@ -40,6 +40,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="no terminal bell when the run pauses itself, fails or ends",
     )
+    att.add_argument(
+        "--pin",
+        metavar="METRIC",
+        help="draw this metric (acc, val_acc, ...) under the loss plot",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
     app = build_app(
         paths.root,
         feed=feed,
-        settings=ViewerSettings(bell=not args.no_bell, runs_root=args.root),
+        settings=ViewerSettings(bell=not args.no_bell, runs_root=args.root, pinned=args.pin),
         note=writer_note(writer, socket.gethostname()),
         overlays=followed,
     )
@@ -186,7 +191,7 @@ def _attach_remote(target: Any, args: argparse.Namespace) -> int:
     note = f"over ssh from {info.host}"
     if info.writer_host and info.writer_host != info.host:
         note += f"; {writer_note(info.writer_host, info.host)}"
-    settings = ViewerSettings(bell=not args.no_bell)
+    settings = ViewerSettings(bell=not args.no_bell, pinned=args.pin)
     app = build_app(None, run=run, feed=feed, settings=settings, note=note)
     app.run()
     return app.return_code or 0

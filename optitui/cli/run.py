@@ -61,6 +61,11 @@ def add_parser(sub: Any) -> None:
         help="with the dashboard: no terminal bell when the run pauses itself, fails or ends",
     )
     run.add_argument(
+        "--pin",
+        metavar="METRIC",
+        help="with the dashboard: draw this metric (acc, val_acc, ...) under the loss plot",
+    )
+    run.add_argument(
         "--inline",
         action="store_true",
         help="train inside the dashboard's process (training ends when it closes)",
@@ -289,7 +294,9 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
     from optitui.tui.settings import ViewerSettings
 
     app = build_app(
-        job.paths.root, process=job.process, settings=ViewerSettings(bell=not args.no_bell)
+        job.paths.root,
+        process=job.process,
+        settings=ViewerSettings(bell=not args.no_bell, pinned=args.pin),
     )
     app.run()
     if app.quit_choice != "stop" and job.process.poll() is None:
@@ -348,7 +355,7 @@ def _run_inline(args: argparse.Namespace) -> int:
         trainer.paths.root,
         job_runner=trainer.run,
         stopper=trainer.request_stop,
-        settings=ViewerSettings(bell=not args.no_bell),
+        settings=ViewerSettings(bell=not args.no_bell, pinned=args.pin),
     )
     app.run()
     print(f"optitui: {how_it_ended(trainer.paths.root)}")

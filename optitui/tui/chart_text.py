@@ -107,9 +107,11 @@ def draw(chart: Chart, width: int, height: int) -> Drawn:
         title.append("  log-y", "dim")
     title.truncate(width, overflow="ellipsis", pad=True)
     if found is None:
-        pad = max((width - len(chart.empty)) // 2, 0)
+        finite = any(math.isfinite(y) for c in chart.curves for y in c.ys)
+        what = "no values > 0 for a log axis (l)" if finite else chart.empty
+        pad = max((width - len(what)) // 2, 0)
         empty = Text(" " * pad, no_wrap=True, end="")
-        empty.append(chart.empty[: width - pad], "dim")
+        empty.append(what[: width - pad], "dim")
         empty.pad_right(width - empty.cell_len)
         blank = [Text(" " * width) for _ in range(rows - 1)]
         lines = [title, *blank[: rows // 2], empty, *blank[rows // 2 :], _strip(chart, cols)]
@@ -159,11 +161,13 @@ def short(v: float) -> str:
 
 
 def _strip(chart: Chart, cols: int) -> Text:
-    """The bottom line: the step labels, the markers' glyphs over them."""
+    """The bottom line: the step labels, the markers' glyphs between them (a label is
+    never cut by a glyph: frequent saves would leave nothing of the step range)."""
     cells = [" "] * cols
     styles: list[str] = ["dim"] * cols
     n = max(2, chart.x_ticks)
     span = chart.x_hi - chart.x_lo
+    labelled: set[int] = set()
     for i in range(n):
         x = chart.x_lo + span * i / (n - 1)
         text = fmt.count(round(x))
@@ -176,9 +180,10 @@ def _strip(chart: Chart, cols: int) -> Text:
         for j, ch in enumerate(text):
             if 0 <= start + j < cols:
                 cells[start + j] = ch
+                labelled.add(start + j)
     for x, category in chart.markers:
         cell = _x_cell(x, chart.x_lo, span, cols)
-        if cell is not None:
+        if cell is not None and not ({cell - 1, cell, cell + 1} & labelled):
             cells[cell] = category.glyph
             styles[cell] = category.color
     out = Text(" " * LEFT, no_wrap=True, end="")

@@ -11,10 +11,12 @@ nothing for them at attach.
 
 from __future__ import annotations
 
+import sqlite3
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from optitui.store import system
 from optitui.store.columns import MetricColumns
 from optitui.store.metrics import USER_PREFIX
 from optitui.tui.pyramid import Pyramid, PyramidView
@@ -96,10 +98,20 @@ class MetricSeries:
 
 
 @dataclass(frozen=True)
+class MachineView:
+    """One rank's machine series (:mod:`optitui.store.system`), frozen at ``length``."""
+
+    rank: int
+    columns: dict[str, array[float]]
+    length: int
+
+
+@dataclass(frozen=True)
 class MetricsView:
     """Every metric of a run; a name logged both per step and between steps has both."""
 
     series: tuple[MetricSeries, ...] = ()
+    machine: tuple[MachineView, ...] = field(default=())  # by rank
 
     def names(self) -> list[str]:
         """Each metric's name once, by section, then by name."""
@@ -123,18 +135,26 @@ class MetricHistory:
         self.wanted = False
         self.logged = MetricColumns()
         self.logged_breaks: list[int] = []
+        self.machine = system.SystemSeries()
         self._pyr: dict[tuple[bool, str], Pyramid] = {}
 
     def read(self, reader: object) -> bool:
-        """Take new logged values from ``reader`` (when it keeps them); True if any came."""
+        """Take new logged values from ``reader`` (when it keeps them), and once a screen
+        draws them the machine's series; True if any came."""
+        conn = getattr(reader, "conn", None)  # a run store's reader (not a remote run)
+        machine = False
+        if self.wanted and isinstance(conn, sqlite3.Connection):
+            before = self.machine.last_id
+            system.read(conn, into=self.machine)
+            machine = self.machine.last_id != before
         if not isinstance(reader, LoggedRows):
-            return False
+            return machine
         before = self.logged.length
         reader.read_logged(into=self.logged)
         steps = self.logged.columns.get("step")
         if steps is not None and self.logged.length > before:
             self.logged_breaks += _breaks(steps, before, self.logged.length)
-        return self.logged.length > before
+        return self.logged.length > before or machine
 
     def derive(self, metrics: MetricColumns) -> bool:
         """Extend the pyramids; True when one was started (a view must be handed on)."""
@@ -171,4 +191,8 @@ class MetricHistory:
                 n = cols.length
                 pv = pyr.view(values, n) if pyr is not None else PyramidView(values, n, ())
                 out.append(MetricSeries(name, steps, pv, brk, logged))
-        return MetricsView(tuple(out))
+        machine = tuple(
+            MachineView(rank, dict(cols.columns), cols.length)
+            for rank, cols in sorted(self.machine.ranks.items())
+        )
+        return MetricsView(tuple(out), machine)

@@ -21,6 +21,7 @@ from optitui.store.records import (
     MetricBatch,
     Record,
     StatusUpdate,
+    SystemBatch,
     ValRecord,
 )
 
@@ -66,6 +67,28 @@ def logged(steps: range, worse: float = 1.0) -> list[Record]:
     ]
 
 
+def machine(samples: int = 60, gpus: int = 2) -> list[Record]:
+    """The machine's series every 2 s up to FIXED_NOW: the job's CPU and memory, the
+    host's, and ``gpus`` GPUs (the second one mostly idle)."""
+    t = [FIXED_NOW - 2.0 * (samples - i) for i in range(samples)]
+    cols: dict[str, list[float]] = {
+        "time": t,
+        "step": [10.0 * i for i in range(samples)],
+        "cpu_percent": [100 + 60 * math.sin(i / 5.0) for i in range(samples)],
+        "rss_bytes": [2.1 * 2**30 + 2**24 * i for i in range(samples)],
+        "host_mem_used_bytes": [12.5 * 2**30 for _ in range(samples)],
+        "host_mem_total_bytes": [24 * 2**30 for _ in range(samples)],
+    }
+    for g in range(gpus):
+        busy = 85.0 if g == 0 else 12.0
+        cols[f"gpu{g}/util_percent"] = [busy + 8 * math.sin(i / 3.0) for i in range(samples)]
+        cols[f"gpu{g}/mem_used_bytes"] = [(30.0 - 20 * g) * 2**30 for _ in range(samples)]
+        cols[f"gpu{g}/mem_total_bytes"] = [80.0 * 2**30 for _ in range(samples)]
+        cols[f"gpu{g}/temp_c"] = [61.0 - 20 * g for _ in range(samples)]
+        cols[f"gpu{g}/power_w"] = [310.0 - 200 * g for _ in range(samples)]
+    return [SystemBatch(0, cols)]
+
+
 def write_metrics_store(run_dir: Path, steps: int = 600, worse: float = 1.0) -> RunPaths:
     """The fixed run (loss, two groups, a change and a spike at step 300) with metrics,
     validation metrics, a checkpoint saved at 450 and a range test at 500 (``worse``: its
@@ -82,6 +105,7 @@ def write_metrics_store(run_dir: Path, steps: int = 600, worse: float = 1.0) -> 
         ValRecord(s, s // 100, loss_at(s) + 0.1, step_time(s)) for s in range(100, steps + 1, 100)
     ]
     records += logged(range(100, steps + 1, 100), worse)
+    records += machine()
     records += [
         Event(
             300,

@@ -21,6 +21,7 @@ from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.screens.metrics import MetricsScreen
 from optitui.tui.widgets.chart_grid import ChartGrid
 from optitui.tui.widgets.metric_chart import MetricChart
+from optitui.tui.widgets.system_panel import SystemPanel, gauges
 
 #: the metrics of the fixed store, in the order the screen shows them
 NAMES = ["[bold]odd", "acc", "train/tokens_per_s", "test/once", "val_acc", "val_f1", "grad_norm"]
@@ -39,7 +40,11 @@ async def open_metrics(pilot: Any, length: int = 600) -> ChartGrid:
         lambda: all(s.values.levels for s in grid.view.metrics.series if s.length >= 64),
         what="every metric's pyramid",
     )
-    await wait_until(pilot, lambda: grid.drawn, what="charts drawn")
+    await wait_until(
+        pilot,
+        lambda: grid.drawn or (grid.frames and not grid.view.metrics.series),
+        what="charts drawn",
+    )
     return grid
 
 
@@ -279,7 +284,7 @@ def test_metrics_screen_160x48(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_metrics_screen_filtered_80x24(snap_compare: Any, tmp_path: Path) -> None:
     app = metrics_app(tmp_path)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=after("slash", *"val"))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=after("slash", *"val", "enter"))
 
 
 def test_metric_full_size_log_y_160x48(snap_compare: Any, tmp_path: Path) -> None:
@@ -298,3 +303,36 @@ def test_metric_pinned_under_the_loss_plot_120x36(snap_compare: Any, tmp_path: P
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+@pilot_test
+async def test_the_machine_section_shows_each_gpu_and_the_process_as_gauges(
+    tmp_path: Path,
+) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_metrics(pilot)
+        panel = app.screen.query_one(SystemPanel)
+        await wait_until(pilot, lambda: panel.display and panel.machine)
+        lines = [line.plain for line in panel.lines(160)]
+        assert lines[0].startswith("── machine")
+        gpu0 = next(line for line in lines if line.startswith("GPU0 util"))
+        assert "91%" in gpu0 and "30.0/80.0 GiB" in gpu0 and "61°C 310 W" in gpu0
+        assert "█" in gpu0 and any(c in gpu0 for c in "▅▆▇█")  # a bar and a history
+        [gpu1] = [line for line in lines if line.startswith("GPU1 util")]
+        assert "18%" in gpu1
+        [bar1] = [g for m in panel.machine for grp in gauges(m, 20, 1) for g in grp][2:3]
+        assert bar1.label == "GPU1 util" and bar1.low  # an idle GPU stands out
+        assert any(line.startswith("CPU") and "RSS" in line for line in lines)
+        assert any(line.startswith("host mem") and "12.5/24.0 GiB" in line for line in lines)
+
+
+@pilot_test
+async def test_no_machine_section_without_machine_series(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_metrics(pilot, 600)
+        assert not app.screen.query_one(SystemPanel).display
+        assert "no metrics recorded yet" in screen_text(app)

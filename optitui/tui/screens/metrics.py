@@ -1,6 +1,6 @@
 """The metrics screen (m): every metric the run records besides the loss and the lr, a
 small chart each, in sections; / filters by name, Enter opens one at full size, u pins
-the chosen one under the loss plot; the machine's series at the bottom."""
+the chosen one under the loss plot; the machine's series at the bottom, as gauges."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from optitui.tui.metrics_source import MetricsSource, window_words
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.span import toggle_last
 from optitui.tui.widgets.chart_grid import ChartGrid
+from optitui.tui.widgets.system_panel import SystemPanel
 
 #: the log axis's settings in turn (l): chosen per chart, log, linear
 LOG_CYCLE: dict[bool | None, bool | None] = {None: True, True: False, False: None}
@@ -32,11 +33,14 @@ class MetricsScreen(Screen[None]):
     MetricsScreen #head { height: 1; padding: 0 1; }
     MetricsScreen #filter { height: 1; border: none; padding: 0 1; margin: 0; }
     MetricsScreen #filter:focus { background: $boost; }
+    MetricsScreen.-short SystemPanel { max-height: 5; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "back"),
-        Binding("slash", "filter", "filter", key_display="/"),
+        # priority: the keys typed right after / (queued for the charts meanwhile) are
+        # the filter's; a / typed into the filter is a character (check_action)
+        Binding("slash", "filter", "filter", key_display="/", priority=True),
         Binding("enter", "open", "full size", show=True),
         Binding("u", "pin", "pin under loss"),
         Binding("l", "log", "log-y"),
@@ -54,6 +58,7 @@ class MetricsScreen(Screen[None]):
         yield Static(id="head")
         yield Input(placeholder="/ filters the charts by name", id="filter")
         yield ChartGrid(id="grid")
+        yield SystemPanel(id="machine")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -65,7 +70,9 @@ class MetricsScreen(Screen[None]):
     def refresh_data(self) -> None:
         grid = self.query_one(ChartGrid)
         src = self.source
-        grid.show(src.metrics_view(), src.markers, src.shown_overlays(), self.look)
+        view = src.metrics_view()
+        grid.show(view, src.markers, src.shown_overlays(), self.look)
+        self.query_one(SystemPanel).show(view.metrics.machine)
         self._head()
 
     def _head(self) -> None:
@@ -92,10 +99,10 @@ class MetricsScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
-        self.query_one(ChartGrid).focus()
+        self.set_focus(self.query_one(ChartGrid))
 
     def action_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        self.set_focus(self.query_one("#filter", Input))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # while the filter is typed into, its keys are letters, not actions
@@ -107,7 +114,7 @@ class MetricsScreen(Screen[None]):
     def action_back(self) -> None:
         box = self.query_one("#filter", Input)
         if self.focused is box:
-            self.query_one(ChartGrid).focus()
+            self.set_focus(self.query_one(ChartGrid))
             return
         self.dismiss(None)
 

@@ -183,6 +183,7 @@ class ChartGrid(Widget, can_focus=True):
         width, height = self.size.width, self.size.height
         if not self.names:
             what = "no metric matches the filter" if self.words else "no metrics recorded yet"
+            self.drawn, self.frames = [], self.frames + 1
             return Text(f" {what}", "dim")
         bands = self.bands()
         self._keep_cursor_in_view(bands)
