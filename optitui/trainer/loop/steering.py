@@ -36,6 +36,8 @@ from optitui.trainer.core.hparams import group_label
 from optitui.trainer.core.job import Job
 from optitui.trainer.core.lookahead import Lookahead
 from optitui.trainer.core.lr import LrControl
+from optitui.trainer.loop import device_read
+from optitui.trainer.loop.device_read import DeferredReads, InFlight
 from optitui.trainer.loop.machine_record import MachineRecord
 from optitui.trainer.loop.published import Published
 from optitui.trainer.loop.user_metrics import UserMetrics, Value
@@ -118,6 +120,9 @@ class Steering:
         self._step_metrics: dict[str, Value] | None = None
         self._got: dict[str, Value] | None = None  # what the last step_fn call returned
         self._one_pass = False  # the step being taken is one micro-batch, without autocast
+        #: CUDA: each flush's values are copied to the host and read at the next flush
+        self.reads: DeferredReads | None = device_read.for_device(device)
+        self._in_flight: InFlight | None = None
         self._samples = 0  # counted at flushes: steps x samples per step
         self._batch_samples = 0  # samples per optimizer step, measured once an epoch
         self._measure_batch = True

@@ -1,8 +1,9 @@
 """One optimizer step and what it records: the data, the step, validation, the flush.
 
 The hot path keeps to cheap host-side work: losses stay on the device in a list and
-are read with one ``tolist()`` every ``flush_every`` steps (the only host-device
-sync), and records go to a bounded queue.
+are read with one ``tolist()`` every ``flush_every`` steps (on CUDA from a copy made
+without blocking, one flush later: :mod:`~optitui.trainer.loop.device_read`), and
+records go to a bounded queue.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from optitui.store.records import MetaUpdate, MetricBatch, StatusUpdate, ValRecord
-from optitui.trainer.core import amp, dist, lr_record, state
+from optitui.trainer.core import dist, lr_record, state
 from optitui.trainer.core.device import batch_size, memory_allocated, memory_reserved, to_device
-from optitui.trainer.core.health import health_columns, health_values, with_values
+from optitui.trainer.core.health import health_columns, health_values
 from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
-from optitui.trainer.loop.user_metrics import Value, accumulate, read_with, scaled
+from optitui.trainer.loop.user_metrics import UserMetrics, Value, accumulate, read_with, scaled
 
 
 class EndOfData(Exception):
@@ -276,10 +278,16 @@ class Stepping(Steering):
 
     # -- records -------------------------------------------------------------
     def flush(self, check: bool = False) -> None:
-        """Read the buffered losses (one sync for the whole batch) and queue the records.
+        """Read the buffered values (one read for the whole batch) and queue the records.
 
         With ``check``, the divergence guard looks at what was read (and may pause or
-        roll back)."""
+        roll back). On CUDA the flush every ``flush_every`` steps (``check``) records the
+        previous flush's values, copied to host memory meanwhile, and starts the copy of
+        its own (:mod:`~optitui.trainer.loop.device_read`); every other flush reads
+        everything now."""
+        deferred = self.reads is not None and check and self.dist is None
+        if not deferred:
+            self.settle()
         n = len(self._buf_loss)
         if n == 0:
             if self.user.logged:  # values logged with no step since the last flush
@@ -298,15 +306,22 @@ class Stepping(Steering):
         if mem is not None:  # host-side counters of the caching allocator: no sync
             held = memory_reserved(self.device)
             self.recorder.put(MetaUpdate({"memory": {"allocated": mem, "reserved": held}}))
-        extra = self.user
-        measured = health_values(self._buf_health)
-        if self.dist is None:  # the user's tensors and the health in the same read
-            losses, read = read_with(with_values(torch.stack(self._buf_loss), measured), extra)
-            losses, measured_read = losses[:n], losses[n:]
+        taken = self._take(n)
+        seen: Seen | None = None
+        if self.dist is None:  # everything of the flush in one read
+            values = taken.packed(self.device, torch.stack(taken.losses))
+            if deferred:
+                assert self.reads is not None
+                flying, self._in_flight = self._in_flight, self.reads.start(values, taken, check)
+                if flying is not None:
+                    seen = self._record(flying.batch, flying.values())
+                    check = flying.check
+            else:
+                seen = self._record(taken, values.tolist())
         else:  # the mean over ranks, and each rank's pace and memory, in one all-gather
             # (and each rank's machine samples since the last flush)
             stats = [steps_per_s, float(mem or 0), *self.machine.packed(now)]
-            losses, ranks = dist.gather_losses(torch.stack(self._buf_loss), stats, self.device)
+            losses, ranks = dist.gather_losses(torch.stack(taken.losses), stats, self.device)
             self.machine.absorb([s[2:] for s in ranks], now)
             self.recorder.put(
                 MetaUpdate(
@@ -324,41 +339,10 @@ class Stepping(Steering):
                 )
             )
             # this rank's own metrics and health (rank 0 records them): a second read
-            measured_read, read = read_with(
-                with_values(torch.zeros(0, device=self.device), measured), extra
+            rest = taken.packed(
+                self.device, torch.zeros(0, device=self.device, dtype=torch.float64)
             )
-        if self.saver is not None:
-            self.saver.last_loss = losses[-1]
-        cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
-            "step": range(self.step - n + 1, self.step + 1),
-            "epoch": self._buf_epoch,
-            "time": self._buf_time,
-            "loss": losses,
-        }
-        norms = None
-        if len(self._buf_gn) == n:
-            cols["grad_norm"] = norms = torch.stack(self._buf_gn).float().tolist()
-        skipped = amp.read_flags(self._buf_skip) if len(self._buf_skip) == n else None
-        if skipped is None and self._skips_recorded:
-            skipped = [0.0] * n  # the column stays once a step could be skipped
-        if skipped is not None:
-            self._skips_recorded = True  # the scaler skipped these: no update, no true grad norm
-            cols["skipped"] = skipped
-            if norms is not None:
-                cols["grad_norm"] = norms = [
-                    math.nan if s else v for s, v in zip(skipped, norms, strict=True)
-                ]
-        # tensor-valued lrs (capturable, fused) were copied each step; read here, once
-        by_group = list(zip(*lr_record.columns(self._buf_lr), strict=True))
-        for i, col in enumerate(by_group):
-            cols[f"lr/{i}"] = list(col)
-        user, logged = self.user.take(read, n)
-        cols.update(user)
-        if self._buf_health:  # NaN on steps not measured, and on skipped ones
-            cols.update(health_columns(self._buf_health, measured_read, n, skipped))
-        self.recorder.put(MetricBatch(cols))
-        if logged is not None:
-            self.recorder.put(logged)
+            seen = self._record(taken, losses + (rest.tolist() if rest.numel() else []))
         self.recorder.put(
             StatusUpdate(
                 self.state,
@@ -373,9 +357,119 @@ class Stepping(Steering):
         self._last_flush = (now, self.step, self._samples)
         if self.policy.minutes is not None and self.saver is not None and self.saver.due():
             self.save_checkpoint("periodic")
+        self.published.publish_if_moved()  # a cycled momentum, a field ramp
+        if check and seen is not None:
+            self.guard.observe(*seen)
+
+    def settle(self) -> None:
+        """Record the values still on their way to the host (CUDA), waiting for them if
+        they are not there yet; the guard looks at them when their flush asked it to."""
+        flying, self._in_flight = self._in_flight, None
+        if flying is not None:
+            seen = self._record(flying.batch, flying.values())
+            if flying.check:
+                self.guard.observe(*seen)
+
+    def _take(self, n: int) -> Taken:
+        """The buffers of the last ``n`` steps, handed over; the buffers start afresh."""
+        taken = Taken(
+            first=self.step - n + 1,
+            losses=self._buf_loss,
+            norms=self._buf_gn if len(self._buf_gn) == n else [],
+            skips=self._buf_skip if len(self._buf_skip) == n else [],
+            lrs=self._buf_lr,
+            times=self._buf_time,
+            epochs=self._buf_epoch,
+            health=self._buf_health,
+            user=self.user.split(),
+        )
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch, self._buf_skip = [], [], []
         self._buf_health = []
-        self.published.publish_if_moved()  # a cycled momentum, a field ramp
-        if check:
-            self.guard.observe(cols["step"], losses, norms, skipped)
+        return taken
+
+    def _record(self, taken: Taken, values: list[float]) -> Seen:
+        """Queue a flush's metric batch (and logged values) from its values as read;
+        returns what the divergence guard looks at."""
+        n = len(taken.losses)
+        losses, at = values[:n], n
+        if self.saver is not None:
+            self.saver.last_loss = losses[-1]
+        cols: dict[str, Any] = {  # ints and floats alike: the encoder stores float64
+            "step": range(taken.first, taken.first + n),
+            "epoch": taken.epochs,
+            "time": taken.times,
+            "loss": losses,
+        }
+        norms = None
+        if taken.norms:
+            cols["grad_norm"] = norms = values[at : at + n]
+            at += n
+        flags = [f for f in taken.skips if isinstance(f, torch.Tensor)]
+        it = iter(values[at : at + len(flags)])
+        at += len(flags)
+        skipped = None
+        if flags or any(taken.skips):
+            skipped = [
+                1.0 if (next(it) if isinstance(f, torch.Tensor) else f) else 0.0
+                for f in taken.skips
+            ]
+        if skipped is None and self._skips_recorded:
+            skipped = [0.0] * n  # the column stays once a step could be skipped
+        if skipped is not None:
+            self._skips_recorded = True  # the scaler skipped these: no update, no true grad norm
+            cols["skipped"] = skipped
+            if norms is not None:
+                cols["grad_norm"] = norms = [
+                    math.nan if s else v for s, v in zip(skipped, norms, strict=True)
+                ]
+        # tensor-valued lrs (capturable, fused) were copied each step; read here, once
+        by_group = list(zip(*lr_record.columns(taken.lrs), strict=True))
+        for i, col in enumerate(by_group):
+            cols[f"lr/{i}"] = list(col)
+        measured = sum(3 * t.shape[0] for _, t in taken.health)
+        user, logged = taken.user.take(values[at + measured :], n)
+        cols.update(user)
+        if taken.health:  # NaN on steps not measured, and on skipped ones
+            cols.update(health_columns(taken.health, values[at : at + measured], n, skipped))
+        self.recorder.put(MetricBatch(cols))
+        if logged is not None:
+            self.recorder.put(logged)
+        return cols["step"], losses, norms, skipped
+
+
+#: (steps, losses, grad norms, skipped flags) of a flush, as the divergence guard takes them
+Seen = tuple[Any, list[float], list[float] | None, list[float] | None]
+
+
+@dataclass
+class Taken:
+    """The host-side part of a flush: what the last steps buffered, handed over."""
+
+    first: int  # the first step's number
+    losses: list[torch.Tensor]
+    norms: list[torch.Tensor]  # one per step, or none
+    skips: list[torch.Tensor | float]  # one per step, or none
+    lrs: list[lr_record.LrRow]
+    times: list[float]
+    epochs: list[int]
+    health: list[tuple[int, torch.Tensor]]
+    user: UserMetrics
+
+    def packed(self, device: torch.device, first: torch.Tensor) -> torch.Tensor:
+        """``first`` (the losses), then the grad norms, the skip flags that are tensors,
+        the health measurements and the user's tensors: one tensor, one read."""
+        wide = torch.float32 if device.type == "mps" else torch.float64
+        parts = [first.reshape(-1).to(wide)]
+        if self.norms:
+            parts.append(torch.stack(self.norms).reshape(-1).to(device, wide))
+        flags = [f.reshape(()).to(device, wide) for f in self.skips if isinstance(f, torch.Tensor)]
+        if flags:
+            parts.append(torch.stack(flags))
+        measured = health_values(self.health)
+        if measured is not None:
+            parts.append(measured.reshape(-1).to(device, wide, non_blocking=True))
+        user = self.user.stacked(device, wide)
+        if user is not None:
+            parts.append(user)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)

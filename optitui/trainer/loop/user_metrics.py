@@ -48,6 +48,15 @@ class UserMetrics:
         #: (step, epoch, time, values) of values logged at other times
         self.logged: list[tuple[int, int, float, dict[str, Value]]] = []
 
+    def split(self) -> UserMetrics:
+        """The buffered values, handed over to a new holder (with the same names checked and
+        warned about); this one starts afresh."""
+        out = UserMetrics(self._warn)
+        out._good, out._warned = self._good, self._warned
+        out.steps, out.logged = self.steps, self.logged
+        self.steps, self.logged = [], []
+        return out
+
     def warn_once(self, name: str, why: str) -> None:
         if name not in self._warned:
             self._warned.add(name)
