@@ -171,6 +171,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10k steps, 1 round, a short window")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--window", type=float, default=10.0, help="viewer CPU window, seconds")
+    ap.add_argument("--viewer-only", action="store_true", help="only the viewer's CPU")
     args = ap.parse_args()
     trees = [t.resolve() for t in (args.tree or [HERE])]
     steps = 10_000 if args.quick else 1_000_000
@@ -186,7 +187,9 @@ def main() -> None:
             subprocess.run(["cp", "-r", str(big), str(copy)], check=True)
             copies.append(copy)
         n = f"{steps:,}"
-        for label, others in ((f"attach 1 x {n}", []), (f"attach 4 x {n}", copies)):
+        for label, others in (
+            [] if args.viewer_only else ((f"attach 1 x {n}", []), (f"attach 4 x {n}", copies))
+        ):
             runs = measure_pairs(trees, rounds, lambda o=others: attach_in_process(big, steps, o))
             row(
                 f"{label}, headless, wall",
