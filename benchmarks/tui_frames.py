@@ -34,6 +34,9 @@ frame). The same frame costs at 160x48 (target: under 40 ms), then attach to the
 frame with every run's whole history drawn, headless in a new process and in tmux as
 `optitui attach RUN OTHER...` (target: under 2 s). ``--overlays-only`` skips the
 sections before it.
+
+The metrics screen (m) last: nine charts of a run's own metrics at 160x48, each frame
+drawn afresh (``benchmarks/tui_metrics_frames.py``; target: under 40 ms at 1M steps).
 """
 
 from __future__ import annotations
@@ -353,6 +356,10 @@ def main() -> None:
             print(f"  {frames_text(alone)}")
         for k in overlays:
             overlay_section(runs[sizes[-1]], sizes[-1], k, args.frames)
+    if not args.overlays_only:  # the metrics screen: nine charts of the run's own metrics
+        from tui_metrics_frames import section as metrics_section
+
+        metrics_section([sizes[0], sizes[-1]], args.frames)
 
 
 def frames_in(

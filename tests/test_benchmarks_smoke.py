@@ -123,3 +123,18 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
     for step in ("1 ms", "100 ms"):  # command latency at both step times
         (row,) = rows_of(text, step)
         assert row.count("/") >= 3, row
+
+
+def test_metrics_screen_frame_benchmark_quick_run() -> None:
+    """`tui_metrics_frames.py --quick` draws the nine charts at both sizes and says so."""
+    script = ROOT / "benchmarks" / "tui_metrics_frames.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--quick", "--frames", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for steps in ("1,000", "10,000"):
+        [line] = [row for row in out.splitlines() if row.strip().startswith(f"{steps} steps:")]
+        assert "9 charts, median" in line, line

@@ -39,6 +39,7 @@ VIEW_KEYS = {
     "0": "0",
     "up": "up",
     "down": "down",
+    "m": "m",  # the metrics screen
 }
 
 
@@ -87,7 +88,7 @@ def main() -> None:
         "--keys",
         default="",
         help="view keys to press first, comma-separated: l (log-y), w, [ ] (zoom), "
-        "comma and full_stop (pan), 0, up, down",
+        "comma and full_stop (pan), 0, up, down, m (the metrics screen)",
     )
     args = ap.parse_args()
     w, _, h = args.size.partition("x")
