@@ -38,13 +38,14 @@ class Look:
 
 
 def last_value(view: HistoryView, name: str) -> float | None:
-    """The metric's newest finite value (per step before logged, the newest row first)."""
+    """The metric's newest value that is not NaN (per step before logged, the newest row
+    first): an infinite one is shown as it is, a NaN is no value."""
     best: tuple[float, float] | None = None
     for s in view.metrics.of(name):
         n = s.length
         for i in range(n - 1, max(n - 4096, 0) - 1, -1):
             v = s.values.raw[i]
-            if v - v == 0.0:
+            if v == v:
                 if best is None or s.x[i] > best[0]:
                     best = (s.x[i], v)
                 break
@@ -160,6 +161,8 @@ def chart_for(
     )
     if series and value is None:
         chart.empty = "only NaN so far"
+    elif series and not math.isfinite(value or 0.0) and not curves:
+        chart.empty = "no finite value so far"
     return chart
 
 

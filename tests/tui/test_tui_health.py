@@ -85,3 +85,26 @@ def test_group_table_with_update_ratios_120x36(snap_compare: Any, tmp_path: Path
     writer.close()
     app = fixed_app(paths.root)
     assert snap_compare(app, terminal_size=(120, 36), run_before=snapshot_ready(616))
+
+
+@pilot_test
+async def test_group_names_with_brackets_show_as_written() -> None:
+    """A group named like console markup ('[bold]head') is shown as its name, not styled."""
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield GroupTable()
+
+    app = One()
+    async with app.run_test(size=(100, 6)) as pilot:
+        table = app.query_one(GroupTable)
+        groups: list[dict[str, Any]] = [
+            {"index": 0, "name": "[bold]head/x", "values": {"lr": 0.1}, "params": 5},
+            {"index": 1, "name": "[red]", "values": {"lr": 0.2}, "params": 6},
+        ]
+        table.set_groups(groups, set())
+        await pilot.pause()
+        shown = ["".join(s.text for s in table.render_line(y)) for y in range(table.size.height)]
+        assert any("[bold]head/x" in line for line in shown), shown
+        assert any("[red]" in line for line in shown), shown

@@ -336,3 +336,22 @@ async def test_no_machine_section_without_machine_series(tmp_path: Path) -> None
         await open_metrics(pilot, 600)
         assert not app.screen.query_one(SystemPanel).display
         assert "no metrics recorded yet" in screen_text(app)
+
+
+@pilot_test
+async def test_an_infinite_metric_shows_inf_not_nan(tmp_path: Path) -> None:
+    """inf is a value (the export writes it): the title says inf, never 'only NaN'."""
+    paths, writer = write_fixed_store(tmp_path / "inf", steps=0, keep_open=True)
+    assert isinstance(writer, StoreWriter)
+    writer.write(list(per_step(1, 200, {"user:ppl": math.inf, "user:low": -math.inf})))
+    writer.close()
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot, 200)
+        for name, shown in (("ppl", "inf"), ("low", "-inf")):
+            lines = [line.plain for line in grid._chart(name, 52, 10)]
+            assert lines[0].startswith(f" {name}  {shown}"), lines[0]
+            assert not any("NaN" in line for line in lines), lines
+            assert any("no finite value so far" in line for line in lines), lines
+        odd = [line.plain for line in grid._chart("[bold]odd", 52, 10)]
+        assert any("only NaN so far" in line for line in odd)

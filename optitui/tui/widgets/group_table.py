@@ -173,7 +173,8 @@ class GroupTable(DataTable[str | Text]):
         at = index.index(names.index(RATIO)) if RATIO in shown else -1
         cells: list[list[str | Text]] = []
         for row in rows:
-            line: list[str | Text] = [row[k] for k in index]
+            # as plain Text: a group's name is the user's, never console markup
+            line: list[str | Text] = [Text(row[k]) for k in index]
             if at >= 0:  # coloured against the rule of thumb
                 line[at] = Text(row[index[at]], style=ratio_style(row[index[at]]))
             cells.append(line + [""] * len(more))
