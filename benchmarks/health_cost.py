@@ -119,13 +119,16 @@ def median(xs: list[float]) -> float:
 def report(name: str, got: dict[str, list[float]]) -> dict[str, Any]:
     off, between, measured = (median(got[k]) * 1e6 for k in ("off", "between", "measured"))
     per_step = ((measured - between) + 15 * (between - off)) / 16  # one step in 16 measured
-    return {
+    one = (measured - between) / 16  # a measurement spread over its interval: no noise
+    return {  # from comparing two trainers' medians (the hooks' call on the other steps)
         "workload": name,
         "off": off,
         "between": between,
         "measured": measured,
         "added": per_step,
         "share": 100 * per_step / off,
+        "one": one,
+        "one_share": 100 * one / between,
     }
 
 
@@ -145,12 +148,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread; median CPU time per step (this thread)")
     print(
         f"{'workload':30} {'off us':>9} {'between us':>11} {'measured us':>12} "
-        f"{'added us/step':>14} {'added %':>8}"
+        f"{'added us/step':>14} {'added %':>8} {'measurement/16 us':>18} {'%':>6}"
     )
     for r in rows:
         print(
             f"{r['workload']:30} {r['off']:9.1f} {r['between']:11.1f} {r['measured']:12.1f} "
-            f"{r['added']:14.2f} {r['share']:7.2f}%"
+            f"{r['added']:14.2f} {r['share']:7.2f}% {r['one']:18.2f} {r['one_share']:5.2f}%"
         )
     print(f"load average: {os.getloadavg()[0]:.2f}")
 
