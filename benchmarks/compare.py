@@ -63,6 +63,15 @@ from compare_sections import (
 from compare_worker import call_worker, worker
 
 
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One checkpoint result from several workers' (their lists joined)."""
+    out = dict(runs[0])
+    for k, v in out.items():
+        if isinstance(v, list):
+            out[k] = [x for r in runs for x in r[k]]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +88,14 @@ def main() -> None:
         help="comma-separated subset (a partial run does not write RESULTS.md unless --out)",
     )
     ap.add_argument("--rounds", type=int, help="rounds of the overhead runs")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of optitui (the code before a change, e.g. a git worktree): "
+        "its headless trainer gets paired rows and its checkpoint writer a row of its own, "
+        "measured in the same run, alternating with this code",
+    )
     ap.add_argument(
         "--render",
         type=Path,
@@ -147,6 +164,9 @@ def main() -> None:
                 if (v := version_of(d)) is not None
             },
             "load_start": load1(),
+            "before": None
+            if args.before is None
+            else {"path": str(args.before), "revision": git_revision(args.before)},
         },
         "skipped": skipped,
     }
@@ -165,13 +185,16 @@ def main() -> None:
         if "overhead" in sections:
             log("paired in one process")
             data["paired"] = [
-                paired_section("tiny", *cfg["paired_tiny"], [BARE, HEADLESS], skipped, log),
+                paired_section(
+                    "tiny", *cfg["paired_tiny"], [BARE, HEADLESS], skipped, log, args.before
+                ),
                 paired_section(
                     "empty",
                     *cfg["paired_empty"],
                     [BARE, HEADLESS, TB, TRACKIO, WANDB],
                     skipped,
                     log,
+                    args.before,
                 ),
             ]
         if "syncs" in sections:
@@ -197,9 +220,16 @@ def main() -> None:
         if "checkpoint" in sections:
             log("checkpoint")
             layers, width, reps = cfg["ckpt"]
-            data["checkpoint"] = call_worker(
-                {"kind": "checkpoint", "layers": layers, "width": width, "reps": reps}
-            )
+            spec = {"kind": "checkpoint", "layers": layers, "width": width, "reps": reps}
+            if args.before is None:
+                data["checkpoint"] = call_worker(spec)
+            else:  # one repeat at a time, this code's and the other's alternately
+                ck: list[Any] = []
+                for _ in range(reps):
+                    ck.append(call_worker({**spec, "reps": 1}))
+                    ck.append(call_worker({**spec, "reps": 1}, root=args.before))
+                data["checkpoint"] = merge_runs(ck[0::2])
+                data["checkpoint_before"] = merge_runs(ck[1::2])
     data["env"]["load_end"] = load1()
     data["env"]["total_s"] = time.perf_counter() - t_start
     text = report(data)

@@ -28,6 +28,8 @@ TB = "TensorBoard SummaryWriter"
 TRACKIO = "trackio"
 WANDB = "wandb (offline)"
 VARIANTS = [BARE, HEADLESS, ATTACHED, INLINE, TB, TRACKIO, WANDB]
+#: optitui as it was before a change (``compare.py --before CHECKOUT``), in the paired rows
+BEFORE_HEADLESS = "optitui headless (before)"
 LOOPS = {
     "empty": "near-empty step: Linear(8, 8) + ReLU + Linear(8, 2), batch 8, pre-made batches",
     "tiny": "tiny step: digits MLP (64-128-64-10), batch 64, pre-made batches",

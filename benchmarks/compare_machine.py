@@ -41,15 +41,15 @@ def version_of(dist: str) -> str | None:
         return None
 
 
-def git_revision() -> str:
+def git_revision(repo: Path = REPO) -> str:
     """The commit measured, with "+ uncommitted changes" when the tree differs from it."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "optitui"],
-            cwd=REPO,
+            cwd=repo,
             capture_output=True,
             text=True,
         ).stdout.strip()

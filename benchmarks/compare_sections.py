@@ -19,6 +19,7 @@ from typing import Any
 from compare_loops import (
     ATTACHED,
     BARE,
+    BEFORE_HEADLESS,
     HEADLESS,
     INLINE,
     REPO,
@@ -177,12 +178,24 @@ def paired_section(
     variants: list[str],
     skipped: dict[str, str],
     log: Callable[[str], None],
+    before: Path | None = None,
 ) -> dict[str, Any]:
+    """With ``before`` (another checkout), the rounds go in pairs to a worker of this code
+    and one of that code, alternately, and that code's optitui gets rows of its own
+    (``optitui headless (before)``), each round against its own bare run."""
     left_out = {v: skipped[v] for v in variants if v in skipped}
     variants = [v for v in variants if v not in skipped]
-    got = call_worker(
-        {"kind": "paired", "loop": loop, "steps": steps, "rounds": rounds, "variants": variants}
-    )
+    spec = {"kind": "paired", "loop": loop, "steps": steps, "variants": variants}
+    if before is None:
+        got = call_worker({**spec, "rounds": rounds})
+        old: list[dict[str, Any]] = []
+    else:
+        got, old = [], []
+        old_spec = {**spec, "variants": [BARE, HEADLESS]}
+        for chunk in range(0, rounds, 2):
+            k = min(2, rounds - chunk)
+            got += call_worker({**spec, "rounds": k})
+            old += call_worker({**old_spec, "rounds": k}, root=before)
     out: dict[str, Any] = {
         "loop": loop,
         "steps": steps,
@@ -204,6 +217,13 @@ def paired_section(
             f"  {loop}, {v}: wall {med(x['wall']):+.1f} us, CPU {med(x['cpu']):+.1f} us, "
             f"ratio {med(x['ratio']):.3f}"
         )
+    if old:
+        out["variants"][BEFORE_HEADLESS] = x = {
+            "wall": [r[HEADLESS]["mean_us"] - r[BARE]["mean_us"] for r in old],
+            "cpu": [r[HEADLESS]["cpu_us"] - r[BARE]["cpu_us"] for r in old],
+            "ratio": [r[BARE]["mean_us"] / r[HEADLESS]["mean_us"] for r in old],
+        }
+        log(f"  {loop}, {BEFORE_HEADLESS}: wall {med(x['wall']):+.1f} us")
     return out
 
 

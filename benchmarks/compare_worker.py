@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compare_loops import BENCH, HEADLESS, REPO, TB, TRACKIO, WANDB, make_loop
+from compare_loops import HEADLESS, REPO, TB, TRACKIO, WANDB, make_loop
 from compare_variants import bare_loop, paired_runs, run_variant, summarize_times, tool_hook
 
 # ------------------------------------------------------------------------------------------
@@ -232,8 +232,11 @@ def worker(spec: dict[str, Any]) -> Any:
     raise ValueError(kind)
 
 
-def call_worker(spec: dict[str, Any], timeout: float = 900) -> Any:
-    """Run ``worker(spec)`` in a fresh interpreter; its result, or raise with its stderr."""
+def call_worker(spec: dict[str, Any], timeout: float = 900, root: Path | None = None) -> Any:
+    """Run ``worker(spec)`` in a fresh interpreter; its result, or raise with its stderr.
+    ``root``: another checkout (the code before a change), whose own harness and optitui
+    run the worker instead of this one's."""
+    repo = REPO if root is None else root
     with tempfile.TemporaryDirectory(prefix="optitui-bench-") as tmp:
         spec = {**spec, "tmp": tmp}
         result = Path(tmp) / "result.json"
@@ -245,17 +248,18 @@ def call_worker(spec: dict[str, Any], timeout: float = 900) -> Any:
             "WANDB_DIR": tmp,
             "WANDB_SILENT": "true",
             "PYTHONWARNINGS": "ignore",
+            "PYTHONPATH": str(repo),
         }
         proc = subprocess.run(
             [
                 sys.executable,
-                str(BENCH / "compare.py"),
+                str(repo / "benchmarks" / "compare.py"),
                 "--worker",
                 json.dumps(spec),
                 "--result",
                 str(result),
             ],
-            cwd=REPO,
+            cwd=repo,
             env=env,
             capture_output=True,
             text=True,

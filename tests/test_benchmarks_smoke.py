@@ -138,3 +138,35 @@ def test_metrics_screen_frame_benchmark_quick_run() -> None:
     for steps in ("1,000", "10,000"):
         [line] = [row for row in out.splitlines() if row.strip().startswith(f"{steps} steps:")]
         assert "9 charts, median" in line, line
+
+
+@pytest.mark.slow
+def test_before_rows_come_from_the_other_checkout(tmp_path: Path) -> None:
+    """``--before CHECKOUT`` measures that checkout's checkpoint writer in the same run
+    (here this checkout stands in for it) and names its revision."""
+    out = tmp_path / "before.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(COMPARE),
+            "--quick",
+            "--sections",
+            "checkpoint",
+            "--before",
+            str(ROOT),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert f"(`--before {ROOT}`)" in text
+    (row,) = rows_of(text, "before: tiny-step time while the write runs / before it")
+    assert row.split("|")[2].strip().endswith("x")
+    (target,) = [r for r in text.splitlines() if r.startswith("| a checkpoint write slows")]
+    assert "(before: " in target
