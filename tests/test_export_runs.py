@@ -132,3 +132,24 @@ def test_export_into_a_directory_or_of_a_remote_run_says_why(
     assert main(["export", "gpu1:runs/x"]) == 2
     err = capsys.readouterr().err
     assert "reads runs on this host" in err and "ssh gpu1 optitui export" in err
+
+
+class ClosedPipe(io.StringIO):
+    """stdout read by `head`, which stopped reading: every write is a broken pipe."""
+
+    def write(self, s: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+@pytest.mark.parametrize("system", [False, True])
+def test_export_into_a_pipe_closed_early_ends_quietly(
+    two_runs: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    system: bool,
+) -> None:
+    """`optitui export RUN | head` is not an error: no message, exit 0."""
+    a, _ = two_runs
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["export", str(a), *(["--system"] if system else [])]) == 0
+    assert capsys.readouterr().err == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -42,6 +43,15 @@ def labels(names: list[str], paths: list[Path]) -> list[str]:
     return [s if short.count(s) == 1 else n for s, n in zip(short, names, strict=True)]
 
 
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test's)
+        pass
+
+
 def main(args: argparse.Namespace) -> int:
     from optitui.store import export
 
@@ -66,7 +76,10 @@ def main(args: argparse.Namespace) -> int:
             named = labels(args.runs, [r.paths.root for r in readers])
             runs: list[tuple[str | None, Any]] = list(zip(named, readers, strict=True))
             if args.output is None:
-                write(sys.stdout)
+                try:
+                    write(sys.stdout)
+                except BrokenPipeError:  # `| head` read what it wanted: not an error
+                    quiet_stdout()
             else:
                 try:
                     f = stack.enter_context(open(args.output, "w", newline=""))
