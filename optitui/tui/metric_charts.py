@@ -21,7 +21,7 @@ from optitui.tui.chart_text import LEFT, Chart, Curve, last_finite, value_text
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView
 from optitui.tui.markers import Marker, in_view
-from optitui.tui.metric_history import MetricSeries
+from optitui.tui.metric_history import MetricSeries, titled
 from optitui.tui.overlay import Overlay, final_pieces
 from optitui.tui.span import Span
 
@@ -143,6 +143,7 @@ def chart_for(
     markers: Sequence[Marker] = (),
     selected: bool = False,
     x_ticks: int = 2,
+    groups: Sequence[str] = (),
 ) -> Chart:
     """The chart of metric ``name`` at ``width`` cells."""
     series = view.metrics.of(name)
@@ -153,7 +154,7 @@ def chart_for(
     curves += own_curves(view, name, lo, hi, dots, positive)
     shown = in_view(list(markers), lo, hi, max(1, (width - LEFT) // 2))
     title = Text(no_wrap=True, end="")
-    title.append(f" {name} ", "reverse bold" if selected else "bold")
+    title.append(f" {titled(name, groups)} ", "reverse bold" if selected else "bold")
     value = last_value(view, name)
     title.append(f" {value_text(value)}", LOGGED_STYLE if _logged_only(series) else STEP_STYLE)
     chart = Chart(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +40,15 @@ def shown_name(column: str) -> str | None:
     if column in NOT_METRICS or column.startswith("lr/"):
         return None
     return column[len(USER_PREFIX) :] if column.startswith(USER_PREFIX) else column
+
+
+def titled(name: str, groups: Sequence[str]) -> str:
+    """A health series named by its group (``update_ratio/body``, as the export names it)
+    when the group has a name; any other name as it is."""
+    head, sep, tail = name.partition("/")
+    if sep and head in HEALTH and tail.isdigit() and int(tail) < len(groups) and groups[int(tail)]:
+        return f"{head}/{groups[int(tail)]}"
+    return name
 
 
 def section(name: str, shared: frozenset[str] | None = None) -> str:

@@ -24,6 +24,8 @@ class MetricsSource(Protocol):
 
     def want_metrics(self) -> None: ...
 
+    def steered_group_names(self) -> list[str]: ...
+
 
 def window_words(span: Span) -> str:
     if span.everything:

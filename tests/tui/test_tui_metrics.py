@@ -355,3 +355,19 @@ async def test_an_infinite_metric_shows_inf_not_nan(tmp_path: Path) -> None:
             assert any("no finite value so far" in line for line in lines), lines
         odd = [line.plain for line in grid._chart("[bold]odd", 52, 10)]
         assert any("only NaN so far" in line for line in odd)
+
+
+@pilot_test
+async def test_health_series_are_named_by_their_group(tmp_path: Path) -> None:
+    paths, writer = write_fixed_store(tmp_path / "run", steps=0, keep_open=True)
+    assert isinstance(writer, StoreWriter)
+    writer.write(list(per_step(1, 200, {"update_ratio/1": 1e-3, "param_norm/0": 4.0})))
+    writer.close()
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot, 200)
+        await wait_until(pilot, lambda: grid.groups == ("body", "head"))
+        title = grid._chart("update_ratio/1", 52, 10)[0].plain
+        assert title.startswith(" update_ratio/head ")
+        await pilot.press("slash", *"head", "enter")  # the filter finds it by its group
+        assert grid.names == ["update_ratio/1"]

@@ -277,9 +277,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             plot.redraw()
         if self.pinned:
             loss = self.query_one(LossPlot)
-            self.query_one("#pinned", MetricChart).show(
-                self.latest, self.markers, self.shown_overlays(), Look(loss.span)
-            )
+            pinned = self.query_one("#pinned", MetricChart)
+            pinned.groups = tuple(self.steered_group_names())
+            pinned.show(self.latest, self.markers, self.shown_overlays(), Look(loss.span))
 
     # -- the metrics screen (m) and the metric under the loss plot ---------------------
     def metrics_view(self) -> HistoryView:

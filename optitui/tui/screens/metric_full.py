@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from optitui.tui.metric_charts import Look
+from optitui.tui.metric_history import titled
 from optitui.tui.metrics_source import MetricsSource, window_words
 from optitui.tui.span import Span, toggle_last
 from optitui.tui.widgets.metric_chart import MetricChart
@@ -59,9 +60,10 @@ class MetricFullScreen(Screen[None]):
     def refresh_data(self) -> None:
         src = self.source
         chart = self.query_one(MetricChart)
+        chart.groups = tuple(src.steered_group_names())
         chart.show(src.metrics_view(), src.markers, src.shown_overlays(), self.look)
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(self.metric, "bold")
+        t.append(titled(self.metric, chart.groups), "bold")
         t.append(f"  · {window_words(self.look.span)}")
         if src.pinned == self.metric:
             t.append(" · under the loss plot")

@@ -71,6 +71,10 @@ class MetricsScreen(Screen[None]):
         grid = self.query_one(ChartGrid)
         src = self.source
         view = src.metrics_view()
+        groups = tuple(src.steered_group_names())
+        if groups != grid.groups:
+            grid.groups = groups
+            grid._cache.clear()
         grid.show(view, src.markers, src.shown_overlays(), self.look)
         self.query_one(SystemPanel).show(view.metrics.machine)
         self._head()

@@ -21,7 +21,7 @@ from optitui.tui.chart_text import draw
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import Marker
 from optitui.tui.metric_charts import Look, chart_for
-from optitui.tui.metric_history import sections
+from optitui.tui.metric_history import sections, titled
 from optitui.tui.overlay import Overlay
 
 #: about this many cells a chart across (the grid takes as many as fit, at least one)
@@ -67,6 +67,7 @@ class ChartGrid(Widget, can_focus=True):
         self.markers: Sequence[Marker] = ()
         self.overlays: tuple[Overlay, ...] = ()
         self.look = Look()
+        self.groups: tuple[str, ...] = ()  # the run's group names (health series by name)
         self.words = ""
         self.names: list[str] = []  # in view of the filter, in order
         self.cursor = 0
@@ -106,7 +107,11 @@ class ChartGrid(Widget, can_focus=True):
     def _refilter(self) -> None:
         chosen = self.selected
         self._sections = sections(self.view.metrics.names())
-        self.names = [n for n in self._sections if matches(n, self.words)]
+        self.names = [
+            n
+            for n in self._sections
+            if matches(n, self.words) or matches(titled(n, self.groups), self.words)
+        ]
         if chosen in self.names:
             self.cursor = self.names.index(chosen)
         self.cursor = min(self.cursor, max(len(self.names) - 1, 0))
@@ -228,6 +233,7 @@ class ChartGrid(Widget, can_focus=True):
                 overlays=self.overlays,
                 markers=self.markers,
                 selected=chosen,
+                groups=self.groups,
             )
             got = self._cache[key] = draw(chart, width, height).lines
         return got

@@ -34,6 +34,7 @@ class MetricChart(Widget):
         self.markers: Sequence[Marker] = ()
         self.overlays: tuple[Overlay, ...] = ()
         self.look = Look()
+        self.groups: tuple[str, ...] = ()  # the run's group names (health series by name)
         self.last: Drawn | None = None
         self.frame_seconds = 0.0
         self._key: tuple[object, ...] | None = None
@@ -57,7 +58,16 @@ class MetricChart(Widget):
     def render(self) -> RenderResult:
         w, h = self.size.width, self.size.height
         # by identity: a view holds a million values
-        key = (self.metric, id(self.view), id(self.markers), self.overlays, self.look, w, h)
+        key = (
+            self.metric,
+            id(self.view),
+            id(self.markers),
+            self.overlays,
+            self.look,
+            self.groups,
+            w,
+            h,
+        )
         if key != self._key or self._text is None:
             t0 = time.perf_counter()
             chart = chart_for(
@@ -68,6 +78,7 @@ class MetricChart(Widget):
                 overlays=self.overlays,
                 markers=self.markers,
                 x_ticks=max(2, w // CELLS_PER_TICK),
+                groups=self.groups,
             )
             chart.say_scale = True
             self.last = draw(chart, w, h)
