@@ -371,3 +371,8 @@ async def test_health_series_are_named_by_their_group(tmp_path: Path) -> None:
         assert title.startswith(" update_ratio/head ")
         await pilot.press("slash", *"head", "enter")  # the filter finds it by its group
         assert grid.names == ["update_ratio/1"]
+
+
+def test_metric_full_size_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    app = metrics_app(tmp_path)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=after("right", "enter"))
