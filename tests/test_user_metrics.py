@@ -341,3 +341,30 @@ def test_export_writes_every_metric_under_its_own_name(
     lines = [json.loads(line) for line in jl.read_text().splitlines()]
     assert lines[9]["epoch_eval"] == pytest.approx(0.9) and lines[9]["eval/f1"] == 0.25
     assert lines[0]["epoch_eval"] is None and lines[0]["step_x2"] == 0.0
+
+
+def test_a_numpy_number_is_one_number_and_a_numpy_vector_is_not() -> None:
+    """`acc.cpu().numpy()` is a 0-d array: recorded as the number it holds."""
+    import numpy as np
+
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    warned: list[str] = []
+    m = UserMetrics(warned.append)
+    got = m.check(
+        {
+            "zero_d": torch.tensor(0.75).numpy(),
+            "one": np.array([2.5], dtype=np.float32),
+            "flag": np.array(True),
+            "scalar": np.float64(1.5),
+            "vec": np.ones(3),
+            "text": np.array("high"),
+            "cplx": np.array(1j),
+        }
+    )
+    assert got == {"zero_d": 0.75, "one": 2.5, "flag": 1.0, "scalar": 1.5}
+    assert all(isinstance(v, float) for v in got.values())
+    assert len(warned) == 3 and all(
+        any(f"metric {n!r} skipped" in w for w in warned) for n in ("vec", "text", "cplx")
+    )
+    assert any("shape (3,)" in w for w in warned)

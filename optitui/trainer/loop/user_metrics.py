@@ -36,6 +36,18 @@ def bad_name(name: Any) -> str | None:
     return None
 
 
+def is_array(v: object) -> bool:
+    """Whether ``v`` is a numpy array (told without importing numpy)."""
+    return type(v).__module__ == "numpy" and hasattr(v, "dtype") and hasattr(v, "size")
+
+
+def array_number(v: Any) -> float | None:
+    """The one real number (bool as 0/1) a numpy array holds, or None."""
+    if v.size != 1 or v.dtype.kind not in "biuf":
+        return None
+    return float(v.reshape(()))
+
+
 class UserMetrics:
     """Buffers of one run's user metrics between flushes. ``warn`` reports bad values."""
 
@@ -82,6 +94,13 @@ class UserMetrics:
                     out[name] = one
             elif isinstance(v, numbers.Real):
                 out[name] = float(v)
+            elif is_array(v):  # numpy's (`acc.cpu().numpy()` is a 0-d one)
+                one_value = array_number(v)
+                if one_value is None:
+                    what = f"of shape {tuple(v.shape)}" if v.size != 1 else str(v.dtype)
+                    self.warn_once(name, f"an array {what} is not one number")
+                else:
+                    out[name] = one_value
             else:
                 self.warn_once(name, f"a {type(v).__name__} is not a number")
         return out
