@@ -258,6 +258,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             self.query_one(RoutineLine).add_events(u.events)
         if u.output:
             log.add_output(u.output)
+        for ov in self.overlay_runs.values():  # an overlay read first waited for the names
+            self._compare_groups(ov)
         if u.grew or u.first:
             self.latest = u.view
             for plot in self.plots:
