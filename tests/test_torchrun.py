@@ -334,6 +334,27 @@ def test_fsdp_is_detected_and_not_wrapped_in_ddp(tmp_path: Path, group: None) ->
     t.recorder.close()
 
 
+def test_health_under_fsdp_measures_the_ranks_shard(tmp_path: Path, group: None) -> None:
+    from optitui.trainer.core.health import Health
+
+    job = _fsdp2_job()
+    opt = job.optimizer
+    x = torch.randn(8, 8)
+    job.model(x).sum().backward()
+    local = [p.to_local().detach().clone() for p in job.model.parameters()]
+    grads = [p.grad.to_local().clone() for p in job.model.parameters()]
+    health = Health(1)
+    health.arm(0, opt)
+    opt.step()  # DTensor parameters: foreach ops have no sharding rules for them
+    got = health.take()
+    assert got is not None
+    after = [p.to_local().detach() for p in job.model.parameters()]
+    norm = lambda ts: torch.linalg.vector_norm(torch.stack([t.norm() for t in ts]))  # noqa: E731
+    delta = norm([a - b for a, b in zip(after, local, strict=True)])
+    assert torch.allclose(got[0], torch.stack([norm(grads), norm(local), delta]), rtol=1e-5)
+    assert delta > 0
+
+
 @pytest.mark.parametrize(
     ("kind", "args"),
     [

@@ -48,7 +48,14 @@ def check_every(value: Any, what: str = "health_every") -> int:
 
 def _dense(g: torch.Tensor) -> torch.Tensor:
     # a sparse gradient's norm is its coalesced values' (SparseAdam coalesces it too)
-    return g.coalesce().values() if g.is_sparse else g
+    return g.coalesce().values() if g.is_sparse else _local(g)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    # an FSDP2 (DTensor) parameter or gradient: this rank's shard, which the optimizer
+    # updates in place (foreach ops have no sharding rules for DTensors)
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
 
 
 class Before:
@@ -61,8 +68,8 @@ class Before:
         for g in opt.param_groups:
             ps = g["params"]
             self.trainable.append([p for p in ps if p.requires_grad])
-            self.frozen.append([p for p in ps if not p.requires_grad])
-        self.flat = [p for ps in self.trainable for p in ps]
+            self.frozen.append([_local(p) for p in ps if not p.requires_grad])
+        self.flat = [_local(p) for ps in self.trainable for p in ps]
         # a copy of every trainable tensor (one fused copy: no arithmetic on the values)
         self.copies = [torch.empty_like(p) for p in self.flat]
         if self.flat:

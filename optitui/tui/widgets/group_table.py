@@ -173,8 +173,9 @@ class GroupTable(DataTable[str | Text]):
         at = index.index(names.index(RATIO)) if RATIO in shown else -1
         cells: list[list[str | Text]] = []
         for row in rows:
-            # as plain Text: a group's name is the user's, never console markup
-            line: list[str | Text] = [Text(row[k]) for k in index]
+            # a group's name is the user's: plain Text, never console markup (the other
+            # cells are the tool's own formatting and stay strings)
+            line: list[str | Text] = [Text(row[k]) if k == 1 else row[k] for k in index]
             if at >= 0:  # coloured against the rule of thumb
                 line[at] = Text(row[index[at]], style=ratio_style(row[index[at]]))
             cells.append(line + [""] * len(more))
