@@ -184,7 +184,12 @@ async def test_group_table_shows_every_editable_field(tmp_path: Path) -> None:
             "lr×",
         ]
         # lr: the newest recorded step's (body follows a schedule since the snapshot)
-        assert table.get_row("0")[:4] == ["", "body", fmt.value(lr_at(600, 1000)), "0.9"]
+        assert [str(c) for c in table.get_row("0")[:4]] == [
+            "",
+            "body",
+            fmt.value(lr_at(600, 1000)),
+            "0.9",
+        ]
         assert table.get_row("1")[-3:] == ["650", "", ""]
         from tui_support import sgd_groups
 
