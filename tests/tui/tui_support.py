@@ -344,7 +344,8 @@ async def loaded(pilot: Pilot[Any], length: int | None = None) -> None:
     app = pilot.app
     assert isinstance(app, DashboardApp)
     screen = app.dashboard
-    await wait_until(pilot, lambda: screen.updates > 0, what="the first store update")
+    # a hang guard, not a deadline: a loaded machine reads a long run for seconds
+    await wait_until(pilot, lambda: screen.updates > 0, timeout=30.0, what="the first store update")
 
     def want() -> int:
         # a live job keeps writing: the length to wait for is the one in the store now
