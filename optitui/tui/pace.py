@@ -7,9 +7,8 @@ read, the screen's update, the frames) depends on the history, the terminal and 
 machine. :class:`Pace` measures it as the CPU time of the threads that do it (the UI
 thread, and each thread that reads a run) between two updates, and stretches the wait
 before the next read so that the viewer stays within its budget, never waiting longer
-than ``longest``: the newest step is then at most about two seconds old on screen (one
-on a quiet machine, where an update costs some 40 ms), and a cheap viewer still reads
-four times a second. Other threads of the process (a training
+than ``longest``: the newest step is then at most about a second old on screen, and a
+cheap viewer still reads four times a second. Other threads of the process (a training
 loop run ``--inline``) are not the viewer's cost and are not counted.
 """
 
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: the longest wait between two reads of a live run, whatever they cost
-LONGEST_S = 2.0
+LONGEST_S = 1.0
 
 
 @dataclass

@@ -24,7 +24,7 @@ class ViewerSettings:
     """Seconds between reads of the run store, at the shortest."""
     cpu_budget: float = 0.04
     """The share of one core the dashboard spends following a live run: when reading
-    and drawing cost more, reads come further apart (at least one every two seconds)."""
+    and drawing cost more, reads come further apart (at least one a second)."""
     redraw_hz: float = 4.0
     """Plot redraws per second at most; data arrives on its own clock."""
     log_y: bool | None = None

@@ -41,7 +41,7 @@ def test_pace_reads_every_interval_while_cheap_and_slows_within_the_budget() -> 
     spent[0] += 0.02  # 20 ms: the next read waits 0.5 s (20 ms in 0.5 s is 4%)
     pace.updated()
     assert pace.next_wait == pytest.approx(0.5)
-    spent[0] += 0.3  # a very costly update: never more than two seconds between reads
+    spent[0] += 0.3  # a very costly update: never more than a second between reads
     pace.updated()
     assert pace.next_wait == LONGEST_S
     spent[0] += 0.001  # cheap again: back to the interval
@@ -101,8 +101,8 @@ async def test_a_costly_viewer_reads_a_live_run_further_apart_and_still_shows_it
             await wait_until(pilot, lambda: screen.plots[0].view.length == 700, timeout=5)
             await pilot.pause(1.0)
             assert screen.pace.next_wait == LONGEST_S
-            # a read every two seconds (at 4 a second there would be 4 or more)
-            assert screen.updates - polls <= 3
+            # about one read a second (at 4 a second there would be 4 or more)
+            assert screen.updates - polls <= 4
             job.put(metric_batches(701, 800, 1000))
             await wait_until(pilot, lambda: screen.plots[0].view.length == 800, timeout=5)
             await loaded(pilot, 800)
