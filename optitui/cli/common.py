@@ -22,25 +22,23 @@ def err(msg: str) -> None:
     print(f"optitui: {msg}", file=sys.stderr)
 
 
-def positive_int(text: str) -> int:
+def _whole_at_least(text: str, low: int) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected a number >= {low}, got {v}")
     return v
+
+
+def positive_int(text: str) -> int:
+    return _whole_at_least(text, 1)
 
 
 def count_int(text: str) -> int:
     """A whole number >= 0 (0 turns something off)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {v}")
-    return v
+    return _whole_at_least(text, 0)
 
 
 def seconds(text: str) -> float:
