@@ -274,6 +274,58 @@ def test_probe_bad_values_and_names_warn_and_the_loop_goes_on(
         assert r.status().state == "finished"
 
 
+def warning_steps(run: Path) -> dict[str, int]:
+    """The step each metric's one warning names, by metric name."""
+    with RunReader(run) as r:
+        return {
+            e.message.split("'")[1]: e.step
+            for e in r.events()
+            if e.kind == "warning" and e.message.startswith("metric ")
+        }
+
+
+def test_a_bad_metric_warning_names_the_step_it_was_given_at(tmp_path: Path) -> None:
+    """The steps recorded are 1, 2, ...: a value given with the step recorded as 3 is
+    warned about at step 3, whether it is caught at once or at the flush; a value
+    logged between steps at the step recorded last."""
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    for s in range(1, 9):  # the step recorded as s
+        metrics: dict[str, Any] = {"fine": torch.tensor(1.0)}
+        if s == 3:
+            metrics["word"] = "high"  # caught when given
+        if s == 6:
+            metrics["fine"] = torch.ones(2)  # a known name: caught at the flush
+        probe.step(torch.tensor(1.0), metrics=metrics)
+        if s == 7:
+            probe.log(obj=object())  # logged at step 7
+    probe.close()
+    assert warning_steps(tmp_path / "r") == {"word": 3, "fine": 6, "obj": 7}
+    with RunReader(tmp_path / "r") as r:
+        assert list(r.read_metrics().columns["step"]) == [float(s) for s in range(1, 9)]
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_a_step_fn_metric_warning_names_its_step(tmp_path: Path, accum: int) -> None:
+    """The fifth call of step_fn is step 5's, or with two micro-batches a step, step 3's."""
+    calls = 0
+
+    def step_fn(model: nn.Module, batch: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        x, y = batch
+        out = {"loss": nn.functional.mse_loss(model(x), y)}
+        if calls == 5:
+            out["word"] = "high"
+        return out
+
+    job = metric_job(step_fn, max_steps=8, grad_accum=accum)
+    trainer = make_trainer(tmp_path, job, flush_every=4)
+    assert trainer.run() == "finished"
+    assert warning_steps(trainer.paths.root) == {"word": 5 if accum == 1 else 3}
+
+
 def scale_store(root: Path, names: int, steps: int, per_row: int) -> Path:
     paths = create_run_dir(root, "big", root / "big")
     w = StoreWriter(paths, {"groups": ["0"]})
@@ -350,7 +402,7 @@ def test_a_numpy_number_is_one_number_and_a_numpy_vector_is_not() -> None:
     from optitui.trainer.loop.user_metrics import UserMetrics
 
     warned: list[str] = []
-    m = UserMetrics(warned.append)
+    m = UserMetrics(lambda message, step: warned.append(message), lambda: 0)
     got = m.check(
         {
             "zero_d": torch.tensor(0.75).numpy(),

@@ -116,10 +116,11 @@ class Steering:
         self.health = Health(job.health_every)
         self._buf_health: list[tuple[int, torch.Tensor]] = []
         #: the user's own metrics, buffered beside the losses until a flush
-        self.user = UserMetrics(self._metric_warning)
+        self.user = UserMetrics(self._metric_warning, lambda: self.step)
         self._step_metrics: dict[str, Value] | None = None
         self._got: dict[str, Value] | None = None  # what the last step_fn call returned
         self._one_pass = False  # the step being taken is one micro-batch, without autocast
+        self._micro = False  # a micro-batch of the step being taken (under autocast)
         #: CUDA: each flush's values are copied to the host and read at the next flush
         self.reads: DeferredReads | None = device_read.for_device(device)
         self._in_flight: InFlight | None = None
@@ -378,9 +379,9 @@ class Steering:
             return float(value)
         return dist.mean_scalar(value)
 
-    def _metric_warning(self, message: str) -> None:
+    def _metric_warning(self, message: str, step: int) -> None:
         print(f"optitui: {message}", file=sys.stderr, flush=True)
-        self.recorder.put(Event(self.step, "warning", message))
+        self.recorder.put(Event(step, "warning", message))
 
     def _thread_fault(self, message: str, tb: str) -> None:
         self.recorder.put(Event(self.step, "error", message, {"traceback": tb}))

@@ -95,8 +95,11 @@ class Stepping(Steering):
             raise JobError(f"step_fn returned a mapping without a 'loss' key (keys: {keys})")
         # a step's values go straight to the flush's buffer, checked there all at once;
         # those that are summed first (micro-batches, validation) are checked now
-        check = self.user.check_step if self._one_pass else self.user.check
-        return out["loss"], check(out, skip="loss")
+        if self._one_pass:
+            return out["loss"], self.user.check_step(out, skip="loss")
+        # a micro-batch's values belong to the step being taken; validation's are logged
+        # at the step recorded last
+        return out["loss"], self.user.check(out, "loss", self.step + 1 if self._micro else None)
 
     def _check_loss(self, loss: Any) -> None:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -163,7 +166,11 @@ class Stepping(Steering):
         gradients of the last micro-batch only."""
         with dist.no_sync(self.net, k < accum - 1):
             with self.amp.autocast():  # the forward pass and the loss; backward outside
-                loss = self._loss(batch)
+                self._micro = True
+                try:
+                    loss = self._loss(batch)
+                finally:
+                    self._micro = False
                 got, self._got = self._got, None
             if not self._checked_loss:
                 self._check_loss(loss)
@@ -381,7 +388,7 @@ class Stepping(Steering):
             times=self._buf_time,
             epochs=self._buf_epoch,
             health=self._buf_health,
-            user=self.user.split(),
+            user=self.user.split(self.step - n + 1),
         )
         self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
         self._buf_time, self._buf_epoch, self._buf_skip = [], [], []

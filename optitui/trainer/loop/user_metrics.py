@@ -49,35 +49,45 @@ def array_number(v: Any) -> float | None:
 
 
 class UserMetrics:
-    """Buffers of one run's user metrics between flushes. ``warn`` reports bad values."""
+    """Buffers of one run's user metrics between flushes. ``warn(message, step)`` reports
+    bad values; ``now()`` is the step recorded last (values logged now are logged at it,
+    a step's own values belong to the step after it)."""
 
-    def __init__(self, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str, int], None], now: Callable[[], int]) -> None:
         self._warn = warn
+        self._now = now
         self._good: set[str] = set()  # names checked once, then a set lookup per value
         self._warned: set[str] = set()
         #: one entry per buffered step, aligned with the loss buffer (None: no metrics)
         self.steps: list[dict[str, Value] | None] = []
         #: (step, epoch, time, values) of values logged at other times
         self.logged: list[tuple[int, int, float, dict[str, Value]]] = []
+        #: the step of ``steps[0]`` once handed over to a flush (None: not yet known)
+        self.first: int | None = None
 
-    def split(self) -> UserMetrics:
+    def split(self, first: int) -> UserMetrics:
         """The buffered values, handed over to a new holder (with the same names checked and
-        warned about); this one starts afresh."""
-        out = UserMetrics(self._warn)
+        warned about) whose steps begin at step ``first``; this one starts afresh."""
+        out = UserMetrics(self._warn, self._now)
+        out.first = first
         out._good, out._warned = self._good, self._warned
         out.steps, out.logged = self.steps, self.logged
         self.steps, self.logged = [], []
         return out
 
-    def warn_once(self, name: str, why: str) -> None:
+    def warn_once(self, name: str, why: str, step: int) -> None:
         if name not in self._warned:
             self._warned.add(name)
-            self._warn(f"metric {name!r} skipped: {why} (warned once)")
+            self._warn(f"metric {name!r} skipped: {why} (warned once)", step)
 
-    def check(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
+    def check(
+        self, values: Mapping[Any, Any], skip: str | None = None, step: int | None = None
+    ) -> dict[str, Value]:
         """The values that can be recorded: 0-d detached tensors and floats; the others
-        are skipped with a warning. Reads nothing from the device. ``skip``: a key that
-        is not a metric (step_fn's ``"loss"``)."""
+        are skipped with a warning naming ``step`` (default: the step recorded last, where
+        logged values go). Reads nothing from the device. ``skip``: a key that is not a
+        metric (step_fn's ``"loss"``)."""
+        at = self._now() if step is None else step
         out: dict[str, Value] = {}
         for name, v in values.items():
             if name == skip:
@@ -85,11 +95,11 @@ class UserMetrics:
             if name not in self._good:
                 why = bad_name(name)
                 if why is not None:
-                    self.warn_once(str(name), why)
+                    self.warn_once(str(name), why, at)
                     continue
                 self._good.add(name)
             if isinstance(v, torch.Tensor):
-                one = self.one_number(name, v)
+                one = self.one_number(name, v, at)
                 if one is not None:
                     out[name] = one
             elif isinstance(v, numbers.Real):
@@ -98,17 +108,18 @@ class UserMetrics:
                 one_value = array_number(v)
                 if one_value is None:
                     what = f"of shape {tuple(v.shape)}" if v.size != 1 else str(v.dtype)
-                    self.warn_once(name, f"an array {what} is not one number")
+                    self.warn_once(name, f"an array {what} is not one number", at)
                 else:
                     out[name] = one_value
             else:
-                self.warn_once(name, f"a {type(v).__name__} is not a number")
+                self.warn_once(name, f"a {type(v).__name__} is not a number", at)
         return out
 
     def check_step(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
         """:meth:`check` for a step's values, which runs every step: a tensor is only
         detached here (never keep the step's graph alive until the flush); its shape and
-        dtype are checked at the flush, for all of a flush's tensors at once."""
+        dtype are checked at the flush, for all of a flush's tensors at once. The values
+        belong to the step being taken: a warning names the step after the last recorded."""
         out: dict[str, Value] = {}
         good = self._good
         for name, v in values.items():
@@ -117,15 +128,15 @@ class UserMetrics:
             if name in good and isinstance(v, torch.Tensor):
                 out[name] = v.detach() if v.requires_grad else v
                 continue
-            out.update(self.check({name: v}))
+            out.update(self.check({name: v}, step=self._now() + 1))
         return out
 
-    def one_number(self, name: str, v: torch.Tensor) -> torch.Tensor | None:
+    def one_number(self, name: str, v: torch.Tensor, step: int) -> torch.Tensor | None:
         """``v`` as a 0-d tensor that sums (bool as float), or None (warned once)."""
         # host-side checks only, each op skipped when it is not needed
         if v.numel() != 1 or v.dtype.is_complex:
             what = "complex" if v.dtype.is_complex else f"of shape {tuple(v.shape)}"
-            self.warn_once(name, f"a tensor {what} is not one number")
+            self.warn_once(name, f"a tensor {what} is not one number", step)
             return None
         if v.requires_grad:  # never keep the step's graph alive until the flush
             v = v.detach()
@@ -163,12 +174,13 @@ class UserMetrics:
                 return st.reshape(-1).to(dtype)
         except RuntimeError:  # shapes that do not stack
             pass
-        for row in self.steps:
+        first = self._now() - len(self.steps) + 1 if self.first is None else self.first
+        for i, row in enumerate(self.steps):
             if row is None:
                 continue
             for name, v in list(row.items()):
                 if isinstance(v, torch.Tensor):
-                    one = self.one_number(name, v)
+                    one = self.one_number(name, v, first + i)
                     if one is None:
                         del row[name]
                     else:
