@@ -110,6 +110,11 @@ def applied(run: Path) -> list[tuple[str, str]]:
 
 
 def pid_alive(pid: int) -> bool:
+    """False once ``pid`` has exited; a job this process started (``start_job``) is reaped
+    here, or it would answer signal 0 as a zombie until the test process ends."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
