@@ -68,7 +68,9 @@ class Handed:
         events: list[EventRow],
         output: list[str],
         link: str | None = None,
+        view: HistoryView | None = None,
     ) -> FeedUpdate:
+        """``view``: what to draw, when it is not ``history``'s (a first read on demand)."""
         new_meta = meta if meta != self.meta else None
         self.meta = meta
         new_groups = groups if groups != self.groups else None
@@ -77,7 +79,7 @@ class Handed:
             self.last_event = events[-1].id
         self.polls += 1
         return FeedUpdate(
-            view=history.view(),
+            view=history.view() if view is None else view,
             grew=grew,
             status=status,
             meta=new_meta,
@@ -163,16 +165,24 @@ class StoreFeed:
         # the first read (the whole history) goes on screen before it is smoothed and its
         # pyramids built: the next poll does that, and hands the same picture again
         first = self.handed.polls == 0
-        grew = self.history.read(r, quick=first)
-        if not first:
-            grew = self.history.refine() or grew
+        view = self._first_view(r) if first else None
+        if view is not None:
+            grew = True
+        else:
+            grew = self.history.read(r, quick=first)
+            if not first:
+                grew = self.history.refine() or grew
         meta = r.meta(refresh=True)
         step, groups = r.groups()
         events = r.events(self.handed.last_event, limit=self.events_per_poll)
         status = r.status(now=self.clock())
         return self.handed.update(
-            self.history, grew, status, meta, step, groups, events, self._tail.read()
+            self.history, grew, status, meta, step, groups, events, self._tail.read(), view=view
         )
+
+    def _first_view(self, r: RunReader) -> HistoryView | None:
+        """The first update's history when it is not read whole (None: it is)."""
+        return None
 
     def _check_version(self, r: RunReader) -> None:
         """Raise StoreMismatch for a store of another version, before reading its tables.

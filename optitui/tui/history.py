@@ -196,6 +196,13 @@ def find_breaks(steps: array[float], lo: int, hi: int) -> list[int]:
 EMPTY_COLUMN: array[float] = array("d")
 
 
+def quick_enough(rows: int, ema_beta: float) -> bool:
+    """Whether a first frame of ``rows`` rows smooths its points from their windows: a
+    smoothed value from its window costs len(window) steps per plot column, less than
+    smoothing every row only when the rows are many more (a long EMA: not so)."""
+    return len(_window(ema_beta)) * QUICK_ROWS_PER_WINDOW <= rows
+
+
 def empty_view() -> HistoryView:
     empty = PyramidView(EMPTY_COLUMN, 0, ())
     smooth = Ema(0.0).view(EMPTY_COLUMN, 0)
@@ -263,10 +270,7 @@ class History:
         steps = cols.get("step")
         if steps is not None and n > old_length:
             self.breaks += find_breaks(steps, old_length, n)
-        # a smoothed value from its window costs len(window) steps per plot column: less
-        # than smoothing every row only when the rows are many more (a long EMA: not so)
-        short = len(_window(self.ema_beta)) * QUICK_ROWS_PER_WINDOW <= n
-        self.refined = not (quick and short)
+        self.refined = not (quick and quick_enough(n, self.ema_beta))
         self._smooth_and_pyramids(smooth=self.refined)
 
     def _smooth_and_pyramids(self, smooth: bool = True) -> None:

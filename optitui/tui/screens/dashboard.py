@@ -191,12 +191,14 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     @on(FeedProblem)
     def _feed_problem(self, message: FeedProblem) -> None:
         self.query_one(EventLog).note(message.text, "bold red")
+        self.steered_shown()  # the steered run is late: the overlays do not wait for it
 
     @on(StoreUnreadable)
     def _store_unreadable(self, message: StoreUnreadable) -> None:
         self.store_problem = message.text
         self.query_one(EventLog).note(message.text, "bold red")
         self._show_alert()
+        self.steered_shown()  # nothing more comes from it: the overlays go on
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that died shows why in the log instead of taking the app down."""
@@ -204,6 +206,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             error = event.worker.error
             what = f"{type(error).__name__}: {error}" if error else "unknown error"
             self.query_one(EventLog).note(f"{event.worker.name} failed: {what}", "bold red")
+            self.steered_shown()
 
     @on(StoreUpdated)
     def _store_updated(self, message: StoreUpdated) -> None:
@@ -273,6 +276,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             # they are drawn once the layout has settled, never twice
             for plot in self.plots:
                 plot.refresh()
+            self.steered_shown()
 
     def redraw(self) -> None:
         for plot in self.plots:

@@ -44,6 +44,11 @@ class OverlayKeys(SteeringScreen):
         #: run's updates measure it; the overlays are read as often)
         self.pace = Pace(settings.poll_interval, settings.cpu_budget)
         self._shown: tuple[Overlay, ...] = ()
+        #: overlays whose first update is drawn, each read again only once the steered
+        #: run's first update is (its whole history is the first frame's longest read:
+        #: a whole overlay read beside it would only delay it)
+        self._held: list[OverlayRun] = []
+        self._steered_shown = False
 
     @property
     def plots(self) -> tuple[HistoryPlot, ...]:
@@ -143,7 +148,18 @@ class OverlayKeys(SteeringScreen):
                 ov.updates += 1
                 self._overlays_changed()
         finally:
+            if message.update.first and not self._steered_shown:
+                self._held.append(ov)
+            else:
+                ov.consumed.set()
+
+    def steered_shown(self) -> None:
+        """The steered run's first update is on screen (or never will be): the overlays
+        are read on from now on."""
+        self._steered_shown = True
+        for ov in self._held:
             ov.consumed.set()
+        self._held.clear()
 
     @on(OverlayEnded)
     def _overlay_ended(self, message: OverlayEnded) -> None:

@@ -1,0 +1,185 @@
+"""A long overlaid run's first update reads its rows as the plots draw them: the plots draw
+from it the same cells as from a whole read (at every zoom, by step and by time), it reads a
+share of the rows a whole read does, and the next update reads the whole history."""
+
+from __future__ import annotations
+
+import gc
+import math
+from bisect import bisect_left
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from rich.text import Text
+from tui_support import loaded, metric_batches, pilot_test, wait_until, write_fixed_store
+
+from optitui.store.layout import RunPaths, create_run_dir
+from optitui.store.on_demand import StoredColumn, StoredRows
+from optitui.store.reader import RunReader
+from optitui.store.records import MetricBatch, ValRecord
+from optitui.store.writer import StoreWriter
+from optitui.tui import history
+from optitui.tui.app import build_app
+from optitui.tui.history import HistoryView
+from optitui.tui.overlay import Overlay, overlay_points
+from optitui.tui.overlay_feed import OverlayFeed, overlay_run
+from optitui.tui.span import Span
+from optitui.tui.widgets.history_plot import HistoryPlot
+from optitui.tui.widgets.loss_plot import LossPlot
+from optitui.tui.widgets.lr_plot import LrPlot
+
+BETA = 0.9  # a short average: a smoothed point's window is a few rows
+COLOR = (255, 95, 135)
+
+
+def write_overlaid(run_dir: Path, first: int, total: int) -> RunPaths:
+    """A run of ``total`` steps that went back from step ``first`` to step ``first - 1000``
+    (a restore: ``total + 1000`` rows), gained a third group there, in rows of another
+    size, and once recorded a loss of NaN."""
+    paths = create_run_dir(run_dir.parent, run_dir.name, run_dir)
+    w = StoreWriter(paths, {"groups": ["body", "head"]})
+    before = metric_batches(1, first, total)
+    hole = before[len(before) // 3].columns
+    before[len(before) // 3] = MetricBatch({**hole, "loss": [math.nan, *hole["loss"][1:]]})
+    after = metric_batches(first - 999, total, total, chunk=50, groups=3, scale=1.3)
+    vals = [ValRecord(s, 0, 1.0 + 1.0 / s) for s in range(500, total, 500)]
+    w.write([*before, *vals, *after])
+    w.close()
+    return paths
+
+
+def first_view(paths: RunPaths, on_demand: bool) -> HistoryView:
+    feed = OverlayFeed(paths.root, ema_beta=BETA, on_demand=on_demand)
+    try:
+        return feed.poll().view
+    finally:
+        feed.close()
+
+
+@pytest.fixture
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)  # a short store will do
+
+
+def test_stored_columns_hold_what_a_whole_read_does(tmp_path: Path) -> None:
+    paths = write_overlaid(tmp_path / "b", 3000, 4000)
+    with RunReader(paths.root) as r:
+        whole = r.read_metrics()
+    rows = StoredRows(RunReader(paths.root))
+    assert rows.length == whole.length and rows.names == list(whole.columns)
+    for name, want in whole.columns.items():
+        col = rows.column(name)
+        assert isinstance(col, StoredColumn) and len(col) == len(want) and bool(col)
+        got = list(col)
+        assert [v for v in got if v == v] == [v for v in want if v == v]
+        assert [i for i, v in enumerate(got) if v != v] == [i for i, v in enumerate(want) if v != v]
+        for i in (0, 1, 63, 64, 2999, 3000, len(want) - 1, -1, -64):
+            assert col[i] == want[i] or (math.isnan(col[i]) and math.isnan(want[i]))
+        for a, b, step in ((0, 10, 1), (60, 200, 1), (2990, 3100, 1), (5, 5, 1), (10, 900, 7)):
+            assert str(col[a:b:step]) == str(want[a:b:step])
+        with pytest.raises(IndexError):
+            col[len(want)]
+    step = rows.column("step")
+    assert bisect_left(step, 1500.5, 0, 3000) == bisect_left(whole.columns["step"], 1500.5, 0, 3000)
+    assert all(math.isnan(v) for v in rows.column("lr/2")[:3000])  # before it appeared
+    # the store is closed once nothing draws from its rows
+    closed = rows._closed
+    del rows, col, step
+    gc.collect()
+    assert not closed.alive
+
+
+def test_a_long_overlay_is_first_read_as_drawn_then_whole(tmp_path: Path, quick: None) -> None:
+    paths = write_overlaid(tmp_path / "b", 60_000, 100_000)
+    feed = OverlayFeed(paths.root, ema_beta=BETA)
+    try:
+        first = feed.poll()
+        assert first.first and first.grew and first.view.length == 101_000
+        assert isinstance(first.view.step, StoredColumn)  # no row decoded yet
+        rows = first.view.step.rows
+        plot = cast(Any, None)  # overlay_lines uses nothing of the widget
+        ov = Overlay("b", COLOR, first.view)
+        for cls in (LossPlot, LrPlot):
+
+            def lines(*args: Any, cls: type[HistoryPlot] = cls) -> list[Any]:
+                return cls.overlay_lines(plot, *args)
+
+            assert overlay_points(ov, lines, (1.0, 100_000.0), 150, False, 0.0, False)
+        # a frame reads the rows at its columns' ends and its smoothed points' windows
+        # (a few rows each), far from every row (and what the NaN's window needs)
+        assert 0 < len(rows._rows) < len(rows.ids) // 2
+        again = feed.poll()
+        assert again.grew and not isinstance(again.view.step, StoredColumn)
+        assert again.view.length == 101_000
+    finally:
+        feed.close()
+
+
+def test_a_short_overlay_is_read_whole_at_once(tmp_path: Path) -> None:
+    paths = write_overlaid(tmp_path / "b", 3000, 4000)  # under 128 windows of rows
+    view = first_view(paths, on_demand=True)
+    assert view.length == 5000 and not isinstance(view.step, StoredColumn)
+
+
+def drawn(plot: HistoryPlot) -> tuple[str, list[tuple[int, int, str]]]:
+    plot.redraw(force=True)
+    text = plot.render()
+    assert isinstance(text, Text)
+    return text.plain, [(s.start, s.end, str(s.style)) for s in text.spans]
+
+
+@pilot_test
+async def test_an_overlay_read_as_drawn_draws_the_cells_of_a_whole_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
+    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=5000, max_steps=5000)
+    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    on_demand, whole = first_view(b, on_demand=True), first_view(b, on_demand=False)
+    assert isinstance(on_demand.step, StoredColumn)
+    assert not isinstance(whole.step, StoredColumn) and whole.smooth.blocks == 1
+    refined = OverlayFeed(b.root, ema_beta=BETA, on_demand=False)
+    refined.poll()
+    smoothed = refined.poll().view  # the whole history smoothed row by row
+    refined.close()
+    assert smoothed.smooth.blocks > 1
+    app = build_app(a.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        for plot in app.dashboard.plots:
+            for span, by_time in (
+                (Span(), False),
+                (Span(), True),
+                (Span(1500), False),  # zoomed in: the rows after the restore
+                (Span(400, 2600), False),  # panned back: rows of the path left behind
+                (Span(200, 4000), True),
+            ):
+                plot.set_span(span)
+                plot.set_x_time(by_time)
+                got = []
+                for view in (on_demand, whole, smoothed):
+                    plot.set_overlays((Overlay("b", COLOR, view),))
+                    got.append(drawn(plot))
+                assert "━ b" in got[0][0], (span, by_time)
+                assert got[0] == got[1] == got[2], (type(plot).__name__, span, by_time)
+
+
+@pilot_test
+async def test_the_dashboard_reads_an_overlay_whole_after_its_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
+    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
+    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    app = build_app(a.root, overlays=[overlay_run(b.root)])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        [ov] = app.dashboard.overlay_runs.values()
+        await wait_until(
+            pilot,
+            lambda: ov.updates >= 2 and not isinstance(ov.view.step, StoredColumn),
+            timeout=30.0,
+            what="the overlay read whole",
+        )
+        assert ov.view.length == 5000
