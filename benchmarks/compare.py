@@ -2,7 +2,8 @@
 
     python benchmarks/compare.py            # the full run (about 20 minutes); writes RESULTS.md
     python benchmarks/compare.py --quick    # a smoke run of every row (under a minute);
-                                            # writes to a temporary file, not RESULTS.md
+                                            # writes to a temporary file, not RESULTS.md;
+                                            # its jobs share one worker process
 
 Needs the ``bench`` extra (``pip install -e .[bench]``: tensorboard, trackio, wandb,
 scikit-learn) and tmux for the rows that draw the dashboard in a real terminal. A
@@ -39,6 +40,7 @@ tool that is not installed gets its rows marked "skipped", with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -60,7 +62,7 @@ from compare_sections import (
     paired_section,
     syncs_section,
 )
-from compare_worker import call_worker, worker
+from compare_worker import SharedWorker, call_worker, serve, worker
 
 
 def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,10 +105,14 @@ def main() -> None:
         help="only write the table again from a run's raw data (the path it printed)",
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         Path(args.result).write_text(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.serve:
+        serve()
         return
 
     if args.render is not None:
@@ -173,7 +179,10 @@ def main() -> None:
     for v, why in skipped.items():
         log(f"{v}: {why}")
     t_start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="optitui-compare-") as tmp_s:
+    with (
+        SharedWorker() if q else contextlib.nullcontext(),
+        tempfile.TemporaryDirectory(prefix="optitui-compare-") as tmp_s,
+    ):
         tmp = Path(tmp_s)
         if "overhead" in sections:
             data["overhead"] = {}

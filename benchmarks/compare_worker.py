@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -232,24 +233,117 @@ def worker(spec: dict[str, Any]) -> Any:
     raise ValueError(kind)
 
 
+DONE = "optitui-compare-worker-done"
+
+
+def serve() -> None:
+    """The shared worker's loop: a ``[spec, result_path]`` line on stdin is run like a
+    fresh worker's job, its result (or error) written to result_path, then DONE printed."""
+    for line in sys.stdin:
+        spec, result = json.loads(line)
+        try:
+            out = {"ok": worker(spec)}
+        except Exception as exc:
+            out = {"error": f"{type(exc).__name__}: {exc}"}
+        Path(result).write_text(json.dumps(out))
+        print(DONE, flush=True)
+
+
+class SharedWorker:
+    """One interpreter that runs the jobs one after the other, for the smoke run: there
+    the interpreter and torch start-ups cost more than the measurements, and its numbers
+    are not worth quoting anyway. A job for another checkout (``root``) still gets a fresh
+    interpreter of that checkout's."""
+
+    active: SharedWorker | None = None
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="optitui-bench-shared-")
+        tmp = self._dir.name
+        self._stderr = open(Path(tmp) / "stderr.txt", "w+")  # noqa: SIM115 (closed in close)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(REPO / "benchmarks" / "compare.py"), "--serve"],
+            cwd=REPO,
+            env=worker_env(REPO, tmp),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # it exited
+
+    def __enter__(self) -> SharedWorker:
+        SharedWorker.active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        SharedWorker.active = None
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr.close()
+        self._dir.cleanup()
+
+    def call(self, spec: dict[str, Any], timeout: float) -> Any:
+        assert self.proc.stdin is not None
+        with tempfile.TemporaryDirectory(prefix="optitui-bench-") as tmp:
+            result = Path(tmp) / "result.json"
+            self.proc.stdin.write(json.dumps([{**spec, "tmp": tmp}, str(result)]) + "\n")
+            self.proc.stdin.flush()
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    why = f"the shared worker did not answer in {timeout:g} s"
+                    raise RuntimeError(why) from None
+                if line is None:
+                    self._stderr.seek(0)
+                    tail = self._stderr.read().strip().splitlines()[-6:]
+                    raise RuntimeError(" | ".join(tail) or "the shared worker exited")
+                if line == DONE:
+                    break
+            out = json.loads(result.read_text())
+        if "error" in out:
+            raise RuntimeError(out["error"])
+        return out["ok"]
+
+
+def worker_env(repo: Path, tmp: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TRACKIO_DIR": str(Path(tmp) / "trackio"),
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": tmp,
+        "WANDB_SILENT": "true",
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": str(repo),
+    }
+
+
 def call_worker(spec: dict[str, Any], timeout: float = 900, root: Path | None = None) -> Any:
-    """Run ``worker(spec)`` in a fresh interpreter; its result, or raise with its stderr.
-    ``root``: another checkout (the code before a change), whose own harness and optitui
-    run the worker instead of this one's."""
+    """Run ``worker(spec)`` in a fresh interpreter (or the shared one, while one is
+    active); its result, or raise with its stderr. ``root``: another checkout (the code
+    before a change), whose own harness and optitui run the worker instead of this one's."""
+    if root is None and SharedWorker.active is not None:
+        return SharedWorker.active.call(spec, timeout)
     repo = REPO if root is None else root
     with tempfile.TemporaryDirectory(prefix="optitui-bench-") as tmp:
         spec = {**spec, "tmp": tmp}
         result = Path(tmp) / "result.json"
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",
-            "TRACKIO_DIR": str(Path(tmp) / "trackio"),
-            "WANDB_MODE": "offline",
-            "WANDB_DIR": tmp,
-            "WANDB_SILENT": "true",
-            "PYTHONWARNINGS": "ignore",
-            "PYTHONPATH": str(repo),
-        }
+        env = worker_env(repo, tmp)
         proc = subprocess.run(
             [
                 sys.executable,
