@@ -357,3 +357,26 @@ def test_the_checkpoint_writer_runs_at_a_lower_priority_than_training(tmp_path: 
     assert tid is not None
     assert os.getpriority(os.PRIO_PROCESS, tid) >= WRITER_NICE
     assert os.getpriority(os.PRIO_PROCESS, 0) < WRITER_NICE  # training keeps its own
+
+
+def test_the_state_is_written_without_a_checksum_taken_under_the_gil(tmp_path: Path) -> None:
+    """torch.save's CRC-32 of each record holds the GIL for the whole tensor (training
+    stopped meanwhile) and torch.load never checks it: the writer leaves it out, the
+    file stays a torch zip any torch.load reads, and torch's own setting is untouched."""
+    import zipfile
+
+    snap = {
+        "model": {"w": torch.arange(4096, dtype=torch.float32)},
+        "optimizer": {},
+        "optimizer_class": "SGD",
+        "step": 3,
+        "epoch": 0,
+    }
+    m = checkpoint.write(tmp_path, snap, checkpoint.new_id(3, "manual"), reason="manual")
+    with zipfile.ZipFile(tmp_path / m.file) as z:
+        records = z.infolist()
+    assert any(r.filename.endswith("/data/0") for r in records)
+    assert all(r.CRC == 0 for r in records)
+    assert torch.serialization.get_crc32_options()
+    loaded = torch.load(tmp_path / m.file, weights_only=True)
+    assert torch.equal(loaded["model"]["w"], snap["model"]["w"])

@@ -82,6 +82,26 @@ def _quick_matrices(matrix: Any) -> None:
         matrix.set_matrices = MethodType(_set_matrices, matrix)
 
 
+def clear_figure(plt: Any) -> None:
+    """``plt.clear_figure()`` without its deep copy. A fresh plotext figure gives its
+    placeholder for subplots a deep copy of its own, just made, monitor (a third of the
+    cost of clearing); a new monitor is the same, and this figure has no subplots."""
+    monitor_class: Any = type(getattr(plt, "monitor", None))
+    own = monitor_class.__dict__.get("copy")
+    if own is None:
+        plt.clear_figure()
+        return
+    monitor_class.copy = _fresh
+    try:
+        plt.clear_figure()
+    finally:
+        monitor_class.copy = own
+
+
+def _fresh(monitor: Any) -> Any:
+    return type(monitor)()
+
+
 class FrameCache:
     """The last frame a plot drew, and the canvas size each layout of the frame has."""
 

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual_plotext.plot import Plot
 
 from optitui.tui import fmt, plot_layer
-from optitui.tui.plot_frame import Axes, FrameCache, _set_matrices
+from optitui.tui.plot_frame import Axes, FrameCache, _set_matrices, clear_figure
 from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import figure_text
 
@@ -122,3 +122,31 @@ def test_quick_matrices_are_plotexts_blank_matrices() -> None:
             theirs.background,
             theirs.style,
         )
+
+
+def test_a_figure_cleared_without_plotexts_deep_copy_draws_the_same() -> None:
+    """clear_figure skips plotext's deep copy of a just-made monitor (a third of its cost):
+    the figure it leaves draws cell for cell what plotext's own clear_figure leaves, and
+    plotext's copy is its own again afterwards."""
+    from plotext._monitor import monitor_class
+
+    ours, theirs = new_figure(), new_figure()
+    copies: list[object] = []
+    own = monitor_class.copy
+    monitor_class.copy = lambda self: copies.append(self) or own(self)  # type: ignore[method-assign]
+    try:
+        clear_figure(ours)
+        assert copies == []
+        theirs.clear_figure()
+        assert len(copies) == 1
+    finally:
+        monitor_class.copy = own  # type: ignore[method-assign]
+    assert monitor_class.copy is own
+    axes, marks = axes_for(5000.0), marks_for(5000.0)
+    for p in (ours, theirs):
+        p.plotsize(*SIZE)
+        p._set_size(*SIZE)
+        p.theme(THEME)
+        axes.apply(p)
+        plot_layer.plot_marks(p, marks)
+    same(figure_text(ours), figure_text(theirs))

@@ -19,7 +19,7 @@ from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
 from optitui.tui.overlay import Overlay, extent, has_times, overlay_points, start_time, step_x
-from optitui.tui.plot_frame import Axes, FrameCache
+from optitui.tui.plot_frame import Axes, FrameCache, clear_figure
 from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
 from optitui.tui.span import Span
@@ -184,7 +184,7 @@ class HistoryPlot(PlotextPlot):
 
         def figure() -> Any:
             plt = self.plt
-            plt.clear_figure()
+            clear_figure(plt)
             plt.plotsize(size.width, rows)
             plt._set_size(size.width, rows)  # see PlotextPlot.render: both are needed
             plt.theme(theme)
