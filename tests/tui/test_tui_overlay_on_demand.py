@@ -6,13 +6,21 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from rich.text import Text
-from tui_support import loaded, metric_batches, pilot_test, wait_until, write_fixed_store
+from tui_support import (
+    loaded,
+    metric_batches,
+    pilot_test,
+    stamp_meta,
+    wait_until,
+    write_fixed_store,
+)
 
 from optitui.store.layout import RunPaths, create_run_dir
 from optitui.store.on_demand import StoredColumn, StoredRows
@@ -21,6 +29,7 @@ from optitui.store.records import MetricBatch, ValRecord
 from optitui.store.writer import StoreWriter
 from optitui.tui import history
 from optitui.tui.app import build_app
+from optitui.tui.feed import FeedUpdate, StoreFeed
 from optitui.tui.history import HistoryView
 from optitui.tui.overlay import Overlay, overlay_points
 from optitui.tui.overlay_feed import OverlayFeed, overlay_run
@@ -183,3 +192,67 @@ async def test_the_dashboard_reads_an_overlay_whole_after_its_first_frame(
             what="the overlay read whole",
         )
         assert ov.view.length == 5000
+
+
+class HeldFeed(StoreFeed):
+    """The steered run's feed, its first read held back until ``go`` is set."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.go = threading.Event()
+
+    def next(self) -> FeedUpdate:
+        while not self.go.wait(0.05):
+            pass
+        return super().next()
+
+
+@pilot_test
+async def test_overlays_are_read_on_once_the_steered_run_is_on_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overlay's whole read waits for the steered run's first update (the longest read
+    of the first frame), and follows as soon as that is on screen."""
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
+    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
+    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    feed = HeldFeed(a.root)
+    app = build_app(a.root, feed=feed, overlays=[overlay_run(b.root)])
+    async with app.run_test(size=(160, 48)) as pilot:
+        [ov] = app.dashboard.overlay_runs.values()
+        await wait_until(pilot, lambda: ov.updates == 1, what="the overlay's first update")
+        await pilot.pause()
+        assert isinstance(ov.view.step, StoredColumn) and app.dashboard.updates == 0
+        assert not ov.consumed.is_set()  # its feed waits before reading on
+        feed.go.set()
+        await loaded(pilot)
+        await wait_until(
+            pilot,
+            lambda: ov.updates >= 2 and not isinstance(ov.view.step, StoredColumn),
+            timeout=30.0,
+            what="the overlay read whole",
+        )
+
+
+@pilot_test
+async def test_overlays_are_read_on_when_the_steered_run_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
+    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
+    stamp_meta(a, "schema_version", "999")  # no update will ever come from it
+    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    app = build_app(a.root, overlays=[overlay_run(b.root)])
+    async with app.run_test(size=(160, 48)) as pilot:
+        [ov] = app.dashboard.overlay_runs.values()
+        await wait_until(
+            pilot,
+            lambda: (
+                app.dashboard.store_problem is not None
+                and ov.updates >= 2
+                and not isinstance(ov.view.step, StoredColumn)
+            ),
+            timeout=30.0,
+            what="the overlay read whole beside an unreadable steered run",
+        )
+        assert app.dashboard.updates == 0
