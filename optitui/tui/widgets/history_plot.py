@@ -10,7 +10,9 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import RenderResult
+from textual.content import Content
 from textual.geometry import Size
+from textual.visual import Visual
 from textual_plotext import PlotextPlot
 
 from optitui.tui import decimate, fmt, y_range
@@ -22,6 +24,7 @@ from optitui.tui.overlay import Overlay, extent, has_times, overlay_points, star
 from optitui.tui.plot_frame import Axes, FrameCache, clear_figure
 from optitui.tui.plot_layer import Mark
 from optitui.tui.plot_text import DIMMABLE, dimmed, figure_text
+from optitui.tui.rich_content import to_content
 from optitui.tui.span import Span
 
 #: columns taken by the y tick labels and the frame; the rest hold data
@@ -93,6 +96,8 @@ class HistoryPlot(PlotextPlot):
         self.drawn_length = -1  # history length of the last frame drawn
         self._drawn_size: Size | None = None
         self._text: Text | None = None
+        self._content = Content()  # the text as Textual draws it
+        self._content_of: tuple[Text, Any] | None = None  # the text and palette it is of
         self._legend: list[tuple[str, str, Any]] = []
         self._marks: list[Mark] = []  # the frame's data, drawn in order (see plot_layer)
         self.frame_cache = FrameCache()  # the axes and labels, kept while they stay the same
@@ -265,6 +270,19 @@ class HistoryPlot(PlotextPlot):
     def render(self) -> RenderResult:
         self._build(force=self._text is None)
         return self._text if self._text is not None else Text("")
+
+    def _render(self) -> Visual:
+        """The plot as Textual draws it: its Text converted by :func:`to_content`, each
+        style once, and kept while the text and the palette stay."""
+        text = self.render()
+        if not isinstance(text, Text):
+            return super()._render()
+        palette = self.app.ansi_theme
+        made = self._content_of
+        if made is None or made[0] is not text or made[1] is not palette:
+            self._content = to_content(text, self.app.console, palette)
+            self._content_of = (text, palette)
+        return self._content
 
     def _finish(
         self, series: list[Series], x_range: tuple[float, float] | None, rows: int
