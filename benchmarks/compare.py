@@ -35,6 +35,9 @@ tool that is not installed gets its rows marked "skipped", with the reason.
 6. Checkpoint save of a ~100 MB model: time on the training thread (the host
    copy) against the total until the file is on disk (``saver.wait()``), next to
    a plain ``torch.save`` and how much training slows while the write runs.
+7. The user's own metrics: each tool logging the loss and 5 tensor scalars per
+   step against the same tool logging the loss only and against the bare loop,
+   paired in one process, and its syncs per 1,000 steps (compare_metrics.py).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from typing import Any
 
 from compare_loops import BARE, HEADLESS, RESULTS, TB, TRACKIO, VARIANTS, WANDB
 from compare_machine import cpu_model, git_revision, load1, version_of
+from compare_metrics import metrics_section
 from compare_report import report
 from compare_sections import (
     attach_section,
@@ -86,7 +90,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--sections",
-        default="overhead,syncs,frames,attach,commands,checkpoint",
+        default="overhead,syncs,frames,attach,commands,checkpoint,metrics",
         help="comma-separated subset (a partial run does not write RESULTS.md unless --out)",
     )
     ap.add_argument("--rounds", type=int, help="rounds of the overhead runs")
@@ -124,7 +128,15 @@ def main() -> None:
         (args.out or RESULTS).write_text(text)
         return
     sections = set(args.sections.split(","))
-    full_sections = sections == {"overhead", "syncs", "frames", "attach", "commands", "checkpoint"}
+    full_sections = sections == {
+        "overhead",
+        "syncs",
+        "frames",
+        "attach",
+        "commands",
+        "checkpoint",
+        "metrics",
+    }
     if args.out is not None:
         out_path = args.out
     elif args.quick or not full_sections:
@@ -146,6 +158,7 @@ def main() -> None:
         "commands": 2 if q else 10,  # of each kind: readable, and send returns
         "step_times": [0.001, 0.1],
         "ckpt": (2, 1024, 1) if q else (6, 2048, 5),  # layers, width, repeats
+        "metrics": (200, 1, 128) if q else (5000, 10, 1000),  # steps, rounds, sync steps
     }
 
     def log(msg: str) -> None:
@@ -239,6 +252,9 @@ def main() -> None:
                     ck.append(call_worker({**spec, "reps": 1}, root=args.before))
                 data["checkpoint"] = merge_runs(ck[0::2])
                 data["checkpoint_before"] = merge_runs(ck[1::2])
+        if "metrics" in sections:
+            log("metrics: 5 scalars per step")
+            data["metrics"] = metrics_section(*cfg["metrics"], skipped, log)
     data["env"]["load_end"] = load1()
     data["env"]["total_s"] = time.perf_counter() - t_start
     text = report(data)

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from compare_loops import ATTACHED, BEFORE_HEADLESS, HEADLESS, INLINE, LOOPS, SIZE, TRACKIO
+from compare_metrics import metrics_report
 from compare_sections import med, overhead_rows, quartiles, spread
 
 
@@ -354,6 +355,10 @@ def report(data: dict[str, Any]) -> str:
                 "met" if med(slow) <= 1.05 else "missed",
             )
         )
+    if data.get("metrics"):
+        lines, target = metrics_report(data["metrics"])
+        L += lines
+        targets += target
     if targets:
         L += [
             "## Targets",

@@ -228,6 +228,10 @@ def worker(spec: dict[str, Any]) -> Any:
         return count_syncs(spec["variant"], spec["loop"], spec["steps"], tmp)
     if kind == "paired":
         return paired_runs(spec["loop"], spec["steps"], spec["rounds"], spec["variants"], tmp)
+    if kind == "metrics":
+        from compare_metrics import metrics_worker
+
+        return metrics_worker(spec)
     if kind == "checkpoint":
         return checkpoint_bench(spec["layers"], spec["width"], spec["reps"], tmp)
     raise ValueError(kind)

@@ -49,6 +49,7 @@ def digest(path: Path) -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a hang guard above the run's own 600 s: minutes under load
 def test_quick_run_has_every_row(tmp_path: Path) -> None:
     pytest.importorskip("sklearn", reason="the tiny loop trains on scikit-learn's digits")
     before = digest(RESULTS)
@@ -76,6 +77,7 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
         "## 4. Attach to first full frame",
         "## 5. Command latency",
         "## 6. Checkpoint save",
+        "## 7. Your own metrics: 5 tensor scalars per step",
         "## Targets",
     ):
         assert title in text, title
@@ -107,6 +109,22 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
         (row,) = rows_of(section, tool)
         assert ("skipped" in row) != installed(need), row
         assert "failed" not in row, row
+
+    # each tool with 5 tensor scalars against itself with the loss only, and its syncs
+    own = text.split("## 7.")[1].split("## Targets")[0]
+    for tool, need in {"optitui probe.step": None, **syncs}.items():
+        if tool == "optitui headless":
+            continue
+        (row,) = rows_of(own, tool)
+        cells = [c.strip() for c in row.split("|")[2:-1]]
+        if installed(need):
+            assert len(cells) == 7 and "failed" not in row, row
+            float(cells[0].split()[0])  # added us/step for the 5 scalars: a number
+            float(cells[4]), float(cells[5]), float(cells[6])  # syncs: loss only, 5, extra
+        else:
+            assert "skipped" in row and str(need) in row, row
+    (target,) = [r for r in text.splitlines() if r.startswith("| optitui: <= 5 us/step added")]
+    assert "extra syncs per 1,000: +0.0" in target, target
 
     for first in ("1,000", "10,000"):  # frame cost at each history length
         assert rows_of(text, first), first
