@@ -420,3 +420,20 @@ def test_a_numpy_number_is_one_number_and_a_numpy_vector_is_not() -> None:
         any(f"metric {n!r} skipped" in w for w in warned) for n in ("vec", "text", "cplx")
     )
     assert any("shape (3,)" in w for w in warned)
+
+
+def test_a_steps_tensors_are_kept_detached_and_apart_from_the_callers_dict() -> None:
+    """Known names take the quick path: still a copy of the mapping, and no graph kept."""
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    m = UserMetrics(lambda message, step: None, lambda: 0)
+    w = torch.ones((), requires_grad=True)
+    given: dict[str, Any] = {"a": torch.tensor(1.0), "b": torch.tensor(2.0)}
+    m.check_step(given)  # the names are checked once
+    got = m.check_step(given)
+    given["a"] = torch.tensor(5.0)  # the loop reuses its dict
+    assert float(got["a"]) == 1.0
+    for values in ({**given, "g": w * 3}, {"loss": w, **given}):
+        got = m.check_step(values, skip="loss")
+        assert set(got) == set(values) - {"loss"}
+        assert not any(v.requires_grad for v in got.values())

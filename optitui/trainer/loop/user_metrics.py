@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
+from itertools import chain, repeat
 from typing import Any
 
 import torch
@@ -120,8 +121,17 @@ class UserMetrics:
         detached here (never keep the step's graph alive until the flush); its shape and
         dtype are checked at the flush, for all of a flush's tensors at once. The values
         belong to the step being taken: a warning names the step after the last recorded."""
-        out: dict[str, Value] = {}
         good = self._good
+        out: dict[str, Value] = dict(values)  # a copy: the loop may reuse its dict
+        if skip is not None:
+            out.pop(skip, None)
+        if good.issuperset(out):  # the common case: names known, checked in C
+            for v in out.values():
+                if type(v) is not torch.Tensor or v.requires_grad:
+                    break  # a number, a subclass, or a graph to let go of: the loop below
+            else:
+                return out
+        out = {}
         for name, v in values.items():
             if name == skip:
                 continue
@@ -154,7 +164,13 @@ class UserMetrics:
 
     def tensors(self) -> list[torch.Tensor]:
         """Every buffered tensor value, in the order :meth:`take` expects them read."""
-        out = [v for row in self.steps if row for v in row.values() if isinstance(v, torch.Tensor)]
+        # the steps' values all at once (they are tensors but for a number now and then)
+        values: list[Any] = list(chain.from_iterable(map(dict.values, filter(None, self.steps))))
+        out: list[torch.Tensor] = (
+            values
+            if all(map(isinstance, values, repeat(torch.Tensor)))
+            else [v for v in values if isinstance(v, torch.Tensor)]
+        )
         for *_, row in self.logged:
             out += [v for v in row.values() if isinstance(v, torch.Tensor)]
         return out
