@@ -276,7 +276,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             # they are drawn once the layout has settled, never twice
             for plot in self.plots:
                 plot.refresh()
-            self.steered_shown()
+            # the overlays' whole reads begin once this frame is drawn, not beside it
+            self.call_after_refresh(self.steered_shown)
 
     def redraw(self) -> None:
         for plot in self.plots:
