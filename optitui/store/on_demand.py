@@ -9,13 +9,17 @@ first time one of them is asked for, so a first frame reads O(plot width) rows.
 A :class:`StoredColumn` is an ``array('d')`` to the code that draws (indexing, slicing,
 ``len``, iteration, ``bisect``), with the same values a full read gives, NaN where a row
 has no such column. Rows are never changed once written, so the row list taken when the
-column was made stays true however the job goes on writing.
+column was made stays true however the job goes on writing. A row that cannot be read
+(damaged, its disk gone) reads as NaN: values are read while a frame is drawn, which must
+not fail; the whole read that follows meets the same row and says why (see
+:func:`optitui.tui.feed.follow`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import threading
 import weakref
 from array import array
@@ -66,7 +70,8 @@ class StoredRows:
             self._names.append(where)
         #: every column's name, in the order a full read meets them
         self.names = list(seen)
-        self._rows: dict[int, tuple[int, bytes]] = {}  # row -> (n, blob), by row position
+        #: row position -> (n, blob), the blob None where the row cannot be read
+        self._rows: dict[int, tuple[int, bytes | None]] = {}
 
     @property
     def length(self) -> int:
@@ -95,7 +100,7 @@ class StoredRows:
             a = max(start, self.starts[r]) - self.starts[r]
             b = min(stop, self.starts[r + 1]) - self.starts[r]
             k = self._names[r].get(name)
-            if k is None:
+            if k is None or blob is None:
                 out.extend(array("d", [math.nan]) * (b - a))
                 continue
             part = array("d")
@@ -115,20 +120,20 @@ class StoredRows:
         for at in range(0, len(missing), FETCH_ROWS):
             part = missing[at : at + FETCH_ROWS]
             lo, hi = self.ids[part[0]], self.ids[part[-1]]
-            got = {
-                row_id: (n, blob)
-                for row_id, n, blob in self._reader.conn.execute(
-                    "SELECT id, n, data FROM metrics WHERE id BETWEEN ? AND ?", (lo, hi)
-                )
-            }
-            for r in part:
-                n, blob = got[self.ids[r]]
-                if len(blob) != WIDTH * n * len(self._names[r]):
-                    raise ValueError(
-                        f"metric blob of {len(blob)} bytes does not hold "
-                        f"{n}x{len(self._names[r])} values"
+            try:
+                got = {
+                    row_id: (n, blob)
+                    for row_id, n, blob in self._reader.conn.execute(
+                        "SELECT id, n, data FROM metrics WHERE id BETWEEN ? AND ?", (lo, hi)
                     )
-                self._rows[r] = (n, blob)
+                }
+            except sqlite3.Error:
+                got = {}
+            for r in part:
+                n = self.starts[r + 1] - self.starts[r]
+                _, blob = got.get(self.ids[r], (n, None))
+                whole = isinstance(blob, bytes) and len(blob) == WIDTH * n * len(self._names[r])
+                self._rows[r] = (n, blob if whole else None)
 
 
 class StoredColumn(FloatArray):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sqlite3
 import threading
 from bisect import bisect_left
 from pathlib import Path
@@ -97,6 +98,21 @@ def test_stored_columns_hold_what_a_whole_read_does(tmp_path: Path) -> None:
     del rows, col, step
     gc.collect()
     assert not closed.alive
+
+
+def test_a_row_that_cannot_be_read_reads_as_nan_while_drawn(tmp_path: Path) -> None:
+    """A damaged row: the frame is drawn (its values NaN), and the whole read that
+    follows stops there and says so, as for any run."""
+    paths = write_overlaid(tmp_path / "b", 3000, 4000)
+    rows = StoredRows(RunReader(paths.root))
+    conn = sqlite3.connect(str(paths.db), isolation_level=None)
+    conn.execute("UPDATE metrics SET data = x'00' WHERE id = 3")
+    conn.close()
+    loss = rows.column("loss")
+    assert all(math.isnan(v) for v in loss[128:192])  # the third row's 64 steps
+    assert not math.isnan(loss[127]) and not math.isnan(loss[192])
+    with RunReader(paths.root) as r, pytest.raises(ValueError, match="does not hold"):
+        r.read_metrics()
 
 
 def test_a_long_overlay_is_first_read_as_drawn_then_whole(tmp_path: Path, quick: None) -> None:
