@@ -33,7 +33,7 @@ from optitui.tui.app import build_app
 from optitui.tui.feed import FeedUpdate, StoreFeed
 from optitui.tui.history import HistoryView
 from optitui.tui.overlay import Overlay, overlay_points
-from optitui.tui.overlay_feed import OverlayFeed, overlay_run
+from optitui.tui.overlay_feed import OverlayFeed, OverlayRun, overlay_run
 from optitui.tui.span import Span
 from optitui.tui.widgets.history_plot import HistoryPlot
 from optitui.tui.widgets.loss_plot import LossPlot
@@ -190,23 +190,34 @@ async def test_an_overlay_read_as_drawn_draws_the_cells_of_a_whole_read(
                 assert got[0] == got[1] == got[2], (type(plot).__name__, span, by_time)
 
 
+def steered_and_overlaid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[RunPaths, RunPaths]:
+    """A short steered run, and a run long enough to be overlaid on demand."""
+    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
+    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
+    return a, write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+
+
+async def read_whole(pilot: Any, ov: OverlayRun) -> None:
+    await wait_until(
+        pilot,
+        lambda: ov.updates >= 2 and not isinstance(ov.view.step, StoredColumn),
+        timeout=30.0,
+        what="the overlay read whole",
+    )
+
+
 @pilot_test
 async def test_the_dashboard_reads_an_overlay_whole_after_its_first_frame(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
-    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
-    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    a, b = steered_and_overlaid(tmp_path, monkeypatch)
     app = build_app(a.root, overlays=[overlay_run(b.root)])
     async with app.run_test(size=(160, 48)) as pilot:
         await loaded(pilot)
         [ov] = app.dashboard.overlay_runs.values()
-        await wait_until(
-            pilot,
-            lambda: ov.updates >= 2 and not isinstance(ov.view.step, StoredColumn),
-            timeout=30.0,
-            what="the overlay read whole",
-        )
+        await read_whole(pilot, ov)
         assert ov.view.length == 5000
 
 
@@ -229,9 +240,7 @@ async def test_overlays_are_read_on_once_the_steered_run_is_on_screen(
 ) -> None:
     """An overlay's whole read waits for the steered run's first update (the longest read
     of the first frame), and follows as soon as that is on screen."""
-    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
-    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
-    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
+    a, b = steered_and_overlaid(tmp_path, monkeypatch)
     feed = HeldFeed(a.root)
     app = build_app(a.root, feed=feed, overlays=[overlay_run(b.root)])
     async with app.run_test(size=(160, 48)) as pilot:
@@ -242,33 +251,18 @@ async def test_overlays_are_read_on_once_the_steered_run_is_on_screen(
         assert not ov.consumed.is_set()  # its feed waits before reading on
         feed.go.set()
         await loaded(pilot)
-        await wait_until(
-            pilot,
-            lambda: ov.updates >= 2 and not isinstance(ov.view.step, StoredColumn),
-            timeout=30.0,
-            what="the overlay read whole",
-        )
+        await read_whole(pilot, ov)
 
 
 @pilot_test
 async def test_overlays_are_read_on_when_the_steered_run_cannot_be_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(history, "QUICK_ROWS_PER_WINDOW", 1)
-    a, _ = write_fixed_store(tmp_path / "runs" / "a", steps=600)
+    a, b = steered_and_overlaid(tmp_path, monkeypatch)
     stamp_meta(a, "schema_version", "999")  # no update will ever come from it
-    b = write_overlaid(tmp_path / "runs" / "b", 3000, 4000)
     app = build_app(a.root, overlays=[overlay_run(b.root)])
     async with app.run_test(size=(160, 48)) as pilot:
         [ov] = app.dashboard.overlay_runs.values()
-        await wait_until(
-            pilot,
-            lambda: (
-                app.dashboard.store_problem is not None
-                and ov.updates >= 2
-                and not isinstance(ov.view.step, StoredColumn)
-            ),
-            timeout=30.0,
-            what="the overlay read whole beside an unreadable steered run",
-        )
+        await read_whole(pilot, ov)
+        assert app.dashboard.store_problem is not None
         assert app.dashboard.updates == 0
