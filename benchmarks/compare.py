@@ -22,7 +22,10 @@ tool that is not installed gets its rows marked "skipped", with the reason.
    other variants are paired with. A run's cost per step is the time from its
    first to its last step after a warm-up tenth, from a timestamp per step
    (optitui's come from its own run store), so process start and tool start-up
-   are left out; those are reported apart.
+   are left out; those are reported apart. Paired rows, the variants one after the
+   other in one process: optitui headless on the tiny step (1b), every tool on a
+   near-empty step (1c), and ``optitui.watch`` in the user's own loop
+   (``probe.step(loss)`` after each step) on a ~0.4 ms step (1d).
 2. Host-device syncs per 1,000 steps: Tensor methods that read a value back to
    the host (item, tolist, cpu, __float__, ...) counted when called from a
    tool's own code, or from the user's logging call for that tool, as
@@ -53,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compare_loops import BARE, HEADLESS, RESULTS, TB, TRACKIO, VARIANTS, WANDB
+from compare_loops import BARE, HEADLESS, PROBE, RESULTS, TB, TRACKIO, VARIANTS, WANDB
 from compare_machine import cpu_model, git_revision, load1, version_of
 from compare_metrics import metrics_section
 from compare_report import report
@@ -151,6 +154,7 @@ def main() -> None:
         else {"tiny": args.rounds or 9, "heavy": args.rounds or 5},
         "paired_tiny": (300, 2) if q else (3000, 24),  # steps, rounds
         "paired_empty": (300, 1) if q else (5000, 12),
+        "paired_mid": (200, 1) if q else (3000, 24),
         "sync_steps": {"tiny": 200, "heavy": 20} if q else {"tiny": 1000, "heavy": 250},
         "sizes": [1_000, 10_000] if q else [1_000, 100_000, 1_000_000],
         "frames": 3 if q else 30,
@@ -218,6 +222,8 @@ def main() -> None:
                     log,
                     args.before,
                 ),
+                # the probe in the user's own loop; an older checkout may lack this loop
+                paired_section("mid", *cfg["paired_mid"], [BARE, PROBE], skipped, log),
             ]
         if "syncs" in sections:
             log("syncs")

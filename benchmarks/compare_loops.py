@@ -27,12 +27,15 @@ INLINE = "optitui --inline"
 TB = "TensorBoard SummaryWriter"
 TRACKIO = "trackio"
 WANDB = "wandb (offline)"
+#: ``optitui.watch`` in the user's own loop: ``probe.step(loss)`` after each step
+PROBE = "optitui probe (own loop)"
 VARIANTS = [BARE, HEADLESS, ATTACHED, INLINE, TB, TRACKIO, WANDB]
 #: optitui as it was before a change (``compare.py --before CHECKOUT``), in the paired rows
 BEFORE_HEADLESS = "optitui headless (before)"
 LOOPS = {
     "empty": "near-empty step: Linear(8, 8) + ReLU + Linear(8, 2), batch 8, pre-made batches",
     "tiny": "tiny step: digits MLP (64-128-64-10), batch 64, pre-made batches",
+    "mid": "0.4-ms step: MLP (64-256-256-10), batch 64, pre-made batches",
     "heavy": "heavier step: conv net (3-16-32 conv, 128 fc), batch 48, generated 32x32 images",
 }
 
@@ -66,6 +69,20 @@ def make_loop(loop: str) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
             for _ in range(32)
         ]
         return nn.Sequential(body, head), opt, batches, nn.functional.cross_entropy
+    if loop == "mid":  # a step of about 0.4 ms on 1 quiet thread: the probe's target size
+        torch.manual_seed(0)
+        body = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        head = nn.Linear(256, 10)
+        opt = torch.optim.SGD(
+            [{"params": body.parameters(), "lr": 0.05}, {"params": head.parameters(), "lr": 0.02}],
+            momentum=0.9,
+        )
+        g = torch.Generator().manual_seed(0)
+        batches = [
+            (torch.randn(64, 64, generator=g), torch.randint(0, 10, (64,), generator=g))
+            for _ in range(16)
+        ]
+        return nn.Sequential(body, head), opt, batches, nn.functional.cross_entropy
     if loop != "heavy":
         raise ValueError(loop)
     torch.manual_seed(0)
@@ -96,28 +113,33 @@ def make_loop(loop: str) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
 
 class StepClock:
     """Wraps a loss_fn (same wrapper in every variant): notes the CPU time of the process
-    (all its threads, plus its child processes') and the wall time when the ``first``-th
-    and the ``last``-th call begin; with ``path``, writes them there at the last."""
+    (all its threads, plus its child processes'), of the training thread alone, and the
+    wall time when the ``first``-th and the ``last``-th call begin; with ``path``, writes
+    them there at the last."""
 
     def __init__(
         self, loss_fn: Callable[..., Any], first: int, last: int, path: str | None = None
     ) -> None:
         self.loss_fn, self.first, self.last, self.path = loss_fn, first, last, path
         self.calls = 0
-        self.marks: list[tuple[float, float]] = []
+        self.marks: list[tuple[float, float, float]] = []
 
     def __call__(self, out: Any, target: Any) -> Any:
         self.calls += 1
         if self.calls == self.first or self.calls == self.last:
-            self.marks.append((process_cpu(), time.time()))
+            self.marks.append((process_cpu(), time.time(), time.thread_time()))
             if self.path is not None and self.calls == self.last:
                 Path(self.path).write_text(json.dumps(self.result()))
         return self.loss_fn(out, target)
 
     def result(self) -> dict[str, float]:
-        (c0, w0), (c1, w1) = self.marks
+        (c0, w0, t0), (c1, w1, t1) = self.marks
         n = self.last - self.first
-        return {"cpu_us": (c1 - c0) / n * 1e6, "clock_wall_us": (w1 - w0) / n * 1e6}
+        return {
+            "cpu_us": (c1 - c0) / n * 1e6,
+            "clock_wall_us": (w1 - w0) / n * 1e6,
+            "thread_cpu_us": (t1 - t0) / n * 1e6,  # the thread that calls loss_fn
+        }
 
 
 def process_cpu() -> float:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from compare_loops import ATTACHED, BEFORE_HEADLESS, HEADLESS, INLINE, LOOPS, SIZE, TRACKIO
+from compare_loops import (
+    ATTACHED,
+    BEFORE_HEADLESS,
+    HEADLESS,
+    INLINE,
+    LOOPS,
+    PROBE,
+    SIZE,
+    TRACKIO,
+)
 from compare_metrics import metrics_report
 from compare_sections import med, overhead_rows, quartiles, spread
 
@@ -120,10 +129,11 @@ def report(data: dict[str, Any]) -> str:
     for n, pr in enumerate(data.get("paired", [])):
         # the first pairing is optitui alone, the second every tool (some may be skipped)
         title = (
-            "optitui headless against the bare loop"
-            if n == 0
-            else ("every tool's fixed cost per step")
-        )
+            "optitui headless against the bare loop",
+            "every tool's fixed cost per step",
+            "the probe in your own loop against the bare loop",
+        )[n]
+        probe = pr["variants"].get(PROBE)
         L += [
             f"### 1{'bcd'[n]}. {title}, paired in one process: {LOOPS[pr['loop']]}",
             "",
@@ -131,18 +141,49 @@ def report(data: dict[str, Any]) -> str:
             "other in one process (order rotated), so each round's runs see about the same "
             f"load (load average {pr['load']:.2f} at the end). The bare loop: "
             f"{med(pr['bare']):.1f} us/step wall, {med(pr['bare_cpu']):.1f} us CPU (medians). "
-            "Median (interquartile range) of each round's difference from its bare run:",
+            "Median (interquartile range) of each round's difference from its bare run"
+            + (
+                " (*training thread CPU*: `time.thread_time` of the loop's thread alone, "
+                "the steadier measure under load; *CPU*: every thread of the process):"
+                if probe is not None
+                else ":"
+            ),
             "",
-            "| variant | added wall us/step | added CPU us/step | throughput vs bare |",
-            "| --- | ---: | ---: | ---: |",
         ]
+        if probe is None:
+            L += [
+                "| variant | added wall us/step | added CPU us/step | throughput vs bare |",
+                "| --- | ---: | ---: | ---: |",
+            ]
+        else:
+            L += [
+                "| variant | added wall us/step | added CPU us/step "
+                "| added training thread CPU us/step | throughput vs bare | probe / bare |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+            ]
         for v, x in pr["variants"].items():
+            thread = (
+                f" {quartiles(x['thread'], '{:+.1f}')} |"
+                if probe is not None and x["thread"]
+                else ""
+            )
             L.append(
                 f"| {v} | {quartiles(x['wall'], '{:+.1f}')} | {quartiles(x['cpu'], '{:+.1f}')} "
-                f"| {quartiles(x['ratio'], '{:.3f}')} |"
+                f"|{thread} {quartiles(x['ratio'], '{:.3f}')} |"
+                + (f" {quartiles([1 / r for r in x['ratio']], '{:.3f}')} |" if thread else "")
             )
         L += [f"| {v} | - | - | {why} |" for v, why in pr.get("skipped", {}).items()]
         L.append("")
+        if probe is not None:
+            slower = med([1 / r for r in probe["ratio"]])
+            targets.append(
+                (
+                    "probe/bare <= 1.02 on a 0.4 ms step (own loop, paired)",
+                    f"{slower:.3f} (bare {med(pr['bare']):.0f} us/step; added wall "
+                    f"{med(probe['wall']):+.1f} us, CPU {med(probe['cpu']):+.1f} us)",
+                    "met" if slower <= 1.02 else "missed",
+                )
+            )
         h = pr["variants"].get(HEADLESS)
         was = pr["variants"].get(BEFORE_HEADLESS)
         if h is not None and pr["loop"] == "empty":

@@ -211,6 +211,12 @@ def paired_section(
             "wall": [r[v]["mean_us"] - r[BARE]["mean_us"] for r in got],
             "cpu": [r[v]["cpu_us"] - r[BARE]["cpu_us"] for r in got],
             "ratio": [r[BARE]["mean_us"] / r[v]["mean_us"] for r in got],
+            # the training thread's own CPU (an older harness's results lack it)
+            "thread": [
+                r[v]["thread_cpu_us"] - r[BARE]["thread_cpu_us"]
+                for r in got
+                if "thread_cpu_us" in r[v]
+            ],
         }
         out["variants"][v] = x
         log(

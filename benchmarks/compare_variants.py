@@ -15,6 +15,7 @@ from compare_loops import (
     BARE,
     HEADLESS,
     INLINE,
+    PROBE,
     TB,
     TRACKIO,
     WANDB,
@@ -65,8 +66,20 @@ def bare_loop(
     return times
 
 
-def tool_hook(variant: str, tmp: Path, name: str) -> tuple[Callable[..., None], Callable[[], None]]:
-    """(log(step, loss, optimizer), close()) for a logging tool, set up as its docs show."""
+def tool_hook(
+    variant: str, tmp: Path, name: str, model: Any = None, opt: Any = None
+) -> tuple[Callable[..., None], Callable[[], None]]:
+    """(log(step, loss, optimizer), close()) for a logging tool, set up as its docs show
+    (optitui's probe needs the ``model`` and ``opt`` it watches)."""
+    if variant == PROBE:  # optitui in the user's own loop, as the README shows it
+        import optitui
+
+        probe = optitui.watch(opt, model=model, run_dir=tmp / name)
+
+        def log_probe(step: int, loss: Any, opt: Any) -> None:
+            probe.step(loss)
+
+        return log_probe, probe.close
     if variant == TB:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -128,9 +141,9 @@ def run_variant(variant: str, loop: str, steps: int, tmp: Path, tag: str) -> dic
         return run_inline(loop, steps, tmp, name)
     model, opt, batches, plain_loss = make_loop(loop)
     loss_fn = StepClock(plain_loss, steps // 10 + 1, steps)
-    if variant in (BARE, TB, TRACKIO, WANDB):
+    if variant in (BARE, PROBE, TB, TRACKIO, WANDB):
         t0 = time.time()
-        hook, close = (None, None) if variant == BARE else tool_hook(variant, tmp, name)
+        hook, close = (None, None) if variant == BARE else tool_hook(variant, tmp, name, model, opt)
         times = bare_loop(model, opt, batches, loss_fn, steps, hook)
         t_last = time.time()
         if close is not None:

@@ -72,6 +72,7 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
         "## 1. Per-step host overhead, heavier step",
         "### 1b. optitui headless against the bare loop, paired in one process",
         "### 1c. every tool's fixed cost per step, paired in one process",
+        "### 1d. the probe in your own loop against the bare loop, paired in one process",
         "## 2. Host-device syncs per 1,000 steps",
         "## 3. Dashboard frame cost against history length",
         "## 4. Attach to first full frame",
@@ -93,10 +94,21 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
             else:
                 assert "skipped" in row and str(need) in row, row
 
-    paired = text.split("### 1c.")[1].split("## 2.")[0]  # every in-process tool, near-empty step
+    paired = text.split("### 1c.")[1].split("### 1d.")[0]  # every in-process tool, near-empty step
     for tool in ("optitui headless", "TensorBoard SummaryWriter", "trackio", "wandb (offline)"):
         (row,) = rows_of(paired, tool)  # measured, or marked skipped with the reason
         assert ("skipped" in row) != installed(VARIANTS[tool]), row
+
+    # the probe in an own loop on the 0.4-ms step: added wall, CPU and thread CPU, ratios
+    probe_sec = text.split("### 1d.")[1].split("## 2.")[0]
+    assert "MLP (64-256-256-10), batch 64" in probe_sec
+    (row,) = rows_of(probe_sec, "optitui probe (own loop)")
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    assert len(cells) == 5, row
+    for cell in cells:
+        float(cell.split()[0])  # each a measured number
+    (target,) = [r for r in text.splitlines() if r.startswith("| probe/bare <= 1.02 on a 0.4 ms")]
+    assert float(target.split("|")[2].split()[0]) > 0, target
 
     syncs = {
         "optitui headless": None,
