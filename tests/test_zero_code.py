@@ -231,7 +231,7 @@ def test_only_the_first_optimizer_is_watched(zero: ZeroCode) -> None:
     assert p is not None and p.optimizer is d_opt and p.steps == 3
     assert p.trainer is not None
     # the first optimizer stepped is watched, with its own loss (not the generator's)
-    assert torch.stack(p.trainer._buf_loss).tolist() == pytest.approx(seen, rel=1e-6)
+    assert torch.stack([r[0] for r in p.trainer._rows]).tolist() == pytest.approx(seen, rel=1e-6)
 
 
 def test_find_model_takes_the_tightest_holder() -> None:

@@ -42,6 +42,11 @@ from optitui.trainer.loop.machine_record import MachineRecord
 from optitui.trainer.loop.published import Published
 from optitui.trainer.loop.user_metrics import UserMetrics, Value
 
+#: what a step buffers until the flush: its loss (a device tensor), whether a GradScaler
+#: skipped its update (1: a device tensor, read at flush; 0.0 when nothing can skip), the
+#: lr each group used, its wall time and its epoch
+StepRow = tuple[torch.Tensor, torch.Tensor | float, lr_record.LrRow, float, int]
+
 
 class Steering:
     """A run's state, its records' destination, and the changes commands make to it."""
@@ -103,13 +108,10 @@ class Steering:
         self._ever_batched = False
         self.epoch_rng: dict[str, Any] | None = None
         self.last_val: float | None = None
-        self._buf_loss: list[torch.Tensor] = []
+        #: one row per step since the last flush (split into columns there): one append
+        #: on the hot path instead of one per column
+        self._rows: list[StepRow] = []
         self._buf_gn: list[torch.Tensor] = []
-        self._buf_lr: list[lr_record.LrRow] = []
-        self._buf_time: list[float] = []
-        self._buf_epoch: list[int] = []
-        #: per step: 1 where a GradScaler skipped the update (device tensors, read at flush)
-        self._buf_skip: list[torch.Tensor | float] = []
         self._skips_recorded = False
         #: each group's gradient norm, parameter norm and update ratio every
         #: ``health_every`` steps: (row in the buffers, a device tensor), read at flush

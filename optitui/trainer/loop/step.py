@@ -188,18 +188,16 @@ class Stepping(Steering):
             self._buf_gn.append(norm)
         self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
         self.health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
-        self._buf_skip.append(self.optimizer_step())
-        self.take_health(len(self._buf_loss))
+        skipped = self.optimizer_step()
+        self.take_health(len(self._rows))
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it
-        self._buf_lr.append(lr_record.snapshot(self.optimizer.param_groups))
+        lrs = lr_record.snapshot(self.optimizer.param_groups)
         if self.job.scheduler_interval == "step":
             self.lr.step_scheduler()
-        self._buf_loss.append(loss)
         self.user.add_step(self._step_metrics)
-        self._buf_time.append(time.time())
-        self._buf_epoch.append(self.epoch)
+        self._rows.append((loss, skipped, lrs, time.time(), self.epoch))
 
     def take_health(self, row: int) -> None:
         """Buffer the health measured in the step just taken (if it was) for ``row``."""
@@ -217,9 +215,8 @@ class Stepping(Steering):
         val_every = self.job.val_every
         if val_every is not None and self.step % val_every == 0:
             self._validate()
-        if len(self._buf_loss) >= self.flush_every or (
-            self._buf_time[-1] - self._last_flush[0] >= self.flush_seconds
-        ):
+        rows = self._rows
+        if len(rows) >= self.flush_every or rows[-1][3] - self._last_flush[0] >= self.flush_seconds:
             self.flush(check=True)
 
     def _validate(self) -> None:
@@ -295,7 +292,7 @@ class Stepping(Steering):
         deferred = self.reads is not None and check and self.dist is None
         if not deferred:
             self.settle()
-        n = len(self._buf_loss)
+        n = len(self._rows)
         if n == 0:
             if self.user.logged:  # values logged with no step since the last flush
                 _, read = read_with(torch.zeros(0, device=self.device), self.user)
@@ -379,20 +376,19 @@ class Stepping(Steering):
 
     def _take(self, n: int) -> Taken:
         """The buffers of the last ``n`` steps, handed over; the buffers start afresh."""
+        losses, skips, lrs, times, epochs = (list(c) for c in zip(*self._rows, strict=True))
         taken = Taken(
             first=self.step - n + 1,
-            losses=self._buf_loss,
+            losses=losses,
             norms=self._buf_gn if len(self._buf_gn) == n else [],
-            skips=self._buf_skip if len(self._buf_skip) == n else [],
-            lrs=self._buf_lr,
-            times=self._buf_time,
-            epochs=self._buf_epoch,
+            skips=skips,
+            lrs=lrs,
+            times=times,
+            epochs=epochs,
             health=self._buf_health,
             user=self.user.split(self.step - n + 1),
         )
-        self._buf_loss, self._buf_gn, self._buf_lr = [], [], []
-        self._buf_time, self._buf_epoch, self._buf_skip = [], [], []
-        self._buf_health = []
+        self._rows, self._buf_gn, self._buf_health = [], [], []
         return taken
 
     def _record(self, taken: Taken, values: list[float]) -> Seen:

@@ -350,13 +350,9 @@ class Probe:
             t.lookahead.after_step()
         d = as_loss(loss, self._device)
         self._device = d.device  # a number given later goes where the losses are
-        t._buf_loss.append(d)
         t.user.add_step(t.user.check_step(metrics) if metrics else None)
-        t._buf_lr.append(lrs)
-        t._buf_time.append(time.time())
-        t._buf_epoch.append(t.epoch)
-        t._buf_skip.append(skipped)
-        t.take_health(len(t._buf_loss) - 1)
+        t.take_health(len(t._rows))
+        t._rows.append((d, skipped, lrs, time.time(), t.epoch))
         if self._norm is None and t.clip is not None:
             self._norm = torch.full((), math.nan, device=self._device)  # a step not taken
         if self._norm is not None:
