@@ -35,7 +35,7 @@ BEFORE_HEADLESS = "optitui headless (before)"
 LOOPS = {
     "empty": "near-empty step: Linear(8, 8) + ReLU + Linear(8, 2), batch 8, pre-made batches",
     "tiny": "tiny step: digits MLP (64-128-64-10), batch 64, pre-made batches",
-    "mid": "0.4-ms step: MLP (64-256-256-10), batch 64, pre-made batches",
+    "mid": "0.4-ms step: MLP (64-192-192-10), batch 64, pre-made batches",
     "heavy": "heavier step: conv net (3-16-32 conv, 128 fc), batch 48, generated 32x32 images",
 }
 
@@ -71,8 +71,8 @@ def make_loop(loop: str) -> tuple[Any, Any, list[Any], Callable[..., Any]]:
         return nn.Sequential(body, head), opt, batches, nn.functional.cross_entropy
     if loop == "mid":  # a step of about 0.4 ms on 1 quiet thread: the probe's target size
         torch.manual_seed(0)
-        body = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
-        head = nn.Linear(256, 10)
+        body = nn.Sequential(nn.Linear(64, 192), nn.ReLU(), nn.Linear(192, 192), nn.ReLU())
+        head = nn.Linear(192, 10)
         opt = torch.optim.SGD(
             [{"params": body.parameters(), "lr": 0.05}, {"params": head.parameters(), "lr": 0.02}],
             momentum=0.9,

@@ -101,7 +101,7 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
 
     # the probe in an own loop on the 0.4-ms step: added wall, CPU and thread CPU, ratios
     probe_sec = text.split("### 1d.")[1].split("## 2.")[0]
-    assert "MLP (64-256-256-10), batch 64" in probe_sec
+    assert "MLP (64-192-192-10), batch 64" in probe_sec
     (row,) = rows_of(probe_sec, "optitui probe (own loop)")
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert len(cells) == 5, row
