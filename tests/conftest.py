@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import textwrap
 import threading
 import time
@@ -33,6 +35,44 @@ def setup(device):
         train_data=DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=g),
         loss_fn=nn.functional.mse_loss, STEP_DELAY)
 """
+
+
+#: the states a trainer's own end (``_finish``) leaves it in
+_ENDED = ("finished", "stopped", "failed")
+
+
+@pytest.fixture(autouse=True)
+def _end_trainers_left_running(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """End every trainer a test started and left running (``jobs.drive`` steps one by one and
+    never ends it). Its threads would otherwise outlive the test: hundreds of store writers
+    beating, command pumps polling and samplers waking slow every later test."""
+    module = sys.modules.get("optitui.trainer.loop.trainer")
+    if module is None:  # nothing that can start a trainer is loaded
+        yield
+        return
+    started: list[Any] = []
+    start = module.Trainer._start
+
+    def recording_start(self: Any) -> None:
+        started.append(self)
+        start(self)
+
+    monkeypatch.setattr(module.Trainer, "_start", recording_start)
+    yield
+    for trainer in started:
+        if getattr(trainer, "state", None) not in _ENDED:
+            end_threads(trainer)
+
+
+def end_threads(trainer: Any) -> None:
+    """Stop a trainer's threads without its flush (a half-driven trainer may not read)."""
+    stops = [trainer.health.detach, trainer.pump.stop, trainer.machine.stop]
+    if trainer.saver is not None:
+        stops.append(trainer.saver.close)
+    stops.append(trainer.recorder.close)
+    for stop in stops:
+        with contextlib.suppress(Exception):  # already ended by the test, or broken by it
+            stop()
 
 
 def write_script(tmp_path: Path, body: str, name: str = "train.py") -> Path:

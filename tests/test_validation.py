@@ -9,11 +9,13 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from conftest import end_threads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jobs import make_trainer, tiny_job
@@ -109,7 +111,7 @@ _TRAINERS: dict[str, Trainer] = {}
 
 
 @pytest.fixture(scope="module")
-def trainers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trainer]:
+def trainers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Trainer]]:
     root = tmp_path_factory.mktemp("validation")
     for name in CASES:
         trainer = make_trainer(root, tiny_job(name), name=name)
@@ -119,7 +121,9 @@ def trainers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trainer]:
             trainer._train_step()
             trainer.step += 1
         _TRAINERS[name] = trainer
-    return _TRAINERS
+    yield _TRAINERS
+    for trainer in _TRAINERS.values():  # their threads end with the module's tests
+        end_threads(trainer)
 
 
 @pytest.mark.parametrize("cls_name", list(CASES))
