@@ -239,8 +239,13 @@ def test_save_and_restore_by_keys(tmux: Tmux, tmp_path: Path) -> None:
         and rewound[0].data["to_step"] < rewound[0].data["from_step"]
     )
     wait_for(lambda: "rewound from step" in tmux.screen("run"), 10, "the rewind in the log")
-    # the state it left was saved first, so the restore can be undone
-    assert any(m.reason == "before-restore" for m in listing(folder))
+    # the state it left was copied first and is written beside the others (the writer
+    # thread lists it once on disk: on a slow disk after the rewind), so it can be undone
+    wait_for(
+        lambda: any(m.reason == "before-restore" for m in listing(folder)),
+        30,
+        "the state before the restore, saved",
+    )
     tmux("set-option", "-t", "run", "remain-on-exit", "on")  # to read what it prints last
     tmux.keys("run", "q")
     wait_for(lambda: "Detach" in tmux.screen("run"), 10, "the quit question")
