@@ -131,7 +131,11 @@ async def test_the_curves_grow_then_a_candidate_is_applied(tmp_path: Path) -> No
             assert on_dashboard(app)
             await wait_until(pilot, lambda: app.dashboard.steering.recent(1)[0].state == "applied")
             # the race's event puts a marker on both plots
-            assert any(m.label == "race" and m.step == 600 for m in app.dashboard.markers)
+            await wait_until(  # the event is read with the answer or at the next read
+                pilot,
+                lambda: any(m.label == "race" and m.step == 600 for m in app.dashboard.markers),
+                what="the race's marker",
+            )
             assert all(p.markers == app.dashboard.markers for p in app.dashboard.plots)
     sent = [(k, a) for k, a, _, _ in commands_table(paths)]
     assert sent == [

@@ -121,7 +121,11 @@ async def test_the_curve_grows_then_a_suggestion_is_applied(tmp_path: Path) -> N
             assert on_dashboard(app)
             await wait_until(pilot, lambda: app.dashboard.steering.recent(1)[0].state == "applied")
             # the test's events put a marker on both plots
-            assert any(m.label == "lr-find" and m.step == 600 for m in app.dashboard.markers)
+            await wait_until(  # the event is read with the answer or at the next read
+                pilot,
+                lambda: any(m.label == "lr-find" and m.step == 600 for m in app.dashboard.markers),
+                what="the test's marker",
+            )
             assert all(p.markers == app.dashboard.markers for p in app.dashboard.plots)
     sent = [(k, a) for k, a, _, _ in commands_table(paths)]
     assert sent == [("lr-find", {}), ("lr-find-apply", {"id": test_id, "rule": "valley"})]
