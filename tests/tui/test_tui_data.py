@@ -8,9 +8,10 @@ import sys
 from array import array
 from itertools import pairwise
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tui_support import FIXED_NOW, write_fixed_store
 
@@ -18,7 +19,7 @@ from optitui.launch import JobOptions, LaunchError, child_argv, start_job, store
 from optitui.store.layout import RunPaths
 from optitui.store.output_tail import OutputTail, clean
 from optitui.store.reader import EventRow
-from optitui.tui import decimate, fmt
+from optitui.tui import decimate, fmt, pyramid
 from optitui.tui.devices import parse_nvidia_smi
 from optitui.tui.feed import StoreFeed
 from optitui.tui.history import Ema, History, find_breaks
@@ -68,6 +69,50 @@ def test_pyramid_minmax_matches_brute_force(
         s = data.draw(st.integers(0, len(values)))
         e = data.draw(st.integers(s, len(values)))
         assert view.minmax(s, e) == brute(values, s, e)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(floats, min_size=0, max_size=5000),
+    chunks=st.lists(st.integers(1, 3000), min_size=1, max_size=4),
+)
+@example(values=[math.nan] * 130 + [2.0, math.inf, -math.inf] * 70, chunks=[500])
+@example(values=[math.nan, -math.inf] * 64 + [math.inf] * 64 + [-0.0, 0.0] * 32, chunks=[64])
+def test_a_long_first_pass_through_numpy_builds_the_python_pyramid(
+    values: list[float], chunks: list[int]
+) -> None:
+    """Levels built by numpy (a pass of NUMPY_FROM values or more) hold the same mins and
+    maxs as the Python pass: NaN never wins, infinities are kept, a NaN-only block is
+    +inf / -inf."""
+    raw: array[float] = array("d")
+    bulk, python = Pyramid(), Pyramid()
+    i = 0
+    while i < len(values):
+        n = chunks[i % len(chunks)]
+        raw.extend(values[i : i + n])
+        with patch.object(pyramid, "NUMPY_FROM", 64):
+            bulk.update(raw, len(raw))
+        with patch.object(pyramid, "numpy", lambda: None):
+            python.update(raw, len(raw))
+        i += n
+    assert (bulk.mins, bulk.maxs) == (python.mins, python.maxs)
+    raw.extend([1.0])  # numpy's view of the column is gone: it can grow again
+
+
+def test_a_short_run_never_imports_numpy() -> None:
+    """Importing numpy costs 0.1-0.2 s of an attach: only a long first pass pays it."""
+    code = (
+        "import sys\n"
+        "from array import array\n"
+        "from optitui.tui.history import History, Ema\n"
+        "from optitui.tui.pyramid import Pyramid\n"
+        "raw = array('d', (1.0 / (i + 1) for i in range(30_000)))\n"
+        "p = Pyramid()\n"
+        "for n in range(0, 30_001, 1000): p.update(raw, n)\n"
+        "e = Ema(0.98); e.extend(raw, len(raw)); e.view(raw, len(raw)).at(29_999)\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_pyramid_constant_run_and_a_frozen_view() -> None:
