@@ -9,9 +9,11 @@ build it with :func:`build_app`.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +34,12 @@ from optitui.tui.widgets.event_log import EventLog
 
 #: how long "stop training" waits for the job to answer before quitting anyway
 STOP_WAIT_S = 20.0
+#: threads for the dashboard's workers. Readers live as long as the dashboard (the
+#: steered run's, one per overlay) and each command waits for its answer in one: asyncio's
+#: default pool (the CPUs + 4, so 6 on two cores) would queue the later ones for good,
+#: leaving overlays undrawn, answers unseen and the runs browser reading forever. Threads
+#: start only when needed.
+WORKER_THREADS = 64
 
 JobRunner = Callable[[], str]
 Stopper = Callable[[str], None]
@@ -103,6 +111,9 @@ class DashboardApp(App[int]):
         return self.job_runner is not None
 
     def on_mount(self) -> None:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="optitui-worker")
+        )
         self.push_screen(self.dashboard)
         if self.process is not None:
             self._supervise()

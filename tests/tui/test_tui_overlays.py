@@ -3,6 +3,7 @@ when an overlaid run is odd (vanishes, other group names, another optitui, too m
 
 from __future__ import annotations
 
+import os
 import shutil
 from array import array
 from pathlib import Path
@@ -38,6 +39,7 @@ from optitui.tui.overlay import (
     without_tag,
 )
 from optitui.tui.overlay_feed import overlay_run
+from optitui.tui.screens.runs_browser import RunsBrowser
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
@@ -231,6 +233,30 @@ async def test_more_than_eight_overlays_are_refused(tmp_path: Path) -> None:
         assert screen.toggle_overlay(others[8].root) == "r8: overlaid"
         # the freed colour goes to the new one
         assert screen.overlay_runs[str(others[8].root)].color == colours[0]
+
+
+@pilot_test
+async def test_eight_overlays_are_all_drawn_and_the_browser_still_lists_on_two_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio's default thread pool has (cpus + 4) threads: the steered run's reader and
+    # one per overlay live as long as the dashboard, and must leave room for the rest
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 2, raising=False)
+    root = tmp_path / "runs"
+    a, _ = write_fixed_store(root / "main", steps=50)
+    others = [
+        write_fixed_store(root / f"r{i}", steps=20 + i, state="finished")[0]
+        for i in range(MAX_OVERLAYS)
+    ]
+    app = app_with(a, *others)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await overlays_drawn(pilot, *range(20, 20 + MAX_OVERLAYS))
+        await pilot.press("b")
+        browser = app.screen
+        assert isinstance(browser, RunsBrowser)
+        await wait_until(pilot, lambda: browser.reads > 0, what="the runs listed")
+        assert len(browser.runs) == MAX_OVERLAYS + 1
 
 
 @pilot_test
