@@ -195,6 +195,27 @@ async def test_overlays_are_named_coloured_and_widen_the_window(tmp_path: Path) 
 
 
 @pilot_test
+async def test_a_short_title_still_says_by_time(tmp_path: Path) -> None:
+    a, b = two_runs(tmp_path, b_steps=300)
+    app = app_with(a, b)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await overlays_drawn(pilot, 300)
+        loss, lr = app.dashboard.query_one(LossPlot), app.dashboard.query_one(LrPlot)
+        await pilot.press("X")
+        await wait_until(pilot, lambda: loss.x_time and loss.drawn_x != (1.0, 600.0))
+        # at 80 columns the legend leaves room for a short title only
+        header = str(loss.header(loss.size.width))
+        assert header.startswith(loss.title(short=True) + "  ") and "by time" in header
+        assert lr.title(short=True) == "lr · by time"
+        await pilot.press("w")  # a window: said too
+        await wait_until(pilot, lambda: "last 2000" in str(loss.header(loss.size.width)))
+        assert "by time" in str(loss.header(loss.size.width))
+        await pilot.press("X")
+        await wait_until(pilot, lambda: not loss.x_time)
+        assert "by time" not in str(loss.header(loss.size.width))
+
+
+@pilot_test
 async def test_a_run_that_vanishes_is_dropped_with_a_notice(tmp_path: Path) -> None:
     a, b = two_runs(tmp_path, b_steps=300)
     app = app_with(a, b)

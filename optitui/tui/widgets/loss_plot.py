@@ -39,9 +39,9 @@ class LossPlot(HistoryPlot):
 
     def title(self, short: bool = False) -> str:
         scale = "log-y" if self.log_scale() else "linear"
-        if short:
+        if short:  # short or not, the title says when the x axis is by time
             window = self.window_label(short=True)
-            return f"loss · {window}" if window else f"loss · {scale}"
+            return f"loss · {window or scale}{self.x_label()}"
         return f"loss · {self.window_label()}{self.x_label()} · {scale}"
 
     def overlay_lines(

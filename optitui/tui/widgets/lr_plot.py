@@ -28,9 +28,9 @@ class LrPlot(HistoryPlot):
         return self.group_names[index] if index < len(self.group_names) else f"group {index}"
 
     def title(self, short: bool = False) -> str:
-        if short:
+        if short:  # short or not, the title says when the x axis is by time
             window = self.window_label(short=True)
-            return f"lr · {window}" if window else "lr"
+            return f"lr · {window}{self.x_label()}" if window else f"lr{self.x_label()}"
         what = "lr per group" if len(self.view.lrs) > 1 else "lr"
         return f"{what} · {self.window_label()}{self.x_label()} · log-y"
 
