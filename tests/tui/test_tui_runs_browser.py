@@ -20,6 +20,7 @@ from tui_support import (
 
 from optitui.tui.app import build_app
 from optitui.tui.overlay import without_tag
+from optitui.tui.overlay_feed import overlay_run
 from optitui.tui.screens.runs_browser import RunsBrowser
 
 TAGS = ("0123456789abcdef", "fedcba9876543210", "00112233445566ff")
@@ -126,3 +127,29 @@ async def test_browse_filter_overlay_and_steer_another_run(tmp_path: Path) -> No
             await wait_until(pilot, lambda: commands_table(other.paths), what="the command")
             assert commands_table(steered.paths) == []
             assert [k for k, *_ in commands_table(other.paths)] == ["scale-lr"]
+
+
+@pilot_test
+async def test_a_run_overlaid_from_another_folder_is_listed_to_take_it_off(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "runs"
+    steered, _ = write_fixed_store(root / "main", steps=50)
+    far, _ = write_fixed_store(tmp_path / "elsewhere" / "far", steps=30, state="finished")
+    write_fixed_store(tmp_path / "elsewhere" / "near", steps=20, state="finished")
+    app = build_app(
+        steered.root,
+        settings=fixed_settings(runs_root=root),
+        overlays=[overlay_run(far.root)],
+    )
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await pilot.press("b")
+        browser = app.screen
+        assert isinstance(browser, RunsBrowser)
+        await wait_until(pilot, lambda: browser.reads > 0, what="the runs listed")
+        # the overlay's folder is listed with it: its neighbours can be overlaid too
+        assert sorted(r["run"] for r in browser.runs) == ["far", "main", "near"]
+        await pilot.press("slash", *"far", "enter", "space")
+        assert browser.said == "far: no longer overlaid"
+        assert not app.dashboard.overlay_runs

@@ -327,7 +327,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
 
     def browser_roots(self) -> list[Path]:
         root = self.settings.runs_root
-        return [*([] if root is None else [root]), *super().browser_roots()]
+        return list(dict.fromkeys([*([] if root is None else [root]), *super().browser_roots()]))
 
     # -- view keys (the plots' window and scale: ViewKeys) ----------------------------
     def on_resize(self) -> None:

@@ -5,7 +5,6 @@ away; X places every run by wall time since its first step instead of by step.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 from textual import on, work
@@ -219,7 +218,7 @@ class OverlayKeys(SteeringScreen):
         self.notify("x axis: time since start" if self.x_time else "x axis: step", timeout=2)
 
     def action_runs(self) -> None:
-        """b: the runs browser, over the run root and the steered run's folder."""
+        """b: the runs browser, over the run root and the folders of the runs on screen."""
         steered = self.steered_dir()
         if steered is None:
             self.notify(
@@ -233,6 +232,10 @@ class OverlayKeys(SteeringScreen):
         self.app.push_screen(RunsBrowser(self, self.browser_roots(), self.settings.clock))
 
     def browser_roots(self) -> list[Path]:
+        """The steered run's folder and each overlaid run's: an overlay from elsewhere is
+        listed, so Space can take it off (or make room for another)."""
         steered = self.steered_dir()
-        roots: Iterable[Path] = [] if steered is None else [steered.parent]
-        return list(roots)
+        if steered is None:
+            return []
+        roots = [steered.parent, *(ov.paths.root.parent for ov in self.overlay_runs.values())]
+        return list(dict.fromkeys(roots))
