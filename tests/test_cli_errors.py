@@ -365,3 +365,15 @@ def test_screenshot_of_a_damaged_store_ends_with_one_line(tmp_path: Path) -> Non
     )
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "damaged" in lines[0], out.stderr
+
+
+def test_ls_says_whose_run_it_cannot_read(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = world["runs"]["another user's"].parent
+    code, raised = _call(["ls", "--root", str(root), "--json"], NOBODY)
+    assert (code, raised) == (1, None)
+    [run] = json.loads(capsys.readouterr().out)["runs"]
+    assert run["state"] == "unreadable"
+    # as attach, diff and export say it, not the OSError of a look inside
+    assert run["problem"].startswith("permission denied: it belongs to root (uid 0), not to you")

@@ -60,10 +60,13 @@ def record(paths: Any, now: float) -> dict[str, Any]:
     ``state`` and what explains it for a store that cannot be read here: ``problem`` (why),
     or ``host`` for state ``elsewhere`` (the store is on that host's disk while it runs)."""
     from optitui.console.summary import loss_spark, trend
-    from optitui.store.reader import open_reader
+    from optitui.store.reader import open_reader, why_unreadable
 
     out: dict[str, Any] = {"run": paths.root.name, "path": str(paths.root)}
     try:
+        closed = why_unreadable(paths.root)  # whose it is, before a look inside fails
+        if closed is not None:
+            return out | {"state": "unreadable", "problem": closed}
         where = paths.elsewhere()
         if where is not None:  # its store is on the writer's disk: nothing to read from here
             return out | {"state": "elsewhere", "host": where.host}
