@@ -377,6 +377,20 @@ def test_diff_refuses_a_run_it_cannot_read_in_one_line(
         assert err.startswith("optitui: ") and said in err
 
 
+def test_a_run_of_another_store_schema_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = run(tmp_path, "a")
+    newer = from_a_newer_optitui(run(tmp_path, "newer"))
+    said = (
+        f"optitui: {newer}: written by optitui 9.1.0: run store schema version 2; "
+        "this optitui reads version 1\n"
+    )
+    for argv in (["diff", str(a), str(newer)], ["export", str(a), str(newer)]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == said, argv
+
+
 def test_values_are_shown_with_the_digits_and_words_that_tell_them_apart() -> None:
     from optitui.cli.diff import pair
 

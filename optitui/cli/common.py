@@ -122,12 +122,12 @@ def open_run(name: str, root: Path, verb: str) -> RunReader:
         problem = reader.schema_problem()
         if problem is not None:
             raise RunUnreadable(f"{name}: written by {written_by(reader.meta())}: {problem}")
+    except RunUnreadable:  # an OSError too: caught first, or the line names the run twice
+        reader.close()
+        raise
     except STORE_ERRORS as exc:
         reader.close()
         raise RunUnreadable(f"{name}: the run store cannot be read: {exc}") from None
-    except RunUnreadable:
-        reader.close()
-        raise
     return reader
 
 
