@@ -40,7 +40,8 @@ tool that is not installed gets its rows marked "skipped", with the reason.
    a plain ``torch.save`` and how much training slows while the write runs.
 7. The user's own metrics: each tool logging the loss and 5 tensor scalars per
    step against the same tool logging the loss only and against the bare loop,
-   paired in one process, and its syncs per 1,000 steps (compare_metrics.py).
+   paired in one process, and alternating blocks with and without the scalars inside
+   one run of each tool; its syncs per 1,000 steps (compare_metrics.py).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def main() -> None:
         "commands": 2 if q else 10,  # of each kind: readable, and send returns
         "step_times": [0.001, 0.1],
         "ckpt": (2, 1024, 1) if q else (6, 2048, 5),  # layers, width, repeats
-        "metrics": (200, 1, 128) if q else (5000, 10, 1000),  # steps, rounds, sync steps
+        # steps, rounds, sync steps, pairs of alternating blocks
+        "metrics": (200, 1, 128, 2) if q else (5000, 10, 1000, 200),
     }
 
     def log(msg: str) -> None:

@@ -10,6 +10,11 @@ loop included, computes the 5 tensors, so the difference between a tool with and
 without them is what logging them costs. The runs are paired in one process with the
 order rotated, as in section 1c; the host-device reads are counted as section 2 counts
 them, loss only and with the 5 scalars.
+
+Runs minutes apart differ by more than 5 us/step on a busy machine, so the cost of the 5
+scalars is also measured inside one run of each tool: blocks of 256 steps logging them
+and blocks not logging them, in turn (ABBA), each pair's difference per step. A drift of
+the machine then weighs on both halves of a pair alike.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ FIVE = " + 5 scalars"
 LOOP = "empty"
 #: the brief's target for optitui: added time per step for the 5 scalars, and extra syncs
 TARGET_US = 5.0
+#: steps per block of the alternating measure (a multiple of the flush's 64 steps)
+BLOCK_STEPS = 256
+#: pairs of blocks run before the measured ones
+WARM_PAIRS = 4
 
 Scalars = dict[str, Any]
 Hook = Callable[[int, Any, Any, "Scalars | None"], None]
@@ -180,14 +189,53 @@ def count_reads(tool: str, with_five: bool, steps: int, tmp: Path) -> dict[str, 
     return {"per_1000": total * 1000 / steps, "by_method": dict(counter.counts)}
 
 
+def alternating(tool: str, pairs: int, tmp: Path) -> dict[str, list[float]]:
+    """One run of ``tool`` logging the loss every step and the 5 scalars in every other
+    block of BLOCK_STEPS steps; per pair of blocks, what the scalars added per step: wall
+    time and the training thread's CPU time, us."""
+    model, opt, batches, loss_fn = make_loop(LOOP)
+    slug = "".join(c if c.isalnum() else "_" for c in tool).strip("_")
+    hook, close = logging_hook(tool, tmp, f"alt-{slug}", model, opt)
+    done = 0
+
+    def block(with_five: bool) -> tuple[float, float]:
+        nonlocal done
+        w0, c0 = time.perf_counter(), time.thread_time()
+        for i in range(BLOCK_STEPS):
+            x, y = batches[i % len(batches)]
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = loss_fn(out, y)
+            loss.backward()
+            opt.step()
+            scalars = five_scalars(out, y)
+            hook(done, loss, opt, scalars if with_five else None)
+            done += 1
+        return (time.perf_counter() - w0) * 1e6 / BLOCK_STEPS, (
+            time.thread_time() - c0
+        ) * 1e6 / BLOCK_STEPS
+
+    wall: list[float] = []
+    cpu: list[float] = []
+    for i in range(WARM_PAIRS + pairs):
+        got = {five: block(five) for five in ((True, False) if i % 2 == 0 else (False, True))}
+        if i >= WARM_PAIRS:
+            wall.append(got[True][0] - got[False][0])
+            cpu.append(got[True][1] - got[False][1])
+    close()
+    return {"wall": wall, "cpu": cpu}
+
+
 def metrics_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """The paired rounds, then the read counts, in this one process."""
+    """The paired rounds, the alternating blocks, then the read counts, in this one
+    process."""
     tmp = Path(spec["tmp"])
     tools = spec["tools"]
     variants = [BARE] + [v for t in tools for v in (t, t + FIVE)]
     rounds = []
     for i, order in enumerate(orders(variants, spec["rounds"])):
         rounds.append({v: run_one(v, spec["steps"], tmp, f"{i}") for v in order})
+    blocks = {tool: alternating(tool, spec["pairs"], tmp) for tool in tools}
     syncs: dict[str, Any] = {}
     for tool in tools:
         for five in (False, True):
@@ -196,7 +244,7 @@ def metrics_worker(spec: dict[str, Any]) -> dict[str, Any]:
             except Exception as exc:
                 got = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             syncs[tool + (FIVE if five else "")] = got
-    return {"rounds": rounds, "syncs": syncs}
+    return {"rounds": rounds, "blocks": blocks, "syncs": syncs}
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,6 +254,7 @@ def metrics_section(
     steps: int,
     rounds: int,
     sync_steps: int,
+    pairs: int,
     skipped: dict[str, str],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -214,11 +263,18 @@ def metrics_section(
     from compare_worker import call_worker
 
     tools = [t for t in TOOLS if t not in skipped]
-    spec = {"kind": "metrics", "steps": steps, "rounds": rounds, "sync_steps": sync_steps}
+    spec = {
+        "kind": "metrics",
+        "steps": steps,
+        "rounds": rounds,
+        "sync_steps": sync_steps,
+        "pairs": pairs,
+    }
     out: dict[str, Any] = {
         "steps": steps,
         "rounds": rounds,
         "sync_steps": sync_steps,
+        "pairs": pairs,
         "skipped": {t: skipped[t] for t in TOOLS if t in skipped},
         "load_start": load1(),
     }
@@ -239,11 +295,14 @@ def metrics_section(
             "five_cpu": [r[t + FIVE]["cpu_us"] - r[t]["cpu_us"] for r in rs],
             "loss_only": [r[t]["mean_us"] - r[BARE]["mean_us"] for r in rs],
             "with_five": [r[t + FIVE]["mean_us"] - r[BARE]["mean_us"] for r in rs],
+            "blocks": got["blocks"][t]["wall"],
+            "blocks_cpu": got["blocks"][t]["cpu"],
         }
         out["tools"][t] = x
         log(
             f"  metrics, {t}: 5 scalars {med(x['five']):+.1f} us/step "
-            f"(CPU {med(x['five_cpu']):+.1f}), with them vs bare {med(x['with_five']):+.1f}; "
+            f"(CPU {med(x['five_cpu']):+.1f}; alternating blocks {med(x['blocks']):+.1f}, "
+            f"CPU {med(x['blocks_cpu']):+.1f}), with them vs bare {med(x['with_five']):+.1f}; "
             f"syncs {got['syncs'][t].get('per_1000')} -> {got['syncs'][t + FIVE].get('per_1000')}"
         )
     return out
@@ -274,15 +333,20 @@ def metrics_report(sec: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
         + ". Median (interquartile range) over rounds, us/step. Syncs: reads per 1,000 "
         f"steps ({sec['sync_steps']:,} steps counted), as section 2 counts them; optitui's "
         "with its flush every 64 steps only (not also every 0.5 s, which would make the "
-        "count depend on the machine's speed).",
+        "count depend on the machine's speed). *Alternating blocks*: in one run of each "
+        f"tool, {sec['pairs']} pairs of {BLOCK_STEPS}-step blocks with and without the 5 "
+        "scalars in turn, the median (interquartile range) of each pair's difference per "
+        "step, wall and the training thread's CPU: the measure a drift of the machine "
+        "weighs on least.",
         "",
     ]
     if "error" in sec:
         return [*L, f"failed: {sec['error']}", ""], []
     L += [
-        "| tool | 5 scalars: added wall | 5 scalars: added CPU | loss only vs bare "
+        "| tool | 5 scalars, alternating blocks: added wall | added CPU "
+        "| 5 scalars, paired runs: added wall | added CPU | loss only vs bare "
         "| loss + 5 scalars vs bare | syncs / 1,000: loss only | with 5 scalars | extra |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     target: list[tuple[str, str, str]] = []
     for t, x in sec["tools"].items():
@@ -293,22 +357,25 @@ def metrics_report(sec: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
             else "-"
         )
         L.append(
-            f"| {t} | {quartiles(x['five'], '{:+.1f}')} | {quartiles(x['five_cpu'], '{:+.1f}')} "
+            f"| {t} | {quartiles(x['blocks'], '{:+.1f}')} "
+            f"| {quartiles(x['blocks_cpu'], '{:+.1f}')} | {quartiles(x['five'], '{:+.1f}')} "
+            f"| {quartiles(x['five_cpu'], '{:+.1f}')} "
             f"| {quartiles(x['loss_only'], '{:+.1f}')} | {quartiles(x['with_five'], '{:+.1f}')} "
             f"| {syncs_cell(one)} | {syncs_cell(five)} | {extra} |"
         )
         if t == PROBE:
-            added, cpu = med(x["five"]), med(x["five_cpu"])
+            added, cpu = med(x["blocks"]), med(x["blocks_cpu"])
             ok = added <= TARGET_US and extra == "+0.0"
             target.append(
                 (
                     f"optitui: <= {TARGET_US:g} us/step added for 5 tensor scalars, "
-                    "0 extra syncs (near-empty step, paired)",
-                    f"wall {added:+.1f} us, CPU {cpu:+.1f} us; extra syncs per 1,000: {extra}",
+                    "0 extra syncs (near-empty step, alternating blocks in one run)",
+                    f"wall {added:+.1f} us, CPU {cpu:+.1f} us (paired runs: wall "
+                    f"{med(x['five']):+.1f}); extra syncs per 1,000: {extra}",
                     "met" if ok else "missed",
                 )
             )
-    dashes = " - |" * 6
+    dashes = " - |" * 8
     L += [f"| {t} |{dashes} {why} |" for t, why in sec["skipped"].items()]
     L += ["", f"The bare loop: {med(sec['bare']):.1f} us/step (median).", ""]
     return L, target
