@@ -208,6 +208,53 @@ def test_probe_step_metrics_log_and_module_log(tmp_path: Path, sync_counter: Cou
         assert [v for v in user(logged, "eval/f1") if not math.isnan(v)] == [0.25] * 3
 
 
+def test_tensors_of_mixed_dtypes_keep_their_places_and_exact_counts(
+    tmp_path: Path, sync_counter: Counter[str]
+) -> None:
+    """A flush stacks its tensors a dtype at a time (float32, float64, int64, bool, the
+    names changing from step to step, logged values among them) and every value is
+    still recorded under its own name at its own step; a count above 2**24 stays exact
+    (a stack promoting it with float32 values would round it)."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=8, flush_seconds=1e9)
+    x, y = torch.randn(8, 4), torch.randn(8, 1)
+    big = 2**24 + 1
+    for s in range(24):
+        loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        metrics: dict[str, Any] = {
+            "f32": torch.tensor(s + 0.5),
+            "count": torch.tensor(big + s),  # int64
+            "even": torch.tensor(s % 2 == 0),  # bool
+        }
+        if s % 3 == 0 and s < 8:  # the first flush only: the others have no float64
+            metrics["f64"] = torch.tensor(s / 3, dtype=torch.float64)
+            metrics["n"] = s  # a number between the tensors
+        probe.step(loss, metrics=metrics)
+        if s % 5 == 4:
+            probe.log(seen=torch.tensor(big - s), half=torch.tensor(s / 2))
+    probe.close()
+    assert sync_counter == Counter({"tolist": 3})  # one read per flush, as ever
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics()
+        assert user(cols, "f32") == [s + 0.5 for s in range(24)]
+        assert user(cols, "count") == [float(big + s) for s in range(24)]
+        assert user(cols, "even") == [float(s % 2 == 0) for s in range(24)]
+        want = [s / 3 if s % 3 == 0 and s < 8 else math.nan for s in range(24)]
+        assert user(cols, "f64") == pytest.approx(want, nan_ok=True)
+        assert user(cols, "n") == pytest.approx(
+            [float(s) if s % 3 == 0 and s < 8 else math.nan for s in range(24)], nan_ok=True
+        )
+        logged = r.read_logged()
+        assert list(logged.columns["step"]) == [5.0, 10.0, 15.0, 20.0]
+        assert user(logged, "seen") == [float(big - s) for s in (4, 9, 14, 19)]
+        assert user(logged, "half") == [s / 2 for s in (4, 9, 14, 19)]
+
+
 def test_log_after_the_last_step_is_written_at_close(tmp_path: Path) -> None:
     probe, _ = probe_loop(tmp_path, 16, every=16)  # flushed at step 16: nothing buffered
     probe.log(final_acc=torch.tensor(0.75))
