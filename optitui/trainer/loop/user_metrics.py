@@ -13,6 +13,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -26,6 +27,8 @@ RESERVED = frozenset(
 )
 
 Value = torch.Tensor | float
+
+_DTYPE = attrgetter("dtype")
 
 
 def bad_name(name: Any) -> str | None:
@@ -290,15 +293,12 @@ def _stack(
     Tensors of mixed dtypes (an accuracy and a count) are stacked one dtype at a time,
     each converted to ``dtype``, their rows grouped by dtype: torch's stack that promotes
     costs about four times as much per tensor, and a flush stacks hundreds."""
-    kind = ts[0].dtype
-    if any(t.dtype != kind for t in ts):
-        groups: dict[torch.dtype, list[int]] = {}
-        for i, t in enumerate(ts):
-            groups.setdefault(t.dtype, []).append(i)
-        if not any(d.is_complex for d in groups):  # complex: the checks of one stack
-            parts = [_stack_one([ts[i] for i in at], device, dtype) for at in groups.values()]
-            order = [i for at in groups.values() for i in at]
-            return torch.cat([p.to(dtype) for p in parts]), order
+    dtypes = list(map(_DTYPE, ts))
+    kinds = set(dtypes)
+    if len(kinds) > 1 and not any(d.is_complex for d in kinds):  # complex: one stack's checks
+        groups = [[i for i, d in enumerate(dtypes) if d == k] for k in kinds]
+        parts = [_stack_one([ts[i] for i in at], device, dtype).to(dtype) for at in groups]
+        return torch.cat(parts), [i for at in groups for i in at]
     return _stack_one(ts, device, dtype), None
 
 
