@@ -25,6 +25,7 @@ the loop's buffer and is read in the flush's one batched read with the losses.
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Any
 
 import torch
@@ -51,9 +52,15 @@ def _dense(g: torch.Tensor) -> torch.Tensor:
     return g.coalesce().values() if g.is_sparse else _local(g)
 
 
+#: tensors that are their own local values (neither DTensors nor other wrappers)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
 def _local(t: torch.Tensor) -> torch.Tensor:
     # an FSDP2 (DTensor) parameter or gradient: this rank's shard, which the optimizer
     # updates in place (foreach ops have no sharding rules for DTensors)
+    if type(t) in _PLAIN:  # the common case, without the attribute lookup
+        return t
     to_local = getattr(t, "to_local", None)
     return to_local() if callable(to_local) else t
 
@@ -144,7 +151,12 @@ class Health:
 
 
 def _grads_of(ps: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [_dense(p.grad) for p in ps if p.grad is not None]
+    grads = [p.grad for p in ps]
+    return [
+        g if type(g) is torch.Tensor and not g.is_sparse else _dense(g)
+        for g in grads
+        if g is not None
+    ]
 
 
 def _norms(ts: list[torch.Tensor], scale: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -166,7 +178,8 @@ def measure(opt: Optimizer, before: Before) -> torch.Tensor | None:
     with torch.no_grad():
         copies, frozen = before.copies, before.frozen
         grads = [_grads_of(ps) for ps in before.trainable] if before.grad_norms is None else []
-        every = [*copies, *(p for fs in frozen for p in fs), *(g for gs in grads for g in gs)]
+        flat = chain.from_iterable  # (joined in C: no generator resumed per tensor)
+        every = [*copies, *flat(frozen), *flat(grads)]
         if not every:
             return None
         norms = list(torch._foreach_norm(every, dtype=f32))
@@ -185,12 +198,16 @@ def measure(opt: Optimizer, before: Before) -> torch.Tensor | None:
             rows.append(deltas[at_c : at_c + k])
             at_c, at_f, at_g = at_c + k, at_f + f, at_g + g
         width = max(map(len, rows)) or 1
-        zero = torch.zeros((), dtype=f32, device=every[0].device)
-        cells = [t for r in rows for t in (*r, *[zero] * (width - len(r)))]
+        if all(len(r) == width for r in rows):  # nothing to pad: no zero to make
+            cells = list(flat(rows))
+        else:
+            zero = torch.zeros((), dtype=f32, device=every[0].device)
+            cells = [t for r in rows for t in (*r, *[zero] * (width - len(r)))]
         try:
             stacked = torch.stack(cells)
         except RuntimeError:  # tensors on several devices (a model split over GPUs)
-            stacked = torch.stack([t.to(zero.device, non_blocking=True) for t in cells])
+            first = every[0].device
+            stacked = torch.stack([t.to(first, non_blocking=True) for t in cells])
         # one reduction for every group: (groups, 3, width) -> (groups, 3); the ratio
         # ‖Δw‖/‖w‖ is taken on the host once read (one device op less per measurement)
         g_w_d: torch.Tensor = torch.linalg.vector_norm(stacked.view(n_groups, 3, width), dim=2)
