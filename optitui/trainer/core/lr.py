@@ -19,6 +19,7 @@ device, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import is_, itemgetter
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from optitui.store.fields import FieldError
 
 Lr = float | torch.Tensor
+_LR = itemgetter("lr")
 
 
 def as_float(value: Lr) -> float:
@@ -90,8 +92,11 @@ class LrControl:
     def notice_writes(self) -> None:
         """Right before an optimizer step: take what the script wrote into any group's lr
         as the schedule's value, and put the multiplier back on top."""
-        left = self.left
-        for i, g in enumerate(self._groups()):
+        left, groups = self.left, self.optimizer.param_groups
+        nobody_wrote = len(left) == len(groups) and all(map(is_, map(_LR, groups), left))
+        if nobody_wrote and not self._pending:  # the common case, checked in C
+            return
+        for i, g in enumerate(groups):
             v = g["lr"]
             if v is left[i]:  # nobody wrote: the common case
                 continue

@@ -11,6 +11,7 @@ and the whole flush's stack is read with one ``tolist()`` per device.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import is_, itemgetter
 from typing import Any, NamedTuple
 
 import torch
@@ -25,12 +26,24 @@ class LrRow(NamedTuple):
     stacks: tuple[tuple[tuple[int, ...], torch.Tensor], ...] = ()
 
 
+_LR = itemgetter("lr")
+
+
 def _value_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
 
 
-def snapshot(groups: Sequence[dict[str, Any]]) -> LrRow:
-    """Every group's lr now; tensor lrs copied on their device, nothing read back."""
+def snapshot(groups: Sequence[dict[str, Any]], last: LrRow | None = None) -> LrRow:
+    """Every group's lr now; tensor lrs copied on their device, nothing read back.
+
+    ``last`` (the row of the step before) comes back as it is when it holds no tensor
+    and every group's lr is still the very object it holds: a float cannot change in
+    place, so nothing moved (every step between two scheduler steps or edits). Any
+    write, even of an equal value, puts a new object there and takes a new row."""
+    if last is not None and not last.stacks:
+        held = last.floats  # (compared in C: no Python loop on the common path)
+        if len(held) == len(groups) and all(map(is_, map(_LR, groups), held)):
+            return last
     plain = [g["lr"] for g in groups]
     for v in plain:
         if type(v) is not float:

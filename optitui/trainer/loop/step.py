@@ -25,6 +25,8 @@ from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
 from optitui.trainer.loop.user_metrics import UserMetrics, Value, accumulate, read_with, scaled
 
+_HALF = (torch.float16, torch.bfloat16)
+
 
 class EndOfData(Exception):
     """max_epochs reached, or a one-shot iterable ran out."""
@@ -144,7 +146,7 @@ class Stepping(Steering):
             else:
                 loss, got = self._micro_batch(batch, k, accum)
             d = loss.detach()
-            if d.dtype in (torch.float16, torch.bfloat16):  # a sum of 8 bf16 losses drifts
+            if d.dtype in _HALF:  # a sum of 8 bf16 losses drifts
                 d = d.float()
             total = d if total is None else total + d
             if got:
@@ -186,18 +188,22 @@ class Stepping(Steering):
         loss, norm = self.gradients(self.next_batch)
         if norm is not None:
             self._buf_gn.append(norm)
-        self.lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
-        self.health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
+        lr, health, rows = self.lr, self.health, self._rows
+        lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
+        health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
         skipped = self.optimizer_step()
-        self.take_health(len(self._rows))
+        measured = health.take()
+        if measured is not None:
+            self._buf_health.append((len(rows), measured))
         if self.lookahead is not None:
             self.lookahead.after_step()
-        # record the lr this step used, before the scheduler moves it
-        lrs = lr_record.snapshot(self.optimizer.param_groups)
-        if self.job.scheduler_interval == "step":
-            self.lr.step_scheduler()
+        # record the lr this step used, before the scheduler moves it (the row of the
+        # step before again when no lr moved since)
+        lrs = lr_record.snapshot(self.optimizer.param_groups, rows[-1][2] if rows else None)
+        if lr.scheduler is not None and self.job.scheduler_interval == "step":
+            lr.step_scheduler()
         self.user.add_step(self._step_metrics)
-        self._rows.append((loss, skipped, lrs, time.time(), self.epoch))
+        rows.append((loss, skipped, lrs, time.time(), self.epoch))
 
     def take_health(self, row: int) -> None:
         """Buffer the health measured in the step just taken (if it was) for ``row``."""

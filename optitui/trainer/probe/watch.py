@@ -275,7 +275,9 @@ class Probe:
             self._flight.before_step()  # the sweep's lr wins over one the script wrote
         else:
             t.lr.notice_writes()  # a loop that writes the lr itself: its value is the base
-        self._lr_used = lr_record.snapshot(groups)  # a copy: tensor lrs change in place
+        # a copy (tensor lrs change in place); the row of the step before when no lr moved
+        rows = t._rows
+        self._lr_used = lr_record.snapshot(groups, rows[-1][2] if rows else None)
         if found_inf is not None:
             self._skipped = found_inf
         if t.clip is not None:
@@ -344,7 +346,8 @@ class Probe:
         """The hot path: device tensors and host floats into buffers, nothing read back."""
         lrs = self._lr_used
         if lrs is None:
-            lrs = lr_record.snapshot(t.optimizer.param_groups)
+            rows = t._rows
+            lrs = lr_record.snapshot(t.optimizer.param_groups, rows[-1][2] if rows else None)
         self._lr_used = None
         if t.lookahead is not None:
             t.lookahead.after_step()
