@@ -164,7 +164,7 @@ def main() -> None:
         "step_times": [0.001, 0.1],
         "ckpt": (2, 1024, 1) if q else (6, 2048, 5),  # layers, width, repeats
         # steps, rounds, sync steps, pairs of alternating blocks
-        "metrics": (200, 1, 128, 2) if q else (5000, 10, 1000, 200),
+        "metrics": (200, 1, 128, 2) if q else (5000, 10, 1000, 100),
     }
 
     def log(msg: str) -> None:

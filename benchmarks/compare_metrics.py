@@ -196,24 +196,12 @@ def alternating(tool: str, pairs: int, tmp: Path) -> dict[str, list[float]]:
     model, opt, batches, loss_fn = make_loop(LOOP)
     slug = "".join(c if c.isalnum() else "_" for c in tool).strip("_")
     hook, close = logging_hook(tool, tmp, f"alt-{slug}", model, opt)
-    done = 0
 
     def block(with_five: bool) -> tuple[float, float]:
-        nonlocal done
         w0, c0 = time.perf_counter(), time.thread_time()
-        for i in range(BLOCK_STEPS):
-            x, y = batches[i % len(batches)]
-            opt.zero_grad(set_to_none=True)
-            out = model(x)
-            loss = loss_fn(out, y)
-            loss.backward()
-            opt.step()
-            scalars = five_scalars(out, y)
-            hook(done, loss, opt, scalars if with_five else None)
-            done += 1
-        return (time.perf_counter() - w0) * 1e6 / BLOCK_STEPS, (
-            time.thread_time() - c0
-        ) * 1e6 / BLOCK_STEPS
+        metrics_loop(model, opt, batches, loss_fn, BLOCK_STEPS, hook, with_five)
+        wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
+        return wall * 1e6 / BLOCK_STEPS, cpu * 1e6 / BLOCK_STEPS
 
     wall: list[float] = []
     cpu: list[float] = []
@@ -279,7 +267,9 @@ def metrics_section(
         "load_start": load1(),
     }
     try:
-        got = call_worker({**spec, "tools": tools})
+        # 10 rounds of 9 runs, then 4 x 100 pairs of blocks: 20 to 30 minutes on a slow
+        # 2-core machine, where TensorBoard and wandb take milliseconds a step
+        got = call_worker({**spec, "tools": tools}, timeout=3600)
     except Exception as exc:
         out["error"] = str(exc)[:300]
         log(f"  metrics: FAILED {out['error']}")
