@@ -355,8 +355,11 @@ def test_the_checkpoint_writer_runs_at_a_lower_priority_than_training(tmp_path: 
     t.saver.wait()  # the writer has run: its thread waits for the next save
     tid = t.saver._thread.native_id
     assert tid is not None
-    assert os.getpriority(os.PRIO_PROCESS, tid) >= WRITER_NICE
-    assert os.getpriority(os.PRIO_PROCESS, 0) < WRITER_NICE  # training keeps its own
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, tid) >= max(own, WRITER_NICE)
+    if own >= WRITER_NICE:  # e.g. the suite run under `nice -n 15`
+        pytest.skip(f"tests run at nice {own}: the writer has no lower priority left to take")
+    assert own < WRITER_NICE  # training keeps its own
 
 
 def test_the_state_is_written_without_a_checksum_taken_under_the_gil(tmp_path: Path) -> None:
