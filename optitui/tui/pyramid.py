@@ -142,7 +142,7 @@ class Pyramid:
 
 def _first_level(raw: array[float], lo: int, hi: int) -> tuple[array[float], array[float]]:
     """The first level's mins and maxs of raw[lo:hi], NaN never winning."""
-    if hi - lo >= NUMPY_FROM and isinstance(raw, array) and _constant(raw, lo, hi) is None:
+    if hi - lo >= NUMPY_FROM and type(raw) is array:  # not an array read on demand
         mins, maxs = _first_level_numpy(raw, lo, hi)
         if mins is not None and maxs is not None:
             return mins, maxs

@@ -19,7 +19,6 @@ device, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import is_, itemgetter
 from typing import Any
 
 import torch
@@ -27,9 +26,9 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from optitui.store.fields import FieldError
+from optitui.trainer.core.lr_record import same_lrs
 
 Lr = float | torch.Tensor
-_LR = itemgetter("lr")
 
 
 def as_float(value: Lr) -> float:
@@ -93,8 +92,7 @@ class LrControl:
         """Right before an optimizer step: take what the script wrote into any group's lr
         as the schedule's value, and put the multiplier back on top."""
         left, groups = self.left, self.optimizer.param_groups
-        nobody_wrote = len(left) == len(groups) and all(map(is_, map(_LR, groups), left))
-        if nobody_wrote and not self._pending:  # the common case, checked in C
+        if same_lrs(groups, left) and not self._pending:  # nobody wrote: the common case
             return
         for i, g in enumerate(groups):
             v = g["lr"]

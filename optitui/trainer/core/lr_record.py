@@ -29,6 +29,13 @@ class LrRow(NamedTuple):
 _LR = itemgetter("lr")
 
 
+def same_lrs(groups: Sequence[dict[str, Any]], held: Sequence[Any]) -> bool:
+    """Whether every group's lr is still the very object ``held`` has for it (compared in
+    C: no Python loop on the per-step path). A float cannot change in place, so any write,
+    even of an equal value, puts a new object there."""
+    return len(held) == len(groups) and all(map(is_, map(_LR, groups), held))
+
+
 def _value_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # mps has no float64
 
@@ -40,10 +47,8 @@ def snapshot(groups: Sequence[dict[str, Any]], last: LrRow | None = None) -> LrR
     and every group's lr is still the very object it holds: a float cannot change in
     place, so nothing moved (every step between two scheduler steps or edits). Any
     write, even of an equal value, puts a new object there and takes a new row."""
-    if last is not None and not last.stacks:
-        held = last.floats  # (compared in C: no Python loop on the common path)
-        if len(held) == len(groups) and all(map(is_, map(_LR, groups), held)):
-            return last
+    if last is not None and not last.stacks and same_lrs(groups, last.floats):
+        return last
     plain = [g["lr"] for g in groups]
     for v in plain:
         if type(v) is not float:

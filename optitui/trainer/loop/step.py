@@ -192,9 +192,7 @@ class Stepping(Steering):
         lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
         health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
         skipped = self.optimizer_step()
-        measured = health.take()
-        if measured is not None:
-            self._buf_health.append((len(rows), measured))
+        self.take_health(len(rows))
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it (the row of the
