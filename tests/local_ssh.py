@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+
+# a test holds reconnects back while this file exists, so a lost link stays lost
+# until it has looked at the screen (a quick reconnect would hide the drop)
+gate = os.environ.get("OPTITUI_TEST_SSH_GATE")
+while gate and os.path.exists(gate):
+    time.sleep(0.02)
 
 argv = sys.argv[1:]
 command = argv[argv.index("--") + 2 :]

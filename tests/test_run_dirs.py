@@ -3,6 +3,7 @@ cleanup of its own files only, one job per run directory (a lock)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from optitui.launch import JobOptions, start_job
 from optitui.store.layout import (
     MARKER,
     RunDirError,
+    RunLock,
     create_run_dir,
     lock_held,
     new_run_path,
@@ -168,6 +170,22 @@ def test_a_second_job_on_one_run_dir_is_refused_naming_the_holder(
     finally:
         first.recorder.close(StatusUpdate("stopped", 0, 0))
     assert lock_held(paths.root) is False
+
+
+def test_a_refused_lock_leaves_nothing_for_the_collector_to_complain_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = create_run_dir(tmp_path, "x", tmp_path / "run")
+    held = RunLock(paths)
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for _ in range(3):
+        with pytest.raises(RunDirError, match="in use by another job"):
+            RunLock(paths)
+    gc.collect()
+    assert unraisable == []  # a half-made lock's __del__ said nothing on stderr
+    held.release()
+    RunLock(paths).release()
 
 
 def test_two_jobs_started_at_once_on_one_run_dir(tmp_path: Path, tiny_script: Path) -> None:

@@ -216,6 +216,7 @@ class RunLock:
     kernel drops the lock when the process ends, however it ends."""
 
     def __init__(self, paths: RunPaths) -> None:
+        self._fd: int | None = None  # set first: __del__ runs even when __init__ raised
         self.path = paths.root / LOCK
         flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -238,7 +239,7 @@ class RunLock:
         except BaseException:
             os.close(fd)
             raise
-        self._fd: int | None = fd
+        self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:

@@ -28,7 +28,7 @@ def local_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pilot_test
 async def test_remote_dashboard_steers_and_says_when_the_link_drops(
-    tmp_path: Path, local_ssh: None
+    tmp_path: Path, local_ssh: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths, job = live(tmp_path)
     with job:
@@ -50,10 +50,14 @@ async def test_remote_dashboard_steers_and_says_when_the_link_drops(
 
             ssh = run.ssh_pid
             assert ssh is not None
+            gate = tmp_path / "ssh-gate"  # the reconnect waits until the drop has been seen
+            gate.touch()
+            monkeypatch.setenv("OPTITUI_TEST_SSH_GATE", str(gate))
             os.kill(ssh, 9)
             banner = app.dashboard.query_one(AlertBanner)
             await wait_until(pilot, lambda: "connection to gpu1 lost" in banner.text, 20)
             assert "the job is not affected" in banner.text
+            gate.unlink()
             await wait_until(pilot, lambda: run.connections == 2 and not banner.text, 30)
             log = app.dashboard.query_one(EventLog)
             assert any("connection back" in str(line) for line in log.lines)
