@@ -17,7 +17,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from optitui.store.access import RunAccess
@@ -48,6 +47,7 @@ from optitui.tui.widgets.controls_line import ControlsLine
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.group_table import GroupTable
 from optitui.tui.widgets.history_plot import HistoryPlot
+from optitui.tui.widgets.key_footer import KeyFooter
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.metric_chart import MetricChart
@@ -140,7 +140,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         yield CommandStatus(id="commands")
         yield RoutineLine(id="routine")
         yield EventLog(id="log")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def plots(self) -> tuple[HistoryPlot, ...]:
@@ -332,7 +332,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     # -- view keys (the plots' window and scale: ViewKeys) ----------------------------
     def on_resize(self) -> None:
         # the palette's key is in help; a narrow footer keeps its room for the run's keys
-        self.query_one(Footer).show_command_palette = self.size.width >= COMPACT_BELOW
+        self.query_one(KeyFooter).show_command_palette = self.size.width >= COMPACT_BELOW
         self._lr_names_markers()
         self.refresh_bindings()  # p shows in the footer only on a narrow terminal
 
