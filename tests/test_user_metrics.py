@@ -24,6 +24,7 @@ import optitui
 from optitui.cli import main
 from optitui.store import export
 from optitui.store.layout import create_run_dir
+from optitui.store.metrics import USER_PREFIX as U
 from optitui.store.reader import RunReader
 from optitui.store.records import MetricBatch, StatusUpdate
 from optitui.store.writer import StoreWriter
@@ -484,3 +485,62 @@ def test_a_steps_tensors_are_kept_detached_and_apart_from_the_callers_dict() -> 
         got = m.check_step(values, skip="loss")
         assert set(got) == set(values) - {"loss"}
         assert not any(v.requires_grad for v in got.values())
+
+
+def test_steps_with_the_same_names_are_stacked_name_by_name_in_any_order() -> None:
+    """The common flush: every step gave tensors under the same names (in any order): one
+    stack per name, read name by name; each column still lands under its own name, the
+    logged values after them, a count above 2**24 exact."""
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    m = UserMetrics(lambda message, step: None, lambda: 0)
+    big = 2**40 + 1
+    rows = [
+        {"acc": torch.tensor(0.25), "n": torch.tensor(big), "ok": torch.tensor(True)},
+        {"n": torch.tensor(big + 1), "ok": torch.tensor(False), "acc": torch.tensor(0.5)},
+        {"ok": torch.tensor(True), "acc": torch.tensor(0.75), "n": torch.tensor(big + 2)},
+    ]
+    for row in rows:
+        m.add_step(m.check_step(row))
+    m.log(3, 0, 0.0, {"eval": torch.tensor(7.0), "note": 2.5})
+    got = m.stacked(torch.device("cpu"), torch.float64)
+    assert got is not None and got.dtype == torch.float64
+    read = got.tolist()
+    assert read == [0.25, 0.5, 0.75, big, big + 1, big + 2, 1.0, 0.0, 1.0, 7.0]  # by name
+    cols, logged = m.take(read, 3)
+    assert cols == {
+        U + "acc": [0.25, 0.5, 0.75],
+        U + "n": [float(big), float(big + 1), float(big + 2)],
+        U + "ok": [1.0, 0.0, 1.0],
+    }
+    assert logged is not None
+    assert logged.columns[U + "eval"] == [7.0] and logged.columns[U + "note"] == [2.5]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"acc": torch.tensor(0.5)},  # a name missing
+        {"acc": torch.tensor(0.5), "n": 3},  # a number among the tensors
+        {"acc": torch.tensor([0.5]), "n": torch.tensor(3)},  # a (1,) beside 0-d ones
+        {"acc": torch.tensor(0.5), "n": torch.tensor([1, 2])},  # not one number: skipped
+    ],
+)
+def test_a_step_unlike_the_others_is_read_value_by_value(odd: dict[str, Any]) -> None:
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    warned: list[str] = []
+    m = UserMetrics(lambda message, step: warned.append(message), lambda: 0)
+    steps = [{"acc": torch.tensor(0.25), "n": torch.tensor(1)}, odd]
+    for row in steps:
+        m.add_step(m.check_step(row))
+    got = m.stacked(torch.device("cpu"), torch.float64)
+    assert got is not None
+    cols, _ = m.take(got.tolist(), 2)
+    assert cols[U + "acc"] == [0.25, 0.5]
+    n = odd.get("n")
+    if n is None or (isinstance(n, torch.Tensor) and n.numel() > 1):
+        assert cols[U + "n"] == pytest.approx([1.0, math.nan], nan_ok=True)
+        assert len(warned) == (n is not None)
+    else:
+        assert cols[U + "n"] == [1.0, 3.0]

@@ -13,8 +13,8 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
 from itertools import chain, repeat
-from operator import attrgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, cast
 
 import torch
 
@@ -70,6 +70,8 @@ class UserMetrics:
         self.first: int | None = None
         #: where each tensor's value is in what :meth:`stacked` gave (None: in order)
         self._order: list[int] | None = None
+        #: the names, when :meth:`stacked` gave the steps' values name by name
+        self._by_name: tuple[str, ...] | None = None
 
     def split(self, first: int) -> UserMetrics:
         """The buffered values, handed over to a new holder (with the same names checked and
@@ -186,6 +188,9 @@ class UserMetrics:
         The steps' tensors were only detached when they came: here a flush's tensors are
         checked at once (stacked, they make one value each when each is one real number);
         when they do not, every value is checked and the bad ones skipped (warned once)."""
+        by_name = self._stacked_by_name(device, dtype)
+        if by_name is not None:
+            return by_name
         ts = self.tensors()
         if not ts:
             return None
@@ -213,22 +218,73 @@ class UserMetrics:
         st, self._order = _stack(ts, device, dtype)
         return st.reshape(-1).to(dtype)
 
+    def _stacked_by_name(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """The common case of :meth:`stacked`: every step gave tensors under the same names.
+
+        One stack per name (a name's values share a dtype, so none promotes), written
+        into one ``dtype`` tensor: each converted exactly (counts too), with no dtype
+        read per value, and every name's values side by side for :meth:`take`. (A name
+        whose dtype changes within a flush is promoted by its stack as torch promotes:
+        an int64 above 2**24 stacked with float32 values rounds.) None when the steps
+        differ: the general path then checks every value."""
+        first = self.steps[0] if self.steps else None
+        if first is None:
+            return None
+        keys = first.keys()
+        if any(r is None or r.keys() != keys for r in self.steps):
+            return None
+        rows = cast(list[dict[str, Value]], self.steps)
+        names = tuple(keys)
+        n = len(rows)
+        # the values name by name: each step's values picked in C, then transposed
+        cols = (
+            list(zip(*map(itemgetter(*names), rows), strict=True))
+            if len(names) > 1
+            else [tuple(map(itemgetter(names[0]), rows))]
+        )
+        try:  # a number among them, or shapes that differ: TypeError, RuntimeError
+            parts = [torch.stack(c) for c in cols]
+        except (TypeError, RuntimeError):
+            return None
+        if any(p.numel() != n or p.dtype.is_complex or p.device != device for p in parts):
+            return None  # not one number each (or not where the losses are): checked one by one
+        logged = [v for *_, row in self.logged for v in row.values() if isinstance(v, torch.Tensor)]
+        if logged:
+            st, self._order = _stack(logged, device, dtype)
+            parts.append(st)
+        out = torch.empty(n * len(names) + len(logged), device=device, dtype=dtype)
+        torch.cat([p.reshape(-1) for p in parts], out=out)  # each converted exactly
+        self._by_name = names
+        return out
+
     def take(self, read: list[float], n: int) -> tuple[dict[str, list[float]], LoggedBatch | None]:
         """The columns (store names) of the last ``n`` buffered steps and the logged batch,
         from the values of :meth:`tensors` as read (as :meth:`stacked` gave them); empties
         the buffers."""
-        if self._order is not None:
-            read, self._order = in_order(read, self._order), None
-        in_logged = sum(
-            isinstance(v, torch.Tensor) for *_, row in self.logged for v in row.values()
-        )
-        cut = len(read) - in_logged
-        cols = self._same_tensors(read[:cut], n)
-        if cols is None:
+        names, self._by_name = self._by_name, None
+        if names is not None:  # name by name, then the logged values
+            rows = len(self.steps)
+            cols = {
+                USER_PREFIX + name: _padded(read[j * rows : (j + 1) * rows], n)
+                for j, name in enumerate(names)
+            }
+            read = read[len(names) * rows :]
+            if self._order is not None:
+                read, self._order = in_order(read, self._order), None
             it = iter(read)
-            cols = self._columns(it, n)
-        else:  # every step the same names, all tensors: read in row order
-            it = iter(read[cut:])
+        else:
+            if self._order is not None:
+                read, self._order = in_order(read, self._order), None
+            in_logged = sum(
+                isinstance(v, torch.Tensor) for *_, row in self.logged for v in row.values()
+            )
+            cut = len(read) - in_logged
+            same = self._same_tensors(read[:cut], n)
+            if same is None:
+                it = iter(read)
+                cols = self._columns(it, n)
+            else:  # every step the same names, all tensors: read in row order
+                cols, it = same, iter(read[cut:])
         logged = None
         if self.logged:
             m = len(self.logged)
@@ -269,6 +325,11 @@ class UserMetrics:
         if len(read) != k * n or any(r is None or tuple(r) != names for r in rows):
             return None
         return {USER_PREFIX + name: read[j::k] for j, name in enumerate(names)}
+
+
+def _padded(col: list[float], n: int) -> list[float]:
+    """The last ``n`` values of ``col``, NaN before the first when it has fewer."""
+    return col[len(col) - n :] if len(col) >= n else [math.nan] * (n - len(col)) + col
 
 
 def accumulate(total: dict[str, Value] | None, got: dict[str, Value]) -> dict[str, Value]:
