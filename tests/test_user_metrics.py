@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jobs import command, drive, make_trainer, tiny_job
 from torch import nn
 
@@ -544,3 +546,69 @@ def test_a_step_unlike_the_others_is_read_value_by_value(odd: dict[str, Any]) ->
         assert len(warned) == (n is not None)
     else:
         assert cols[U + "n"] == [1.0, 3.0]
+
+
+_DTYPES = (torch.float32, torch.float64, torch.int64, torch.bool)
+_value = st.tuples(st.sampled_from((*_DTYPES, None)), st.integers(-4000, 4000))
+_row = st.none() | st.dictionaries(st.sampled_from("abc"), _value, max_size=3)
+Row = dict[str, tuple[torch.dtype | None, int]] | None
+
+
+@st.composite
+def _flush(draw: st.DrawFn) -> list[Row]:
+    """A flush's steps: as often as not the common case, every step the same names (in
+    any order) and each name one dtype, all tensors; else anything."""
+    n = draw(st.integers(1, 10))
+    if not draw(st.booleans()):
+        return draw(st.lists(_row, min_size=n, max_size=n))
+    names = draw(st.lists(st.sampled_from("abc"), min_size=1, max_size=3, unique=True))
+    kinds = {name: draw(st.sampled_from(_DTYPES)) for name in names}
+    return [
+        {
+            name: (kinds[name], draw(st.integers(-4000, 4000)))
+            for name in draw(st.permutations(names))
+        }
+        for _ in range(n)
+    ]
+
+
+@given(rows=_flush(), logged=st.lists(_row, max_size=3))
+@settings(max_examples=150, deadline=None)
+def test_any_flush_records_each_value_under_its_name_at_its_step(
+    rows: list[Row], logged: list[Row]
+) -> None:
+    """Whatever a flush's steps gave (names missing or in another order, dtypes mixed
+    within a name and between names, numbers among tensors, values logged between steps),
+    each value is read once, under its own name, at its own step; NaN where none was."""
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    def made(dtype: torch.dtype | None, k: int) -> torch.Tensor | float:
+        v = (
+            k / 4
+            if dtype is None or dtype.is_floating_point
+            else (k > 0 if dtype == torch.bool else k)
+        )
+        return float(v) if dtype is None else torch.tensor(v, dtype=dtype)
+
+    def true(dtype: torch.dtype | None, k: int) -> float:
+        return float(k > 0) if dtype == torch.bool else float(k if dtype == torch.int64 else k / 4)
+
+    m = UserMetrics(lambda message, step: None, lambda: 0)
+    for row in rows:
+        m.add_step(m.check_step({n: made(*v) for n, v in row.items()}) if row else None)
+    for row in logged:
+        m.log(1, 0, 0.0, {n: made(*v) for n, v in (row or {"z": (None, 1)}).items()})
+    got = m.stacked(torch.device("cpu"), torch.float64)
+    cols, batch = m.take([] if got is None else got.tolist(), len(rows))
+    names = {n for row in rows if row for n in row}
+    want = {U + n: [true(*row[n]) if row and n in row else math.nan for row in rows] for n in names}
+    assert cols.keys() == want.keys()
+    for name, col in want.items():
+        assert cols[name] == pytest.approx(col, nan_ok=True), name
+    if logged:
+        assert batch is not None
+        for j, row in enumerate(logged):
+            for n, v in (row or {"z": (None, 1)}).items():
+                assert batch.columns[U + n][j] == true(*v)
+    else:
+        assert batch is None
