@@ -101,6 +101,11 @@ class Feed(Protocol):
         """Everything new since the last call (the whole history on the first)."""
         ...
 
+    def ready(self) -> FeedUpdate | None:
+        """The first update, without waiting, when it was read ahead and is done (None:
+        :meth:`next` reads it, or waits for it)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -147,14 +152,28 @@ class StoreFeed:
     def next(self) -> FeedUpdate:
         """The prefetched update if there is one, else a fresh poll."""
         if self._prefetch is not None:
-            self._prefetch.join()
-            self._prefetch = None
-            got, self._prefetched = self._prefetched, None
+            got = self._take_prefetched()
             if isinstance(got, BaseException):
                 raise got
             if got is not None:
                 return got
         return self.poll()
+
+    def ready(self) -> FeedUpdate | None:
+        """The prefetched update once its read has ended well, without waiting (None: no
+        prefetch, still reading, or failed: :meth:`next` waits for it, or raises)."""
+        pre = self._prefetch
+        if pre is None or pre.is_alive() or not isinstance(self._prefetched, FeedUpdate):
+            return None
+        got = self._take_prefetched()
+        return got if isinstance(got, FeedUpdate) else None
+
+    def _take_prefetched(self) -> FeedUpdate | BaseException | None:
+        assert self._prefetch is not None
+        self._prefetch.join()
+        self._prefetch = None
+        got, self._prefetched = self._prefetched, None
+        return got
 
     def poll(self) -> FeedUpdate:
         if self._reader is None:
@@ -211,9 +230,12 @@ def follow(
     interval: float | Callable[[], float] = 0.25,
     problem: Callable[[str], None] | None = None,
     fatal: Callable[[str], None] | None = None,
+    handed: bool = False,
 ) -> None:
     """Poll ``feed`` until ``stop`` is set, delivering one update at a time, ``interval``
-    seconds apart (a function: asked before each wait, see :mod:`optitui.tui.pace`).
+    seconds apart (a function: asked before each wait, see :mod:`optitui.tui.pace`);
+    ``handed``: the first update was taken already (:meth:`Feed.ready`), so the first
+    read waits as a read after it would.
 
     A store that cannot be read (not created yet, damaged, a disk gone) is
     reported once through ``problem`` and retried: a viewer outlives hiccups.
@@ -223,6 +245,8 @@ def follow(
     last_problem = ""
     wait = interval if callable(interval) else lambda: interval
     try:
+        if handed:
+            stop.wait(wait())
         while not stop.is_set():
             try:
                 update = feed.next()

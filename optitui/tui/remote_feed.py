@@ -53,6 +53,11 @@ class RemoteFeed:
                 pass
         return self.poll()
 
+    def ready(self) -> FeedUpdate | None:
+        """None: a remote run's first update is made by :meth:`next`, in the thread that
+        follows it (its read can take long, and the mirror keeps growing)."""
+        return None
+
     def poll(self) -> FeedUpdate:
         if self.run.fatal_code == "schema":
             raise StoreMismatch(self.run.fatal or "a run store of another version")

@@ -155,12 +155,17 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         self.query_one(CommandStatus).show([], self.all_groups)
         self.set_interval(1.0 / self.settings.redraw_hz, self.redraw)
         self.set_interval(1.0, self._tick)
-        self._follow_store()
+        first = self._feed.ready()
+        self._follow_store(handed=first is not None)
         for ov in self._first_overlays:
             problem = self.add_overlay(ov)
             if problem is not None:
                 ov.feed.close()
                 self.query_one(EventLog).note(f"not overlaid: {problem}", "bold red")
+        if first is not None:
+            # a history read while Textual started goes into the first frame: no frame
+            # of empty plots is drawn (and thrown away) before it
+            self._store_updated(StoreUpdated(first))
 
     def on_unmount(self) -> None:
         self.stop_event.set()
@@ -168,7 +173,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
 
     # -- data in ---------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="feed", exit_on_error=False)
-    def _follow_store(self) -> None:
+    def _follow_store(self, handed: bool = False) -> None:
         def deliver(update: FeedUpdate) -> None:
             self.post_message(StoreUpdated(update))
 
@@ -186,6 +191,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             self.pace.wait,
             problem,
             fatal,
+            handed,
         )
 
     @on(FeedProblem)

@@ -1,0 +1,97 @@
+"""A history read ahead (while Textual starts) goes into the dashboard's first frame: no
+frame of empty plots is drawn before it, and the next read waits as a read after any
+update does. A read ahead still going, or one that failed, is left to the feed's thread."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from tui_support import fixed_settings, loaded, pilot_test, write_fixed_store
+
+from optitui.tui.app import build_app
+from optitui.tui.feed import FeedUpdate, StoreFeed, follow
+from optitui.tui.history import History
+
+
+def read_ahead(run_dir: Path) -> StoreFeed:
+    feed = StoreFeed(run_dir)
+    feed.prefetch()
+    assert feed._prefetch is not None
+    feed._prefetch.join()  # done, not yet taken
+    return feed
+
+
+@pilot_test
+async def test_a_history_read_ahead_is_in_the_first_frame(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run", steps=600)
+    feed = read_ahead(paths.root)
+    app = build_app(paths.root, feed=feed, settings=fixed_settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        plots = app.dashboard.plots
+        assert [p.drawn_length for p in plots] == [600, 600]
+        assert [p.frames for p in plots] == [1, 1]  # never drawn empty
+        assert app.dashboard.updates == 1
+
+
+@pilot_test
+async def test_without_a_read_ahead_the_plots_draw_empty_then_the_history(
+    tmp_path: Path,
+) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run", steps=600)
+    app = build_app(paths.root, feed=StoreFeed(paths.root), settings=fixed_settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert [p.drawn_length for p in app.dashboard.plots] == [600, 600]
+
+
+def test_ready_takes_only_a_finished_read_and_next_raises_a_failed_one(
+    tmp_path: Path,
+) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run", steps=50)
+    assert StoreFeed(paths.root).ready() is None  # nothing read ahead
+    feed = read_ahead(paths.root)
+    first = feed.ready()
+    assert isinstance(first, FeedUpdate) and first.first and first.view.length == 50
+    assert feed.ready() is None  # taken once
+    assert not feed.next().first  # the next read is the second
+    (paths.root / "store.sqlite").write_bytes(b"not a database" * 100)
+    broken = read_ahead(paths.root)
+    assert broken.ready() is None
+    with pytest.raises(sqlite3.DatabaseError):
+        broken.next()
+
+
+class Counted:
+    """A feed that records its read, then stops the follower."""
+
+    def __init__(self, calls: list[str], stop: threading.Event) -> None:
+        self.calls, self.stop = calls, stop
+        self.history = History()
+
+    def next(self) -> FeedUpdate:
+        self.calls.append("read")
+        self.stop.set()
+        raise OSError("nothing here")
+
+    def ready(self) -> FeedUpdate | None:
+        return None
+
+    def close(self) -> None: ...
+
+
+@pytest.mark.parametrize("handed", [False, True])
+def test_a_handed_first_update_makes_the_first_read_wait(handed: bool) -> None:
+    calls: list[str] = []
+    stop = threading.Event()
+
+    def interval() -> float:
+        calls.append("wait")
+        return 0.0
+
+    feed = Counted(calls, stop)
+    follow(feed, lambda _u: None, threading.Event(), stop, interval, handed=handed)
+    assert calls[:2] == (["wait", "read"] if handed else ["read", "wait"])
