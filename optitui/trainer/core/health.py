@@ -77,10 +77,9 @@ class Before:
             self.trainable.append([p for p in ps if p.requires_grad])
             self.frozen.append([_local(p) for p in ps if not p.requires_grad])
         self.flat = [_local(p) for ps in self.trainable for p in ps]
-        # a copy of every trainable tensor (one fused copy: no arithmetic on the values)
-        self.copies = [torch.empty_like(p) for p in self.flat]
-        if self.flat:
-            torch._foreach_copy_(self.copies, self.flat)
+        # a copy of every trainable tensor: one fused op (no arithmetic on the values),
+        # not an allocation per tensor and then a copy into them
+        self.copies = list(torch._foreach_clone(self.flat)) if self.flat else []
         #: per group, the gradients' norms when they had to be taken before the step
         self.grad_norms: list[list[torch.Tensor]] | None = None
 
@@ -222,8 +221,12 @@ def health_values(buffered: Measured) -> torch.Tensor | None:
     """The buffered measurements as one flat tensor (None when there are none)."""
     if not buffered:
         return None
-    device = buffered[0][1].device
-    return torch.cat([t.reshape(-1).to(device, non_blocking=True) for _, t in buffered])
+    measured = [t for _, t in buffered]
+    try:  # (groups, 3) each: joined on the group axis, flattened in the same order
+        return torch.cat(measured).reshape(-1)
+    except RuntimeError:  # measurements on several devices (an optimizer moved)
+        device = measured[0].device
+        return torch.cat([t.reshape(-1).to(device, non_blocking=True) for t in measured])
 
 
 def with_values(first: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
@@ -241,18 +244,19 @@ def health_columns(
     steps a GradScaler skipped (no update was applied)."""
     nan = math.nan
     cols: dict[str, list[float]] = {}
+    by_group: list[list[list[float]]] = []  # per group, its three columns
     at = 0
     for row, t in buffered:
         groups = t.shape[0]
         vals = read[at : at + 3 * groups]
         at += 3 * groups
-        skip = skipped is not None and bool(skipped[row])
+        for i in range(len(by_group), groups):  # a group's columns, when first met
+            by_group.append([cols.setdefault(column(s, i), [nan] * n) for s in SERIES])
+        if skipped is not None and skipped[row]:
+            continue  # NaN: the columns start so
         for i in range(groups):
             g, w, d = vals[3 * i : 3 * i + 3]
-            ratio = d / w if w else (math.inf if d else nan)  # (0/0: an empty group)
-            for series, v in zip(SERIES, (g, w, ratio), strict=True):
-                col = cols.get(column(series, i))
-                if col is None:
-                    col = cols[column(series, i)] = [nan] * n
-                col[row] = nan if skip else v
+            g_col, w_col, ratio_col = by_group[i]
+            g_col[row], w_col[row] = g, w
+            ratio_col[row] = d / w if w else (math.inf if d else nan)  # (0/0: an empty group)
     return cols
