@@ -54,8 +54,11 @@ class SpikeWatch:
     def _level(self) -> tuple[float, float] | None:
         if len(self._history) < WARMUP:
             return None
-        level = _median(sorted(self._history))
-        mad = _median(sorted([abs(x - level) for x in self._history]))
+        ordered = sorted(self._history)
+        level = _median(ordered)
+        # taken in sorted order, the deviations fall then rise: two runs, which the sort
+        # merges in one pass instead of sorting the whole window again
+        mad = _median(sorted([abs(x - level) for x in ordered]))
         return level, MAD_TO_SIGMA * mad
 
     def feed(self, points: list[tuple[float, float]]) -> list[Spike]:
