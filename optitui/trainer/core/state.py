@@ -64,11 +64,15 @@ def data_generators(data: Any) -> list[torch.Generator]:
     return found
 
 
-def rng_state(generators: list[torch.Generator]) -> dict[str, Any]:
-    """Python, numpy, torch CPU, every initialised CUDA device, and ``generators``."""
+def rng_state(generators: list[torch.Generator], *, saved: bool = True) -> dict[str, Any]:
+    """Python, numpy, torch CPU, every initialised CUDA device, and ``generators``.
+
+    ``saved=False`` keeps Python's state as the tuple ``random.getstate()`` returns (a
+    state taken every epoch and saved only with a snapshot: :func:`as_saved` makes it
+    the saved form then, not each time)."""
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
+        "python": [version, list(internal) if saved else internal, gauss],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],  # type: ignore[no-untyped-call]
         "generators": [g.get_state() for g in generators],
@@ -82,6 +86,14 @@ def rng_state(generators: list[torch.Generator]) -> dict[str, Any]:
     except ImportError:
         state["numpy"] = None
     return state
+
+
+def as_saved(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``state`` in the form :func:`rng_state` saves (Python's state as a list)."""
+    if state is None or isinstance(state["python"][1], list):
+        return state
+    version, internal, gauss = state["python"]
+    return {**state, "python": [version, list(internal), gauss]}
 
 
 def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> str | None:
@@ -183,7 +195,7 @@ def capture(trainer: Training, *, data: bool = True, copy: bool = True) -> dict[
         snap["data"] = {
             "batch": trainer.epoch_batches if trainer.data_iter is not None else 0,
             "started": trainer.data_iter is not None,
-            "epoch_rng": trainer.epoch_rng,
+            "epoch_rng": as_saved(trainer.epoch_rng),
         }
     return snap
 

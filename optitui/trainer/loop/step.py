@@ -41,7 +41,8 @@ class Stepping(Steering):
             if self.data_iter is None:
                 # the RNG states the epoch's order is drawn from: a checkpoint replays them
                 gens = state.data_generators(self.job.train_data)
-                self.epoch_rng = state.rng_state(gens)  # fresh host copies already
+                # fresh host copies already; made the saved form only if a snapshot takes it
+                self.epoch_rng = state.rng_state(gens, saved=False)
                 if self.dist is not None:
                     dist.set_epoch(self.job.train_data, self.epoch)
                 self.data_iter = iter(self.job.train_data)
