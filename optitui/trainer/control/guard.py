@@ -33,6 +33,12 @@ from optitui.trainer.core.training import Training
 MAX_SKIPPED = 100
 
 
+def _all_finite(values: list[float]) -> bool:
+    """Whether every value is finite, in one C loop: a NaN or an infinity makes the sum
+    one (finite values that overflow it do too; the caller then looks one by one)."""
+    return math.isfinite(sum(values))
+
+
 class Guarded(Training, Protocol):
     """What the guard reads of the run, and what it does to it: pause, or rewind to a
     good state, scale the lrs down and skip the batches that led there."""
@@ -76,6 +82,11 @@ class Guard:
         Steps a GradScaler skipped (``skipped``) changed nothing: their overflowed
         gradients are the scaler's business, not a divergence, unless it skips
         :data:`MAX_SKIPPED` steps in a row (then no scale makes them finite)."""
+        if skipped is None and _all_finite(losses) and (norms is None or _all_finite(norms)):
+            # the common batch, looked at without a Python loop over its steps
+            self._spikes(list(zip(steps, losses, strict=True)))
+            self._maybe_snapshot()
+            return False
         keep = list(range(len(losses)))
         if skipped is not None:
             keep = [i for i in keep if not skipped[i]]

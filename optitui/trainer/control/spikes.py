@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import repeat
+from operator import sub
 
 RECENT = 9  # the loss now: the median of this many (odd: one middle value)
 WINDOW = 256  # where it has been: this many before the batch
@@ -58,7 +60,7 @@ class SpikeWatch:
         level = _median(ordered)
         # taken in sorted order, the deviations fall then rise: two runs, which the sort
         # merges in one pass instead of sorting the whole window again
-        mad = _median(sorted([abs(x - level) for x in ordered]))
+        mad = _median(sorted(map(abs, map(sub, ordered, repeat(level)))))  # (C loops)
         return level, MAD_TO_SIGMA * mad
 
     def feed(self, points: list[tuple[float, float]]) -> list[Spike]:

@@ -11,7 +11,7 @@ and the whole flush's stack is read with one ``tolist()`` per device.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import is_, itemgetter
+from operator import attrgetter, is_, itemgetter
 from typing import Any, NamedTuple
 
 import torch
@@ -27,6 +27,7 @@ class LrRow(NamedTuple):
 
 
 _LR = itemgetter("lr")
+_FLOATS, _STACKS = attrgetter("floats"), attrgetter("stacks")
 
 
 def same_lrs(groups: Sequence[dict[str, Any]], held: Sequence[Any]) -> bool:
@@ -84,10 +85,10 @@ def columns(rows: Sequence[LrRow]) -> list[list[float]]:
 
     Rows whose tensor lrs moved to another device between steps (a restore, a
     swapped optimizer) are read one at a time."""
-    out = [list(r.floats) for r in rows]
-    tensor_rows = [k for k, r in enumerate(rows) if r.stacks]
-    if not tensor_rows:
+    out = list(map(list, map(_FLOATS, rows)))  # (C loops: a flush's every row)
+    if not any(map(_STACKS, rows)):
         return out
+    tensor_rows = [k for k, r in enumerate(rows) if r.stacks]
     layout = rows[tensor_rows[0]].stacks
     same = all(
         len(rows[k].stacks) == len(layout)
