@@ -234,8 +234,9 @@ def follow(
 ) -> None:
     """Poll ``feed`` until ``stop`` is set, delivering one update at a time, ``interval``
     seconds apart (a function: asked before each wait, see :mod:`optitui.tui.pace`);
-    ``handed``: the first update was taken already (:meth:`Feed.ready`), so the first
-    read waits as a read after it would.
+    ``handed``: the caller took the first update (:meth:`Feed.ready`) and hands it on
+    itself, so the first read waits as one after a delivery: until ``consumed``, then
+    the interval.
 
     A store that cannot be read (not created yet, damaged, a disk gone) is
     reported once through ``problem`` and retried: a viewer outlives hiccups.
@@ -246,6 +247,9 @@ def follow(
     wait = interval if callable(interval) else lambda: interval
     try:
         if handed:
+            while not consumed.wait(0.1):
+                if stop.is_set():
+                    return
             stop.wait(wait())
         while not stop.is_set():
             try:

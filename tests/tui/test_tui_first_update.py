@@ -93,5 +93,26 @@ def test_a_handed_first_update_makes_the_first_read_wait(handed: bool) -> None:
         return 0.0
 
     feed = Counted(calls, stop)
-    follow(feed, lambda _u: None, threading.Event(), stop, interval, handed=handed)
+    consumed = threading.Event()
+    consumed.set()  # the handed update is on screen
+    follow(feed, lambda _u: None, consumed, stop, interval, handed=handed)
     assert calls[:2] == (["wait", "read"] if handed else ["read", "wait"])
+
+
+def test_a_handed_first_update_is_read_on_only_once_consumed() -> None:
+    calls: list[str] = []
+    stop, consumed = threading.Event(), threading.Event()
+    feed = Counted(calls, stop)
+    t = threading.Thread(
+        target=follow, args=(feed, lambda _u: None, consumed, stop, lambda: 0.0, None, None, True)
+    )
+    t.start()
+    try:
+        t.join(0.3)  # the UI has not taken the update yet: nothing is read
+        assert calls == [] and t.is_alive()
+        consumed.set()
+        t.join(10)
+        assert calls[:1] == ["read"] and not t.is_alive()
+    finally:
+        stop.set()
+        t.join(10)

@@ -266,3 +266,27 @@ async def test_overlays_are_read_on_when_the_steered_run_cannot_be_read(
         await read_whole(pilot, ov)
         assert app.dashboard.store_problem is not None
         assert app.dashboard.updates == 0
+
+
+@pilot_test
+async def test_runs_read_ahead_are_in_the_first_frame_and_overlays_read_whole_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As attach reads them while Textual starts: the steered run and the overlay are both
+    in the first frame (no frame without them), and the overlay is read whole after it."""
+    a, b = steered_and_overlaid(tmp_path, monkeypatch)
+    feed = StoreFeed(a.root)
+    feed.prefetch()
+    other = overlay_run(b.root, prefetch=True)
+    for ahead in (feed._prefetch, other.feed._prefetch):
+        assert ahead is not None
+        ahead.join()
+    app = build_app(a.root, feed=feed, overlays=[other])
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        plots = app.dashboard.plots
+        assert [p.frames for p in plots] == [1, 1]
+        assert [len(p.drawn_overlays) for p in plots] == [1, 1]
+        [ov] = app.dashboard.overlay_runs.values()
+        await read_whole(pilot, ov)
+        assert ov.view.length == 5000

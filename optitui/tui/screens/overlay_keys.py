@@ -75,7 +75,10 @@ class OverlayKeys(SteeringScreen):
         # the short name first: a narrow log cuts the line's end, and the name is what the
         # legends show
         self.query_one(EventLog).note(f"overlaid as {ov.name}: {ov.label}", "magenta")
-        self._follow_overlay(ov)
+        first = ov.feed.ready()  # read ahead: drawn in the frame this one is added to
+        self._follow_overlay(ov, handed=first is not None)
+        if first is not None:
+            self._overlay_updated(OverlayUpdated(ov.key, first))
         return None
 
     def remove_overlay(self, key: str) -> OverlayRun | None:
@@ -118,7 +121,7 @@ class OverlayKeys(SteeringScreen):
 
     # -- following ---------------------------------------------------------------------
     @work(thread=True, group="overlays", exit_on_error=False)
-    def _follow_overlay(self, ov: OverlayRun) -> None:
+    def _follow_overlay(self, ov: OverlayRun, handed: bool = False) -> None:
         key = ov.key
 
         def deliver(update: FeedUpdate) -> None:
@@ -127,7 +130,7 @@ class OverlayKeys(SteeringScreen):
         def fatal(text: str) -> None:
             self.post_message(OverlayEnded(key, text))
 
-        follow(ov.feed, deliver, ov.consumed, ov.stop, self.pace.wait, None, fatal)
+        follow(ov.feed, deliver, ov.consumed, ov.stop, self.pace.wait, None, fatal, handed)
 
     @on(OverlayUpdated)
     def _overlay_updated(self, message: OverlayUpdated) -> None:
