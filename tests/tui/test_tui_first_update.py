@@ -4,12 +4,13 @@ update does. A read ahead still going, or one that failed, is left to the feed's
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
-from tui_support import fixed_settings, loaded, pilot_test, write_fixed_store
+from tui_support import FIXED_NOW, fixed_settings, loaded, pilot_test, write_fixed_store
 
 from optitui.tui.app import build_app
 from optitui.tui.feed import FeedUpdate, StoreFeed, follow
@@ -116,3 +117,24 @@ def test_a_handed_first_update_is_read_on_only_once_consumed() -> None:
     finally:
         stop.set()
         t.join(10)
+
+
+def first_frame_svg(run_dir: Path, ahead: bool) -> str:
+    feed = StoreFeed(run_dir, clock=lambda: FIXED_NOW)
+    if ahead:
+        feed.prefetch()
+        assert feed._prefetch is not None
+        feed._prefetch.join()
+
+    async def shot() -> str:
+        app = build_app(run_dir, feed=feed, settings=fixed_settings())
+        async with app.run_test(size=(160, 48)) as pilot:
+            await loaded(pilot)
+            return app.export_screenshot()
+
+    return asyncio.run(shot())
+
+
+def test_a_history_read_ahead_draws_the_same_screen(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run", steps=600, state="done")
+    assert first_frame_svg(paths.root, ahead=True) == first_frame_svg(paths.root, ahead=False)
