@@ -29,6 +29,8 @@ RESERVED = frozenset(
 Value = torch.Tensor | float
 
 _DTYPE = attrgetter("dtype")
+#: (a module global: ``torch.Tensor`` looked up per value is a sixth of a step's check)
+_TENSOR = torch.Tensor
 
 
 def bad_name(name: Any) -> str | None:
@@ -134,7 +136,7 @@ class UserMetrics:
             out.pop(skip, None)
         if good.issuperset(out):  # the common case: names known, checked in C
             for v in out.values():
-                if type(v) is not torch.Tensor or v.requires_grad:
+                if type(v) is not _TENSOR or v.requires_grad:
                     break  # a number, a subclass, or a graph to let go of: the loop below
             else:
                 return out
