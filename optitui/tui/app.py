@@ -103,6 +103,7 @@ class DashboardApp(App[int]):
         self._inline_running = False
         self._stop_sent: str | None = None  # id of our stop command while quitting
         self._quitting = False
+        self.exiting = False  # exit() was called: input is no longer handled
         self.quit_choice: str | None = None  # "detach" or "stop" once the user chose
         self._output: IO[str] | None = None
 
@@ -252,6 +253,17 @@ class DashboardApp(App[int]):
         return status is None or status.alive
 
     # -- quitting ----------------------------------------------------------------------
+    def exit(self, result: int | None = None, return_code: int = 0, message: Any = None) -> None:
+        self.exiting = True
+        super().exit(result, return_code, message)
+
+    async def on_event(self, event: events.Event) -> None:
+        # keys typed behind the one that quit are still queued: a dialog they opened now
+        # would mount into a closing app (whose widgets no longer compose) and crash it
+        if self.exiting and isinstance(event, events.InputEvent):
+            return
+        await super().on_event(event)
+
     async def action_quit(self) -> None:
         """q, ctrl+q and the palette: ask detach / stop / cancel while the job runs."""
         if self._quitting:

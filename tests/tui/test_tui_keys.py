@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual import events
 from tui_support import (
     commands_table,
     fixed_app,
@@ -307,3 +308,21 @@ async def test_palette_screenshot_goes_to_the_run_directory_and_says_where(
         assert saved[0].read_text().startswith("<svg")
         await wait_until(pilot, lambda: notes)
         assert notes == [f"screenshot saved: {saved[0]}"]
+
+
+@pytest.mark.parametrize("key", ["e", "c"])
+@pilot_test
+async def test_a_key_typed_after_q_on_a_run_that_is_over_is_dropped(
+    tmp_path: Path, key: str
+) -> None:
+    """q quits at once when the run is over; a key that was already typed behind it (a
+    dialog's key) must not open its dialog into a closing app (a traceback, exit 1)."""
+    paths, _ = write_fixed_store(tmp_path / "run", state="finished")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await loaded(pilot)
+        for typed in ("q", key):  # both queued before q is handled, as typed in a terminal
+            app.post_message(events.Key(typed, typed))
+        await wait_until(pilot, lambda: app.return_value == 0)
+        await pilot.pause()
+    assert app.return_code == 0
