@@ -101,9 +101,9 @@ class Feed(Protocol):
         """Everything new since the last call (the whole history on the first)."""
         ...
 
-    def ready(self) -> FeedUpdate | None:
-        """The first update, without waiting, when it was read ahead and is done (None:
-        :meth:`next` reads it, or waits for it)."""
+    def ready(self, wait: float = 0.0) -> FeedUpdate | None:
+        """The first update when it was read ahead and is done, waiting at most ``wait``
+        seconds for that read to end (None: :meth:`next` reads it, or waits for it)."""
         ...
 
     def close(self) -> None: ...
@@ -159,10 +159,13 @@ class StoreFeed:
                 return got
         return self.poll()
 
-    def ready(self) -> FeedUpdate | None:
-        """The prefetched update once its read has ended well, without waiting (None: no
-        prefetch, still reading, or failed: :meth:`next` waits for it, or raises)."""
+    def ready(self, wait: float = 0.0) -> FeedUpdate | None:
+        """The prefetched update once its read has ended well, waiting at most ``wait``
+        seconds for it (None: no prefetch, still reading, or failed: :meth:`next` waits for
+        it, or raises)."""
         pre = self._prefetch
+        if pre is not None and wait > 0:
+            pre.join(wait)
         if pre is None or pre.is_alive() or not isinstance(self._prefetched, FeedUpdate):
             return None
         got = self._take_prefetched()

@@ -53,7 +53,7 @@ class RemoteFeed:
                 pass
         return self.poll()
 
-    def ready(self) -> FeedUpdate | None:
+    def ready(self, wait: float = 0.0) -> FeedUpdate | None:
         """None: a remote run's first update is made by :meth:`next`, in the thread that
         follows it (its read can take long, and the mirror keeps growing)."""
         return None

@@ -25,6 +25,11 @@ class ViewerSettings:
     cpu_budget: float = 0.04
     """The share of one core the dashboard spends following a live run: when reading
     and drawing cost more, reads come further apart (at least one a second)."""
+    first_read_wait: float = 1.0
+    """Seconds the dashboard waits as it opens for the history read while Textual started
+    (the steered run's and the overlaid runs', together): a read done by then is in the
+    first frame, with no frame of empty plots before it; a longer one is drawn when it
+    ends."""
     redraw_hz: float = 4.0
     """Plot redraws per second at most; data arrives on its own clock."""
     log_y: bool | None = None
@@ -51,5 +56,7 @@ class ViewerSettings:
             raise ValueError(f"window must be at least 10 steps, got {self.window}")
         if not 0.0 < self.cpu_budget <= 1.0:
             raise ValueError(f"cpu_budget must be in (0, 1], got {self.cpu_budget}")
+        if not 0.0 <= self.first_read_wait <= 10.0:
+            raise ValueError(f"first_read_wait must be in [0, 10], got {self.first_read_wait}")
         if not 0.0 < self.redraw_hz <= 30.0:
             raise ValueError(f"redraw_hz must be in (0, 30], got {self.redraw_hz}")

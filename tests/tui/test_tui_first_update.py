@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tui_support import FIXED_NOW, fixed_settings, loaded, pilot_test, write_fixed_store
@@ -15,6 +16,9 @@ from tui_support import FIXED_NOW, fixed_settings, loaded, pilot_test, write_fix
 from optitui.tui.app import build_app
 from optitui.tui.feed import FeedUpdate, StoreFeed, follow
 from optitui.tui.history import History
+from optitui.tui.overlay_feed import OverlayFeed, overlay_run
+from optitui.tui.screens.dashboard import DashboardScreen
+from optitui.tui.settings import ViewerSettings
 
 
 def read_ahead(run_dir: Path) -> StoreFeed:
@@ -78,7 +82,7 @@ class Counted:
         self.stop.set()
         raise OSError("nothing here")
 
-    def ready(self) -> FeedUpdate | None:
+    def ready(self, wait: float = 0.0) -> FeedUpdate | None:
         return None
 
     def close(self) -> None: ...
@@ -138,3 +142,75 @@ def first_frame_svg(run_dir: Path, ahead: bool) -> str:
 def test_a_history_read_ahead_draws_the_same_screen(tmp_path: Path) -> None:
     paths, _ = write_fixed_store(tmp_path / "run", steps=600, state="done")
     assert first_frame_svg(paths.root, ahead=True) == first_frame_svg(paths.root, ahead=False)
+
+
+class Gated:
+    """Reads ahead that cannot end before the dashboard opens (as a long history, or
+    several runs read at once, on a busy machine): each read waits for ``gate``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, before_mount: bool) -> None:
+        """``before_mount``: the gate opens as the dashboard starts to open, else once it
+        has opened (and given up waiting)."""
+        self.gate = threading.Event()
+        gate = self.gate
+        for cls in (StoreFeed, OverlayFeed):
+            poll = cls.poll
+
+            def gated(self: StoreFeed, poll: Any = poll) -> FeedUpdate:
+                if threading.current_thread().name == "optitui-prefetch":
+                    assert gate.wait(10)
+                return poll(self)  # type: ignore[no-any-return]
+
+            monkeypatch.setattr(cls, "poll", gated)
+        on_mount = DashboardScreen.on_mount
+
+        def opening(screen: DashboardScreen) -> None:
+            if before_mount:
+                gate.set()
+            on_mount(screen)
+            gate.set()
+
+        monkeypatch.setattr(DashboardScreen, "on_mount", opening)
+
+
+@pilot_test
+async def test_a_read_ahead_still_going_as_the_dashboard_opens_is_in_the_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """attach RUN OTHER: the steered run's and the overlay's reads, both under way when
+    the dashboard mounts, are waited for, and the first frame has both."""
+    a, _ = write_fixed_store(tmp_path / "a", steps=600)
+    b, _ = write_fixed_store(tmp_path / "b", steps=400)
+    Gated(monkeypatch, before_mount=True)
+    feed = StoreFeed(a.root)
+    feed.prefetch()
+    other = overlay_run(b.root, prefetch=True)
+    app = build_app(a.root, feed=feed, overlays=[other], settings=fixed_settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        plots = app.dashboard.plots
+        assert [p.drawn_length for p in plots] == [600, 600]
+        assert [p.frames for p in plots] == [1, 1]  # never drawn empty
+        assert [len(p.drawn_overlays) for p in plots] == [1, 1]
+        assert app.dashboard.updates == 1
+
+
+@pilot_test
+async def test_the_dashboard_waits_for_a_read_ahead_for_a_while_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that has not ended within ``first_read_wait`` is drawn once it ends."""
+    paths, _ = write_fixed_store(tmp_path / "run", steps=600)
+    Gated(monkeypatch, before_mount=False)
+    feed = StoreFeed(paths.root)
+    feed.prefetch()
+    app = build_app(paths.root, feed=feed, settings=fixed_settings(first_read_wait=0.05))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert [p.drawn_length for p in app.dashboard.plots] == [600, 600]
+        assert [p.frames for p in app.dashboard.plots] == [2, 2]  # empty first, then it
+
+
+def test_first_read_wait_is_bounded() -> None:
+    with pytest.raises(ValueError, match="first_read_wait"):
+        ViewerSettings(first_read_wait=-1.0)

@@ -9,6 +9,7 @@ live in :class:`ControlKeys` and :class:`RunKeys`, which this screen combines.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,10 +156,17 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         self.query_one(CommandStatus).show([], self.all_groups)
         self.set_interval(1.0 / self.settings.redraw_hz, self.redraw)
         self.set_interval(1.0, self._tick)
-        first = self._feed.ready()
+        # the reads started while Textual loaded are waited for (a while at most), so
+        # that the first frame has them rather than empty plots
+        deadline = time.monotonic() + self.settings.first_read_wait
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
+        first = self._feed.ready(left())
         self._follow_store(handed=first is not None)
         for ov in self._first_overlays:
-            problem = self.add_overlay(ov)
+            problem = self.add_overlay(ov, wait=left())
             if problem is not None:
                 ov.feed.close()
                 self.query_one(EventLog).note(f"not overlaid: {problem}", "bold red")

@@ -59,8 +59,10 @@ class OverlayKeys(SteeringScreen):
         return None if paths is None else Path(paths.root)
 
     # -- adding and removing -----------------------------------------------------------
-    def add_overlay(self, ov: OverlayRun) -> str | None:
-        """Follow ``ov`` over this run's plots; why not, when it is refused."""
+    def add_overlay(self, ov: OverlayRun, wait: float = 0.0) -> str | None:
+        """Follow ``ov`` over this run's plots; why not, when it is refused. Its history
+        read ahead, when that read ends within ``wait`` seconds, is drawn in the frame it is
+        added to."""
         steered = self.steered_dir()
         if steered is not None and ov.key == run_key(steered):
             return f"{ov.label} is the run the keys steer"
@@ -75,7 +77,7 @@ class OverlayKeys(SteeringScreen):
         # the short name first: a narrow log cuts the line's end, and the name is what the
         # legends show
         self.query_one(EventLog).note(f"overlaid as {ov.name}: {ov.label}", "magenta")
-        first = ov.feed.ready()  # read ahead: drawn in the frame this one is added to
+        first = ov.feed.ready(wait)  # read ahead: drawn in the frame this one is added to
         self._follow_overlay(ov, handed=first is not None)
         if first is not None:
             self._overlay_updated(OverlayUpdated(ov.key, first))
