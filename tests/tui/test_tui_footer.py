@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from metrics_support import write_metrics_store
 from textual.app import App
 from textual.dom import DOMNode
+from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
-from tui_support import fixed_app, loaded, pilot_test, write_fixed_store
+from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_store
+
+from optitui.tui.screens.dashboard import DashboardScreen
+from optitui.tui.screens.metric_full import MetricFullScreen
+from optitui.tui.screens.metrics import MetricsScreen
 
 PALETTE = "-command-palette"
 
@@ -37,3 +43,38 @@ async def test_the_footer_keys_mount_without_restyling(tmp_path: Path) -> None:
                 compact = key.has_class(PALETTE)  # the one key Footer does not bind
                 assert key.compact == key.has_class("-compact") == compact, key
     assert restyled and all(key.has_class(PALETTE) for key in restyled)
+
+
+def footer_words(app: App[Any]) -> tuple[list[str], int]:
+    """The key bar's keys as they read (key and description), and how many columns they
+    need beyond the bar's width (those are cut off, or drawn over)."""
+    footer = app.screen.query_one(Footer)
+    keys = list(footer.query(FooterKey))
+    over = sum(k.outer_size.width for k in keys) - footer.size.width
+    return [f"{k.key_display} {k.description}".strip() for k in keys], max(over, 0)
+
+
+@pilot_test
+async def test_a_narrow_terminal_shows_every_key_of_the_metrics_screens(tmp_path: Path) -> None:
+    """At 80x24 the command palette's key (listed in help) gives its room to the screen's
+    own keys on the metrics screen and a chart at full size, as on the dashboard."""
+    paths = write_metrics_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        for key, screen in (
+            ("", DashboardScreen),
+            ("m", MetricsScreen),
+            ("enter", MetricFullScreen),
+        ):
+            if key:
+                await pilot.press(key)
+            await wait_until(pilot, lambda s=screen: isinstance(app.screen, s), what=str(screen))  # type: ignore[misc]
+            await pilot.pause()
+            words, cut = footer_words(app)
+            assert cut == 0, words
+            assert not any("palette" in w for w in words), words
+            assert "w window" in words or screen is DashboardScreen, words
+    async with fixed_app(paths.root).run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        assert any("palette" in w for w in footer_words(pilot.app)[0])  # wide: it shows

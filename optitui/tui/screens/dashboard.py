@@ -345,8 +345,6 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
 
     # -- view keys (the plots' window and scale: ViewKeys) ----------------------------
     def on_resize(self) -> None:
-        # the palette's key is in help; a narrow footer keeps its room for the run's keys
-        self.query_one(KeyFooter).show_command_palette = self.size.width >= COMPACT_BELOW
         self._lr_names_markers()
         self.refresh_bindings()  # p shows in the footer only on a narrow terminal
 

@@ -10,12 +10,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from optitui.tui.metric_charts import Look
 from optitui.tui.metric_history import titled
 from optitui.tui.metrics_source import MetricsSource, window_words
 from optitui.tui.span import Span, toggle_last
+from optitui.tui.widgets.key_footer import KeyFooter
 from optitui.tui.widgets.metric_chart import MetricChart
 
 
@@ -51,7 +52,7 @@ class MetricFullScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="head")
         yield MetricChart(self.metric, id="chart")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.refresh_data()

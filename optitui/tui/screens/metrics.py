@@ -12,13 +12,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from optitui.tui.metric_charts import Look
 from optitui.tui.metrics_source import MetricsSource, window_words
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.span import toggle_last
 from optitui.tui.widgets.chart_grid import ChartGrid
+from optitui.tui.widgets.key_footer import KeyFooter
 from optitui.tui.widgets.system_panel import SystemPanel
 
 #: the log axis's settings in turn (l): chosen per chart, log, linear
@@ -59,7 +60,7 @@ class MetricsScreen(Screen[None]):
         yield Input(placeholder="/ filters the charts by name", id="filter")
         yield ChartGrid(id="grid")
         yield SystemPanel(id="machine")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.source.want_metrics()

@@ -1,4 +1,5 @@
-"""The key bar at the foot of the dashboard: Textual's Footer, its keys styled once.
+"""The key bar at the foot of the dashboard and its screens: Textual's Footer, its keys
+styled once, and the command palette's key left out on a narrow terminal.
 
 Textual's FooterKey starts compact and is then bound to its footer's compact (not
 compact), so every bound key restyles itself twice as it mounts, and the bar is composed
@@ -6,17 +7,27 @@ again whenever the screen's keys change: about 60 style passes before the dashbo
 first frame. Each bound key here starts as its footer is, so the binding changes nothing
 and the bar looks as Footer's does (the command palette's key, never bound, stays
 compact there too).
+
+Below :data:`PALETTE_KEY_FROM` columns the palette's key (ctrl+p, listed in help) gives
+its room to the screen's own keys, which would otherwise be cut at the bar's end.
 """
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
+#: the narrowest bar that shows the command palette's key
+PALETTE_KEY_FROM = 100
+
 
 class KeyFooter(Footer):
     """A Footer whose keys mount in their final style."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.show_command_palette = event.size.width >= PALETTE_KEY_FROM
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
