@@ -301,27 +301,31 @@ def _run_with_dashboard(args: argparse.Namespace) -> int:
     app.run()
     if app.quit_choice != "stop" and job.process.poll() is None:
         print(f"optitui: detached; the job trains on. `optitui attach {job.paths.root}`")
-    else:
-        if app.quit_choice == "stop" and job.process.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                job.process.wait(timeout=5)  # it answered the stop; let it write its end
-        print(f"optitui: {how_it_ended(job.paths.root)}")
-    return app.return_code or 0
+        return app.return_code or 0
+    if app.quit_choice == "stop" and job.process.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.process.wait(timeout=5)  # it answered the stop; let it write its end
+    line, status = how_it_ended(job.paths.root)
+    print(f"optitui: {line}")
+    return app.return_code or status
 
 
-def how_it_ended(run_dir: Path) -> str:
-    """One line for the terminal once the dashboard closed on a run that is over."""
+def how_it_ended(run_dir: Path) -> tuple[str, int]:
+    """One line for the terminal once the dashboard closed on a run that is over, and the
+    exit status it makes: 1 when training failed or the job died (as a headless run's),
+    or its store cannot be read; else 0."""
     from optitui.store.reader import open_reader
 
     try:
         with open_reader(run_dir) as reader:
             st = reader.status()
     except (FileNotFoundError, OSError, sqlite3.Error) as exc:
-        return f"the run store cannot be read ({exc}); run dir {run_dir}"
+        return f"the run store cannot be read ({exc}); run dir {run_dir}", 1
     words = {"stopped": "stopped", "finished": "finished", "failed": "failed", "crashed": "died"}
     what = words.get(st.state, "stopping" if st.alive else st.state)
-    why = f" ({st.message})" if st.message and st.state in ("failed", "crashed") else ""
-    return f"training {what} at step {st.step:,}{why}; run dir {run_dir}"
+    bad = st.state in ("failed", "crashed")
+    why = f" ({st.message})" if st.message and bad else ""
+    return f"training {what} at step {st.step:,}{why}; run dir {run_dir}", 1 if bad else 0
 
 
 def _pick_device() -> str | None:
@@ -358,5 +362,6 @@ def _run_inline(args: argparse.Namespace) -> int:
         settings=ViewerSettings(bell=not args.no_bell, pinned=args.pin),
     )
     app.run()
-    print(f"optitui: {how_it_ended(trainer.paths.root)}")
-    return app.return_code or 0
+    line, status = how_it_ended(trainer.paths.root)
+    print(f"optitui: {line}")
+    return app.return_code or status
