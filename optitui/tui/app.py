@@ -233,6 +233,7 @@ class DashboardApp(App[int]):
         self.paths = RunPaths(run_dir)
         run = LocalRun(self.paths)
         feed = StoreFeed(run_dir, ema_beta=beta, clock=self.settings.clock)
+        feed.prefetch()  # read while the switch is made: its first frame has the history
         new = DashboardScreen(run, feed, self.settings, threading.Event(), "", overlays)
         new.x_time = old.x_time
         old.stop_overlays()

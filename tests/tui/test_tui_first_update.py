@@ -214,3 +214,24 @@ async def test_the_dashboard_waits_for_a_read_ahead_for_a_while_only(
 def test_first_read_wait_is_bounded() -> None:
     with pytest.raises(ValueError, match="first_read_wait"):
         ViewerSettings(first_read_wait=-1.0)
+
+
+@pilot_test
+async def test_the_run_switched_to_is_in_the_first_frame_after_the_switch(
+    tmp_path: Path,
+) -> None:
+    """Enter in the runs browser: the dashboard on the run now steered draws its history
+    in its first frame, not a frame of empty plots first."""
+    a, _ = write_fixed_store(tmp_path / "a", steps=600)
+    b, _ = write_fixed_store(tmp_path / "b", steps=400)
+    app = build_app(a.root, settings=fixed_settings())
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        first = app.dashboard
+        await app.switch_to(b.root)
+        assert app.dashboard is not first
+        await loaded(pilot)
+        plots = app.dashboard.plots
+        assert [p.drawn_length for p in plots] == [400, 400]
+        assert [p.frames for p in plots] == [1, 1]
+        assert [len(p.drawn_overlays) for p in plots] == [1, 1]  # the run steered before
