@@ -197,3 +197,23 @@ async def test_dialogs_and_the_probe_hint_wrap_instead_of_cutting_at_80_columns(
         await pilot.pause()
         assert title.size.height >= 2 and "starts fresh" in str(title.render())
         await pilot.press("escape")
+
+
+@pilot_test
+async def test_a_run_of_a_few_steps_names_each_step_tick_once_where_it_is(
+    tmp_path: Path,
+) -> None:
+    """4 steps on five ticks (1, 1.75, 2.5, ...) read "1 2 2 3 4", a label under no step;
+    each tick is on the whole step it names."""
+    paths, _ = write_fixed_store(tmp_path / "run", steps=4)
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        loss, lr = app.dashboard.query_one(LossPlot), app.dashboard.query_one(LrPlot)
+        for plot, shown in ((loss, ["1", "2", "3", "4"]), (lr, ["1", "2", "4"])):  # 5, 3 ticks
+            last = str(plot.render()).splitlines()[-1]
+            assert last.split() == shown, last
+            axis = plot.step_axis(1.0, 4.0)
+            assert axis is not None
+            ticks, labels = axis[1]
+            assert [float(label) for label in labels] == list(ticks), axis

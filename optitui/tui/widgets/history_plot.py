@@ -442,4 +442,9 @@ class HistoryPlot(PlotextPlot):
         if self.x_time and (self.by_time() or not self.view.length):
             t0 = start_time(self.view)
             return (x_lo, x_hi), (ticks, tuple(fmt.duration(t - t0) for t in ticks))
+        if x_hi - x_lo < self.size.width:
+            # few steps, each a column or more wide: a tick between two steps would be
+            # named after one it is not on (2.5 as "2", beside a tick on 2): each tick
+            # goes on the step it names, once
+            ticks = tuple(sorted({float(round(t)) for t in ticks}))
         return (x_lo, x_hi), (ticks, tuple(fmt.count(round(t)) for t in ticks))
