@@ -168,12 +168,17 @@ def _strip(chart: Chart, cols: int) -> Text:
     n = max(2, chart.x_ticks)
     span = chart.x_hi - chart.x_lo
     labelled: set[int] = set()
-    for i in range(n):
-        x = chart.x_lo + span * i / (n - 1)
+    ticks = [(i / (n - 1), chart.x_lo + span * i / (n - 1)) for i in range(n)]
+    if 0 < span < cols:
+        # few steps, each a column or more wide: each label under the step it names, once
+        # (not 2 under step 2.5 beside another 2)
+        ticks = [((w - chart.x_lo) / span, w) for w in sorted({round(x) for _, x in ticks})]
+    for i, (at_frac, x) in enumerate(ticks):
         text = fmt.count(round(x))
-        at = round(i / (n - 1) * (cols - 1))
-        start = min(max(at - len(text) // 2, 0), cols - len(text)) if 0 < i < n - 1 else at
-        if i == n - 1:
+        at = round(at_frac * (cols - 1))
+        last = i == len(ticks) - 1
+        start = min(max(at - len(text) // 2, 0), cols - len(text)) if i > 0 and not last else at
+        if last:
             start = cols - len(text)
         if i == 0:
             start = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rich.text import Text
 from tui_support import (
     fixed_app,
     loaded,
@@ -16,6 +17,7 @@ from tui_support import (
 )
 
 from optitui.store.records import MetricBatch
+from optitui.tui.chart_text import LEFT, Chart, Curve, draw
 from optitui.tui.markers import CATEGORIES
 from optitui.tui.screens.markers import MarkersScreen
 from optitui.tui.widgets.group_table import ALL_GROUPS, GroupTable
@@ -217,3 +219,17 @@ async def test_a_run_of_a_few_steps_names_each_step_tick_once_where_it_is(
             assert axis is not None
             ticks, labels = axis[1]
             assert [float(label) for label in labels] == list(ticks), axis
+
+
+def test_a_metric_chart_of_a_few_steps_names_each_step_once_under_it() -> None:
+    """The metrics screen's charts too: 4 steps on five labels read 1 2 3 4, each label
+    under its step's column; a long run's labels stay spread evenly."""
+    curve = Curve([1.0, 2.0, 3.0, 4.0], [0.5, 0.4, 0.3, 0.2], "white", newest=True)
+    strip = draw(Chart(Text("acc"), [curve], 1.0, 4.0, x_ticks=5), 60, 8).lines[-1].plain
+    assert strip.split() == ["1", "2", "3", "4"], strip
+    cols = 60 - LEFT
+    for step in (2, 3):  # under the column its step is drawn in
+        at = LEFT + round((step - 1) / 3 * (cols - 1))
+        assert strip[at] == str(step), strip
+    long = draw(Chart(Text("acc"), [curve], 1.0, 401.0, x_ticks=5), 60, 8).lines[-1].plain
+    assert long.split() == ["1", "101", "201", "301", "401"], long
