@@ -78,3 +78,25 @@ async def test_a_narrow_terminal_shows_every_key_of_the_metrics_screens(tmp_path
     async with fixed_app(paths.root).run_test(size=(160, 48)) as pilot:
         await loaded(pilot)
         assert any("palette" in w for w in footer_words(pilot.app)[0])  # wide: it shows
+
+
+@pilot_test
+async def test_the_palette_key_goes_and_comes_back_as_the_terminal_is_resized(
+    tmp_path: Path,
+) -> None:
+    """A terminal made narrow while the metrics screen is open loses the palette's key
+    there (and the screen's own keys fit); made wide again, it has it back."""
+    paths = write_metrics_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        await pilot.press("m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MetricsScreen))
+        await pilot.pause()
+        assert any("palette" in w for w in footer_words(app)[0])
+        await pilot.resize_terminal(80, 24)
+        await wait_until(pilot, lambda: not any("palette" in w for w in footer_words(app)[0]))
+        words, over = footer_words(app)
+        assert over == 0 and "w window" in words, words
+        await pilot.resize_terminal(160, 48)
+        await wait_until(pilot, lambda: any("palette" in w for w in footer_words(app)[0]))

@@ -27,7 +27,10 @@ class KeyFooter(Footer):
     """A Footer whose keys mount in their final style."""
 
     def on_resize(self, event: events.Resize) -> None:
-        self.show_command_palette = event.size.width >= PALETTE_KEY_FROM
+        show = event.size.width >= PALETTE_KEY_FROM
+        if show != self.show_command_palette:
+            self.show_command_palette = show
+            self.call_after_refresh(self.recompose)  # the flag alone redraws nothing
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
