@@ -326,3 +326,22 @@ async def test_a_key_typed_after_q_on_a_run_that_is_over_is_dropped(
         await wait_until(pilot, lambda: app.return_value == 0)
         await pilot.pause()
     assert app.return_code == 0
+
+
+@pytest.mark.parametrize("key", ["e", "r", "s", "g"])
+@pilot_test
+async def test_a_run_that_is_over_opens_no_dialog_to_steer_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """A dialog on a finished run would only be filled in to be told "not sent" when it is
+    submitted: the key says at once that the run is over, and opens nothing."""
+    paths, _ = write_fixed_store(tmp_path / "run", state="finished")
+    app = fixed_app(paths.root)
+    notes: list[str] = []
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot)
+        monkeypatch.setattr(app, "notify", lambda message, **kw: notes.append(str(message)))
+        await pilot.press(key)
+        await wait_until(pilot, lambda: notes)
+        assert notes == ["the run is finished: nothing can be sent to it"]
+        assert app.screen is app.dashboard

@@ -42,7 +42,7 @@ class ControlKeys(SteeringScreen):
 
     def action_edit(self) -> None:
         picked = self.selected()
-        if picked is None:
+        if picked is None or self.run_over():
             return
         index, where = self.target()
 

@@ -99,8 +99,22 @@ class SteeringScreen(Screen[None]):
         self.query_one(CommandStatus).show(self.steering.recent(2), self.all_groups)
 
     # -- dialogs -----------------------------------------------------------------------
+    def run_over(self) -> bool:
+        """Whether the run is over, said at once: a dialog to steer it would only be
+        filled in to be told "not sent" when it is submitted."""
+        status = self.status
+        if status is None or status.alive:
+            return False
+        self.notify(
+            f"the run is {status.state}: nothing can be sent to it", severity="warning", timeout=4
+        )
+        return True
+
     def ask(self, form: Form, then: Callable[[dict[str, Any]], None]) -> None:
-        """Show ``form``; ``then`` gets the command's arguments once they are valid."""
+        """Show ``form``; ``then`` gets the command's arguments once they are valid (no
+        form while the run is over)."""
+        if self.run_over():
+            return
         from optitui.tui.screens.form import FormScreen  # loaded when first needed
 
         def done(args: dict[str, Any] | None) -> None:
