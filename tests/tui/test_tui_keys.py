@@ -342,6 +342,7 @@ async def test_a_run_that_is_over_opens_no_dialog_to_steer_it(
         await loaded(pilot)
         monkeypatch.setattr(app, "notify", lambda message, **kw: notes.append(str(message)))
         await pilot.press(key)
-        await wait_until(pilot, lambda: notes)
-        assert notes == ["the run is finished: nothing can be sent to it"]
+        said = "the run is finished: nothing can be sent to it"
+        await wait_until(pilot, lambda: said in notes)
+        await pilot.pause()
         assert app.screen is app.dashboard
