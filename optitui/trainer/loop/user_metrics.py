@@ -264,29 +264,19 @@ class UserMetrics:
         from the values of :meth:`tensors` as read (as :meth:`stacked` gave them); empties
         the buffers."""
         names, self._by_name = self._by_name, None
-        if names is not None:  # name by name, then the logged values
-            rows = len(self.steps)
-            cols = {
+        rows = len(self.steps)
+        rest = read if names is None else read[len(names) * rows :]  # the logged values
+        if self._order is not None:
+            rest, self._order = in_order(rest, self._order), None
+        it = iter(rest)
+        cols = (
+            self._columns(it, n)  # each step's tensors in turn, then the logged ones
+            if names is None
+            else {  # name by name
                 USER_PREFIX + name: _padded(read[j * rows : (j + 1) * rows], n)
                 for j, name in enumerate(names)
             }
-            read = read[len(names) * rows :]
-            if self._order is not None:
-                read, self._order = in_order(read, self._order), None
-            it = iter(read)
-        else:
-            if self._order is not None:
-                read, self._order = in_order(read, self._order), None
-            in_logged = sum(
-                isinstance(v, torch.Tensor) for *_, row in self.logged for v in row.values()
-            )
-            cut = len(read) - in_logged
-            same = self._same_tensors(read[:cut], n)
-            if same is None:
-                it = iter(read)
-                cols = self._columns(it, n)
-            else:  # every step the same names, all tensors: read in row order
-                cols, it = same, iter(read[cut:])
+        )
         logged = None
         if self.logged:
             m = len(self.logged)
@@ -315,18 +305,6 @@ class UserMetrics:
                     col = cols[USER_PREFIX + name] = [math.nan] * max(rows, n)
                 col[i + max(n - rows, 0)] = next(it) if isinstance(v, torch.Tensor) else v
         return {k: c[-n:] if n else [] for k, c in cols.items()}
-
-    def _same_tensors(self, read: list[float], n: int) -> dict[str, list[float]] | None:
-        """The columns when each of the ``n`` buffered steps gave the same names in the same
-        order, all tensors (``read``, their values, then holds names x steps values)."""
-        rows = self.steps
-        if not rows or len(rows) != n or rows[0] is None:
-            return None
-        names = tuple(rows[0])
-        k = len(names)
-        if len(read) != k * n or any(r is None or tuple(r) != names for r in rows):
-            return None
-        return {USER_PREFIX + name: read[j::k] for j, name in enumerate(names)}
 
 
 def _padded(col: list[float], n: int) -> list[float]:
