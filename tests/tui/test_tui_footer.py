@@ -100,3 +100,21 @@ async def test_the_palette_key_goes_and_comes_back_as_the_terminal_is_resized(
         assert over == 0 and "w window" in words, words
         await pilot.resize_terminal(160, 48)
         await wait_until(pilot, lambda: any("palette" in w for w in footer_words(app)[0]))
+
+
+@pilot_test
+async def test_without_textuals_private_key_pieces_the_bar_is_footers_own(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The bar reaches into Textual's private FooterKey; a Textual that moved it must
+    still get a dashboard with every key in its bar, only restyled as Footer does."""
+    from optitui.tui.widgets import key_footer
+
+    assert not key_footer._bound(object())  # no binding table: left alone
+    monkeypatch.setattr(key_footer, "FooterKey", None)
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        keys = [k.key for k in app.dashboard.query(FooterKey)]
+        assert "q" in keys and "e" in keys

@@ -48,7 +48,7 @@ from optitui.tui.widgets.controls_line import ControlsLine
 from optitui.tui.widgets.event_log import EventLog
 from optitui.tui.widgets.group_table import GroupTable
 from optitui.tui.widgets.history_plot import HistoryPlot
-from optitui.tui.widgets.key_footer import KeyFooter
+from optitui.tui.widgets.key_footer import PALETTE_KEY_FROM, KeyFooter
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.metric_chart import MetricChart
@@ -57,8 +57,9 @@ from optitui.tui.widgets.ranks_line import RanksLine
 from optitui.tui.widgets.routine_line import RoutineLine
 from optitui.tui.widgets.status_bar import StatusBar
 
-#: columns below which one plot shows at a time (the app's first horizontal breakpoint)
-COMPACT_BELOW = 100
+#: columns below which one plot shows at a time (the app's first horizontal breakpoint;
+#: the key bar drops the palette's key below the same width)
+COMPACT_BELOW = PALETTE_KEY_FROM
 
 
 class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):

@@ -14,12 +14,19 @@ its room to the screen's own keys, which would otherwise be cut at the bar's end
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
 from textual.app import ComposeResult
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
-#: the narrowest bar that shows the command palette's key
+try:  # Textual's own key widget (private): without it the bar is Footer's as it is
+    from textual.widgets._footer import FooterKey
+except ImportError:  # pragma: no cover - another Textual layout
+    FooterKey = None  # type: ignore[assignment,misc]
+
+#: the narrowest bar that shows the command palette's key (the dashboard's wide layout
+#: starts there too)
 PALETTE_KEY_FROM = 100
 
 
@@ -34,6 +41,12 @@ class KeyFooter(Footer):
 
     def compose(self) -> ComposeResult:
         for widget in super().compose():
-            if isinstance(widget, FooterKey) and "compact" in (widget._reactive_connect or {}):
+            if FooterKey is not None and isinstance(widget, FooterKey) and _bound(widget):
                 widget.set_reactive(FooterKey.compact, self.compact)
             yield widget
+
+
+def _bound(key: Any) -> bool:
+    """Whether ``key`` is bound to its footer's compact (private to Textual: a version
+    that keeps it elsewhere leaves the key to restyle itself, as Footer's do)."""
+    return "compact" in (getattr(key, "_reactive_connect", None) or {})
