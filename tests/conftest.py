@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,42 @@ def zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         z.uninstall()
         if z.probe is not None:
             z.probe.close()
+
+
+#: the Tensor methods that read a value back to the host (a sync on an accelerator)
+SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+@pytest.fixture
+def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Counts calls, made from optitui's own code, of Tensor methods that read a value
+    back to the host: the tests' stand-in for CUDA syncs. The DataLoader's own sampler
+    calls are the user's, and are the same with or without optitui.
+
+    Flushes take the path they take on a device, stacking the user's metrics and reading
+    them with the losses: on the CPU they are read one by one instead, with no device to
+    wait for (:data:`~optitui.trainer.loop.user_metrics.READ_ONE_BY_ONE`)."""
+    import torch  # here, not at the top: the dashboard's tests never import torch
+
+    import optitui
+    from optitui.trainer.loop import user_metrics
+
+    package = str(Path(optitui.__file__).parent)
+    monkeypatch.setattr(user_metrics, "READ_ONE_BY_ONE", frozenset())
+    counts: Counter[str] = Counter()
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(
+            self: torch.Tensor,
+            *a: Any,
+            __n: str = name,
+            __f: Callable[..., Any] = original,
+            **k: Any,
+        ) -> Any:
+            if sys._getframe(1).f_code.co_filename.startswith(package):
+                counts[__n] += 1
+            return __f(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+    yield counts

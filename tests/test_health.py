@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_hot_path
 import torch
 from conftest import write_script
 from jobs import command, drive, make_trainer, tiny_job
@@ -28,8 +27,6 @@ from optitui.store.reader import RunReader
 from optitui.trainer.core import health as health_mod
 from optitui.trainer.core.health import Health
 from optitui.trainer.core.job import JobError
-
-sync_counter = test_hot_path.sync_counter
 
 OPTIMIZERS = sorted(
     name

@@ -6,47 +6,13 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import torch
 from conftest import wait_for
 from jobs import make_trainer, tiny_job
 
-import optitui
 from optitui.store.reader import RunReader
-
-SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-
-
-PACKAGE = str(Path(optitui.__file__).parent)
-
-
-@pytest.fixture
-def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Counts calls, made from optitui's own code, of Tensor methods that read a value
-    back to the host (a host-device sync on an accelerator). The DataLoader's own
-    sampler calls are the user's, and are the same with or without optitui."""
-    counts: Counter[str] = Counter()
-    for name in SYNCS:
-        original = getattr(torch.Tensor, name)
-
-        def wrapper(
-            self: torch.Tensor,
-            *a: Any,
-            __n: str = name,
-            __f: Callable[..., Any] = original,
-            **k: Any,
-        ) -> Any:
-            caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(PACKAGE):
-                counts[__n] += 1
-            return __f(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-    yield counts
 
 
 @pytest.mark.parametrize("clip", [None, 1.0])

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,13 @@ from jobs import command
 from torch import nn
 from torch.optim import lr_scheduler as S
 
-import optitui
 from optitui.store.client import send
 from optitui.store.reader import RunReader
 from optitui.trainer.core import checkpoint
 from optitui.trainer.probe.watch import Probe, StopTraining, watch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-PACKAGE = str(Path(optitui.__file__).parent)
 OPTITUI_RUN = (sys.executable, "-m", "optitui", "run")
-SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
 
 
 def batches(n: int, seed: int = 0) -> list[Batch]:
@@ -123,28 +119,6 @@ def test_records_the_loss_and_the_lr_each_step_used(tmp_path: Path) -> None:
         assert r.meta()["probe"] == {"mode": "watch", "limits": []}
         assert r.meta()["scheduler"] == "CosineAnnealingLR"
     assert type(sched) is S.CosineAnnealingLR  # the wrapper is gone after close
-
-
-@pytest.fixture
-def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Tensor reads back to the host made from optitui's own frames."""
-    counts: Counter[str] = Counter()
-    for name in SYNCS:
-        original = getattr(torch.Tensor, name)
-
-        def wrapper(
-            self: torch.Tensor,
-            *a: Any,
-            __n: str = name,
-            __f: Callable[..., Any] = original,
-            **k: Any,
-        ) -> Any:
-            if sys._getframe(1).f_code.co_filename.startswith(PACKAGE):
-                counts[__n] += 1
-            return __f(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-    yield counts
 
 
 @pytest.mark.parametrize("clip", [None, 1.0])

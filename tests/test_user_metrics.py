@@ -3,17 +3,18 @@ bad values, no extra host-device reads, the store at scale, old stores and expor
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import sqlite3
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -32,31 +33,6 @@ from optitui.store.records import MetricBatch, StatusUpdate
 from optitui.store.writer import StoreWriter
 from optitui.trainer.core.job import Job, JobError
 from optitui.trainer.probe.watch import Probe
-
-PACKAGE = str(Path(optitui.__file__).parent)
-SYNCS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-
-
-@pytest.fixture
-def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
-    """Tensor reads back to the host made from optitui's own frames."""
-    counts: Counter[str] = Counter()
-    for name in SYNCS:
-        original = getattr(torch.Tensor, name)
-
-        def wrapper(
-            self: torch.Tensor,
-            *a: Any,
-            __n: str = name,
-            __f: Callable[..., Any] = original,
-            **k: Any,
-        ) -> Any:
-            if sys._getframe(1).f_code.co_filename.startswith(PACKAGE):
-                counts[__n] += 1
-            return __f(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapper)
-    yield counts
 
 
 def five(model: nn.Module, batch: Any) -> dict[str, Any]:
@@ -209,6 +185,49 @@ def test_probe_step_metrics_log_and_module_log(tmp_path: Path, sync_counter: Cou
             [0.9, 1.9, 2.9]
         )
         assert [v for v in user(logged, "eval/f1") if not math.isnan(v)] == [0.25] * 3
+
+
+def test_on_the_cpu_a_flush_reads_the_values_one_by_one_and_nothing_between_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the CPU (no device to wait for) a flush reads the user's tensors one by one,
+    for about half of what stacking one costs: each value once, at the flush, none in
+    the steps between, and every value recorded as it was."""
+    from optitui.trainer.loop import user_metrics
+
+    calls = Counter[int]()  # values read, by the step during which they were read
+    now = [0]
+    read = user_metrics._READ
+
+    def counted(t: torch.Tensor) -> Any:
+        calls[now[0]] += 1
+        return read(t)
+
+    monkeypatch.setattr(user_metrics, "_READ", counted)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=8, flush_seconds=1e9)
+    x, y = torch.randn(32, 4), torch.randn(32, 1)
+    given: list[list[float]] = []
+    for step in range(24):
+        now[0] = step
+        out = model(x)
+        loss = nn.functional.mse_loss(out, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        err = (out - y).detach().abs()
+        metrics = {"mae": err.mean(), "max": err.max(), "n": (err > 1).sum(), "one": err[0, 0]}
+        given.append([float(v) for v in metrics.values()])
+        probe.step(loss, metrics={**metrics, "flag": err.max() > 1})
+    probe.close()
+    assert calls == {7: 40, 15: 40, 23: 40}  # 8 steps of 5 values, at each flush only
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics()
+        for j, name in enumerate(("mae", "max", "n", "one")):
+            assert user(cols, name) == [row[j] for row in given], name
+        assert user(cols, "flag") == [float(row[1] > 1) for row in given]
 
 
 def test_tensors_of_mixed_dtypes_keep_their_places_and_exact_counts(
@@ -489,10 +508,38 @@ def test_a_steps_tensors_are_kept_detached_and_apart_from_the_callers_dict() -> 
         assert not any(v.requires_grad for v in got.values())
 
 
-def test_steps_with_the_same_names_are_stacked_name_by_name_in_any_order() -> None:
-    """The common flush: every step gave tensors under the same names (in any order): one
-    stack per name, read name by name; each column still lands under its own name, the
-    logged values after them, a count above 2**24 exact."""
+@contextlib.contextmanager
+def read_path(one_by_one: bool) -> Iterator[None]:
+    """Flushes on the CPU read the user's tensors one by one (the CPU's way) or stacked
+    (a device's way)."""
+    from optitui.trainer.loop import user_metrics
+
+    with mock.patch.object(
+        user_metrics, "READ_ONE_BY_ONE", frozenset({"cpu"} if one_by_one else ())
+    ):
+        yield
+
+
+def flushed(m: Any) -> list[float]:
+    """What a flush reads of ``m`` (a UserMetrics) for its take()."""
+    got = m.stacked(torch.device("cpu"), torch.float64)
+    if got is not None:
+        assert got.dtype == torch.float64
+    return [] if got is None else got.tolist()
+
+
+BOTH_PATHS = pytest.mark.parametrize("one_by_one", [True, False], ids=["one-by-one", "stacked"])
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("same_order", [True, False], ids=["same-order", "any-order"])
+def test_steps_with_the_same_names_are_read_name_by_name(
+    one_by_one: bool, same_order: bool
+) -> None:
+    """The common flush: every step gave tensors under the same names. On the CPU, names in
+    the same order are read there and then, one by one; otherwise one stack per name, read
+    with the losses. Each column lands under its own name, the logged values after them,
+    a count above 2**24 exact."""
     from optitui.trainer.loop.user_metrics import UserMetrics
 
     m = UserMetrics(lambda message, step: None, lambda: 0)
@@ -502,13 +549,15 @@ def test_steps_with_the_same_names_are_stacked_name_by_name_in_any_order() -> No
         {"n": torch.tensor(big + 1), "ok": torch.tensor(False), "acc": torch.tensor(0.5)},
         {"ok": torch.tensor(True), "acc": torch.tensor(0.75), "n": torch.tensor(big + 2)},
     ]
+    if same_order:
+        rows = [{k: row[k] for k in ("acc", "n", "ok")} for row in rows]
     for row in rows:
         m.add_step(m.check_step(row))
     m.log(3, 0, 0.0, {"eval": torch.tensor(7.0), "note": 2.5})
-    got = m.stacked(torch.device("cpu"), torch.float64)
-    assert got is not None and got.dtype == torch.float64
-    read = got.tolist()
-    assert read == [0.25, 0.5, 0.75, big, big + 1, big + 2, 1.0, 0.0, 1.0, 7.0]  # by name
+    with read_path(one_by_one):
+        read = flushed(m)
+    by_name = [0.25, 0.5, 0.75, big, big + 1, big + 2, 1, 0, 1, 7]  # stacked name by name
+    assert read == ([] if one_by_one and same_order else by_name)  # []: read already
     cols, logged = m.take(read, 3)
     assert cols == {
         U + "acc": [0.25, 0.5, 0.75],
@@ -528,7 +577,10 @@ def test_steps_with_the_same_names_are_stacked_name_by_name_in_any_order() -> No
         {"acc": torch.tensor(0.5), "n": torch.tensor([1, 2])},  # not one number: skipped
     ],
 )
-def test_a_step_unlike_the_others_is_read_value_by_value(odd: dict[str, Any]) -> None:
+@BOTH_PATHS
+def test_a_step_unlike_the_others_is_read_value_by_value(
+    odd: dict[str, Any], one_by_one: bool
+) -> None:
     from optitui.trainer.loop.user_metrics import UserMetrics
 
     warned: list[str] = []
@@ -536,9 +588,8 @@ def test_a_step_unlike_the_others_is_read_value_by_value(odd: dict[str, Any]) ->
     steps = [{"acc": torch.tensor(0.25), "n": torch.tensor(1)}, odd]
     for row in steps:
         m.add_step(m.check_step(row))
-    got = m.stacked(torch.device("cpu"), torch.float64)
-    assert got is not None
-    cols, _ = m.take(got.tolist(), 2)
+    with read_path(one_by_one):
+        cols, _ = m.take(flushed(m), 2)
     assert cols[U + "acc"] == [0.25, 0.5]
     n = odd.get("n")
     if n is None or (isinstance(n, torch.Tensor) and n.numel() > 1):
@@ -572,10 +623,10 @@ def _flush(draw: st.DrawFn) -> list[Row]:
     ]
 
 
-@given(rows=_flush(), logged=st.lists(_row, max_size=3))
-@settings(max_examples=150, deadline=None)
+@given(rows=_flush(), logged=st.lists(_row, max_size=3), one_by_one=st.booleans())
+@settings(max_examples=200, deadline=None)
 def test_any_flush_records_each_value_under_its_name_at_its_step(
-    rows: list[Row], logged: list[Row]
+    rows: list[Row], logged: list[Row], one_by_one: bool
 ) -> None:
     """Whatever a flush's steps gave (names missing or in another order, dtypes mixed
     within a name and between names, numbers among tensors, values logged between steps),
@@ -598,8 +649,8 @@ def test_any_flush_records_each_value_under_its_name_at_its_step(
         m.add_step(m.check_step({n: made(*v) for n, v in row.items()}) if row else None)
     for row in logged:
         m.log(1, 0, 0.0, {n: made(*v) for n, v in (row or {"z": (None, 1)}).items()})
-    got = m.stacked(torch.device("cpu"), torch.float64)
-    cols, batch = m.take([] if got is None else got.tolist(), len(rows))
+    with read_path(one_by_one):
+        cols, batch = m.take(flushed(m), len(rows))
     names = {n for row in rows if row for n in row}
     want = {U + n: [true(*row[n]) if row and n in row else math.nan for row in rows] for n in names}
     assert cols.keys() == want.keys()

@@ -29,6 +29,15 @@ RESERVED = frozenset(
 Value = torch.Tensor | float
 
 _DTYPE = attrgetter("dtype")
+#: a 0-d tensor's value (``item()`` would also let go of the GIL for each, and every
+#: thread waiting for it would get it in turn)
+_READ: Callable[[Any], Any] = torch.Tensor.tolist
+_IS_CPU = attrgetter("is_cpu")
+_NUMBERS = frozenset({float, int, bool})
+#: devices whose tensors a flush reads one by one: no sync to save on the CPU, and a
+#: read costs about half of what stacking a 0-d tensor does (torch makes a view of each);
+#: elsewhere a flush's values are stacked and read at once
+READ_ONE_BY_ONE = frozenset({"cpu"})
 #: (a module global: ``torch.Tensor`` looked up per value is a sixth of a step's check)
 _TENSOR = torch.Tensor
 
@@ -74,6 +83,8 @@ class UserMetrics:
         self._order: list[int] | None = None
         #: the names, when :meth:`stacked` gave the steps' values name by name
         self._by_name: tuple[str, ...] | None = None
+        #: the values :meth:`stacked` read itself (one by one, on the CPU), for :meth:`take`
+        self._read: list[float] | None = None
 
     def split(self, first: int) -> UserMetrics:
         """The buffered values, handed over to a new holder (with the same names checked and
@@ -185,11 +196,15 @@ class UserMetrics:
         return out
 
     def stacked(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
-        """:meth:`tensors` as one 1-D tensor on ``device`` (None when there are none).
+        """:meth:`tensors` as one 1-D tensor on ``device``; None when there are none, or
+        when they were read here already (on the CPU, see :data:`READ_ONE_BY_ONE`:
+        :meth:`take` then ignores what it is given).
 
         The steps' tensors were only detached when they came: here a flush's tensors are
         checked at once (stacked, they make one value each when each is one real number);
         when they do not, every value is checked and the bad ones skipped (warned once)."""
+        if device.type in READ_ONE_BY_ONE and self._read_one_by_one():
+            return None
         by_name = self._stacked_by_name(device, dtype)
         if by_name is not None:
             return by_name
@@ -220,6 +235,55 @@ class UserMetrics:
         st, self._order = _stack(ts, device, dtype)
         return st.reshape(-1).to(dtype)
 
+    def _by_name_columns(self) -> tuple[tuple[str, ...], list[tuple[Any, ...]]] | None:
+        """The names and each name's values, when every step gave values under the same
+        names (the common case); None when the steps differ."""
+        if not self.steps or None in self.steps:
+            return None
+        rows = cast(list[dict[str, Value]], self.steps)
+        keys = rows[0].keys()
+        if not all(map(keys.__eq__, map(dict.keys, rows))):  # (in C: this runs every flush)
+            return None
+        names = tuple(keys)
+        # the values name by name: each step's values picked in C, then transposed
+        cols = (
+            list(zip(*map(itemgetter(*names), rows), strict=True))
+            if len(names) > 1
+            else [tuple(map(itemgetter(names[0]), rows))]
+        )
+        return names, cols
+
+    def _read_one_by_one(self) -> bool:
+        """The common case of :meth:`stacked` on the CPU: every step gave CPU tensors under
+        the same names in the same order, each one number (and every logged tensor is one
+        on the CPU). Their values are read here, step by step, each converted to float as
+        a float64 stack converts it, and kept name by name for :meth:`take`. False (nothing
+        read) otherwise: the values are then stacked."""
+        if not self.steps or None in self.steps:
+            return False
+        rows = cast(list[dict[str, Value]], self.steps)
+        names = tuple(rows[0])
+        n, k = len(rows), len(names)
+        if [*map(tuple, rows)].count(names) != n:  # (in C: this runs every flush)
+            return False
+        logged = [v for *_, row in self.logged for v in row.values() if isinstance(v, torch.Tensor)]
+        try:  # a name's tensors stay where its first one is: one elsewhere is not read here
+            if not all(map(_IS_CPU, chain(rows[0].values(), logged))):
+                return False
+            # a number (no is_cpu: AttributeError; not a tensor: TypeError)
+            read: list[Any] = [
+                *map(_READ, chain(chain.from_iterable(map(dict.values, rows)), logged))
+            ]
+        except (AttributeError, TypeError):
+            return False
+        # floats, ints and bools, each stored as the float64 a stack would make of it;
+        # never a list (not one number) nor a complex
+        if not _NUMBERS.issuperset(map(type, read)):
+            return False
+        self._read = [*chain.from_iterable(read[j : n * k : k] for j in range(k)), *read[n * k :]]
+        self._by_name = names
+        return True
+
     def _stacked_by_name(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
         """The common case of :meth:`stacked`: every step gave tensors under the same names.
 
@@ -229,21 +293,11 @@ class UserMetrics:
         whose dtype changes within a flush is promoted by its stack as torch promotes:
         an int64 above 2**24 stacked with float32 values rounds.) None when the steps
         differ: the general path then checks every value."""
-        first = self.steps[0] if self.steps else None
-        if first is None:
+        got = self._by_name_columns()
+        if got is None:
             return None
-        keys = first.keys()
-        if any(r is None or r.keys() != keys for r in self.steps):
-            return None
-        rows = cast(list[dict[str, Value]], self.steps)
-        names = tuple(keys)
-        n = len(rows)
-        # the values name by name: each step's values picked in C, then transposed
-        cols = (
-            list(zip(*map(itemgetter(*names), rows), strict=True))
-            if len(names) > 1
-            else [tuple(map(itemgetter(names[0]), rows))]
-        )
+        names, cols = got
+        n = len(self.steps)
         try:  # a number among them, or shapes that differ: TypeError, RuntimeError
             parts = [torch.stack(c) for c in cols]
         except (TypeError, RuntimeError):
@@ -261,8 +315,10 @@ class UserMetrics:
 
     def take(self, read: list[float], n: int) -> tuple[dict[str, list[float]], LoggedBatch | None]:
         """The columns (store names) of the last ``n`` buffered steps and the logged batch,
-        from the values of :meth:`tensors` as read (as :meth:`stacked` gave them); empties
-        the buffers."""
+        from the values of :meth:`tensors` as read (as :meth:`stacked` gave them, or as it
+        read them itself); empties the buffers."""
+        if self._read is not None:
+            read, self._read = self._read, None
         names, self._by_name = self._by_name, None
         rows = len(self.steps)
         rest = read if names is None else read[len(names) * rows :]  # the logged values
