@@ -166,9 +166,17 @@ def run_one(variant: str, steps: int, tmp: Path, tag: str) -> dict[str, Any]:
 
 
 def count_reads(tool: str, with_five: bool, steps: int, tmp: Path) -> dict[str, Any]:
-    """Reads of tensor values to the host from the tool's code or inside the logging call."""
+    """Reads of tensor values to the host from the tool's code or inside the logging call.
+
+    optitui is counted on the path it takes on a device: on the CPU its flush reads the
+    user's tensors one by one instead (no device to wait for there), but the other
+    tools' reads are counted on the CPU as they would be on a GPU, so optitui's are too."""
+    from optitui.trainer.loop import user_metrics
+
     model, opt, batches, loss_fn = make_loop(LOOP)
     counter = SyncCounter()
+    on_cpu = user_metrics.READ_ONE_BY_ONE
+    user_metrics.READ_ONE_BY_ONE = frozenset()
     try:
         hook, close = logging_hook(tool, tmp, f"syncs-{int(with_five)}", model, opt, True)
 
@@ -185,6 +193,7 @@ def count_reads(tool: str, with_five: bool, steps: int, tmp: Path) -> dict[str, 
     finally:
         counter.dirs = ()
         counter.restore()
+        user_metrics.READ_ONE_BY_ONE = on_cpu
     total = sum(counter.counts.values())
     return {"per_1000": total * 1000 / steps, "by_method": dict(counter.counts)}
 
@@ -312,7 +321,8 @@ def metrics_report(sec: dict[str, Any]) -> tuple[list[str], list[tuple[str, str,
         "Each tool logs the loss and each group's lr per step, alone and with 5 scalars the "
         "step computed as tensors (accuracy, mean, max and std of the logits, the count "
         "wrong), as its users write it: optitui `probe.step(loss, metrics={...})` with the "
-        "tensors (read in the flush's one batched read), TensorBoard `add_scalar` per value, "
+        "tensors (read at each flush: on a device in the flush's one batched read, which "
+        "its syncs are counted on; on the CPU one by one), TensorBoard `add_scalar` per value, "
         "trackio one `trackio.log` with each tensor turned into a float (`.item()`), wandb "
         "offline one `run.log` of the dict (it reads each tensor). Every run, the bare loop "
         "too, computes the 5 tensors, so *5 scalars* (the tool with them minus the same tool "

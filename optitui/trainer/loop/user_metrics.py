@@ -1,7 +1,8 @@
 """The user's own metrics: scalars recorded with each step, and values logged at other times.
 
 Tensors stay on the device: a step's values wait in a buffer beside its loss and are
-read in the flush's one batched read, together with the losses. Values logged between
+read in the flush's one batched read, together with the losses (on the CPU, with no
+device to wait for, the flush reads them one by one instead). Values logged between
 steps (an evaluation at the end of an epoch) are kept with the step they were logged
 at and written, columnar too, at the same flush. A value that is not one number is
 skipped with one warning naming the metric (once per name); NaN is recorded as NaN.
