@@ -4,14 +4,16 @@ and pausing. Each sends one command, shown as pending until the job answers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optitui.tui import fmt, forms
+from optitui.tui import fmt
 from optitui.tui.fmt import group_words
 from optitui.tui.live_groups import schedule_note
-from optitui.tui.screens.field_editor import Edit
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.widgets.group_table import GroupTable
+
+if TYPE_CHECKING:
+    from optitui.tui.screens.field_editor import Edit
 
 
 class ControlKeys(SteeringScreen):
@@ -97,6 +99,8 @@ class ControlKeys(SteeringScreen):
         self.send("scheduler", {"action": action}, f"scheduler {action} ({what})", None)
 
     def action_lookahead(self) -> None:
+        from optitui.tui import forms  # loaded when first needed
+
         current = self.controls.get("lookahead")
         if isinstance(current, dict):
             self.send("lookahead", {"enabled": False}, "lookahead off", None)
@@ -109,6 +113,8 @@ class ControlKeys(SteeringScreen):
         self.ask(forms.lookahead_form(), on)
 
     def action_clip(self) -> None:
+        from optitui.tui import forms  # loaded when first needed
+
         current = self.controls.get("clip")
         now = float(current) if isinstance(current, int | float) else None
 
@@ -120,6 +126,8 @@ class ControlKeys(SteeringScreen):
         self.ask(forms.clip_form(now), done)
 
     def action_swap_optimizer(self) -> None:
+        from optitui.tui import forms  # loaded when first needed
+
         current = self.controls.get("optimizer", self.meta.get("optimizer"))
         now = current if isinstance(current, str) else None
 
@@ -136,6 +144,8 @@ class ControlKeys(SteeringScreen):
         self.ask(forms.swap_form(now), done)
 
     def action_divergence(self) -> None:
+        from optitui.tui import forms  # loaded when first needed
+
         current = self.controls.get("divergence")
 
         def done(args: dict[str, Any]) -> None:

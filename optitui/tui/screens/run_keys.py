@@ -7,7 +7,6 @@ from typing import Any
 
 from optitui.store.access import RunAccess
 from optitui.store.reader import EventRow
-from optitui.tui import forms
 from optitui.tui.fmt import group_words
 from optitui.tui.screens.steering_screen import SteeringScreen
 from optitui.tui.settings import ViewerSettings
@@ -50,6 +49,8 @@ class RunKeys(SteeringScreen):
     # -- the range test -----------------------------------------------------------------
     def action_range_test(self) -> None:
         """Open the running range test, or ask for a new one."""
+        from optitui.tui import forms  # loaded when first needed
+
         if self._live_one("lr-find", self.range_test_ids):
             self.open_range_test(self.range_test_ids[-1])
             return
@@ -88,6 +89,8 @@ class RunKeys(SteeringScreen):
     # -- the race -----------------------------------------------------------------------
     def action_race(self) -> None:
         """Open the running race, or ask for a new one."""
+        from optitui.tui import forms  # loaded when first needed
+
         if self._live_one("race", self.race_ids):
             self.open_race(self.race_ids[-1])
             return
@@ -121,6 +124,8 @@ class RunKeys(SteeringScreen):
 
     # -- checkpoints --------------------------------------------------------------------
     def action_save(self) -> None:
+        from optitui.tui import forms  # loaded when first needed
+
         def save(args: dict[str, Any]) -> None:
             tag = args.get("tag")
             self.send("save", args, f"save checkpoint{f' {tag}' if tag else ''}", None)

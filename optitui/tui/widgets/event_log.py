@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections import deque
 
 from rich.text import Text
-from textual.widgets import RichLog
 
 from optitui.store.reader import EventRow
 from optitui.tui import fmt
+from optitui.tui.lazy_attrs import import_pretty
 from optitui.tui.routine import FILTERS, is_routine, shown
+
+import_pretty()  # before RichLog imports rich.pretty: attrs is loaded only if rich needs it
+from textual.widgets import RichLog  # noqa: E402
 
 KIND_STYLES = {
     "command": "cyan",
