@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +104,7 @@ SWAPPABLE = (
 
 def new_id() -> str:
     """Sortable and unique: nanoseconds, pid, randomness."""
-    return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+    return f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def _number(name: str, value: Any) -> float:

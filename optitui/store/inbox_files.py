@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -77,7 +76,7 @@ class Inbox:
         path = os.path.join(folder, name)
         shown = printable(name.decode("utf-8", "backslashreplace"))
         stem = shown[: -len(".json")]
-        fid = stem if ID_RE.match(stem) else f"bad-{secrets.token_hex(8)}"
+        fid = stem if ID_RE.match(stem) else f"bad-{os.urandom(8).hex()}"
         try:
             st = os.lstat(path)
         except OSError:
@@ -105,7 +104,7 @@ class Inbox:
 
     def _unique(self, item: Command | Rejected) -> Command | Rejected:
         if item.id in self._answered:
-            fresh = f"dup-{secrets.token_hex(8)}"
+            fresh = f"dup-{os.urandom(8).hex()}"
             self._answered.add(fresh)
             return Rejected(
                 fresh,

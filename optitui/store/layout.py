@@ -7,7 +7,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import socket
 import stat
 import time
@@ -79,7 +78,9 @@ def new_run_path(root: Path | str, name: str) -> Path:
     """A fresh run directory's path, ``root/<name>-<time>-<rand>`` (not made yet; 64
     random bits, so that nobody can guess a run's name before it exists)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{_slug(name)}-{stamp}-{secrets.token_hex(8)}"
+    # os.urandom, as secrets.token_hex: secrets would load hashlib (OpenSSL) into every
+    # viewer that imports the store
+    return Path(root) / f"{_slug(name)}-{stamp}-{os.urandom(8).hex()}"
 
 
 def create_run_dir(root: Path | str, name: str, run_dir: Path | str | None = None) -> RunPaths:

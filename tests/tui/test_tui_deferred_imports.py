@@ -20,13 +20,15 @@ ROOT = Path(optitui.__file__).resolve().parents[1]
 #: not needed for the first frame: attrs (rich.pretty's, for attrs objects only), the
 #: forms behind the keys, the field editor
 DEFERRED = ("attr", "optitui.tui.forms", "optitui.tui.screens.field_editor")
+#: not needed by the viewer at all: the store's random names come from os.urandom
+UNUSED = ("hashlib", "secrets")
 
 CHILD = """
 import asyncio, json, sys
 import optitui.tui.app
 
 DEFERRED = {deferred!r}
-at_import = [m for m in DEFERRED if m in sys.modules]
+at_import = [m for m in DEFERRED + {unused!r} if m in sys.modules]
 
 import attr
 from rich.pretty import pretty_repr
@@ -65,7 +67,7 @@ print(json.dumps({{"at_import": at_import, "pretty": pretty, "opened": opened,
 
 
 def test_first_frame_imports_leave_out_what_only_later_screens_use(tmp_path: Path) -> None:
-    code = CHILD.format(deferred=DEFERRED, support=str(Path(__file__).parent))
+    code = CHILD.format(deferred=DEFERRED, unused=UNUSED, support=str(Path(__file__).parent))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
