@@ -78,14 +78,50 @@ def rng_state(generators: list[torch.Generator], *, saved: bool = True) -> dict[
         "generators": [g.get_state() for g in generators],
     }
     try:
-        import numpy as np
-
-        np_state: Any = np.random.get_state()
-        kind, keys, pos, has_gauss, cached = np_state
+        kind, keys, pos, has_gauss, cached = _numpy_state()
         state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]
     except ImportError:
         state["numpy"] = None
     return state
+
+
+#: numpy's global RNG state as last read in full, and the generator's raw words then
+_numpy_seen: tuple[bytes, Any] | None = None
+#: numpy's MT19937 state in memory: 624 uint32 words and an int position
+_MT_BYTES = 624 * 4 + 4
+
+
+def _numpy_state() -> Any:
+    """``np.random.get_state()``, read again only when it may have changed.
+
+    A full read takes about 100 us (numpy builds the 624-word key one element at a
+    time), and every epoch takes one. The generator's raw words are a 2.5 KB copy
+    (through numpy's ctypes interface); when they are those of the last full read,
+    nothing was drawn since, and the state is the same unless that read held a cached
+    Gaussian (drawing it changes no word): then it is read in full again."""
+    global _numpy_seen
+    import numpy as np
+
+    raw = _numpy_raw(np)
+    seen = _numpy_seen
+    if raw is not None and seen is not None and seen[0] == raw and not seen[1][3]:
+        return seen[1]
+    got = np.random.get_state()  # after the raw words: a draw between makes them differ
+    _numpy_seen = None if raw is None else (raw, got)
+    return got
+
+
+def _numpy_raw(np: Any) -> bytes | None:
+    """The global generator's raw state, or None when it is not numpy's usual MT19937."""
+    get = getattr(np.random, "get_bit_generator", None)  # numpy 1.25 and later
+    if get is None:
+        return None
+    gen = get()
+    if type(gen).__name__ != "MT19937":
+        return None
+    import ctypes
+
+    return ctypes.string_at(gen.ctypes.state_address, _MT_BYTES)
 
 
 def as_saved(state: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -118,6 +154,8 @@ def set_rng_state(state: dict[str, Any], generators: list[torch.Generator]) -> s
     if state.get("numpy") is not None:
         import numpy as np
 
+        global _numpy_seen
+        _numpy_seen = None  # the Gaussian cache may differ with the same words
         kind, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
     return note
