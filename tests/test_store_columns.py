@@ -234,3 +234,22 @@ def test_extend_rows_on_names_given_as_lists() -> None:
     got = extend_rows(MetricColumns(), rows)
     want = per_row(MetricColumns(), [(i, n, json.dumps(c), b) for i, n, c, b in rows])
     same(got, want)
+
+
+def test_rows_of_different_lengths_and_a_big_endian_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of rows whose step counts change slices each row where its own n says; on a
+    big-endian host each stored (little-endian) value is turned around."""
+
+    def row(i: int, values: list[list[float]], swap: bool) -> tuple[int, int, list[str], bytes]:
+        flat = array("d", [v for col in values for v in col])
+        if swap:  # what a little-endian store holds, as a big-endian host reads it
+            flat.byteswap()
+        return (i, len(values[0]), ["a", "b"], flat.tobytes())
+
+    values = [[[1.0, 2.0], [3.0, 4.0]], [[5.0], [6.0]], [[7.0, 8.0, 9.0], [10.0, 11.0, 12.0]]]
+    for swap in (False, True):
+        monkeypatch.setattr("optitui.store.columns.SWAP", swap)
+        got = extend_rows(MetricColumns(), [row(i + 1, v, swap) for i, v in enumerate(values)])
+        assert got.length == 6 and got.last_id == 3
+        assert list(got.columns["a"]) == [1.0, 2.0, 5.0, 7.0, 8.0, 9.0]
+        assert list(got.columns["b"]) == [3.0, 4.0, 6.0, 10.0, 11.0, 12.0]

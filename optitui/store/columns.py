@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from optitui.store import metrics
@@ -61,6 +61,10 @@ class _Run:
         self.missing: list[array[float]] = []
         self.steps = 0
         self.last_id: int | None = None
+        # where each target's values lie in a row of n steps: the run's rows mostly share
+        # one n, so the slices are made once, not per row and column
+        self.n = -1
+        self.parts: list[tuple[Callable[[bytes], None], slice]] = []
 
     def _start(self) -> None:
         """Once the run's first row decodes: its new columns, NaN before they appeared."""
@@ -77,13 +81,14 @@ class _Run:
             raise ValueError(f"metric blob of {len(blob)} bytes does not hold {n}x{self.k} values")
         if self.last_id is None:
             self._start()
-        for i, col in self.targets:
-            if SWAP:
-                part = array("d", blob[i * size : (i + 1) * size])
-                part.byteswap()
-                col.extend(part)
-            else:
-                col.frombytes(blob[i * size : (i + 1) * size])
+        if n != self.n:
+            self.n = n
+            self.parts = [
+                (_swapping(col) if SWAP else col.frombytes, slice(i * size, (i + 1) * size))
+                for i, col in self.targets
+            ]
+        for extend, part in self.parts:
+            extend(blob[part])
         self.steps += n
         self.last_id = row_id
 
@@ -95,6 +100,17 @@ class _Run:
             col.extend(array("d", [metrics.NAN]) * self.steps)
         self.out.length += self.steps
         self.out.last_id = self.last_id
+
+
+def _swapping(col: array[float]) -> Callable[[bytes], None]:
+    """Appends little-endian float64 bytes to ``col`` on a big-endian host."""
+
+    def extend(data: bytes) -> None:
+        part = array("d", data)
+        part.byteswap()
+        col.extend(part)
+
+    return extend
 
 
 def newer_rows(rows: Iterable[Row], after_id: int) -> Iterator[Row]:
