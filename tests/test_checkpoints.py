@@ -344,24 +344,6 @@ def test_the_state_is_serialised_straight_into_its_file(tmp_path: Path) -> None:
     assert torch.equal(loaded["model"]["w"], snap["model"]["w"])
 
 
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no per-thread priority here")
-def test_the_checkpoint_writer_runs_at_a_lower_priority_than_training(tmp_path: Path) -> None:
-    from optitui.trainer.control.saver import WRITER_NICE
-
-    t = make_trainer(tmp_path, _job())
-    drive(t, 3, {})
-    control.apply(t, command("save", tag="n"))
-    assert t.saver is not None
-    t.saver.wait()  # the writer has run: its thread waits for the next save
-    tid = t.saver._thread.native_id
-    assert tid is not None
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert os.getpriority(os.PRIO_PROCESS, tid) >= max(own, WRITER_NICE)
-    if own >= WRITER_NICE:  # e.g. the suite run under `nice -n 15`
-        pytest.skip(f"tests run at nice {own}: the writer has no lower priority left to take")
-    assert own < WRITER_NICE  # training keeps its own
-
-
 def test_the_state_is_written_without_a_checksum_taken_under_the_gil(tmp_path: Path) -> None:
     """torch.save's CRC-32 of each record holds the GIL for the whole tensor (training
     stopped meanwhile) and torch.load never checks it: the writer leaves it out, the

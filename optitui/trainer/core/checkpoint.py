@@ -151,23 +151,49 @@ def _tensors(obj: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
             yield from _tensors(v, f"{where}[{i}]")
 
 
+#: floating dtypes whose sums every torch has on every device
+_SUMMED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _sums_finite(ts: list[torch.Tensor]) -> list[bool]:
+    """Whether each tensor's sum is finite, in one read for all. NaN and inf carry into a
+    sum, so a finite sum means every element is; the reverse does not hold (finite values
+    whose sum overflows), so a tensor whose sum is not finite needs :func:`_kinds`. One
+    reduction per tensor and nothing the size of the state: ``isfinite`` of each tensor
+    cost the writer as much CPU as hashing and writing the file together."""
+    if not ts:
+        return []
+    unknown = torch.tensor(math.nan, dtype=torch.float64)  # other dtypes: the exact look
+    sums = [t.sum().double() if t.dtype in _SUMMED else unknown for t in ts]
+    return [bool(ok) for ok in torch.stack(sums).isfinite().tolist()]
+
+
 def non_finite(snap: dict[str, Any], expected: Expected | None = None) -> str | None:
     """The first entry holding NaN or inf that training put there, if any (such a state
     is never written): parameters, buffers that were finite at the start (``expected``
     names the others and what they held), and the optimizer's state."""
     expected = expected or {}
-    for name, t in snap["model"].items():
-        if not isinstance(t, torch.Tensor):
-            continue
-        kinds = _kinds(t)
+    model = [
+        (str(name), t)
+        for name, t in snap["model"].items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point()
+    ]
+    opt = [
+        (where, t)
+        for where, t in _tensors(snap.get("optimizer", {}).get("state", {}), "optimizer state")
+        if t.is_floating_point()
+    ]
+    entries = model + opt
+    finite = _sums_finite([t for _, t in entries])
+    for i, ((name, t), ok) in enumerate(zip(entries, finite, strict=True)):
+        kinds = None if ok else _kinds(t)
         if kinds is None:
             continue
-        had_nan, had_inf = expected.get(str(name), (False, False))
+        if i >= len(model):
+            return name
+        had_nan, had_inf = expected.get(name, (False, False))
         if (kinds[0] and not had_nan) or (kinds[1] and not had_inf):
-            return str(name)
-    for where, t in _tensors(snap.get("optimizer", {}).get("state", {}), "optimizer state"):
-        if _kinds(t) is not None:
-            return where
+            return name
     return None
 
 
