@@ -109,3 +109,26 @@ def test_the_checkpoint_writer_takes_the_lowest_priority_and_training_keeps_its_
     assert os.getpriority(os.PRIO_PROCESS, tid) == 19
     assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the training thread's is untouched
     t.saver.close()
+
+
+def test_the_state_reaches_its_file_in_a_few_large_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch writes a zip header, a record and padding per tensor, most of them small:
+    they are gathered so the GIL is let go and taken back a few times, not hundreds."""
+    real = os.write
+    sizes: list[int] = []
+
+    def counted(fd: int, data: Any) -> int:
+        sizes.append(len(data))
+        return real(fd, data)
+
+    snap = _snap({f"b{i}": torch.full((64,), float(i)) for i in range(60)})
+    snap["model"]["w"] = torch.full((512, 512), 2.0)  # 1 MB
+    monkeypatch.setattr(os, "write", counted)
+    m = checkpoint.write(tmp_path, snap, checkpoint.new_id(1, "manual"), reason="manual")
+    monkeypatch.undo()
+    assert len(sizes) <= 5, sizes  # small records and headers, the large one, the manifest
+    loaded = checkpoint.load(tmp_path / m.file, m)
+    for name, t in snap["model"].items():
+        assert torch.equal(loaded["model"][name], t)

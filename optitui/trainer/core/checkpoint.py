@@ -51,6 +51,13 @@ def _fsync_dir(path: Path) -> None:
 CHUNK = 1 << 30
 
 
+#: writes smaller than this (torch's zip headers and small records: most of its calls)
+#: are gathered and reach the file together: every ``os.write`` lets the GIL go and takes
+#: it back, and a low-priority writer put aside by the scheduler while it holds the GIL
+#: keeps training waiting
+SMALL = 1 << 16
+
+
 class _HashedFile:
     """The temporary file being written, its SHA-256 and size taken as it goes: the
     state is serialised straight into it, never held whole in memory."""
@@ -59,19 +66,32 @@ class _HashedFile:
         self.fd = fd
         self.sha = hashlib.sha256()
         self.size = 0
+        self._small = bytearray()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data).cast("B")
         self.sha.update(view)  # hashlib releases the GIL over large buffers
+        self.size += len(view)
+        if len(view) < SMALL:
+            self._small += view
+            if len(self._small) >= SMALL:
+                self.flush()
+        else:
+            self.flush()
+            self._write_all(view)
+        return len(view)
+
+    def _write_all(self, view: memoryview) -> None:
         for at in range(0, len(view), CHUNK):
             part = view[at : at + CHUNK]
             while part:
                 part = part[os.write(self.fd, part) :]
-        self.size += len(view)
-        return len(view)
 
     def flush(self) -> None:
-        pass
+        """Write what was gathered (before the file is fsynced)."""
+        if self._small:
+            self._write_all(memoryview(self._small))
+            self._small = bytearray()
 
 
 def _write_atomic(path: Path, fill: Callable[[_HashedFile], object]) -> _HashedFile:
@@ -82,6 +102,7 @@ def _write_atomic(path: Path, fill: Callable[[_HashedFile], object]) -> _HashedF
     try:
         out = _HashedFile(fd)
         fill(out)
+        out.flush()
         os.fsync(fd)
     except BaseException:
         os.close(fd)
