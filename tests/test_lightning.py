@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_hot_path
 import torch
 from conftest import REPO, wait_for
 from torch import nn
@@ -23,8 +22,6 @@ from optitui.store.reader import RunReader
 
 pl = pytest.importorskip("lightning.pytorch")
 from optitui.integrations.lightning import OptituiCallback  # noqa: E402
-
-sync_counter = test_hot_path.sync_counter
 
 
 class Tiny(pl.LightningModule):  # type: ignore[misc,name-defined]
