@@ -257,9 +257,10 @@ class UserMetrics:
     def _read_one_by_one(self) -> bool:
         """The common case of :meth:`stacked` on the CPU: every step gave CPU tensors under
         the same names in the same order, each one number (and every logged tensor is one
-        on the CPU). Their values are read here, step by step, each converted to float as
-        a float64 stack converts it, and kept name by name for :meth:`take`. False (nothing
-        read) otherwise: the values are then stacked."""
+        on the CPU). Their values are read here, step by step, as Python floats, ints and
+        bools (the store writes each as the float64 a stack would make of it), and kept
+        name by name for :meth:`take`. False (nothing read) otherwise: the values are then
+        stacked."""
         if not self.steps or None in self.steps:
             return False
         rows = cast(list[dict[str, Value]], self.steps)
