@@ -92,6 +92,30 @@ def test_non_finite_names_what_training_broke_and_nothing_else(
     assert checkpoint.non_finite(_snap(model, opt_state), expected) == found
 
 
+@pytest.mark.parametrize(
+    ("dtype", "value"), [(torch.float16, 60.0), (torch.bfloat16, 1e37), (torch.float32, 1e37)]
+)
+def test_a_finite_state_whose_sums_overflow_takes_no_exact_look(
+    dtype: torch.dtype, value: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finite tensor whose sum overflows (a float16 one past 65,504) is told finite by
+    its extremes, without the exact look that makes masks the size of the state."""
+    looked: list[torch.Tensor] = []
+    exact = checkpoint._kinds
+
+    def kinds(t: torch.Tensor) -> tuple[bool, bool] | None:
+        looked.append(t)
+        return exact(t)
+
+    monkeypatch.setattr(checkpoint, "_kinds", kinds)
+    state = {"w": torch.full((512, 64), value, dtype=dtype), "b": torch.ones(64, dtype=dtype)}
+    assert checkpoint.non_finite(_snap(state, {0: {"exp_avg": state["w"].clone()}})) is None
+    assert looked == []
+    state["w"][3, 5] = float("nan")  # and a NaN among them is still found, and named
+    assert checkpoint.non_finite(_snap(state)) == "w"
+    assert len(looked) == 1
+
+
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no per-thread priority here")
 def test_the_checkpoint_writer_takes_the_lowest_priority_and_training_keeps_its_own(
     tmp_path: Path,

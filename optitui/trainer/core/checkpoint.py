@@ -178,15 +178,23 @@ _SUMMED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _sums_finite(ts: list[torch.Tensor]) -> list[bool]:
     """Whether each tensor's sum is finite, in one read for all. NaN and inf carry into a
-    sum, so a finite sum means every element is; the reverse does not hold (finite values
-    whose sum overflows), so a tensor whose sum is not finite needs :func:`_kinds`. One
-    reduction per tensor and nothing the size of the state: ``isfinite`` of each tensor
-    cost the writer as much CPU as hashing and writing the file together."""
+    sum, so a finite sum means every element is. The reverse does not hold (finite values
+    whose sum overflows: a float16 one past 65,504), so a tensor whose sum is not finite
+    is told by its extremes, which carry NaN and inf too and cannot overflow; only one
+    that holds some needs :func:`_kinds`. One reduction per tensor and nothing the size
+    of the state: ``isfinite`` of each tensor cost the writer as much CPU as hashing and
+    writing the file together."""
     if not ts:
         return []
     unknown = torch.tensor(math.nan, dtype=torch.float64)  # other dtypes: the exact look
     sums = [t.sum().double() if t.dtype in _SUMMED else unknown for t in ts]
-    return [bool(ok) for ok in torch.stack(sums).isfinite().tolist()]
+    finite = [bool(ok) for ok in torch.stack(sums).isfinite().tolist()]
+    for i, t in enumerate(ts):
+        if not finite[i] and t.dtype in _SUMMED and t.numel():
+            # (not every sum in float32: a float16 tensor's costs seven times as much)
+            lo, hi = torch.aminmax(t)
+            finite[i] = bool(torch.stack([lo, hi]).isfinite().all())
+    return finite
 
 
 def non_finite(snap: dict[str, Any], expected: Expected | None = None) -> str | None:
