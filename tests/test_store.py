@@ -6,14 +6,18 @@ import os
 import signal
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from conftest import start_headless, wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optitui.store import commands, inbox_files, metrics
 from optitui.store.layout import RunDirError, create_run_dir, find_runs
@@ -32,6 +36,39 @@ def test_metric_blob_round_trip() -> None:
         metrics.decode(names, n + 1, blob)
     with pytest.raises(ValueError, match="has 2 values"):
         metrics.encode({"step": [1.0, 2.0, 3.0], "loss": [1.0, 2.0]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(st.floats(width=64), st.integers(-(2**53), 2**53), st.booleans()),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_blob_holds_each_value_as_the_float64_it_is(cols: list[list[float]]) -> None:
+    """Every value, ints and bools too (NaN, inf, -0.0 as they are), is written as a
+    little-endian float64, column after column, whatever the host's byte order."""
+    columns: dict[str, Sequence[float]] = {"step": range(3)}
+    columns.update({f"c{i}": c for i, c in enumerate(cols)})
+    names, n, blob = metrics.encode(columns)
+    assert (names, n) == (list(columns), 3)
+    want = b"".join(struct.pack("<d", float(v)) for c in columns.values() for v in c)
+    assert blob == want
+    back = metrics.decode(names, n, blob)
+    for name, col in columns.items():
+        assert [struct.pack("<d", v) for v in back[name]] == [
+            struct.pack("<d", float(v)) for v in col
+        ]
+
+
+def test_a_column_of_something_else_is_named() -> None:
+    with pytest.raises(TypeError, match="column 'loss'"):
+        metrics.encode({"step": [1, 2], "loss": [0.5, None]})  # type: ignore[list-item]
 
 
 def test_run_dir_is_private(tmp_path: Path) -> None:
