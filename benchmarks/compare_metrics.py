@@ -198,29 +198,35 @@ def count_reads(tool: str, with_five: bool, steps: int, tmp: Path) -> dict[str, 
     return {"per_1000": total * 1000 / steps, "by_method": dict(counter.counts)}
 
 
-def alternating(tool: str, pairs: int, tmp: Path) -> dict[str, list[float]]:
+def alternating(
+    tool: str, pairs: int, tmp: Path, block_steps: int = BLOCK_STEPS, control: bool = False
+) -> dict[str, list[float]]:
     """One run of ``tool`` logging the loss every step and the 5 scalars in every other
-    block of BLOCK_STEPS steps; per pair of blocks, what the scalars added per step: wall
-    time and the training thread's CPU time, us."""
+    block of ``block_steps`` steps; per pair of blocks, what the scalars added per step:
+    wall time and the training thread's CPU time, us, and the block without them (wall).
+    ``control``: neither block logs the scalars (what the measure reads when nothing
+    differs)."""
     model, opt, batches, loss_fn = make_loop(LOOP)
     slug = "".join(c if c.isalnum() else "_" for c in tool).strip("_")
     hook, close = logging_hook(tool, tmp, f"alt-{slug}", model, opt)
 
     def block(with_five: bool) -> tuple[float, float]:
         w0, c0 = time.perf_counter(), time.thread_time()
-        metrics_loop(model, opt, batches, loss_fn, BLOCK_STEPS, hook, with_five)
+        metrics_loop(model, opt, batches, loss_fn, block_steps, hook, with_five and not control)
         wall, cpu = time.perf_counter() - w0, time.thread_time() - c0
-        return wall * 1e6 / BLOCK_STEPS, cpu * 1e6 / BLOCK_STEPS
+        return wall * 1e6 / block_steps, cpu * 1e6 / block_steps
 
     wall: list[float] = []
     cpu: list[float] = []
+    base: list[float] = []
     for i in range(WARM_PAIRS + pairs):
         got = {five: block(five) for five in ((True, False) if i % 2 == 0 else (False, True))}
         if i >= WARM_PAIRS:
             wall.append(got[True][0] - got[False][0])
             cpu.append(got[True][1] - got[False][1])
+            base.append(got[False][0])
     close()
-    return {"wall": wall, "cpu": cpu}
+    return {"wall": wall, "cpu": cpu, "base": base}
 
 
 def metrics_worker(spec: dict[str, Any]) -> dict[str, Any]:

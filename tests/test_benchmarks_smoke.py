@@ -171,6 +171,27 @@ def test_metrics_screen_frame_benchmark_quick_run() -> None:
         assert "9 charts, median" in line, line
 
 
+@pytest.mark.parametrize("control", [False, True])
+def test_metrics_blocks_benchmark_gives_the_added_time_and_its_share(control: bool) -> None:
+    """`metrics_blocks.py` measures pairs of blocks and prints the step without the
+    scalars, then wall and CPU added, each with its interval and share of the step."""
+    script = ROOT / "benchmarks" / "metrics_blocks.py"
+    flags = ["--pairs", "3", "--block", "8"] + (["--control"] if control else [])
+    out = subprocess.run(
+        [sys.executable, str(script), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang guard
+        check=True,
+    ).stdout
+    head, step, wall, cpu = out.splitlines()
+    assert head.startswith("control" if control else "5 tensor scalars: 3 pairs of 8-step")
+    assert float(step.split(":")[1].split()[0]) > 0
+    for line, key in ((wall, "wall"), (cpu, "cpu")):
+        assert line.strip().startswith(f"added {key}") and "us/step [95% " in line, line
+        assert line.endswith("of the step"), line
+
+
 @pytest.mark.slow
 def test_before_rows_come_from_the_other_checkout(tmp_path: Path) -> None:
     """``--before CHECKOUT`` measures that checkout's checkpoint writer in the same run
