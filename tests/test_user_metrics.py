@@ -291,6 +291,42 @@ def test_module_log_without_a_run_does_nothing() -> None:
     optitui.log(acc=1.0, bad=[1, 2])  # no probe open in this process: no error, no effect
 
 
+@pytest.mark.parametrize("one_by_one", [True, False])
+def test_a_tensor_given_again_at_later_steps_is_never_recorded_with_their_value(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    one_by_one: bool,
+) -> None:
+    """A running total the loop updates in place, given at every step, is read at the
+    flush, when it holds the flush's value: only the last step of each flush keeps it
+    (its own), the others are NaN, never a later step's number, and the metric is warned
+    about once. A fresh tensor per step beside it is recorded exactly, on the CPU's
+    one-by-one read and on the device's stacks alike."""
+    from optitui.trainer.loop import user_metrics
+
+    monkeypatch.setattr(user_metrics, "READ_ONE_BY_ONE", frozenset({"cpu"} if one_by_one else ()))
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=8, flush_seconds=1e9)
+    total = torch.zeros(())
+    for _ in range(20):
+        loss = model(torch.ones(1, 2)).pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += 1
+        probe.step(loss, metrics={"total": total, "fresh": total.clone()})
+    probe.close()
+    err = capsys.readouterr().err
+    assert err.count("metric 'total'") == 1 and "given at several steps" in err
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics()
+        assert user(cols, "fresh") == [float(k) for k in range(1, 21)]
+        kept = {k: v for k, v in enumerate(user(cols, "total"), 1) if not math.isnan(v)}
+        assert kept == {8: 8.0, 16: 16.0, 20: 20.0}  # the last step of each flush
+
+
 def test_bad_values_warn_once_each_and_are_skipped_nan_is_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -335,6 +335,7 @@ class UserMetrics:
                 for j, name in enumerate(names)
             }
         )
+        self._drop_repeats(cols, n)
         logged = None
         if self.logged:
             m = len(self.logged)
@@ -351,6 +352,31 @@ class UserMetrics:
             logged = LoggedBatch(lcols)
         self.steps, self.logged = [], []
         return cols, logged
+
+    def _drop_repeats(self, cols: dict[str, list[float]], n: int) -> None:
+        """NaN in ``cols`` where a step's tensor was given again at a later step of the
+        flush: read at the flush, it holds that later step's value, or a newer one (a
+        running total the loop updates in place). Only its last step keeps the value,
+        which is still its own, and the metric is warned about once."""
+        values = [*chain.from_iterable(map(dict.values, filter(None, self.steps)))]
+        if len({*map(id, values)}) == len(values):  # (in C: this runs every flush)
+            return
+        rows = len(self.steps)
+        last = {id(v): i for i, row in enumerate(self.steps) for v in (row or {}).values()}
+        first = self._now() - rows + 1 if self.first is None else self.first
+        for i, row in enumerate(self.steps):
+            for name, v in (row or {}).items():
+                if not isinstance(v, torch.Tensor) or last[id(v)] == i:
+                    continue  # (a number is its own value, even one Python shares)
+                col, at = cols.get(USER_PREFIX + name), i + n - rows
+                if col is not None and 0 <= at < len(col):
+                    col[at] = math.nan
+                why = (
+                    "the same tensor was given at several steps (updated in place?): a "
+                    "value is read at the flush, so only the last of those steps is "
+                    "recorded; give each step its own tensor (e.g. .clone())"
+                )
+                self.warn_once(name, why, first + i)
 
     def _columns(self, it: Iterator[float], n: int) -> dict[str, list[float]]:
         """The columns of the last ``n`` buffered steps, taking each step's tensors in turn."""
