@@ -327,6 +327,28 @@ def test_a_tensor_given_again_at_later_steps_is_never_recorded_with_their_value(
         assert kept == {8: 8.0, 16: 16.0, 20: 20.0}  # the last step of each flush
 
 
+@pytest.mark.parametrize("period", [1, 2, 3])
+def test_buffers_taken_in_turn_are_found_too(period: int) -> None:
+    """Tensors reused every ``period`` steps (a running total, buffers taken in turn) keep
+    only their last step's value in a flush; a fresh tensor per step keeps every one."""
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    warned: list[str] = []
+    um = UserMetrics(lambda message, step: warned.append(message), lambda: 0)
+    buffers = [torch.zeros(()) for _ in range(period)]
+    for step in range(10):
+        buf = buffers[step % period]
+        buf.fill_(step)
+        um.add_step(um.check_step({"buf": buf, "fresh": torch.tensor(float(step))}))
+    taken = um.split(1)
+    read = taken.stacked(torch.device("cpu"), torch.float64)
+    cols, _ = taken.take([] if read is None else read.tolist(), 10)
+    assert cols[U + "fresh"] == [float(k) for k in range(10)]
+    kept = {k: v for k, v in enumerate(cols[U + "buf"]) if not math.isnan(v)}
+    assert kept == {k: float(k) for k in range(10 - period, 10)}
+    assert len(warned) == 1 and "'buf'" in warned[0]
+
+
 def test_bad_values_warn_once_each_and_are_skipped_nan_is_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
