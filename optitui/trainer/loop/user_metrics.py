@@ -362,10 +362,13 @@ class UserMetrics:
         # total, and buffers taken in turn, show there (an id per value would cost 150 ns
         # per value each flush); only then is every value looked at
         steps = self.steps
-        ends = [r for r in (steps[0], *steps[-4:-1]) if r] if len(steps) > 1 else []
-        last = steps[-1] if steps else None
-        seen = {id(v) for r in ends for v in r.values() if isinstance(v, torch.Tensor)}
-        if not last or not any(id(v) in seen for v in last.values()):
+        last = steps[-1] if len(steps) > 1 else None
+        if not last:
+            return
+        # (the rows hold tensors and floats, and a float is its own value even when shared)
+        tensors = {id(v) for v in last.values() if type(v) is not float}
+        before = chain.from_iterable(map(dict.values, filter(None, (steps[0], *steps[-4:-1]))))
+        if tensors.isdisjoint(map(id, before)):  # (in C: this runs every flush)
             return
         rows = len(steps)
         at_last = {id(v): i for i, row in enumerate(steps) for v in (row or {}).values()}
