@@ -225,7 +225,7 @@ def test_save_and_restore_by_keys(tmux: Tmux, tmp_path: Path) -> None:
     wait_for(lambda: "e2e-tag" in tmux.screen("run"), 10, "our checkpoint in the list")
     tmux.keys("run", "Enter")
     restores = wait_for(
-        lambda: [json.loads(p) for k, p in applied(run) if k == "restore"], 30, "the restore"
+        lambda: [json.loads(p) for k, p in applied(run) if k == "restore"], 90, "the restore"
     )
     chosen = restores[0]["args"]["id"]
     assert chosen in {m.id for m in listing(folder)}
