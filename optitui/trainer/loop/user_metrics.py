@@ -97,10 +97,11 @@ class UserMetrics:
         self.steps, self.logged = [], []
         return out
 
-    def warn_once(self, name: str, why: str, step: int) -> None:
+    def warn_once(self, name: str, why: str, step: int, what: str = "skipped") -> None:
+        """One warning per metric name: ``metric 'name' <what>: <why>``."""
         if name not in self._warned:
             self._warned.add(name)
-            self._warn(f"metric {name!r} skipped: {why} (warned once)", step)
+            self._warn(f"metric {name!r} {what}: {why} (warned once)", step)
 
     def check(
         self, values: Mapping[Any, Any], skip: str | None = None, step: int | None = None
@@ -385,7 +386,7 @@ class UserMetrics:
                     "value is read at the flush, so only the last of those steps is "
                     "recorded; give each step its own tensor (e.g. .clone())"
                 )
-                self.warn_once(name, why, first + i)
+                self.warn_once(name, why, first + i, "recorded at some steps only")
 
     def _columns(self, it: Iterator[float], n: int) -> dict[str, list[float]]:
         """The columns of the last ``n`` buffered steps, taking each step's tensors in turn."""
