@@ -83,6 +83,37 @@ def test_export_jsonl_of_several_runs_has_the_same_keys_on_every_line(
     assert lines[0]["lr/0"] is None and lines[4]["lr/0"] == 0.1 and lines[4]["loss"] == 0.5
 
 
+def test_export_of_infinite_and_nan_values_is_standard_json_and_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON has no infinity: +-inf are the strings "Infinity" and "-Infinity" in JSON
+    lines (NaN null), each line parses under a strict parser; CSV keeps inf and -inf."""
+    paths = create_run_dir(tmp_path, "r", tmp_path / "r")
+    w = StoreWriter(paths, {"groups": ["0"], "script": "/x/r.py"})
+    inf, nan = float("inf"), float("nan")
+    cols = {"step": [1.0, 2.0, 3.0], "epoch": [0.0] * 3, "time": [1.0, 2.0, 3.0]}
+    cols |= {"loss": [inf, 1.0, nan], "lr/0": [0.1] * 3, "user:up": [inf, -inf, 2.0]}
+    w.write([MetricBatch(cols), StatusUpdate("finished", 3, 0)])
+    w.close()
+
+    def strict(text: str) -> object:
+        def no_constant(name: str) -> object:
+            raise ValueError(f"not JSON: {name}")
+
+        return json.loads(text, parse_constant=no_constant)
+
+    assert main(["export", str(paths.root), "--format", "jsonl"]) == 0
+    lines = [strict(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["loss"], x["up"]) for x in lines] == [  # type: ignore[index]
+        ("Infinity", "Infinity"),
+        (1.0, "-Infinity"),
+        (None, 2.0),
+    ]
+    assert main(["export", str(paths.root)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["loss"], r["up"]) for r in rows] == [("inf", "inf"), ("1.0", "-inf"), ("", "2.0")]
+
+
 def test_export_names_runs_that_share_a_directory_name_as_given(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -155,9 +155,24 @@ def write_table(
             if fmt == "csv":
                 writer.writerow({k: "" if v is None else v for k, v in full.items()})
             else:
-                out.write(json.dumps(full) + "\n")
+                out.write(_json_line(full))
             n += 1
     return n
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    """A row as one line of standard JSON: JSON has no infinity, so +-inf are written as
+    the strings "Infinity" and "-Infinity" (as proto3's JSON mapping writes them)."""
+    try:
+        return json.dumps(row, allow_nan=False) + "\n"
+    except ValueError:  # an infinite value (NaN is None here, written as null)
+        return json.dumps({k: _finite(v) for k, v in row.items()}, allow_nan=False) + "\n"
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"
+    return v
 
 
 def system_names(series: system.SystemSeries) -> list[str]:

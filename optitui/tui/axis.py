@@ -9,6 +9,7 @@ series here gets a range around its value instead of a zero-height one.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: a flat series gets this much room either side (a fraction of its value on a linear
@@ -38,14 +39,14 @@ class Axis:
                 if len(values) > len(found):
                     found = [math.log10(v) for v in values if v > 0]
             if len(found) >= 2:
-                return found, [label(10**p) for p in found]
+                return found, labels([10**p for p in found])
         if not self.log:
             found = _linear_ticks(self.lo, self.hi, most)
             if len(found) >= 2:
-                return found, [label(p) for p in found]
+                return found, labels(found)
         n = max(2, min(most, 5))
         pos = [self.lo + (self.hi - self.lo) * i / (n - 1) for i in range(n)]
-        return pos, [label(10**p if self.log else p) for p in pos]
+        return pos, labels([10**p if self.log else p for p in pos])
 
     def rounded_down(self, rows: int) -> Axis:
         """The axis with its bottom moved down to the round value below it (a tick of
@@ -67,8 +68,24 @@ class Axis:
 
 
 def label(v: float) -> str:
-    """A tick label: three significant digits, short (0.002, 1.5e-05, 2.41, 1.2e+03)."""
+    """A value in three significant digits, short (0.002, 1.5e-05, 2.41, 1.2e+03)."""
     return f"{v:.3g}"
+
+
+def labels(values: Sequence[float]) -> list[str]:
+    """Tick labels: three significant digits, or as many more as put each label within
+    1% of the gap to its nearest tick (ticks close together read 2.295, 2.3, 2.305,
+    never 2.29, 2.3, 2.31 at the wrong heights)."""
+    out = []
+    for i, v in enumerate(values):
+        gaps = [abs(values[j] - v) for j in (i - 1, i + 1) if 0 <= j < len(values)]
+        tolerance = 0.01 * min(gaps) if gaps else math.inf
+        for digits in range(3, 18):
+            text = f"{v:.{digits}g}"
+            if abs(float(text) - v) <= tolerance:
+                break
+        out.append(text)
+    return out
 
 
 def axis_for(lo: float, hi: float, log: bool) -> Axis:

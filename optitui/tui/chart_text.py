@@ -144,7 +144,8 @@ def _labels(axis: Axis, rows: int) -> dict[int, str]:
         r = round((axis.hi - p) / span * (rows - 1))
         if 0 <= r < rows:
             value = 10**p if axis.log else p
-            ticks.append((r, short(value) if abs(value) >= 1000 else t[:LABEL_CELLS]))
+            text = short(value, _digits(t)) if abs(value) >= 1000 else t
+            ticks.append((r, fit(text, LABEL_CELLS)))
     for k in range(1, len(ticks) + 1):
         chosen = ticks[::k]
         if all(abs(a[0] - b[0]) >= 2 for a, b in pairwise(chosen)):
@@ -152,12 +153,45 @@ def _labels(axis: Axis, rows: int) -> dict[int, str]:
     return dict(ticks[:1])
 
 
-def short(v: float) -> str:
-    """A large value in a few cells: 5.2k, 1.5M."""
+def short(v: float, digits: int = 3) -> str:
+    """A large value in a few cells: 5.2k, 1.5M; from 1e12 (or 999.95k and the like,
+    which round up to the next unit) as 1.15e+18, never 1.15e+09G."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
+            text = f"{v / scale:.{digits}g}"
+            if "e" not in text:
+                return text + unit
+            break
+    return f"{v:.{digits}g}"
+
+
+def fit(text: str, cells: int) -> str:
+    """A number's label in at most ``cells`` cells: its exponent written short
+    (1.25e-4), then fewer digits, rounded (a label cut short reads as another number)."""
+    if len(text) <= cells:
+        return text
+    try:
+        v = float(text.rstrip("kMG"))
+    except ValueError:
+        return text[:cells]
+    unit = text[-1] if text[-1] in "kMG" else ""
+    for digits in range(_digits(text), 0, -1):
+        for t in (f"{v:.{digits}g}", _short_exponent(f"{v:.{max(digits - 1, 0)}e}")):
+            if len(t + unit) <= cells:
+                return t + unit
+    return text[:cells]
+
+
+def _short_exponent(text: str) -> str:
+    """1.25e-04 -> 1.25e-4, 3e+05 -> 3e5."""
+    mantissa, _, exponent = text.partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def _digits(text: str) -> int:
+    """The significant digits of a label (at least 3)."""
+    mantissa = text.lstrip("+-").partition("e")[0].rstrip("kMG").replace(".", "")
+    return max(3, len(mantissa.strip("0")))
 
 
 def _strip(chart: Chart, cols: int) -> Text:

@@ -3,6 +3,7 @@ at a time on a narrow terminal, a table that says what it left out."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -233,3 +234,40 @@ def test_a_metric_chart_of_a_few_steps_names_each_step_once_under_it() -> None:
         assert strip[at] == str(step), strip
     long = draw(Chart(Text("acc"), [curve], 1.0, 401.0, x_ticks=5), 60, 8).lines[-1].plain
     assert long.split() == ["1", "101", "201", "301", "401"], long
+
+
+def test_tick_labels_give_the_value_at_their_height_in_a_narrow_band() -> None:
+    """A metric moving in the third decimal (2.2904 .. 2.3096): each y label is the value
+    at its own row (within half a row), never a rounding that belongs rows away (2.31
+    beside 2.3055), and no two labels read the same."""
+    vals = [2.3094, 2.2960, 2.3046, 2.2977, 2.2969, 2.3096, 2.3010, 2.2904]
+    xs = [float(i) for i in range(len(vals))]
+    for height in (8, 12, 24, 48):
+        drawn = draw(Chart(Text("band"), [Curve(xs, vals, "red")], 0.0, 7.0), 60, height)
+        assert drawn.y is not None
+        lo, hi = drawn.y
+        rows = height - 2
+        row_height = (hi - lo) / (rows - 1)
+        found = y_labels("\n".join(line.plain for line in drawn.lines))
+        assert len(found) >= 2, (height, found)
+        assert len({v for _, v in found}) == len(found)
+        for line, value in found:
+            at = hi - (line - 1) * row_height  # line 0 is the title
+            assert abs(value - at) <= 0.5 * row_height, (height, line, value, at)
+
+
+def test_big_and_small_values_are_written_whole_in_a_few_cells() -> None:
+    """1e18 is 1.15e+18, not 1.15e+09G; a label too long for the axis is rounded and its
+    exponent written short, never cut (0.000125 is not 0.00012)."""
+    from optitui.tui.chart_text import fit, short
+
+    assert short(2.0**60) == "1.15e+18"
+    assert short(2.0**70) == "1.18e+21"
+    assert (short(1500.0), short(2.5e6), short(1.5e9)) == ("1.5k", "2.5M", "1.5G")
+    assert short(1_000_500.0, 5) == "1.0005M"
+    assert fit("0.000125", 7) == "1.25e-4"
+    assert fit("2.295", 7) == "2.295"
+    assert fit("123456789", 7) == "1.235e8"
+    for text in ("0.000125", "123456789", "1.23456789e-05", "0.0001234567"):
+        got = fit(text, 7)
+        assert len(got) <= 7 and math.isclose(float(got), float(text), rel_tol=5e-3), got
