@@ -386,6 +386,38 @@ def test_bad_values_warn_once_each_and_are_skipped_nan_is_kept(
         assert "grad_norm" not in cols.columns  # not clipping: the user's value is not it
 
 
+def test_odd_values_are_taken_or_refused_in_plain_words() -> None:
+    """A Decimal is a number (a Fraction too); None, a complex number and a complex tensor
+    are refused saying what they are; 'val_loss' points to probe.val_loss()."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    warned: list[str] = []
+    m = UserMetrics(lambda message, step: warned.append(message), lambda: 0)
+    got = m.check(
+        {
+            "dec": Decimal("1.5"),
+            "frac": Fraction(1, 4),
+            "snan": Decimal("sNaN"),
+            "none": None,
+            "cplx": 1j,
+            "ccplx": torch.tensor(1j),
+            "val_loss": 0.5,
+        }
+    )
+    assert got == {"dec": 1.5, "frac": 0.25}
+    assert sorted(warned) == [
+        "metric 'ccplx' skipped: a complex tensor is not one number (warned once)",
+        "metric 'cplx' skipped: a complex number is not one real number (warned once)",
+        "metric 'none' skipped: None is not one real number (warned once)",
+        "metric 'snan' skipped: a Decimal is not one real number (warned once)",
+        "metric 'val_loss' skipped: 'val_loss' is recorded by probe.val_loss(value); "
+        "choose another name (warned once)",
+    ]
+
+
 def test_probe_bad_values_and_names_warn_and_the_loop_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

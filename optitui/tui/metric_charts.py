@@ -156,7 +156,8 @@ def chart_for(
     title = Text(no_wrap=True, end="")
     title.append(f" {titled(name, groups)} ", "reverse bold" if selected else "bold")
     value = last_value(view, name)
-    title.append(f" {value_text(value)}", LOGGED_STYLE if _logged_only(series) else STEP_STYLE)
+    said = "NaN" if series and value is None else value_text(value)  # only NaN so far
+    title.append(f" {said}", LOGGED_STYLE if _logged_only(series) else STEP_STYLE)
     chart = Chart(
         title, curves, lo, hi, [(float(m.step), m.category) for m in shown], look.log_y, x_ticks
     )

@@ -44,11 +44,16 @@ def shown_name(column: str) -> str | None:
 
 def titled(name: str, groups: Sequence[str]) -> str:
     """A health series named by its group (``update_ratio/body``, as the export names it)
-    when the group has a name; any other name as it is."""
+    when the group has a name; any other name as it is, its control characters escaped
+    (a newline in a name would break the grid's rows)."""
     head, sep, tail = name.partition("/")
     if sep and head in HEALTH and tail.isdigit() and int(tail) < len(groups) and groups[int(tail)]:
         return f"{head}/{groups[int(tail)]}"
-    return name
+    return name if name.isprintable() else "".join(map(_printable, name))
+
+
+def _printable(c: str) -> str:
+    return c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
 
 
 def section(name: str, shared: frozenset[str] | None = None) -> str:

@@ -167,11 +167,21 @@ async def test_odd_metrics_all_nan_one_point_markup_in_the_name(tmp_path: Path) 
     async with app.run_test(size=(160, 48)) as pilot:
         grid = await open_metrics(pilot)
         odd = [line.plain for line in grid._chart("[bold]odd", 52, 10)]
-        assert odd[0].startswith(" [bold]odd  no values")  # the name as written, not markup
+        assert odd[0].startswith(" [bold]odd  NaN")  # the name as written, not markup
         assert any("only NaN so far" in line for line in odd)
         once = [line.plain for line in grid._chart("test/once", 52, 10)]
         assert once[0].startswith(" test/once  0.5") and any("•" in line for line in once)
         assert "[bold]odd" in screen_text(app)
+
+
+def test_a_name_with_control_characters_keeps_to_one_line() -> None:
+    """A newline or a tab in a metric's name is shown escaped: the title stays one row
+    of the grid; printable names (unicode too) are shown as they are."""
+    from optitui.tui.metric_history import titled
+
+    assert titled("new\nline", []) == "new\\nline"
+    assert titled("tab\tname\x1b", []) == "tab\\tname\\x1b"
+    assert titled("損失/acc", []) == "損失/acc"
 
 
 @pilot_test

@@ -10,6 +10,7 @@ skipped with one warning naming the metric (once per name); NaN is recorded as N
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
@@ -43,10 +44,24 @@ READ_ONE_BY_ONE = frozenset({"cpu"})
 _TENSOR = torch.Tensor
 
 
+def _decimal(v: object) -> bool:
+    """A Decimal a float can be made of (every one but a signalling NaN)."""
+    return isinstance(v, decimal.Decimal) and not v.is_snan()
+
+
+def _what(v: object) -> str:
+    """A value's kind, for a warning: None, a complex number, a str, ..."""
+    if v is None:
+        return "None"
+    return "a complex number" if isinstance(v, numbers.Complex) else f"a {type(v).__name__}"
+
+
 def bad_name(name: Any) -> str | None:
     """Why a metric name cannot be used, or None."""
     if not isinstance(name, str) or not name.strip():
         return "a metric name must be non-empty text"
+    if name == "val_loss":
+        return "'val_loss' is recorded by probe.val_loss(value); choose another name"
     if name in RESERVED or name.startswith("lr/"):
         return f"{name!r} is a name optitui records itself; choose another"
     return None
@@ -125,7 +140,7 @@ class UserMetrics:
                 one = self.one_number(name, v, at)
                 if one is not None:
                     out[name] = one
-            elif isinstance(v, numbers.Real):
+            elif isinstance(v, numbers.Real) or _decimal(v):
                 out[name] = float(v)
             elif is_array(v):  # numpy's (`acc.cpu().numpy()` is a 0-d one)
                 one_value = array_number(v)
@@ -135,7 +150,7 @@ class UserMetrics:
                 else:
                     out[name] = one_value
             else:
-                self.warn_once(name, f"a {type(v).__name__} is not a number", at)
+                self.warn_once(name, f"{_what(v)} is not one real number", at)
         return out
 
     def check_step(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
@@ -167,8 +182,10 @@ class UserMetrics:
         """``v`` as a 0-d tensor that sums (bool as float), or None (warned once)."""
         # host-side checks only, each op skipped when it is not needed
         if v.numel() != 1 or v.dtype.is_complex:
-            what = "complex" if v.dtype.is_complex else f"of shape {tuple(v.shape)}"
-            self.warn_once(name, f"a tensor {what} is not one number", step)
+            what = (
+                "a complex tensor" if v.dtype.is_complex else f"a tensor of shape {tuple(v.shape)}"
+            )
+            self.warn_once(name, f"{what} is not one number", step)
             return None
         if v.requires_grad:  # never keep the step's graph alive until the flush
             v = v.detach()
