@@ -221,3 +221,45 @@ def test_a_script_without_setup_logs_its_progress_too(tmp_path: Path) -> None:
     assert len(progress) >= 2 and "lr 0=0.05" in progress[0]
     assert "epoch" not in progress[0]  # zero-code mode cannot see the script's epochs
     assert lines[-1] == f"optitui: finished at step 300; run directory {run_dir}"
+
+
+WARNED_SETUP = TINY_SCRIPT.replace(
+    "loss_fn=nn.functional.mse_loss, STEP_DELAY", "step_fn=step_fn, max_steps=40"
+).replace(
+    "def setup(device):",
+    "def step_fn(model, batch):\n"
+    "    x, y = batch\n"
+    "    return {'loss': nn.functional.mse_loss(model(x), y), 'weird': 'oops'}\n\n"
+    "def setup(device):",
+)
+WARNED_LOOP = """
+import torch
+import optitui
+from torch import nn
+
+model = nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.05)
+x = torch.randn(64, 4)
+with optitui.watch(opt) as probe:
+    for step in range(40):
+        loss = nn.functional.mse_loss(model(x), x.sum(1, keepdim=True))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        probe.step(loss, metrics={"weird": "oops"})
+"""
+
+
+def test_a_metric_warning_is_printed_once_headless_and_once_quiet(tmp_path: Path) -> None:
+    """The headless reporter prints the run's warnings: the trainer then does not print
+    them too (a setup() job and a watch() loop alike); with --quiet there is no reporter
+    and the trainer's own line is the one."""
+    for name, body in (("setup", WARNED_SETUP), ("loop", WARNED_LOOP)):
+        script = write_script(tmp_path, body, f"{name}.py")
+        for quiet in ((), ("--quiet",)):
+            run_dir, log = tmp_path / "runs" / f"{name}{len(quiet)}", tmp_path / f"{name}.log"
+            proc = start_without_terminal(script, run_dir, log, *quiet)
+            assert proc.wait(60) == 0, log.read_text()
+            said = [x for x in log.read_text().splitlines() if "metric 'weird'" in x]
+            assert len(said) == 1, (name, quiet, said)
+            assert "a str is not one real number" in said[0]

@@ -22,6 +22,7 @@ from optitui.trainer.core.job import JobError
 from optitui.trainer.entry.options import RunOptions as RunOptions
 from optitui.trainer.entry.script import ScriptError, load_job
 from optitui.trainer.entry.script_mode import defines_setup, run_script_mode
+from optitui.trainer.loop.steering import Steering
 from optitui.trainer.loop.trainer import Trainer, seed_everything
 
 
@@ -192,12 +193,14 @@ def _run_headless(opts: RunOptions) -> int:
     reporter = (
         reporter_for(trainer.paths.root, opts.log_every, opts.quiet) if trainer.leader else None
     )
+    Steering.echo_warnings = reporter is None  # the reporter prints the run's warnings
     error: BaseException | None = None
     try:
         state = trainer.run()
     except BaseException as exc:
         error = exc
     finally:
+        Steering.echo_warnings = True
         if reporter is not None:  # the events up to the end, before the last line
             reporter.stop()
     if isinstance(error, KeyboardInterrupt):

@@ -41,6 +41,7 @@ from optitui.store.layout import RunDirError, RunPaths, create_run_dir, remove_u
 from optitui.store.records import MetaUpdate
 from optitui.trainer.core import run_facts
 from optitui.trainer.core.dist import env_rank
+from optitui.trainer.loop.steering import Steering
 from optitui.trainer.probe import watch
 from optitui.trainer.probe.loss_tap import LossTap
 from optitui.trainer.probe.watch import ENV_RUN_DIR, Probe, StopTraining
@@ -393,6 +394,7 @@ def run_script_mode(opts: RunOptions) -> int:
         )
     _install_signal_handlers()
     reporter = None if paths is None else reporter_for(paths.root, opts.log_every, opts.quiet)
+    Steering.echo_warnings = reporter is None  # the reporter prints the run's warnings
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *opts.script_args]
     sys.path.insert(0, str(script.resolve().parent))
@@ -419,6 +421,7 @@ def run_script_mode(opts: RunOptions) -> int:
         os.environ.pop(ENV_RUN_DIR, None)
         made = watch.PROBES.made_probes()
         watch.PROBES.close_all(error)
+        Steering.echo_warnings = True
         if reporter is not None:  # the events up to the end, before the last line
             reporter.stop()
     return _report(None if paths is None else paths.root, made, code)

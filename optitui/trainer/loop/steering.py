@@ -53,6 +53,10 @@ class Steering:
 
     #: the loop runs the job's own steps on its own data (a race needs that)
     own_steps = True
+    #: metric warnings go to stderr as well as into the run, except while a headless
+    #: reporter prints the run's events there itself (then once, not twice); the entry
+    #: points set it around their reporter
+    echo_warnings = True
 
     def __init__(
         self,
@@ -382,7 +386,8 @@ class Steering:
         return dist.mean_scalar(value)
 
     def _metric_warning(self, message: str, step: int) -> None:
-        print(f"optitui: {message}", file=sys.stderr, flush=True)
+        if self.echo_warnings:
+            print(f"optitui: {message}", file=sys.stderr, flush=True)
         self.recorder.put(Event(step, "warning", message))
 
     def _thread_fault(self, message: str, tb: str) -> None:
