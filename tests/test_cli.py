@@ -66,6 +66,18 @@ def test_send_round_trip(live_run: Path) -> None:
     assert gone.returncode == 3 and "the run is stopped" in gone.stderr
 
 
+def test_export_help_names_every_kind_of_column(capsys: pytest.CaptureFixture[str]) -> None:
+    """The help lists what the README's export section lists: the health and skip columns,
+    the user's own metrics, and how NaN and infinity are written."""
+    from optitui.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    for part in ("skipped", "update_ratio/<group>", "your own metrics", "Infinity", "val_loss"):
+        assert part in said, part
+
+
 def test_export_round_trip(live_run: Path, tmp_path: Path) -> None:
     assert optitui("send", str(live_run), "scale-lr", "0.5").returncode == 0
     assert optitui("send", str(live_run), "stop").returncode == 0

@@ -18,8 +18,11 @@ def add_parser(sub: Any) -> None:
         help="write runs' per-step metrics as CSV or JSON lines, one table",
         description="One row per recorded step of each run, the runs one after the other: "
         "run (the run's name), branch (one more after each restore), step, epoch, time, "
-        "loss, grad_norm, lr/<group>..., val_loss. The columns are every run's together, "
-        "empty where a run has none. Every run is checked before anything is written.",
+        "loss, [grad_norm,] [skipped,] lr/<group>..., [grad_norm/<group>, "
+        "param_norm/<group>, update_ratio/<group>...,] your own metrics under their "
+        "names, val_loss. The columns are every run's together, empty where a run has "
+        'none (NaN too; +-inf is inf in CSV, "Infinity" in JSON lines). Every run is '
+        "checked before anything is written.",
     )
     ex.add_argument(
         "runs", nargs="+", metavar="RUN", help="run directory (or its name under --root)"
