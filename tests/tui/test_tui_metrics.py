@@ -101,6 +101,19 @@ async def test_the_filter_narrows_the_grid_and_esc_goes_back(tmp_path: Path) -> 
 
 
 @pilot_test
+async def test_q_goes_back_too_and_is_a_letter_in_the_filter(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_metrics(pilot)
+        await pilot.press("slash", "q")
+        await pilot.pause()
+        assert isinstance(app.screen, MetricsScreen) and grid.words == "q"
+        await pilot.press("escape", "q")  # out of the filter, then off the screen
+        await wait_until(pilot, lambda: app.screen is app.dashboard, what="the dashboard")
+
+
+@pilot_test
 async def test_enter_opens_a_chart_full_size_with_log_y_and_window_toggles(
     tmp_path: Path,
 ) -> None:

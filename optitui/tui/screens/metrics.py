@@ -38,7 +38,7 @@ class MetricsScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "back"),
+        Binding("escape,q", "back", "back"),  # q as on the full-size chart (a filter takes q)
         # priority: the keys typed right after / (queued for the charts meanwhile) are
         # the filter's; a / typed into the filter is a character (check_action)
         Binding("slash", "filter", "filter", key_display="/", priority=True),
