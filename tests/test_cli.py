@@ -100,7 +100,7 @@ def test_export_round_trip(live_run: Path, tmp_path: Path) -> None:
     ls = optitui("ls", "--root", str(live_run.parent))
     assert ls.returncode == 0
     line = next(x for x in ls.stdout.splitlines() if x.startswith("live"))
-    assert line.split()[1:3] == ["stopped", str(steps)]
+    assert line.split()[1:3] == ["stopped", f"{steps:,}"]  # ls writes 1,107
 
 
 def test_export_of_a_missing_run() -> None:
