@@ -33,7 +33,8 @@ def dropout_job(**kw: Any) -> Job:
             {"params": model[3].parameters(), "name": "head", "lr": 0.004},
         ]
     )
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30)
+    # (eta_min > 0: a range test sent at a step where every lr is 0 is refused)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30, eta_min=1e-4)
     data = DataLoader(
         regression_data(), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0)
     )

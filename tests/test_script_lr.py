@@ -263,6 +263,9 @@ def test_watch_holds_an_unnamed_scheduler_so_edits_do_not_compound(tmp_path: Pat
         if s == 4:
             send(probe.trainer.paths, "scale-lr", {"factor": 2.0}, timeout=0)
             probe.trainer.pump.take_now()
+            # taken here, or by the command thread, which may have claimed it first and
+            # not queued it yet: this step's boundary is the one that applies it
+            assert probe.trainer.pump.arrived.wait(10)
         loss = model(x).pow(2).mean()
         opt.zero_grad()
         loss.backward()
