@@ -138,13 +138,111 @@ def test_health_matches_a_direct_computation_for_every_optimizer(
             before, grads = _copies(opt), _grads(opt)
             opt.step()
         got = h.take()
-        assert got is not None and got.shape == (len(opt.param_groups), 3)
+        assert got is not None
+        rows = got.read()
+        assert len(rows) == len(opt.param_groups)
         want = direct(before, grads, _copies(opt))
-        for (g, w, d), (gn, wn, ratio) in zip(got.tolist(), want, strict=True):
+        for (g, w, d), (gn, wn, ratio) in zip(rows, want, strict=True):
             assert [g, w, d / w] == pytest.approx([gn, wn, ratio], rel=1e-4, abs=1e-7), step
             assert ratio > 0  # the step moved the group
     h.detach()
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+def test_a_layer_frozen_and_a_group_added_mid_run_are_measured_as_they_now_are() -> None:
+    """The groups' layout is kept between measurements while it holds: a tensor frozen
+    (it then counts in ‖w‖ only) and a group added change it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3), nn.Linear(3, 2))
+    x, y = torch.randn(16, 6), torch.randn(16, 2)
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters()}, {"params": model[2].parameters()}], lr=0.05
+    )
+    h = Health(1)
+    for step in range(6):
+        if step == 2:
+            model[0].weight.requires_grad_(False)
+        if step == 4:
+            opt.add_param_group({"params": model[3].parameters(), "lr": 0.01})
+        opt.zero_grad(set_to_none=True)
+        h.arm(step, opt)
+        nn.functional.mse_loss(model(x), y).backward()
+        if step < 4:
+            model[3].zero_grad(set_to_none=True)  # (not in the optimizer yet)
+        before, grads = _copies(opt), _grads(opt)
+        opt.step()
+        got = h.take()
+        assert got is not None
+        rows = got.read()
+        want = direct(before, grads, _copies(opt))
+        assert len(rows) == len(want) == (3 if step >= 4 else 2)
+        for (g, w, d), (gn, wn, ratio) in zip(rows, want, strict=True):
+            assert [g, w, d / w] == pytest.approx([gn, wn, ratio], rel=1e-4), step
+        if step >= 2:  # the frozen weight: in ‖w‖, not in ‖g‖
+            assert rows[0][1] > float(model[0].bias.detach().norm())
+            assert rows[0][0] == pytest.approx(float(model[0].bias.grad.norm()), rel=1e-5)
+
+
+def test_hooks_are_on_a_measured_loop_step_only_and_never_on_the_trainers(
+    tmp_path: Path,
+) -> None:
+    """A loop's own step is hooked for the health step only (the steps between pay no
+    hook call); the trainer's own step needs none (it copies before, measures after)."""
+    job = tiny_job(max_steps=8, health_every=1)
+    t = make_trainer(tmp_path, job, flush_every=4, flush_seconds=1e9)
+    t._start()
+    opt = t.optimizer
+    seen: list[int] = []
+    opt.register_step_post_hook(lambda o, a, k: seen.append(len(o._optimizer_step_pre_hooks)))
+    for _ in range(4):
+        t._train_step()
+        t.step += 1
+    t.flush()
+    t.recorder.close()
+    assert seen == [0, 0, 0, 0]
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = optitui.watch(opt, model=model, run_dir=tmp_path / "r", flush_every=4, health_every=3)
+    hooked = []
+    for _ in range(7):
+        hooks = [*opt._optimizer_step_pre_hooks.values(), *opt._optimizer_step_post_hooks.values()]
+        hooked.append(sum(isinstance(getattr(h, "__self__", None), Health) for h in hooks))
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+        probe.step(torch.zeros(()))
+    probe.close()
+    assert hooked == [2, 0, 0, 2, 0, 0, 2]  # its pre- and post-hook
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_trainers_fp16_steps_are_measured_and_the_skipped_ones_are_nan(
+    tmp_path: Path, fused: bool
+) -> None:
+    """The trainer's own step under a GradScaler: measured after it (the gradients then
+    unscaled, fused or not); a step the scaler skipped is NaN."""
+    job = tiny_job(
+        "SGD", {"lr": 1e-3, "fused": fused}, precision="fp16", max_steps=24, health_every=1
+    )
+    job.loss_fn = lambda out, y: nn.functional.mse_loss(out, y * 30)
+    t = make_trainer(tmp_path, job, flush_every=8, flush_seconds=1e9)
+    t.clip = 1e9  # records the true gradient norm, never clips
+    assert t.run() == "finished"
+    with RunReader(t.paths.root) as r:
+        cols = r.read_metrics().columns
+    skipped = list(cols["skipped"])
+    assert skipped[0] == 1.0 and 0 < sum(skipped) < 24
+    for s, k in enumerate(skipped):
+        per_group = [[cols[f"{series}/{i}"][s] for series in health_mod.SERIES] for i in (0, 1)]
+        if k:
+            assert all(math.isnan(v) for row in per_group for v in row)
+        else:
+            total = math.hypot(per_group[0][0], per_group[1][0])
+            assert total == pytest.approx(cols["grad_norm"][s], rel=1e-4)
+            assert all(row[1] > 0 and row[2] > 0 for row in per_group)
 
 
 # -- the trainer: recorded every health_every steps, exported by group name -----------------------

@@ -349,9 +349,9 @@ def test_health_under_fsdp_measures_the_ranks_shard(tmp_path: Path, group: None)
     got = health.take()
     assert got is not None
     after = [p.to_local().detach() for p in job.model.parameters()]
-    norm = lambda ts: torch.linalg.vector_norm(torch.stack([t.norm() for t in ts]))  # noqa: E731
+    norm = lambda ts: float(torch.linalg.vector_norm(torch.stack([t.norm() for t in ts])))  # noqa: E731
     delta = norm([a - b for a, b in zip(after, local, strict=True)])
-    assert torch.allclose(got[0], torch.stack([norm(grads), norm(local), delta]), rtol=1e-5)
+    assert got.read()[0] == pytest.approx((norm(grads), norm(local), delta), rel=1e-5)
     assert delta > 0
 
 

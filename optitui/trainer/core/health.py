@@ -4,19 +4,25 @@ Every ``health_every`` steps, for every group: ‖g‖, ‖w‖ and ‖Δw‖/�
 where Δw is the update the optimizer actually applied (momentum, Adam's scaling,
 weight decay and the lr all in it) and w the parameters it was applied to.
 
-How, without a host-device sync: an optimizer step pre-hook copies the groups'
-trainable parameters (health steps only, one fused copy); the post-hook subtracts the
-new values from the copies in place and takes every tensor's norm with ``torch._foreach_norm``,
-then one ``torch.linalg.vector_norm`` over the stacked per-tensor norms gives every
-group's three norms at once. The result, a ``(groups, 3)`` device tensor, waits in
-the loop's buffer and is read in the flush's one batched read with the losses.
+How, without a host-device sync: on a health step only, the groups' trainable
+parameters are copied just before the step (one fused copy); just after it the new
+values are subtracted from the copies in place and every tensor's norm is taken with
+``torch._foreach_norm`` (two calls: the gradients, parameters and frozen ones, then
+the updates). Those per-tensor norms wait, still on the device, for the flush, which
+stacks every measurement's with the losses for its one batched read; each group's
+three norms are then folded on the host (``math.hypot`` over its tensors'). A
+measurement so costs four tensor operations, and the steps between pay a modulo.
+
+Before and after: the trainer's own step is bracketed directly (:meth:`Health.start`
+and :meth:`Health.take`); a loop's own ``optimizer.step()`` (a probe, Lightning, the
+HF Trainer) gets a step pre- and post-hook registered for the health step only.
 
 - The gradient is what ``p.grad`` holds when the step returns: for every torch
-  optimizer but LBFGS the one the step used (none changes it in place); LBFGS
-  leaves the gradient of its last closure evaluation.
-- A fused optimizer under a GradScaler gets still-scaled gradients and unscales
-  them in its step: their norm is taken in the pre-hook and divided by the same
-  ``grad_scale``.
+  optimizer but LBFGS the one the step used (none changes it in place; a fused
+  one under a GradScaler leaves it unscaled); LBFGS leaves the gradient of its last
+  closure evaluation.
+- A fused optimizer under a GradScaler gets still-scaled gradients: in a loop's own
+  step their norm is taken in the pre-hook and divided by the same ``grad_scale``.
 - A step the GradScaler skipped (inf/NaN gradients) applied no update: its health
   is not recorded (NaN, like its gradient norm).
 - With ``health_every=0`` no hook is registered and nothing is computed.
@@ -25,7 +31,10 @@ the loop's buffer and is read in the flush's one batched read with the losses.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from itertools import chain
+from math import hypot
+from operator import attrgetter
 from typing import Any
 
 import torch
@@ -65,80 +74,207 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return to_local() if callable(to_local) else t
 
 
-class Before:
-    """A group layout and the copies of its trainable tensors, taken before a step."""
+#: where one group's norms sit among a measurement's: (start, stop) of its gradients,
+#: its trainable parameters, its frozen ones and its updates
+Slices = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
+
+def _folds(trainable: list[int], frozen: list[int], grads: list[int]) -> list[Slices]:
+    """The slices of each group among the norms, laid out ``[trainable | frozen |
+    gradients | updates]`` (each part in group order), from each group's counts."""
+    k_all, f_all, g_all = sum(trainable), sum(frozen), sum(grads)
+    out: list[Slices] = []
+    at_c, at_f, at_g = 0, k_all, k_all + f_all
+    at_d = at_g + g_all
+    for k, f, g in zip(trainable, frozen, grads, strict=True):
+        out.append(((at_g, at_g + g), (at_c, at_c + k), (at_f, at_f + f), (at_d, at_d + k)))
+        at_c, at_f, at_g, at_d = at_c + k, at_f + f, at_g + g, at_d + k
+    return out
+
+
+_requires_grad = attrgetter("requires_grad")
+_grad = attrgetter("grad")
+_is_sparse = attrgetter("is_sparse")
+# grad mode off in the hooks without no_grad()'s two Python objects, each health step
+_grad_enabled = torch.is_grad_enabled
+_set_grad_enabled = torch._C._set_grad_enabled
+
+
+def _key(opt: Optimizer) -> tuple[Any, ...]:
+    """What a layout depends on: every group's tensors (by identity: a tuple compares
+    its items by identity first) and which of them train."""
+    groups = [g["params"] for g in opt.param_groups]
+    ps = tuple(chain.from_iterable(groups))
+    return tuple(map(len, groups)), ps, tuple(map(_requires_grad, ps))
+
+
+class Layout:
+    """One optimizer's groups: their trainable and frozen tensors, kept while the groups
+    hold the same tensors with the same ``requires_grad`` (checked at each measurement:
+    a layer frozen mid-run, a group added, change it)."""
 
     def __init__(self, opt: Optimizer) -> None:
-        #: per group: its trainable tensors, and the frozen ones (they count in ‖w‖ only)
+        self.key = _key(opt)
+        #: per group: its trainable parameters, and the frozen ones (they count in ‖w‖ only)
         self.trainable: list[list[torch.Tensor]] = []
         self.frozen: list[list[torch.Tensor]] = []
         for g in opt.param_groups:
             ps = g["params"]
             self.trainable.append([p for p in ps if p.requires_grad])
             self.frozen.append([_local(p) for p in ps if not p.requires_grad])
-        self.flat = [_local(p) for ps in self.trainable for p in ps]
-        # a copy of every trainable tensor: one fused op (no arithmetic on the values),
-        # not an allocation per tensor and then a copy into them
-        self.copies = list(torch._foreach_clone(self.flat)) if self.flat else []
+        self.params = [p for ps in self.trainable for p in ps]
+        self.flat = list(map(_local, self.params))  # the tensors the optimizer updates
+        self.frozen_flat = [p for ps in self.frozen for p in ps]
+        #: wrapped tensors (DTensors) are unwrapped afresh at every measurement
+        self.reusable = all(type(p) in _PLAIN for p in self.key[1])
+        #: per group: how many trainable tensors, how many frozen ones
+        self.counts = ([len(ps) for ps in self.trainable], [len(fs) for fs in self.frozen])
+        self.fold = _folds(*self.counts, self.counts[0])  # every gradient there
+
+    def holds(self, opt: Optimizer) -> bool:
+        return self.reusable and _key(opt) == self.key
+
+
+class Before:
+    """An optimizer's layout and the copies of its trainable tensors, taken before a step
+    (with grad mode off)."""
+
+    def __init__(self, opt: Optimizer, layout: Layout) -> None:
+        self.opt, self.layout, self.trainable = opt, layout, layout.trainable
+        flat = layout.flat
+        # one fused op (no arithmetic on the values), not an allocation per tensor and
+        # then a copy into them
+        self.copies = list(torch._foreach_clone(flat)) if flat else []
         #: per group, the gradients' norms when they had to be taken before the step
         self.grad_norms: list[list[torch.Tensor]] | None = None
 
 
+class Measurement:
+    """One step's per-tensor norms, still on the device, and where each group's are."""
+
+    __slots__ = ("cells", "fold")
+
+    def __init__(self, cells: list[torch.Tensor], fold: list[Slices]) -> None:
+        self.cells = cells  # 0-d float32 tensors
+        self.fold = fold
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def groups(self, values: Sequence[float]) -> list[tuple[float, float, float]]:
+        """Every group's (‖g‖, ‖w‖, ‖Δw‖) from the cells' values as read."""
+        return [
+            (hypot(*values[g0:g1]), hypot(*values[c0:c1], *values[f0:f1]), hypot(*values[d0:d1]))
+            for (g0, g1), (c0, c1), (f0, f1), (d0, d1) in self.fold
+        ]
+
+    def read(self) -> list[tuple[float, float, float]]:
+        """Every group's norms, read now (a host-device sync: not for the training loop)."""
+        return self.groups(torch.stack(self.cells).tolist() if self.cells else [])
+
+
 class Health:
-    """Measures the groups of one optimizer on the steps it is armed for."""
+    """Measures the groups of one optimizer on the steps it is armed (or started) for."""
 
     def __init__(self, every: int) -> None:
         self.every = check_every(every)
         self.armed = False
         self._optimizer: Optimizer | None = None
         self._hooks: list[Any] = []
+        self._layout: Layout | None = None
         self._before: Before | None = None
-        self._result: torch.Tensor | None = None
+        self._result: Measurement | None = None
 
-    def arm(self, step: int, optimizer: Optimizer) -> None:
-        """Measure the next optimizer step when ``step`` (steps done before it) is on the
-        interval; (re)attach to ``optimizer`` when it is not the one watched (a swap)."""
-        if not self.every:
-            return
-        if optimizer is not self._optimizer:
-            self.attach(optimizer)
-        self.armed = step % self.every == 0
+    def _watch(self, optimizer: Optimizer) -> None:
+        if optimizer is not self._optimizer:  # the first, or a swap
+            self.detach()
+            self._optimizer = optimizer
 
-    def attach(self, optimizer: Optimizer) -> None:
-        self.detach()
-        self._optimizer = optimizer
-        self._hooks = [
-            optimizer.register_step_pre_hook(self._pre),
-            optimizer.register_step_post_hook(self._post),
-        ]
+    def arm(self, step: int, optimizer: Optimizer) -> bool:
+        """Measure the next step of ``optimizer`` when ``step`` (steps done before it) is on
+        the interval: hook it for that step (a loop's own ``optimizer.step()``, which runs
+        when the loop says). Returns whether it will be measured."""
+        every = self.every
+        if not every or step % every:
+            self.armed = False
+            return False
+        self._watch(optimizer)
+        if not self._hooks:
+            self._hooks = [
+                optimizer.register_step_pre_hook(self._pre),
+                optimizer.register_step_post_hook(self._post),
+            ]
+        self.armed = True
+        return True
+
+    def start(self, step: int, optimizer: Optimizer) -> bool:
+        """The trainer's own step of ``optimizer``, about to be taken: when ``step`` is on
+        the interval, copy the parameters now, and :meth:`take` measures what the step did
+        (no hook: nothing runs between the two but the step). Returns whether it will."""
+        every = self.every
+        if not every or step % every:
+            return False
+        self._watch(optimizer)
+        self._before = self._copy(optimizer)
+        return True
 
     def detach(self) -> None:
+        self._unhook()
+        self._optimizer, self._layout, self._before = None, None, None
+
+    def _unhook(self) -> None:
         for h in self._hooks:
             h.remove()
-        self._hooks, self._optimizer = [], None
-        self._before = None
+        self._hooks = []
 
-    def take(self) -> torch.Tensor | None:
-        """The measurement of the step just taken (None when it was not measured or the
-        step did not run), and disarm."""
+    def take(self) -> Measurement | None:
+        """The measurement of the step just taken (None when it was not measured, or a
+        hooked step did not run); disarm and unhook. A started step is measured here: one a
+        GradScaler skipped applied no update, and the flush records NaN for it."""
         out, self._result, self.armed = self._result, None, False
+        before, self._before = self._before, None
+        if self._hooks:
+            self._unhook()  # (copies left by a hooked step that did not run: dropped)
+        elif before is not None:
+            out = self._measure(before)
         return out
 
     def drop(self) -> None:
         """Forget a measurement of a step that is not the run's (a range test's)."""
         self._result, self.armed, self._before = None, False, None
+        if self._hooks:
+            self._unhook()
+
+    def _copy(self, opt: Optimizer) -> Before:
+        layout = self._layout
+        if layout is None or not layout.holds(opt):
+            layout = self._layout = Layout(opt)
+        was = _grad_enabled()
+        _set_grad_enabled(False)
+        try:
+            return Before(opt, layout)
+        finally:
+            _set_grad_enabled(was)
+
+    def _measure(self, before: Before) -> Measurement | None:
+        was = _grad_enabled()
+        _set_grad_enabled(False)
+        try:
+            return measure(before)
+        finally:
+            _set_grad_enabled(was)
 
     # -- the hooks ----------------------------------------------------------------------
     def _pre(self, opt: Optimizer, args: Any, kwargs: Any) -> None:
         if not self.armed:
             return
         self.armed = False
-        with torch.no_grad():
-            before = Before(opt)
-            scale = getattr(opt, "grad_scale", None)
-            if scale is not None:
-                # a fused optimizer under a GradScaler unscales the gradients in place in
-                # its step: their norm is taken now, still scaled, and divided by the scale
+        before = self._copy(opt)
+        scale = getattr(opt, "grad_scale", None)
+        if scale is not None:
+            # a fused optimizer under a GradScaler unscales the gradients in place in its
+            # step: their norm is taken now, still scaled, and divided by the scale
+            with torch.no_grad():
                 before.grad_norms = [_norms(_grads_of(ps), 1 / scale) for ps in before.trainable]
         self._before = before
 
@@ -146,7 +282,7 @@ class Health:
         if self._before is None:
             return
         before, self._before = self._before, None
-        self._result = measure(opt, before)
+        self._result = self._measure(before)
 
 
 def _grads_of(ps: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -167,73 +303,58 @@ def _norms(ts: list[torch.Tensor], scale: torch.Tensor | None = None) -> list[to
     return out
 
 
-def measure(opt: Optimizer, before: Before) -> torch.Tensor | None:
-    """Every group's (‖g‖, ‖w‖, ‖Δw‖) as a ``(groups, 3)`` float32 tensor on the first
-    parameter's device, from ``before`` (its copies are consumed: overwritten with -Δw)."""
-    n_groups = len(before.trainable)
-    if n_groups != len(opt.param_groups):  # a group added inside the step: not comparable
+def measure(before: Before) -> Measurement | None:
+    """Every trainable tensor's (‖g‖, ‖w‖, ‖Δw‖) and every frozen one's ‖w‖, on the
+    device, from ``before`` (its copies are consumed: overwritten with -Δw). Called with
+    grad mode off."""
+    layout = before.layout
+    if len(layout.trainable) != len(before.opt.param_groups):  # a group added in the step
         return None
     f32 = torch.float32
-    with torch.no_grad():
-        copies, frozen = before.copies, before.frozen
-        grads = [_grads_of(ps) for ps in before.trainable] if before.grad_norms is None else []
-        flat = chain.from_iterable  # (joined in C: no generator resumed per tensor)
-        every = [*copies, *flat(frozen), *flat(grads)]
-        if not every:
-            return None
-        norms = list(torch._foreach_norm(every, dtype=f32))
-        if before.grad_norms is not None:
-            grads = before.grad_norms  # only their number per group is used below
-            norms += [n for ns in grads for n in ns]
-        deltas: list[torch.Tensor] = []
-        if copies:
-            torch._foreach_sub_(copies, before.flat)  # now -Δw
-            deltas = list(torch._foreach_norm(copies, dtype=f32))
-        at_c, at_f, at_g = 0, len(copies), len(copies) + sum(map(len, frozen))
-        rows: list[list[torch.Tensor]] = []  # per group: gradients, parameters, updates
-        for ps, fs, gs in zip(before.trainable, frozen, grads, strict=True):
-            k, f, g = len(ps), len(fs), len(gs)
-            rows += [norms[at_g : at_g + g], norms[at_c : at_c + k] + norms[at_f : at_f + f]]
-            rows.append(deltas[at_c : at_c + k])
-            at_c, at_f, at_g = at_c + k, at_f + f, at_g + g
-        width = max(map(len, rows)) or 1
-        if all(len(r) == width for r in rows):  # nothing to pad: no zero to make
-            cells = list(flat(rows))
-        else:
-            zero = torch.zeros((), dtype=f32, device=every[0].device)
-            cells = [t for r in rows for t in (*r, *[zero] * (width - len(r)))]
-        try:
-            stacked = torch.stack(cells)
-        except RuntimeError:  # tensors on several devices (a model split over GPUs)
-            first = every[0].device
-            stacked = torch.stack([t.to(first, non_blocking=True) for t in cells])
-        # one reduction for every group: (groups, 3, width) -> (groups, 3); the ratio
-        # ‖Δw‖/‖w‖ is taken on the host once read (one device op less per measurement)
-        g_w_d: torch.Tensor = torch.linalg.vector_norm(stacked.view(n_groups, 3, width), dim=2)
-        return g_w_d
+    copies = before.copies
+    fold = layout.fold
+    if before.grad_norms is not None:
+        grads: list[torch.Tensor] = []
+        taken = before.grad_norms
+    else:
+        grads = list(map(_grad, layout.params))
+        plain = set(map(type, grads)) == {torch.Tensor}  # none missing, none wrapped
+        if not plain or any(map(_is_sparse, grads)):
+            by_group = [_grads_of(ps) for ps in layout.trainable]
+            grads = list(chain.from_iterable(by_group))
+            fold = _refold(layout, by_group)
+    every = [*copies, *layout.frozen_flat, *grads]
+    if not every:
+        return None
+    cells = list(torch._foreach_norm(every, dtype=f32))
+    if before.grad_norms is not None:
+        cells += chain.from_iterable(taken)
+        fold = _refold(layout, taken)
+    if copies:
+        torch._foreach_sub_(copies, layout.flat)  # now -Δw
+        cells += torch._foreach_norm(copies, dtype=f32)
+    return Measurement(cells, fold)
+
+
+def _refold(layout: Layout, grads: list[list[torch.Tensor]]) -> list[Slices]:
+    """The layout's slices with each group's own number of gradients (some missing)."""
+    return _folds(layout.counts[0], layout.counts[1], list(map(len, grads)))
 
 
 # -- the flush: read with the losses, recorded as columns ---------------------------------
-Measured = list[tuple[int, torch.Tensor]]  # (row in the flush's buffers, (groups, 3))
+Measured = list[tuple[int, Measurement]]  # (row in the flush's buffers, its measurement)
 
 
 def health_values(buffered: Measured) -> torch.Tensor | None:
-    """The buffered measurements as one flat tensor (None when there are none)."""
-    if not buffered:
+    """Every buffered measurement's norms as one flat tensor (None when there are none)."""
+    cells = [c for _, m in buffered for c in m.cells]
+    if not cells:
         return None
-    measured = [t for _, t in buffered]
-    try:  # (groups, 3) each: joined on the group axis, flattened in the same order
-        return torch.cat(measured).reshape(-1)
-    except RuntimeError:  # measurements on several devices (an optimizer moved)
-        device = measured[0].device
-        return torch.cat([t.reshape(-1).to(device, non_blocking=True) for t in measured])
-
-
-def with_values(first: torch.Tensor, values: torch.Tensor | None) -> torch.Tensor:
-    """``first`` (a flush's losses) with ``values`` after them, to be read in one go."""
-    if values is None:
-        return first
-    return torch.cat([first.reshape(-1), values.to(first.device, non_blocking=True)])
+    try:
+        return torch.stack(cells)
+    except RuntimeError:  # norms on several devices (a model split over GPUs, a swap)
+        device = cells[0].device
+        return torch.stack([c.to(device, non_blocking=True) for c in cells])
 
 
 def health_columns(
@@ -246,17 +367,15 @@ def health_columns(
     cols: dict[str, list[float]] = {}
     by_group: list[list[list[float]]] = []  # per group, its three columns
     at = 0
-    for row, t in buffered:
-        groups = t.shape[0]
-        vals = read[at : at + 3 * groups]
-        at += 3 * groups
-        for i in range(len(by_group), groups):  # a group's columns, when first met
+    for row, m in buffered:
+        vals = read[at : at + len(m)]
+        at += len(m)
+        groups = m.groups(vals)
+        for i in range(len(by_group), len(groups)):  # a group's columns, when first met
             by_group.append([cols.setdefault(column(s, i), [nan] * n) for s in SERIES])
         if skipped is not None and skipped[row]:
             continue  # NaN: the columns start so
-        for i in range(groups):
-            g, w, d = vals[3 * i : 3 * i + 3]
-            g_col, w_col, ratio_col = by_group[i]
+        for (g, w, d), (g_col, w_col, ratio_col) in zip(groups, by_group, strict=False):
             g_col[row], w_col[row] = g, w
             ratio_col[row] = d / w if w else (math.inf if d else nan)  # (0/0: an empty group)
     return cols

@@ -31,7 +31,7 @@ from optitui.trainer.control.ramps import advance as advance_ramp
 from optitui.trainer.control.saver import Answer, Policy, Saver
 from optitui.trainer.core import amp, checkpoint, dist, lr_record, run_facts, state
 from optitui.trainer.core.dist import DistInfo
-from optitui.trainer.core.health import Health
+from optitui.trainer.core.health import Health, Measured
 from optitui.trainer.core.hparams import group_label
 from optitui.trainer.core.job import Job
 from optitui.trainer.core.lookahead import Lookahead
@@ -120,7 +120,7 @@ class Steering:
         #: each group's gradient norm, parameter norm and update ratio every
         #: ``health_every`` steps: (row in the buffers, a device tensor), read at flush
         self.health = Health(job.health_every)
-        self._buf_health: list[tuple[int, torch.Tensor]] = []
+        self._buf_health: Measured = []
         #: the user's own metrics, buffered beside the losses until a flush
         self.user = UserMetrics(self._metric_warning, lambda: self.step)
         self._step_metrics: dict[str, Value] | None = None

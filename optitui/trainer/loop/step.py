@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from optitui.store.records import MetaUpdate, MetricBatch, StatusUpdate, ValRecord
 from optitui.trainer.core import dist, lr_record, state
 from optitui.trainer.core.device import batch_size, memory_allocated, memory_reserved, to_device
-from optitui.trainer.core.health import health_columns, health_values
+from optitui.trainer.core.health import Measured, health_columns, health_values
 from optitui.trainer.core.job import JobError
 from optitui.trainer.loop.steering import Steering
 from optitui.trainer.loop.user_metrics import UserMetrics, Value, accumulate, read_with, scaled
@@ -191,9 +191,10 @@ class Stepping(Steering):
             self._buf_gn.append(norm)
         lr, health, rows = self.lr, self.health, self._rows
         lr.notice_writes()  # a step_fn that writes the lr itself: its value is the base
-        health.arm(self.step, self.optimizer)  # on health steps: hooks around the step
+        measuring = health.start(self.step, self.optimizer)  # on health steps: copies now
         skipped = self.optimizer_step()
-        self.take_health(len(rows))
+        if measuring:
+            self.take_health(len(rows))
         if self.lookahead is not None:
             self.lookahead.after_step()
         # record the lr this step used, before the scheduler moves it (the row of the
@@ -435,7 +436,7 @@ class Stepping(Steering):
         by_group = list(zip(*lr_record.columns(taken.lrs), strict=True))
         for i, col in enumerate(by_group):
             cols[f"lr/{i}"] = list(col)
-        measured = sum(3 * t.shape[0] for _, t in taken.health)
+        measured = sum(len(m) for _, m in taken.health)
         user, logged = taken.user.take(values[at + measured :], n)
         cols.update(user)
         if taken.health:  # NaN on steps not measured, and on skipped ones
@@ -461,7 +462,7 @@ class Taken:
     lrs: list[lr_record.LrRow]
     times: list[float]
     epochs: list[int]
-    health: list[tuple[int, torch.Tensor]]
+    health: Measured
     user: UserMetrics
 
     def packed(self, device: torch.device, first: torch.Tensor) -> torch.Tensor:
