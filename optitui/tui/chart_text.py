@@ -154,11 +154,12 @@ def _labels(axis: Axis, rows: int) -> dict[int, str]:
 
 
 def short(v: float, digits: int = 3) -> str:
-    """A large value in a few cells: 5.2k, 1.5M; from 1e12 (or 999.95k and the like,
-    which round up to the next unit) as 1.15e+18, never 1.15e+09G."""
+    """A large value in a few cells: 5.2k, 1.5M; 999.95k (rounded first) as 1M, and
+    from 1e12 as 1.15e+18, never 1.15e+09G."""
+    rounded = float(f"{v:.{digits}g}")  # the unit of what is written, not of v
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            text = f"{v / scale:.{digits}g}"
+        if abs(rounded) >= scale:
+            text = f"{rounded / scale:.{digits}g}"
             if "e" not in text:
                 return text + unit
             break

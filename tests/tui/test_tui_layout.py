@@ -265,6 +265,9 @@ def test_big_and_small_values_are_written_whole_in_a_few_cells() -> None:
     assert short(2.0**70) == "1.18e+21"
     assert (short(1500.0), short(2.5e6), short(1.5e9)) == ("1.5k", "2.5M", "1.5G")
     assert short(1_000_500.0, 5) == "1.0005M"
+    # rounded up to the next unit: written in it, never 1e+03k
+    assert (short(999_950.0), short(999_960_000.0), short(999.7)) == ("1M", "1G", "1k")
+    assert (short(999_400.0), short(-999_950.0)) == ("999k", "-1M")
     assert fit("0.000125", 7) == "1.25e-4"
     assert fit("2.295", 7) == "2.295"
     assert fit("123456789", 7) == "1.235e8"
