@@ -8,7 +8,9 @@ per step. Short blocks, many pairs and the median leave little for a machine who
 speed drifts from minute to minute to weigh on; the 95% interval of the median is a
 bootstrap over the pairs. The added time is also given as a share of the step without
 the scalars, which is what carries over to a machine of another speed. ``--control``
-runs the same measure with the scalars in neither block: it should read 0.
+runs the same measure with the scalars in neither block: it should read 0. It measures
+the optitui of the checkout it sits in (put first on the path, as ``health_cost.py`` and
+``overhead.py`` do), so a copy in another checkout measures that code.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compare_metrics import PROBE, alternating
 
