@@ -140,7 +140,7 @@ class Before:
     (with grad mode off)."""
 
     def __init__(self, opt: Optimizer, layout: Layout) -> None:
-        self.opt, self.layout, self.trainable = opt, layout, layout.trainable
+        self.opt, self.layout = opt, layout
         flat = layout.flat
         # one fused op (no arithmetic on the values), not an allocation per tensor and
         # then a copy into them
@@ -270,12 +270,13 @@ class Health:
             return
         self.armed = False
         before = self._copy(opt)
+        layout = before.layout
         scale = getattr(opt, "grad_scale", None)
         if scale is not None:
             # a fused optimizer under a GradScaler unscales the gradients in place in its
             # step: their norm is taken now, still scaled, and divided by the scale
             with torch.no_grad():
-                before.grad_norms = [_norms(_grads_of(ps), 1 / scale) for ps in before.trainable]
+                before.grad_norms = [_norms(_grads_of(ps), 1 / scale) for ps in layout.trainable]
         self._before = before
 
     def _post(self, opt: Optimizer, args: Any, kwargs: Any) -> None:
