@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -225,58 +224,11 @@ def test_before_rows_come_from_the_other_checkout(tmp_path: Path) -> None:
     assert "(before: " in target
 
 
-def _trainer_parts() -> object:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+def test_trainer_parts_quick_run_splits_the_added_time() -> None:
+    """`trainer_parts.py --quick` gives the trainer's added time per step and its parts
+    (health taken out, the flush timed, the rest), which add up to it, then the writer
+    thread's share and the collector's time."""
     pytest.importorskip("sklearn", reason="the tiny loop trains on scikit-learn's digits")
-    import trainer_parts
-
-    return trainer_parts
-
-
-def test_trainer_parts_takes_the_timers_cost_off_and_leaves_a_wrapper_only_its_own() -> None:
-    """A part's own time is its total less its timers' cost; a wrapper part (the step,
-    the gradients) keeps only what its inner parts leave, under its own name."""
-    tp: Any = _trainer_parts()
-    names = ["commands", "flush", *tp.INNER, *(k for v in tp.INNER.values() for k in v)]
-    seconds = dict.fromkeys(names, 0.0)
-    calls = dict.fromkeys(names, 0)
-    seconds.update({"gradients": 10.0, "next batch": 2.0, "zero_grad": 1.0})
-    seconds.update({"forward + loss": 3.0, "backward": 1.0, "flush": 0.5})
-    calls.update({"gradients": 1, "next batch": 2, "zero_grad": 1, "forward + loss": 1})
-    calls.update({"backward": 1, "flush": 5})
-    got = tp.own_times(seconds, calls, 0.01)
-    assert got["next batch"] == pytest.approx(2.0 - 0.02)
-    assert got["flush"] == pytest.approx(0.5 - 0.05)
-    # 10 s less its own timer (0.01), its 5 inner calls' timers (0.05) and their own times
-    inner_own = (2.0 - 0.02) + (1.0 - 0.01) + (3.0 - 0.01) + (1.0 - 0.01)
-    assert got["gradients: the rest"] == pytest.approx(10.0 - 0.01 - 0.05 - inner_own)
-    assert not set(tp.INNER) & set(got)  # a wrapper is listed by what it adds itself
-
-
-def test_trainer_parts_timers_come_off_as_they_went_on() -> None:
-    """After a timed chunk every method is the class's again (or the instance's own)."""
-    tp: Any = _trainer_parts()
-
-    class Box:
-        def f(self) -> int:
-            return 1
-
-    box = Box()
-    box.g = lambda: 2  # type: ignore[attr-defined]
-    own_g = box.g  # type: ignore[attr-defined]
-    timers = tp.Timers()
-    timers.wrap(box, "f", "f")
-    timers.wrap(box, "g", "g")
-    assert box.f() == 1 and box.g() == 2  # type: ignore[attr-defined]
-    assert timers.calls == {"f": 1, "g": 1} and timers.seconds["f"] > 0
-    timers.unwrap()
-    assert "f" not in vars(box) and box.g is own_g  # type: ignore[attr-defined]
-
-
-def test_trainer_parts_quick_run_names_every_part_and_their_sum() -> None:
-    """`trainer_parts.py --quick` lists each of the trainer's parts once, their sum, the
-    four operations both loops run, the collector's time and the writer thread's share."""
-    tp: Any = _trainer_parts()
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "trainer_parts.py"), "--quick"],
         capture_output=True,
@@ -284,21 +236,19 @@ def test_trainer_parts_quick_run_names_every_part_and_their_sum() -> None:
         timeout=300,  # a hang guard
         check=True,
     ).stdout
-    lines = out.splitlines()
-    start = lines.index("  the trainer's own parts, us/step (median over chunks):")
-    rows = {}
-    for line in lines[start + 1 :]:
-        if not line.startswith("    "):
-            break
-        name, value = line.strip().rsplit(maxsplit=1)
-        rows[name] = float(value)
-    total = rows.pop("sum")
-    leaves = {k for v in tp.INNER.values() for k in v} | {"commands"}
-    want = (leaves - set(tp.SHARED)) | set(tp.GLUE.values())
-    assert set(rows) == want - set(tp.INNER)
-    assert total == pytest.approx(sum(rows.values()), abs=0.01 * len(rows))
-    shared = next(line for line in lines if "what both loops run" in line)
-    assert all(f"{k} " in shared for k in tp.SHARED), shared
-    assert any(line.strip().startswith("added by the trainer: ") for line in lines)
-    assert any("garbage collection" in line for line in lines)
-    assert any("the writer thread's share" in line for line in lines)
+    lines = [line.strip() for line in out.splitlines()]
+
+    def us(prefix: str) -> float:
+        [line] = [x for x in lines if x.startswith(prefix)]
+        return float(line.split(": ")[1].split()[0])
+
+    added = us("added by the trainer")
+    parts = [
+        us("optimizer health every 16 steps"),
+        us("the flush every 64 steps, health off"),
+        us("the step's own bookkeeping (the rest)"),
+    ]
+    assert parts[1] > 0  # a flush takes time
+    assert sum(parts) == pytest.approx(added, abs=0.2)  # each printed to 0.1
+    us("the writer thread's share (records dropped)")
+    assert us("garbage collection in the trainer's chunks") >= 0
