@@ -314,9 +314,10 @@ def measure(before: Before) -> Measurement | None:
     f32 = torch.float32
     copies = before.copies
     fold = layout.fold
-    if before.grad_norms is not None:
+    taken = before.grad_norms  # taken before the step (a fused step under a GradScaler)
+    if taken is not None:
         grads: list[torch.Tensor] = []
-        taken = before.grad_norms
+        fold = _refold(layout, taken)
     else:
         grads = list(map(_grad, layout.params))
         plain = set(map(type, grads)) == {torch.Tensor}  # none missing, none wrapped
@@ -328,9 +329,8 @@ def measure(before: Before) -> Measurement | None:
     if not every:
         return None
     cells = list(torch._foreach_norm(every, dtype=f32))
-    if before.grad_norms is not None:
+    if taken is not None:
         cells += chain.from_iterable(taken)
-        fold = _refold(layout, taken)
     if copies:
         torch._foreach_sub_(copies, layout.flat)  # now -Δw
         cells += torch._foreach_norm(copies, dtype=f32)

@@ -118,7 +118,8 @@ class Steering:
         self._buf_gn: list[torch.Tensor] = []
         self._skips_recorded = False
         #: each group's gradient norm, parameter norm and update ratio every
-        #: ``health_every`` steps: (row in the buffers, a device tensor), read at flush
+        #: ``health_every`` steps: (row in the buffers, its per-tensor norms on the
+        #: device), read at the flush
         self.health = Health(job.health_every)
         self._buf_health: Measured = []
         #: the user's own metrics, buffered beside the losses until a flush
