@@ -13,11 +13,19 @@ from textual.app import App
 from textual.dom import DOMNode
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
-from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_store
+from tui_support import (
+    fixed_app,
+    keys_settled,
+    loaded,
+    pilot_test,
+    wait_until,
+    write_fixed_store,
+)
 
 from optitui.tui.screens.dashboard import DashboardScreen
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.screens.metrics import MetricsScreen
+from optitui.tui.widgets.key_footer import KeyFooter
 
 PALETTE = "-command-palette"
 
@@ -123,3 +131,29 @@ async def test_without_textuals_private_key_pieces_the_bar_is_footers_own(
         await loaded(pilot)
         keys = [k.key for k in app.dashboard.query(FooterKey)]
         assert "q" in keys and "e" in keys
+
+
+@pilot_test
+async def test_the_bar_says_when_it_is_being_rebuilt(tmp_path: Path) -> None:
+    """A change of the screen's keys has the bar rebuilt after the next refresh: its old
+    keys go before the new ones mount, so a picture taken between shows an empty bar.
+    The bar is not settled from the change until its keys are back, and the snapshots
+    wait for that (keys_settled)."""
+    paths, _ = write_fixed_store(tmp_path / "run")
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await loaded(pilot)
+        footer = app.dashboard.query_one(KeyFooter)
+        assert footer.settled and footer.query(FooterKey)
+        seen: list[tuple[bool, int]] = []  # (settled, keys) as the new keys mount
+        mount_all = KeyFooter.mount_all
+
+        def mounting(self: KeyFooter, *args: Any, **kwargs: Any) -> Any:
+            seen.append((self.settled, len(self.query(FooterKey))))
+            return mount_all(self, *args, **kwargs)
+
+        with patch.object(KeyFooter, "mount_all", mounting):
+            app.dashboard.refresh_bindings()  # as a focus change or a toggle does
+            await keys_settled(pilot)
+        assert seen == [(False, 0)]  # the bar was empty, and said it was not settled
+        assert footer.settled and len(footer.query(FooterKey)) >= 5

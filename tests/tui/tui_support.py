@@ -44,6 +44,7 @@ from optitui.store.writer import StoreWriter
 from optitui.tui.app import DashboardApp, build_app
 from optitui.tui.settings import ViewerSettings
 from optitui.tui.widgets.command_status import CommandStatus
+from optitui.tui.widgets.key_footer import KeyFooter
 
 P = ParamSpec("P")
 
@@ -356,6 +357,20 @@ async def loaded(pilot: Pilot[Any], length: int | None = None) -> None:
         lambda: all(p.shows(want()) for p in screen.plots),
         timeout=30.0,
         what=f"plots drawn at {want()} steps",
+    )
+    await keys_settled(pilot)
+
+
+async def keys_settled(pilot: Pilot[Any]) -> None:
+    """Wait until the key bar shows the screen's keys: a key that changes them (focus,
+    a toggle) has the bar recomposed after the next refresh, and a picture taken before
+    that is done shows the bar empty."""
+    await pilot.pause()
+    await wait_until(
+        pilot,
+        lambda: all(f.settled for f in pilot.app.screen.query(KeyFooter)),
+        timeout=30.0,
+        what="the key bar recomposed",
     )
     await pilot.pause()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from textual import events
 from textual.app import ComposeResult
+from textual.screen import Screen
 from textual.widgets import Footer
 
 try:  # Textual's own key widget (private): without it the bar is Footer's as it is
@@ -33,10 +34,39 @@ PALETTE_KEY_FROM = 100
 class KeyFooter(Footer):
     """A Footer whose keys mount in their final style."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Footer mounts empty and composes its keys once the screen has sent its bindings;
+        # each change recomposes after the next refresh, removing the keys before it
+        # mounts them again: until that is done, a frame can show an empty bar
+        self._recompose_due = True
+        self._recomposing = False
+
+    @property
+    def settled(self) -> bool:
+        """Whether the bar shows the screen's keys as they are: no recompose due or under
+        way (a screenshot taken before then may catch the bar empty)."""
+        return not (self._recompose_due or self._recomposing)
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        super().bindings_changed(screen)
+        # Footer recomposes on these terms only (its keys change with the screen's)
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            self._recompose_due = True
+
+    async def recompose(self) -> None:
+        self._recompose_due = False
+        self._recomposing = True
+        try:
+            await super().recompose()
+        finally:
+            self._recomposing = False
+
     def on_resize(self, event: events.Resize) -> None:
         show = event.size.width >= PALETTE_KEY_FROM
         if show != self.show_command_palette:
             self.show_command_palette = show
+            self._recompose_due = True
             self.call_after_refresh(self.recompose)  # the flag alone redraws nothing
 
     def compose(self) -> ComposeResult:
