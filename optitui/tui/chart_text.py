@@ -8,6 +8,10 @@ markers' glyphs and the step range. Its cost grows with its cells, not with hist
 
 Lines, from the top: the title; the canvas, its y labels on the left; the strip (markers
 over the step labels).
+
+A chart drawn under another plot (the metric pinned under the loss plot) can take that
+plot's :class:`Frame`: its y axis line in the same column, as many canvas cells, the
+same steps at its edges and its step labels, so a step is in the same column in both.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ class Curve:
     newest: bool = False  # this run's own series: its last value stays on the axis
 
 
+@dataclass(frozen=True)
+class Frame:
+    """The layout of a plot a chart is drawn under, for the chart to take."""
+
+    label_cells: int  # cells left of the y axis line
+    cols: int  # canvas cells between the axis line and the plot's right edge
+    x: tuple[float, float]  # the steps at the canvas's left and right edges
+    steps: str  # the plot's step labels line, from its first cell
+
+
 @dataclass
 class Chart:
     """What one chart shows."""
@@ -56,6 +70,7 @@ class Chart:
     x_ticks: int = 2  # step labels along the bottom (2: the window's ends)
     say_scale: bool = False  # the title names a log axis
     empty: str = "no values in view"  # said when no point is in view
+    frame: Frame | None = None  # another plot's layout to line up with
 
 
 @dataclass
@@ -97,10 +112,14 @@ def y_axis(chart: Chart) -> tuple[Axis, bool] | None:
 
 
 def draw(chart: Chart, width: int, height: int) -> Drawn:
-    """``height`` lines of ``width`` cells."""
+    """``height`` lines of ``width`` cells (a chart with a frame: of the frame's width
+    at most)."""
     width, height = max(width, LEFT + 4), max(height, 3)
     rows = height - 2
-    cols = width - LEFT
+    label_cells, cols = LABEL_CELLS, width - LEFT
+    if chart.frame is not None:
+        label_cells = chart.frame.label_cells
+        cols = max(min(chart.frame.cols, width - label_cells - 1), 4)
     found = y_axis(chart)
     title = chart.title.copy()
     if chart.say_scale and found is not None and found[1]:
@@ -114,7 +133,8 @@ def draw(chart: Chart, width: int, height: int) -> Drawn:
         empty.append(what[: width - pad], "dim")
         empty.pad_right(width - empty.cell_len)
         blank = [Text(" " * width) for _ in range(rows - 1)]
-        lines = [title, *blank[: rows // 2], empty, *blank[rows // 2 :], _strip(chart, cols)]
+        strip = _strip(chart, label_cells, cols)
+        lines = [title, *blank[: rows // 2], empty, *blank[rows // 2 :], strip]
         return Drawn(lines, x=(chart.x_lo, chart.x_hi))
     axis, log = found
     canvas = _Canvas(cols, rows)
@@ -122,19 +142,19 @@ def draw(chart: Chart, width: int, height: int) -> Drawn:
     for curve in chart.curves:
         canvas.curve(curve, chart.x_lo, x_span, axis)
     lines = [title]
-    labels = _labels(axis, rows)
+    labels = _labels(axis, rows, label_cells)
     for r in range(rows):
         line = Text(no_wrap=True, end="")
-        line.append(f"{labels.get(r, ''):>{LABEL_CELLS}}", "dim")
+        line.append(f"{labels.get(r, ''):>{label_cells}}", "dim")
         line.append("┤" if r in labels else "│", "dim")
         line.append_text(canvas.row(r))
         lines.append(line)
-    lines.append(_strip(chart, cols))
+    lines.append(_strip(chart, label_cells, cols))
     shown = (10**axis.lo, 10**axis.hi) if log else (axis.lo, axis.hi)
     return Drawn(lines, log, canvas.clipped, shown, (chart.x_lo, chart.x_hi))
 
 
-def _labels(axis: Axis, rows: int) -> dict[int, str]:
+def _labels(axis: Axis, rows: int, cells: int = LABEL_CELLS) -> dict[int, str]:
     """Row -> tick label: round values, every k-th of them, k the smallest that leaves a
     free row between any two."""
     positions, texts = axis.ticks(max(rows, 2) * 2)
@@ -145,7 +165,7 @@ def _labels(axis: Axis, rows: int) -> dict[int, str]:
         if 0 <= r < rows:
             value = 10**p if axis.log else p
             text = short(value, _digits(t)) if abs(value) >= 1000 else t
-            ticks.append((r, fit(text, LABEL_CELLS)))
+            ticks.append((r, fit(text, cells)))
     for k in range(1, len(ticks) + 1):
         chosen = ticks[::k]
         if all(abs(a[0] - b[0]) >= 2 for a, b in pairwise(chosen)):
@@ -195,14 +215,44 @@ def _digits(text: str) -> int:
     return max(3, len(mantissa.strip("0")))
 
 
-def _strip(chart: Chart, cols: int) -> Text:
+def _strip(chart: Chart, label_cells: int, cols: int) -> Text:
     """The bottom line: the step labels, the markers' glyphs between them (a label is
     never cut by a glyph: frequent saves would leave nothing of the step range)."""
     cells = [" "] * cols
     styles: list[str] = ["dim"] * cols
-    n = max(2, chart.x_ticks)
     span = chart.x_hi - chart.x_lo
     labelled: set[int] = set()
+    left = label_cells + 1
+    if chart.frame is not None:  # the plot above's labels, where it has them
+        above = chart.frame.steps[left : left + cols]
+        for j, ch in enumerate(above):
+            if ch != " ":
+                cells[j] = ch
+                labelled.add(j)
+        head = chart.frame.steps[:left].ljust(left)
+        tail = chart.frame.steps[left + cols :].rstrip()  # a last label past the canvas
+    else:
+        head, tail = " " * left, ""
+        _step_labels(chart, cells, labelled)
+    for x, category in chart.markers:
+        cell = _x_cell(x, chart.x_lo, span, cols)
+        if cell is not None and not ({cell - 1, cell, cell + 1} & labelled):
+            cells[cell] = category.glyph
+            styles[cell] = category.color
+    out = Text(no_wrap=True, end="")
+    out.append(head, "dim" if head.strip() else None)
+    for ch, style in zip(cells, styles, strict=True):
+        out.append(ch, style)
+    out.append(tail, "dim")
+    return out
+
+
+def _step_labels(chart: Chart, cells: list[str], labelled: set[int]) -> None:
+    """The chart's own step labels in ``cells``: the window's ends and ``x_ticks`` - 2
+    between (the cells they take go in ``labelled``)."""
+    cols = len(cells)
+    n = max(2, chart.x_ticks)
+    span = chart.x_hi - chart.x_lo
     ticks = [(i / (n - 1), chart.x_lo + span * i / (n - 1)) for i in range(n)]
     if 0 < span < cols:
         # few steps, each a column or more wide: each label under the step it names, once
@@ -221,15 +271,6 @@ def _strip(chart: Chart, cols: int) -> Text:
             if 0 <= start + j < cols:
                 cells[start + j] = ch
                 labelled.add(start + j)
-    for x, category in chart.markers:
-        cell = _x_cell(x, chart.x_lo, span, cols)
-        if cell is not None and not ({cell - 1, cell, cell + 1} & labelled):
-            cells[cell] = category.glyph
-            styles[cell] = category.color
-    out = Text(" " * LEFT, no_wrap=True, end="")
-    for ch, style in zip(cells, styles, strict=True):
-        out.append(ch, style)
-    return out
 
 
 def _x_cell(x: float, x_lo: float, span: float, cols: int) -> int | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 
 from optitui.tui import decimate
-from optitui.tui.chart_text import LEFT, Chart, Curve, last_finite, value_text
+from optitui.tui.chart_text import LEFT, Chart, Curve, Frame, last_finite, value_text
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView
 from optitui.tui.markers import Marker, in_view
@@ -144,22 +144,35 @@ def chart_for(
     selected: bool = False,
     x_ticks: int = 2,
     groups: Sequence[str] = (),
+    frame: Frame | None = None,
 ) -> Chart:
-    """The chart of metric ``name`` at ``width`` cells."""
+    """The chart of metric ``name`` at ``width`` cells (in ``frame``'s layout and steps,
+    when given: see :class:`~optitui.tui.chart_text.Frame`)."""
     series = view.metrics.of(name)
-    lo, hi = x_window(view, series, look.span)
-    dots = max(2, (width - LEFT) * 2)
+    if frame is not None:
+        (lo, hi), cols = frame.x, frame.cols
+    else:
+        lo, hi = x_window(view, series, look.span)
+        cols = width - LEFT
+    dots = max(2, cols * 2)
     positive = look.log_y is True
     curves = overlay_curves(overlays, name, lo, hi, dots, positive)
     curves += own_curves(view, name, lo, hi, dots, positive)
-    shown = in_view(list(markers), lo, hi, max(1, (width - LEFT) // 2))
+    shown = in_view(list(markers), lo, hi, max(1, cols // 2))
     title = Text(no_wrap=True, end="")
     title.append(f" {titled(name, groups)} ", "reverse bold" if selected else "bold")
     value = last_value(view, name)
     said = "NaN" if series and value is None else value_text(value)  # only NaN so far
     title.append(f" {said}", LOGGED_STYLE if _logged_only(series) else STEP_STYLE)
     chart = Chart(
-        title, curves, lo, hi, [(float(m.step), m.category) for m in shown], look.log_y, x_ticks
+        title,
+        curves,
+        lo,
+        hi,
+        [(float(m.step), m.category) for m in shown],
+        look.log_y,
+        x_ticks,
+        frame=frame,
     )
     if series and value is None:
         chart.empty = "only NaN so far"

@@ -15,11 +15,13 @@ from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_s
 
 from optitui.store.writer import StoreWriter
 from optitui.tui.app import DashboardApp
+from optitui.tui.chart_text import LABEL_CELLS
 from optitui.tui.markers import CATEGORIES
 from optitui.tui.screens.markers import MarkersScreen
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.screens.metrics import MetricsScreen
 from optitui.tui.widgets.chart_grid import ChartGrid
+from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.metric_chart import MetricChart
 from optitui.tui.widgets.system_panel import SystemPanel, gauges
 
@@ -160,6 +162,48 @@ async def test_a_pinned_metric_shows_under_the_loss_plot(tmp_path: Path) -> None
         await pilot.press("m", "right", "right", "right", "right", "u", "escape")  # unpinned
         await wait_until(pilot, lambda: not pinned.display)
         assert app.dashboard.pinned is None
+
+
+@pilot_test
+async def test_the_pinned_chart_lines_up_with_the_loss_plot(tmp_path: Path) -> None:
+    """Under the loss plot, the pinned chart's y axis line is in the loss plot's column,
+    its step labels are the loss plot's in the same cells, and a marker is in the same
+    column in both, at each size; unpinned, the loss plot's labels take their own room
+    again, and by time (X) the chart keeps its own layout (it is by step)."""
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    for size in ((160, 48), (120, 36), (100, 30)):
+        await lined_up(paths.root, size)
+
+
+async def lined_up(run: Path, size: tuple[int, int]) -> None:
+    app = fixed_app(run, pinned="val_acc")
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot, 600)
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        loss = app.dashboard.query_one(LossPlot)
+        # the chart has the loss plot's last frame (its next redraw follows the plot's)
+        await wait_until(pilot, lambda: pinned.frame is not None and pinned.frame == loss.line_up())
+        pinned.render()  # drawn for that frame now, not at the next refresh
+        assert pinned.last is not None
+        above = str(loss.render()).split("\n")[1:]  # the figure, without the title
+        below = [line.plain for line in pinned.last.lines[1:]]
+        left = above[0].index("┌")
+        assert left == LABEL_CELLS, (size, above[0])
+        assert {line[left] for line in above[1:-2]} <= {"│", "┤"}
+        assert {line[left] for line in below[:-1]} <= {"│", "┤"}, (size, below)
+        steps = {j: ch for j, ch in enumerate(above[-1]) if ch != " "}
+        assert len(steps) >= 4 and {j: below[-1][j] for j in steps} == steps, size
+        marks = {j: ch for j, ch in enumerate(above[-3]) if ch in GLYPHS}
+        shown = {j: ch for j, ch in enumerate(below[-1]) if ch in GLYPHS}
+        assert shown and shown.items() <= marks.items(), (size, marks, shown)
+        right = above[0].index("┐")
+        assert max(len(line.rstrip()) for line in below[:-1]) <= right, size
+        await pilot.press("X")  # by time: the chart is by step, so its own layout
+        await wait_until(pilot, lambda: pinned.frame is None and loss.by_time())
+        app.dashboard.pin_metric(None)
+        await wait_until(pilot, lambda: not loss.dirty)
+        await pilot.pause()
+        assert str(loss.render()).split("\n")[1].index("┌") < LABEL_CELLS
 
 
 @pilot_test

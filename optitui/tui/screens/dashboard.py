@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.worker import Worker, WorkerState
 
 from optitui.store.access import RunAccess
+from optitui.tui.chart_text import LABEL_CELLS
 from optitui.tui.feed import Feed, FeedUpdate, follow
 from optitui.tui.fmt import group_name
 from optitui.tui.history import HistoryView, empty_view
@@ -301,7 +302,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             loss = self.query_one(LossPlot)
             pinned = self.query_one("#pinned", MetricChart)
             pinned.groups = tuple(self.steered_group_names())
-            pinned.show(self.latest, self.markers, self.shown_overlays(), Look(loss.span))
+            look = Look(loss.span)
+            pinned.show(self.latest, self.markers, self.shown_overlays(), look, loss.line_up())
 
     # -- the metrics screen (m) and the metric under the loss plot ---------------------
     def metrics_view(self) -> HistoryView:
@@ -315,6 +317,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         """Draw metric ``name`` under the loss plot (None: nothing there)."""
         self.pinned = name
         self.set_class(bool(name), "-pinned")
+        # the loss plot's y axis line in the chart's column: a step is in the same
+        # column in both
+        self.query_one(LossPlot).set_label_cells(LABEL_CELLS if name else 0)
         if name:
             self.want_metrics()
             self.query_one("#pinned", MetricChart).set_metric(name)

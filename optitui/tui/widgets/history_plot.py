@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 
 from optitui.tui import decimate, fmt, y_range
 from optitui.tui.axis import Axis, axis_for
+from optitui.tui.chart_text import Frame
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import CATEGORIES, Category, Marker, in_view
@@ -108,6 +109,7 @@ class HistoryPlot(PlotextPlot):
         self.x_time = False  # x axis by wall time since the first step, not by step
         self.drawn_overlays: tuple[int, ...] = ()  # each overlay's length in the last frame
         self.drawn_x: tuple[float, float] | None = None  # the x axis's range in the last frame
+        self.label_cells = 0  # the y labels take at least this many cells (see line_up)
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -136,11 +138,31 @@ class HistoryPlot(PlotextPlot):
             self.overlays = overlays
             self.dirty = True
 
+    def set_label_cells(self, cells: int) -> None:
+        """Right-align the y labels in at least ``cells`` cells: a chart drawn under this
+        plot with as many puts its y axis line in the same column."""
+        if cells != self.label_cells:
+            self.label_cells = cells
+            self.dirty = True
+
     def set_x_time(self, by_time: bool) -> None:
         """Place rows by wall time since each run's first step (else by step)."""
         if by_time != self.x_time:
             self.x_time = by_time
             self.dirty = True
+
+    def line_up(self) -> Frame | None:
+        """This plot's layout in its last frame, for a chart drawn under it to take (see
+        :class:`~optitui.tui.chart_text.Frame`): None before a frame with data, and by
+        time (the chart is by step)."""
+        if self._text is None or self.drawn_x is None or self.by_time() or not self.size.area:
+            return None
+        lines = self._text.plain.split("\n")
+        top = lines[HEADER_ROWS] if len(lines) > HEADER_ROWS + 2 else ""
+        left, right = top.find("┌"), top.find("┐")
+        if left < 0 or right <= left + 1:
+            return None
+        return Frame(left, right - left - 1, self.drawn_x, lines[-1])
 
     def shows(self, length: int, overlays: tuple[int, ...] | None = None) -> bool:
         """True once the plot has drawn a history of ``length`` rows (and overlays of
@@ -312,6 +334,7 @@ class HistoryPlot(PlotextPlot):
             self._marks.append(Mark(xs, [strip] * len(xs), category.rgb, category.glyph, False))
         self.marker_categories = [c for c in CATEGORIES if c in by_category]
         positions, labels = axis.ticks(canvas)
+        labels = [text.rjust(self.label_cells) for text in labels]
         x_axis = self.step_axis(x_lo, x_hi)
         return Axes(
             x_axis[0] if x_axis else None,

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual.widget import Widget
 
-from optitui.tui.chart_text import Drawn, draw
+from optitui.tui.chart_text import Drawn, Frame, draw
 from optitui.tui.history import HistoryView, empty_view
 from optitui.tui.markers import Marker
 from optitui.tui.metric_charts import Look, chart_for
@@ -35,6 +35,7 @@ class MetricChart(Widget):
         self.overlays: tuple[Overlay, ...] = ()
         self.look = Look()
         self.groups: tuple[str, ...] = ()  # the run's group names (health series by name)
+        self.frame: Frame | None = None  # the layout of the plot above, to line up with
         self.last: Drawn | None = None
         self.frame_seconds = 0.0
         self._key: tuple[object, ...] | None = None
@@ -51,8 +52,10 @@ class MetricChart(Widget):
         markers: Sequence[Marker],
         overlays: tuple[Overlay, ...],
         look: Look,
+        frame: Frame | None = None,
     ) -> None:
         self.view, self.markers, self.overlays, self.look = view, markers, overlays, look
+        self.frame = frame
         self.refresh()
 
     def render(self) -> RenderResult:
@@ -65,6 +68,7 @@ class MetricChart(Widget):
             self.overlays,
             self.look,
             self.groups,
+            self.frame,
             w,
             h,
         )
@@ -79,6 +83,7 @@ class MetricChart(Widget):
                 markers=self.markers,
                 x_ticks=max(2, w // CELLS_PER_TICK),
                 groups=self.groups,
+                frame=self.frame,
             )
             chart.say_scale = True
             self.last = draw(chart, w, h)
