@@ -474,3 +474,158 @@ def test_the_dashboards_job_gets_health_every(tmp_path: Path) -> None:
     argv = child_argv(JobOptions(Path("t.py"), health_every=0), tmp_path)
     assert argv[argv.index("--health-every") + 1] == "0"
     assert "--health-every" not in child_argv(JobOptions(Path("t.py")), tmp_path)
+
+
+# -- the copy limit: large models measure a sample of each group's tensors --------------
+def _square_layers() -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+    """Two groups of four 8x8 weights (256 bytes each, 2048 in all), Adam with decay; in
+    each group the last two are 5x larger (their update ratio is smaller: a sample's
+    ratio tells which tensors it took)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(*(nn.Linear(8, 8, bias=False) for _ in range(8)))
+    with torch.no_grad():
+        for i, layer in enumerate(model):
+            layer.weight.mul_(5.0 if i % 4 >= 2 else 1.0)  # type: ignore[operator]
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(model[:4].parameters())},
+            {"params": list(model[4:].parameters()), "lr": 0.02},
+        ],
+        lr=0.05,
+        weight_decay=0.1,
+    )
+    x, y = torch.randn(16, 8), torch.randn(16, 8)
+    return model, opt, lambda: nn.functional.mse_loss(model(x), y)
+
+
+def _ratio(w0: list[torch.Tensor], w1: list[torch.Tensor]) -> float:
+    return float((_flat(w1) - _flat(w0)).norm() / _flat(w0).norm())
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["trainer", "hooks"])
+def test_above_the_copy_limit_each_group_measures_its_tensors_in_turn(hooked: bool) -> None:
+    """With room for half of the parameters, each group copies two of its four tensors a
+    measurement, the next two at the next: its update ratio is theirs, its gradient and
+    parameter norms the whole group's, and no measurement copies more than the limit."""
+    _, opt, loss_fn = _square_layers()
+    limit = 1024  # bytes: half the model
+    h = Health(1, copy_gb=limit / 1e9)
+    copied: list[int] = []
+    clone = torch._foreach_clone
+
+    def counted(ts: Any) -> Any:
+        copied.append(sum(t.numel() * t.element_size() for t in ts))
+        return clone(ts)
+
+    for step in range(4):
+        opt.zero_grad()
+        loss_fn().backward()
+        before, grads = _copies(opt), _grads(opt)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(torch, "_foreach_clone", counted)
+            if hooked:
+                h.arm(step, opt)
+                opt.step()
+            else:
+                h.start(step, opt)
+                opt.step()
+        got = h.take()
+        assert got is not None
+        after = _copies(opt)
+        half = slice(0, 2) if step % 2 == 0 else slice(2, 4)  # the tensors in turn
+        want = direct(before, grads, after)
+        for (g, w, d), wb, wa, (gn, wn, _) in zip(got.read(), before, after, want, strict=True):
+            assert [g, w] == pytest.approx([gn, wn], rel=1e-5), step  # the whole group's
+            assert d / w == pytest.approx(_ratio(wb[half], wa[half]), rel=1e-4), step
+            assert d / w != pytest.approx(_ratio(wb, wa), rel=1e-3)  # not the whole's
+    assert copied == [limit] * 4
+
+
+def test_a_group_with_no_tensor_under_its_share_has_no_ratio_but_its_norms() -> None:
+    """A group whose every tensor is larger than its share of the limit copies nothing:
+    its update ratio is NaN (not a guess), its gradient and parameter norms exact; the
+    other group, whose tensors fit, is measured."""
+    torch.manual_seed(0)
+    big, small = nn.Linear(32, 32, bias=False), nn.Linear(32, 2)  # 4096 B; 256 + 8 B
+    opt = torch.optim.SGD(
+        [{"params": big.parameters()}, {"params": small.parameters()}], lr=0.1, momentum=0.9
+    )
+    x = torch.randn(8, 32)
+    h = Health(1, copy_gb=2000 / 1e9)  # shares: about 1880 and 120 bytes
+    opt.zero_grad()
+    small(big(x)).square().mean().backward()
+    before, grads = _copies(opt), _grads(opt)
+    h.start(0, opt)
+    opt.step()
+    got = h.take()
+    assert got is not None
+    (g0, w0, d0), (g1, w1, d1) = got.read()
+    want = direct(before, grads, _copies(opt))
+    assert math.isnan(d0) and [g0, w0] == pytest.approx(list(want[0][:2]), rel=1e-5)
+    assert [g1, w1] == pytest.approx(list(want[1][:2]), rel=1e-5)
+    assert d1 / w1 == pytest.approx(_ratio(before[1][1:], _copies(opt)[1][1:]), rel=1e-4)
+
+
+def test_under_the_copy_limit_the_whole_model_is_copied(tmp_path: Path) -> None:
+    """The Job's limit reaches the trainer's health; a model under it is measured whole
+    (the ratio exact), as every test above the limit's checks."""
+    job = tiny_job(max_steps=4, health_every=1, health_copy_gb=0.5)
+    t = make_trainer(tmp_path, job)
+    assert t.health.copy_limit == 0.5e9
+    _, opt, loss_fn = _square_layers()
+    h = Health(1, copy_gb=2048 / 1e9)  # room for all of it
+    opt.zero_grad()
+    loss_fn().backward()
+    before, grads = _copies(opt), _grads(opt)
+    h.start(0, opt)
+    opt.step()
+    got = h.take()
+    assert got is not None
+    for (g, w, d), want in zip(got.read(), direct(before, grads, _copies(opt)), strict=True):
+        assert [g, w, d / w] == pytest.approx(list(want), rel=1e-4)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True, "1"])
+def test_a_bad_copy_limit_is_refused_naming_it(bad: Any) -> None:
+    with pytest.raises(JobError, match="health_copy_gb"):
+        tiny_job(health_copy_gb=bad).validate()
+    with pytest.raises(ValueError, match="health_copy_gb"):
+        Health(16, copy_gb=bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "wd", "fused"), CASES, ids=[f"{n}-wd{w}" + ("-fused" * f) for n, w, f in CASES]
+)
+def test_a_sampled_measurement_keeps_the_norms_exact_for_every_optimizer(
+    name: str, wd: float, fused: bool
+) -> None:
+    """Above the copy limit (room for the smallest tensors only), every optimizer class's
+    groups still get their exact gradient and parameter norms, and a ratio that is a
+    sample's: positive, or NaN where nothing fitted."""
+    _, opt, loss_fn = _setup(name, wd, fused)
+    sizes = [p.numel() * p.element_size() for g in opt.param_groups for p in g["params"]]
+    h = Health(1, copy_gb=(sum(sizes) - 1) / 1e9)  # just short of the whole
+    for step in range(2):
+        h.arm(step, opt)
+        opt.zero_grad()
+        if name == "LBFGS":
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad()
+                loss = loss_fn()
+                loss.backward()
+                return loss
+
+            before = _copies(opt)
+            opt.step(closure)
+            grads = _grads(opt)
+        else:
+            loss_fn().backward()
+            before, grads = _copies(opt), _grads(opt)
+            opt.step()
+        got = h.take()
+        assert got is not None
+        want = direct(before, grads, _copies(opt))
+        for (g, w, d), (gn, wn, _) in zip(got.read(), want, strict=True):
+            assert [g, w] == pytest.approx([gn, wn], rel=1e-4, abs=1e-7), step
+            assert math.isnan(d) or d / w > 0

@@ -26,6 +26,16 @@ HF Trainer) gets a step pre- and post-hook registered for the health step only.
 - A step the GradScaler skipped (inf/NaN gradients) applied no update: its health
   is not recorded (NaN, like its gradient norm).
 - With ``health_every=0`` no hook is registered and nothing is computed.
+
+The copies are the measurement's memory: a full copy of the trainable parameters for
+the length of one step. Up to :data:`COPY_LIMIT_GB` (``Job(health_copy_gb=...)``)
+every tensor is copied and the ratio is exact. A larger model would risk running out
+of device memory for a number on a dashboard, so each group then copies a share of the
+limit (in proportion to its size), taking its tensors in turn from where the last
+measurement stopped: its update ratio is that of the tensors copied, ‖Δw_S‖/‖w_S‖, a
+sample that goes round the whole group over successive measurements. Its gradient and
+parameter norms stay exact (the other tensors' norms are taken before the step, no
+copy). A group none of whose tensors fits its share has no ratio (NaN).
 """
 
 from __future__ import annotations
@@ -42,11 +52,21 @@ from torch.optim import Optimizer
 
 #: the series recorded per group, in the order of a result's columns
 SERIES = ("grad_norm", "param_norm", "update_ratio")
+#: the most a measurement copies, in GB (above it each group's ratio is from a sample)
+COPY_LIMIT_GB = 1.0
 
 
 def column(series: str, group: int) -> str:
     """The store's column of one group's series (exported as ``<series>/<group name>``)."""
     return f"{series}/{group}"
+
+
+def check_copy_gb(value: Any) -> float:
+    """``value`` as GB > 0 the health may copy, or ValueError."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"health_copy_gb must be a number of GB > 0, got {value!r}")
+    return float(value)
 
 
 def check_every(value: Any, what: str = "health_every") -> int:
@@ -74,21 +94,35 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return to_local() if callable(to_local) else t
 
 
+Span = tuple[int, int]
 #: where one group's norms sit among a measurement's: (start, stop) of its gradients,
-#: its trainable parameters, its frozen ones and its updates
-Slices = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+#: its copied trainable parameters, its frozen ones, its updates and its trainable
+#: parameters not copied (none unless the copy limit is reached)
+Slices = tuple[Span, Span, Span, Span, Span]
 
 
-def _folds(trainable: list[int], frozen: list[int], grads: list[int]) -> list[Slices]:
-    """The slices of each group among the norms, laid out ``[trainable | frozen |
-    gradients | updates]`` (each part in group order), from each group's counts."""
+def _folds(
+    trainable: list[int], frozen: list[int], grads: list[int], uncopied: list[int] | None = None
+) -> list[Slices]:
+    """The slices of each group among the norms, laid out ``[copied | frozen | gradients
+    | updates | not copied]`` (each part in group order), from each group's counts."""
+    uncopied = uncopied or [0] * len(trainable)
     k_all, f_all, g_all = sum(trainable), sum(frozen), sum(grads)
     out: list[Slices] = []
     at_c, at_f, at_g = 0, k_all, k_all + f_all
     at_d = at_g + g_all
-    for k, f, g in zip(trainable, frozen, grads, strict=True):
-        out.append(((at_g, at_g + g), (at_c, at_c + k), (at_f, at_f + f), (at_d, at_d + k)))
-        at_c, at_f, at_g, at_d = at_c + k, at_f + f, at_g + g, at_d + k
+    at_u = at_d + k_all
+    for k, f, g, u in zip(trainable, frozen, grads, uncopied, strict=True):
+        out.append(
+            (
+                (at_g, at_g + g),
+                (at_c, at_c + k),
+                (at_f, at_f + f),
+                (at_d, at_d + k),
+                (at_u, at_u + u),
+            )
+        )
+        at_c, at_f, at_g, at_d, at_u = at_c + k, at_f + f, at_g + g, at_d + k, at_u + u
     return out
 
 
@@ -130,6 +164,14 @@ class Layout:
         #: per group: how many trainable tensors, how many frozen ones
         self.counts = ([len(ps) for ps in self.trainable], [len(fs) for fs in self.frozen])
         self.fold = _folds(*self.counts, self.counts[0])  # every gradient there
+        #: bytes of each trainable tensor, in ``flat``'s order, and of each group's
+        self.sizes = [t.numel() * t.element_size() for t in self.flat]
+        self.bytes = sum(self.sizes)
+        at = 0
+        self.ranges: list[range] = []  # per group, its tensors' indices in ``flat``
+        for k in self.counts[0]:
+            self.ranges.append(range(at, at + k))
+            at += k
 
     def holds(self, opt: Optimizer) -> bool:
         return self.reusable and _key(opt) == self.key
@@ -137,14 +179,30 @@ class Layout:
 
 class Before:
     """An optimizer's layout and the copies of its trainable tensors, taken before a step
-    (with grad mode off)."""
+    (with grad mode off): all of them, or those of ``chosen`` (per group, indices into
+    the layout's ``flat``), the others' norms taken instead."""
 
-    def __init__(self, opt: Optimizer, layout: Layout) -> None:
+    def __init__(self, opt: Optimizer, layout: Layout, chosen: list[list[int]] | None) -> None:
         self.opt, self.layout = opt, layout
-        flat = layout.flat
+        #: the tensors copied (the optimizer updates them in place)
+        self.targets = layout.flat
+        self.fold = layout.fold
+        self.counts = layout.counts
+        #: the norms of the trainable tensors not copied (their values before the step)
+        self.uncopied: list[torch.Tensor] = []
+        if chosen is not None:
+            flat = layout.flat
+            self.targets = [flat[i] for i in chain.from_iterable(chosen)]
+            kept = [set(c) for c in chosen]
+            rest = [[i for i in r if i not in k] for r, k in zip(layout.ranges, kept, strict=True)]
+            rest_flat = [flat[i] for i in chain.from_iterable(rest)]
+            self.uncopied = list(torch._foreach_norm(rest_flat, dtype=torch.float32))
+            copied = [len(c) for c in chosen]
+            self.counts = (copied, layout.counts[1])
+            self.fold = _folds(copied, layout.counts[1], layout.counts[0], list(map(len, rest)))
         # one fused op (no arithmetic on the values), not an allocation per tensor and
         # then a copy into them
-        self.copies = list(torch._foreach_clone(flat)) if flat else []
+        self.copies = list(torch._foreach_clone(self.targets)) if self.targets else []
         #: per group, the gradients' norms when they had to be taken before the step
         self.grad_norms: list[list[torch.Tensor]] | None = None
 
@@ -162,11 +220,18 @@ class Measurement:
         return len(self.cells)
 
     def groups(self, values: Sequence[float]) -> list[tuple[float, float, float]]:
-        """Every group's (‖g‖, ‖w‖, ‖Δw‖) from the cells' values as read."""
-        return [
-            (hypot(*values[g0:g1]), hypot(*values[c0:c1], *values[f0:f1]), hypot(*values[d0:d1]))
-            for (g0, g1), (c0, c1), (f0, f1), (d0, d1) in self.fold
-        ]
+        """Every group's (‖g‖, ‖w‖, ‖Δw‖) from the cells' values as read; where only some
+        of a group's tensors were copied, ‖Δw‖ is scaled to ‖w‖ from theirs (so that
+        ‖Δw‖/‖w‖ is their ratio, ‖Δw_S‖/‖w_S‖), NaN when none was."""
+        out = []
+        for (g0, g1), (c0, c1), (f0, f1), (d0, d1), (u0, u1) in self.fold:
+            w = hypot(*values[c0:c1], *values[f0:f1], *values[u0:u1])
+            d = hypot(*values[d0:d1])
+            if u1 > u0:  # a sample: its own ratio
+                w_s = hypot(*values[c0:c1])
+                d = d * w / w_s if w_s else math.nan
+            out.append((hypot(*values[g0:g1]), w, d))
+        return out
 
     def read(self) -> list[tuple[float, float, float]]:
         """Every group's norms, read now (a host-device sync: not for the training loop)."""
@@ -176,8 +241,10 @@ class Measurement:
 class Health:
     """Measures the groups of one optimizer on the steps it is armed (or started) for."""
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, copy_gb: float = COPY_LIMIT_GB) -> None:
         self.every = check_every(every)
+        self.copy_limit = check_copy_gb(copy_gb) * 1e9  # bytes
+        self._turns: list[int] = []  # per group: the tensor its next sample starts at
         self.armed = False
         self._optimizer: Optimizer | None = None
         self._hooks: list[Any] = []
@@ -249,12 +316,37 @@ class Health:
         layout = self._layout
         if layout is None or not layout.holds(opt):
             layout = self._layout = Layout(opt)
+            self._turns = [0] * len(layout.ranges)
+        chosen = None if layout.bytes <= self.copy_limit else self._sample(layout)
         was = _grad_enabled()
         _set_grad_enabled(False)
         try:
-            return Before(opt, layout)
+            return Before(opt, layout, chosen)
         finally:
             _set_grad_enabled(was)
+
+    def _sample(self, layout: Layout) -> list[list[int]]:
+        """Per group, the tensors to copy: a share of the limit in proportion to the
+        group's bytes, filled with its tensors in turn from where the last sample
+        stopped (one too large for the share is passed over)."""
+        sizes, out = layout.sizes, []
+        for g, r in enumerate(layout.ranges):
+            group_bytes = sum(sizes[i] for i in r)
+            share = self.copy_limit * group_bytes / layout.bytes
+            taken: list[int] = []
+            used, n = 0, len(r)
+            start = self._turns[g] % n if n else 0
+            for j in range(n):
+                i = r[(start + j) % n]
+                if used + sizes[i] <= share:
+                    taken.append(i)
+                    used += sizes[i]
+                elif taken:
+                    break  # the next sample goes on from here
+            if taken:
+                self._turns[g] = (taken[-1] - r.start + 1) % n
+            out.append(sorted(taken))
+        return out
 
     def _measure(self, before: Before) -> Measurement | None:
         was = _grad_enabled()
@@ -313,18 +405,18 @@ def measure(before: Before) -> Measurement | None:
         return None
     f32 = torch.float32
     copies = before.copies
-    fold = layout.fold
+    fold = before.fold
     taken = before.grad_norms  # taken before the step (a fused step under a GradScaler)
     if taken is not None:
         grads: list[torch.Tensor] = []
-        fold = _refold(layout, taken)
+        fold = _refold(before, taken)
     else:
         grads = list(map(_grad, layout.params))
         plain = set(map(type, grads)) == {torch.Tensor}  # none missing, none wrapped
         if not plain or any(map(_is_sparse, grads)):
             by_group = [_grads_of(ps) for ps in layout.trainable]
             grads = list(chain.from_iterable(by_group))
-            fold = _refold(layout, by_group)
+            fold = _refold(before, by_group)
     every = [*copies, *layout.frozen_flat, *grads]
     if not every:
         return None
@@ -332,14 +424,17 @@ def measure(before: Before) -> Measurement | None:
     if taken is not None:
         cells += chain.from_iterable(taken)
     if copies:
-        torch._foreach_sub_(copies, layout.flat)  # now -Δw
+        torch._foreach_sub_(copies, before.targets)  # now -Δw
         cells += torch._foreach_norm(copies, dtype=f32)
+    cells += before.uncopied
     return Measurement(cells, fold)
 
 
-def _refold(layout: Layout, grads: list[list[torch.Tensor]]) -> list[Slices]:
-    """The layout's slices with each group's own number of gradients (some missing)."""
-    return _folds(layout.counts[0], layout.counts[1], list(map(len, grads)))
+def _refold(before: Before, grads: list[list[torch.Tensor]]) -> list[Slices]:
+    """The measurement's slices with each group's own number of gradients (some
+    missing)."""
+    uncopied = [u1 - u0 for *_, (u0, u1) in before.fold]
+    return _folds(before.counts[0], before.counts[1], list(map(len, grads)), uncopied)
 
 
 # -- the flush: read with the losses, recorded as columns ---------------------------------

@@ -11,6 +11,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from optitui.trainer.core.health import check_copy_gb
+
 LossFn = Callable[[Any, Any], torch.Tensor]
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
 Scheduler = LRScheduler | ReduceLROnPlateau
@@ -90,6 +92,10 @@ class Job:
     health_every: int = 16
     """Steps between measurements of every param group's gradient norm, parameter norm and
     update ratio ||dw||/||w|| (on the device, read with the losses); 0 turns them off."""
+    health_copy_gb: float = 1.0
+    """The most the health measurement copies of the parameters (GB, for the length of one
+    step): above it each group's update ratio is that of a share of its tensors, taken in
+    turn (its gradient and parameter norms stay exact)."""
     seed: int | None = None
     """Seed python, numpy and torch before training; ``--seed`` overrides it."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +135,10 @@ class Job:
         h = self.health_every
         if isinstance(h, bool) or not isinstance(h, int) or h < 0:
             raise JobError(f"health_every must be a whole number >= 0 (0: off), got {h!r}")
+        try:
+            check_copy_gb(self.health_copy_gb)
+        except ValueError as exc:
+            raise JobError(str(exc)) from None
         if isinstance(self.grad_accum, bool) or not isinstance(self.grad_accum, int):
             raise JobError(f"grad_accum must be a whole number >= 1, got {self.grad_accum!r}")
         if self.grad_accum < 1:

@@ -120,7 +120,7 @@ class Steering:
         #: each group's gradient norm, parameter norm and update ratio every
         #: ``health_every`` steps: (row in the buffers, its per-tensor norms on the
         #: device), read at the flush
-        self.health = Health(job.health_every)
+        self.health = Health(job.health_every, job.health_copy_gb)
         self._buf_health: Measured = []
         #: the user's own metrics, buffered beside the losses until a flush
         self.user = UserMetrics(self._metric_warning, lambda: self.step)
