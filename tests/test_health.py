@@ -111,6 +111,28 @@ def _setup(name: str, wd: float, fused: bool) -> tuple[nn.Module, torch.optim.Op
     return model, cls(groups, **kw), loss_fn
 
 
+def _step(
+    name: str, opt: torch.optim.Optimizer, loss_fn: Any
+) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """One step of ``opt``: the parameters before it and the gradients it used."""
+    opt.zero_grad()
+    if name == "LBFGS":
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        before = _copies(opt)
+        opt.step(closure)
+        return before, _grads(opt)  # LBFGS: the gradient of its last closure evaluation
+    loss_fn().backward()
+    before, grads = _copies(opt), _grads(opt)
+    opt.step()
+    return before, grads
+
+
 @pytest.mark.parametrize(
     ("name", "wd", "fused"), CASES, ids=[f"{n}-wd{w}" + ("-fused" * f) for n, w, f in CASES]
 )
@@ -121,22 +143,7 @@ def test_health_matches_a_direct_computation_for_every_optimizer(
     h = Health(1)
     for step in range(3):
         h.arm(step, opt)
-        opt.zero_grad()
-        if name == "LBFGS":
-
-            def closure() -> torch.Tensor:
-                opt.zero_grad()
-                loss = loss_fn()
-                loss.backward()
-                return loss
-
-            before = _copies(opt)
-            opt.step(closure)
-            grads = _grads(opt)  # LBFGS: the gradient of its last closure evaluation
-        else:
-            loss_fn().backward()
-            before, grads = _copies(opt), _grads(opt)
-            opt.step()
+        before, grads = _step(name, opt, loss_fn)
         got = h.take()
         assert got is not None
         rows = got.read()
@@ -607,22 +614,7 @@ def test_a_sampled_measurement_keeps_the_norms_exact_for_every_optimizer(
     h = Health(1, copy_gb=(sum(sizes) - 1) / 1e9)  # just short of the whole
     for step in range(2):
         h.arm(step, opt)
-        opt.zero_grad()
-        if name == "LBFGS":
-
-            def closure() -> torch.Tensor:
-                opt.zero_grad()
-                loss = loss_fn()
-                loss.backward()
-                return loss
-
-            before = _copies(opt)
-            opt.step(closure)
-            grads = _grads(opt)
-        else:
-            loss_fn().backward()
-            before, grads = _copies(opt), _grads(opt)
-            opt.step()
+        before, grads = _step(name, opt, loss_fn)
         got = h.take()
         assert got is not None
         want = direct(before, grads, _copies(opt))
