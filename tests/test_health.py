@@ -621,3 +621,21 @@ def test_a_sampled_measurement_keeps_the_norms_exact_for_every_optimizer(
         for (g, w, d), (gn, wn, _) in zip(got.read(), want, strict=True):
             assert [g, w] == pytest.approx([gn, wn], rel=1e-4, abs=1e-7), step
             assert math.isnan(d) or d / w > 0
+
+
+def test_a_run_over_the_copy_limit_says_its_ratios_are_a_samples(tmp_path: Path) -> None:
+    """The run's log says once, at the start, that the update ratios are from a sample
+    (a jump between two measurements is then no surprise); under the limit it says
+    nothing, nor with the health off."""
+    said = {}
+    for name, kw in (
+        ("over", {"health_copy_gb": 1e-7}),  # 100 bytes: tiny_job is 700
+        ("under", {}),
+        ("off", {"health_copy_gb": 1e-7, "health_every": 0}),
+    ):
+        t = make_trainer(tmp_path, tiny_job(max_steps=4, **kw), name=name)
+        assert t.run() == "finished"
+        with RunReader(t.paths.root) as r:
+            said[name] = [e.message for e in r.events() if "health_copy_gb" in e.message]
+    assert len(said["over"]) == 1 and "share of its tensors" in said["over"][0]
+    assert said["under"] == said["off"] == []

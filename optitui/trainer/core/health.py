@@ -252,6 +252,21 @@ class Health:
         self._before: Before | None = None
         self._result: Measurement | None = None
 
+    def sampled(self, optimizer: Optimizer) -> str | None:
+        """What to tell the user when ``optimizer``'s trainable parameters are over the
+        copy limit (the update ratios are then a sample's); None when they are not."""
+        if not self.every:
+            return None
+        size = Layout(optimizer).bytes
+        if size <= self.copy_limit:
+            return None
+        return (
+            f"optimizer health: the trainable parameters ({size / 1e9:.3g} GB here) are over "
+            f"health_copy_gb ({self.copy_limit / 1e9:g} GB), so each group's update ratio is "
+            "that of a share of its tensors, taken in turn (its gradient and parameter norms "
+            "stay exact)"
+        )
+
     def _watch(self, optimizer: Optimizer) -> None:
         if optimizer is not self._optimizer:  # the first, or a swap
             self.detach()

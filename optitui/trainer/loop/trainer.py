@@ -214,6 +214,9 @@ class Trainer(Stepping):
         if self.sharded is not None:
             self._without_whole_state()
         self.guard.announce()  # what a rollback costs here, or where it goes back to
+        sampled = self.health.sampled(self.optimizer)
+        if sampled is not None:
+            self.recorder.put(Event(self.step, "info", sampled))
         p = self.policy
         if self.dist is not None and self.dist.world > 1 and (p.every or p.minutes):
             size = footprint.measure(self.model, self.optimizer)
