@@ -507,3 +507,40 @@ def test_the_size_estimate_matches_what_the_gpu_holds() -> None:
     held = torch.cuda.memory_allocated(CUDA) - base - grads
     assert estimate.total == pytest.approx(held, rel=0.01)
     assert footprint.measure(model, opt).optimizer_bytes == estimate.optimizer_bytes
+
+
+# -- the health's copy on the device -----------------------------------------------------
+def test_the_health_copy_stays_under_its_cap_on_the_device() -> None:
+    """GPU checklist: memory. A health step copies at most ``health_copy_gb`` of the
+    parameters on the device: a 64 MB model under a 16 MB cap peaks about 16 MB above
+    the step without health, the whole model under a cap it fits in 64 MB above."""
+    from optitui.trainer.core.health import Health
+
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = nn.Sequential(*(nn.Linear(1024, 1024, bias=False) for _ in range(16))).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)  # no state: the copy alone
+    x = torch.randn(8, 1024, device=dev)
+    mb = 2**20
+
+    def peak(h: Health | None) -> float:
+        opt.zero_grad(set_to_none=False)
+        model(x).square().mean().backward()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        if h is not None:
+            h.start(0, opt)
+        opt.step()
+        got = h.take() if h is not None else None
+        torch.cuda.synchronize()
+        if got is not None:
+            rows = got.read()
+            assert all(g > 0 and w > 0 for g, w, _ in rows)
+        return (torch.cuda.max_memory_allocated() - base) / mb
+
+    bare = peak(None)
+    capped = peak(Health(1, copy_gb=16 * mb / 1e9))
+    whole = peak(Health(1, copy_gb=1.0))
+    assert capped - bare <= 16 + 1, (bare, capped)
+    assert whole - bare >= 64, (bare, whole)
