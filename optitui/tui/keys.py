@@ -55,7 +55,10 @@ KEYS = (
     Key("o", "swap_optimizer", "optim", "swap the optimizer class (state starts fresh)", False),
     Key("x", "divergence", "diverge", "divergence policy: pause / rollback / ignore", False),
     Key("space", "pause", "pause", "pause / resume training", True, "spc"),
-    Key("n", "step_once", "step", "while paused: train one step, then pause again", False),
+    # in the footer while paused (the dashboard's check_action); n's other binding steps
+    # where the footer has no room for it, and says what n does while the run is going
+    Key("n", "step_once", "step", "while paused: train one step, then pause again"),
+    Key("n", "step_key", "step", "n steps once while paused", False, listed=False),
     Key("r", "range_test", "lr-find", "LR range test on the live job (or open the running one)"),
     Key("R", "race", "race", "optimizer race on the live job (or open the running one)", False),
     Key("s", "save", "save", "save a checkpoint (optional tag)"),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_tui_footer import footer_words
 from textual import events
+from textual.widgets._footer import FooterKey
 from tui_support import (
     commands_table,
     fixed_app,
+    keys_settled,
     live,
     loaded,
     pilot_test,
@@ -22,6 +26,7 @@ from optitui.tui.keys import KEYS
 from optitui.tui.screens.help import HelpScreen
 from optitui.tui.screens.quit import QuitScreen
 from optitui.tui.widgets.group_table import PENDING_MARK, GroupTable
+from optitui.tui.widgets.key_footer import KeyFooter
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 
@@ -120,13 +125,17 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
         app = fixed_app(paths.root)
         async with app.run_test(size=(100, 30)) as pilot:
             await loaded(pilot)
-            await pilot.press("n")  # running: nothing is sent
+            assert "n" not in footer_keys(app)  # running: n is not in the key bar
+            await pilot.press("n")  # running: nothing is sent, a hint says why
             assert app.dashboard.steering.changes == {}
+            assert any("steps once while paused" in n.message for n in app._notifications)
             await pilot.press("space")
             await wait_until(
                 pilot,
                 lambda: app.dashboard.status is not None and app.dashboard.status.state == "paused",
             )
+            await keys_settled(pilot)
+            assert footer_keys(app).get("n") == "step"  # paused: it is
             await pilot.press("n")
             await wait_until(
                 pilot, lambda: app.dashboard.status is not None and app.dashboard.status.step == 601
@@ -138,8 +147,42 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
                     app.dashboard.status is not None and app.dashboard.status.state == "running"
                 ),
             )
+            await keys_settled(pilot)
+            assert "n" not in footer_keys(app)
     kinds = [(k, a) for k, a, o, _ in commands_table(paths) if o == "applied"]
     assert kinds == [("pause", {}), ("step", {"n": 1}), ("resume", {})]
+
+
+@pilot_test
+async def test_at_80_columns_n_steps_while_paused_and_the_key_bar_keeps_quit(
+    tmp_path: Path,
+) -> None:
+    """At 80 columns the key bar has no room for n: paused, it still steps, and every
+    key of the bar fits (quit is not cut off)."""
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("space")
+            await wait_until(
+                pilot,
+                lambda: app.dashboard.status is not None and app.dashboard.status.state == "paused",
+            )
+            await keys_settled(pilot)
+            words, cut = footer_words(app)
+            assert cut == 0 and "q quit" in words and "n step" not in words, words
+            step = app.dashboard.status.step
+            await pilot.press("n")
+            await wait_until(
+                pilot,
+                lambda: app.dashboard.status is not None and app.dashboard.status.step == step + 1,
+            )
+
+
+def footer_keys(app: Any) -> dict[str, str]:
+    """The key bar's keys, as key -> word."""
+    return {k.key: k.description for k in app.screen.query_one(KeyFooter).query(FooterKey)}
 
 
 @pilot_test

@@ -158,6 +158,10 @@ class ControlKeys(SteeringScreen):
         paused = self.status is not None and self.status.state == "paused"
         self.send("resume" if paused else "pause", {}, "resume" if paused else "pause", None)
 
+    def action_step_key(self) -> None:
+        """n where the footer does not show it: not paused, or no room (see Key)."""
+        self.action_step_once()
+
     def action_step_once(self) -> None:
         if self.status is None or self.status.state != "paused":
             self.notify("n steps once while paused; space pauses", timeout=3)
