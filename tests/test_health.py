@@ -639,3 +639,32 @@ def test_a_run_over_the_copy_limit_says_its_ratios_are_a_samples(tmp_path: Path)
             said[name] = [e.message for e in r.events() if "health_copy_gb" in e.message]
     assert len(said["over"]) == 1 and "share of its tensors" in said["over"][0]
     assert said["under"] == said["off"] == []
+
+
+def test_own_loops_and_the_callbacks_take_a_copy_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``optitui.watch(..., health_copy_gb=)`` reaches the probe's health (a bad value
+    is refused naming it, before anything is made), and the Lightning and HF callbacks
+    hand theirs to the probe they make."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(JobError, match="health_copy_gb"):
+        optitui.watch(opt, model=model, run_dir=tmp_path / "bad", health_copy_gb=-1)
+    assert not (tmp_path / "bad").exists()
+    probe = optitui.watch(opt, model=model, run_dir=tmp_path / "r", health_copy_gb=0.25)
+    assert probe.trainer is not None and probe.trainer.health.copy_limit == 0.25e9
+    probe.close()
+
+    from optitui.integrations import lightning, transformers
+    from optitui.trainer.probe import watch as watch_mod
+
+    made: list[Any] = []
+    monkeypatch.setattr(watch_mod, "Probe", lambda *a, **kw: made.append(kw))
+    for cls in (lightning.OptituiCallback, transformers.OptituiCallback):
+        cb = cls(tmp_path / "cb", health_copy_gb=3.0)
+        cb.settings.make_probe(
+            opt, model, None, mode="m", limits=(), meta={}, backend=None, first_step=0
+        )
+    assert [kw["health_copy_gb"] for kw in made] == [3.0, 3.0]

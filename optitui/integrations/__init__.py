@@ -38,7 +38,8 @@ class Settings:
     model); ``flush_every`` steps between reads of the losses; ``sync_every``
     steps between the ranks' meetings under torch.distributed (16); ``health_every``
     steps between measurements of each param group's gradient norm, parameter norm
-    and update ratio (16; 0: off)."""
+    and update ratio (16; 0: off); ``health_copy_gb`` the most a measurement copies of
+    the parameters (1 GB; above it each group's ratio is a sample's)."""
 
     run_dir: Path | str | None = None
     root: Path | str = "runs"
@@ -46,6 +47,7 @@ class Settings:
     flush_every: int = 64
     sync_every: int | None = None
     health_every: int | None = None
+    health_copy_gb: float | None = None
 
     def make_probe(
         self,
@@ -81,6 +83,7 @@ class Settings:
             raise_if_ignored=False,
             sync_every=self.sync_every,
             health_every=self.health_every,
+            health_copy_gb=self.health_copy_gb,
         )
 
 

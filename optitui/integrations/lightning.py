@@ -79,8 +79,11 @@ class OptituiCallback(pl.Callback):
         flush_every: int = 64,
         sync_every: int | None = None,
         health_every: int | None = None,
+        health_copy_gb: float | None = None,
     ) -> None:
-        self.settings = Settings(run_dir, root, name, flush_every, sync_every, health_every)
+        self.settings = Settings(
+            run_dir, root, name, flush_every, sync_every, health_every, health_copy_gb
+        )
         self.probe: Probe | None = None
         self._loss: torch.Tensor | None = None
         self._stepped = 0

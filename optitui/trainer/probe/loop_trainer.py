@@ -73,6 +73,7 @@ def loops_job(
     on_divergence: str | None,
     sync_every: int | None,
     health_every: int = 16,
+    health_copy_gb: float | None = None,
 ) -> Job:
     """The Job behind a probe: the loop's model (or its optimizer's tensors) and optimizer,
     no data and no loss of its own."""
@@ -87,6 +88,8 @@ def loops_job(
     )
     if sync_every is not None:
         job.sync_every = sync_every
+    if health_copy_gb is not None:
+        job.health_copy_gb = health_copy_gb
     job.validate()
     return job
 

@@ -137,6 +137,7 @@ class Probe:
         raise_if_ignored: bool = True,
         sync_every: int | None = None,
         health_every: int | None = None,
+        health_copy_gb: float | None = None,
     ) -> None:
         if on_stop not in ("flag", "raise"):
             raise ValueError(f"on_stop: {on_stop!r}; use 'flag' or 'raise'")
@@ -173,7 +174,7 @@ class Probe:
         handed = take_handed(run_dir, max_steps, on_divergence, health_every)
         max_steps, on_divergence = handed.max_steps, handed.on_divergence
         every = 16 if handed.health_every is None else handed.health_every
-        job = loops_job(optimizer, model, on_divergence, sync_every, every)
+        job = loops_job(optimizer, model, on_divergence, sync_every, every, health_copy_gb)
         script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
         extra: dict[str, Any] = {
             "script": None if script is None else str(script),
@@ -453,6 +454,7 @@ def watch(
     on_divergence: str | None = None,
     sync_every: int | None = None,
     health_every: int | None = None,
+    health_copy_gb: float | None = None,
 ) -> Probe:
     """Serve a run store for a loop you wrote; call ``probe.step(loss)`` after each
     ``optimizer.step()``.
@@ -467,7 +469,8 @@ def watch(
     call it on every rank; ``sync_every`` (16) is how many steps pass between the
     ranks' meetings (where commands are applied and losses averaged); ``health_every``
     (16, or ``optitui run --health-every``; 0: off) between measurements of every
-    group's gradient and update norms.
+    group's gradient and update norms; ``health_copy_gb`` (1) the most a measurement
+    copies of the parameters (above it each group's update ratio is a sample's).
     """
     for hook in list(WATCH_HOOKS):
         found = hook(optimizer)
@@ -491,4 +494,5 @@ def watch(
         on_divergence=on_divergence,
         sync_every=sync_every,
         health_every=health_every,
+        health_copy_gb=health_copy_gb,
     )
