@@ -196,7 +196,8 @@ class Before:
             kept = [set(c) for c in chosen]
             rest = [[i for i in r if i not in k] for r, k in zip(layout.ranges, kept, strict=True)]
             rest_flat = [flat[i] for i in chain.from_iterable(rest)]
-            self.uncopied = list(torch._foreach_norm(rest_flat, dtype=torch.float32))
+            if rest_flat:
+                self.uncopied = list(torch._foreach_norm(rest_flat, dtype=torch.float32))
             copied = [len(c) for c in chosen]
             self.counts = (copied, layout.counts[1])
             self.fold = _folds(copied, layout.counts[1], layout.counts[0], list(map(len, rest)))
