@@ -8,7 +8,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +267,31 @@ def sync_counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
 
         monkeypatch.setattr(torch.Tensor, name, wrapper)
     yield counts
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """pytest-textual-snapshot's ``snap_compare``, with the keys pressed and the key bar
+    settled before the picture is taken: a key that changes the screen's keys has the
+    bar rebuilt after the next refresh, and a picture taken before that shows it empty."""
+    import inspect
+
+    from tui_support import keys_settled  # (tests/tui, where every snapshot test is)
+
+    def compare(
+        app: Any,
+        press: Iterable[str] = (),
+        terminal_size: tuple[int, int] = (80, 24),
+        run_before: Callable[[Any], Awaitable[None] | None] | None = None,
+    ) -> bool:
+        async def settled(pilot: Any) -> None:
+            if run_before is not None:
+                result = run_before(pilot)
+                if inspect.isawaitable(result):
+                    await result
+            await pilot.press(*press)
+            await keys_settled(pilot)
+
+        return snap_compare(app, terminal_size=terminal_size, run_before=settled)
+
+    return compare
