@@ -130,10 +130,7 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
             assert app.dashboard.steering.changes == {}
             assert any("steps once while paused" in n.message for n in app._notifications)
             await pilot.press("space")
-            await wait_until(
-                pilot,
-                lambda: app.dashboard.status is not None and app.dashboard.status.state == "paused",
-            )
+            await wait_until(pilot, app.dashboard.paused, what="the run paused")
             await keys_settled(pilot)
             assert footer_keys(app).get("n") == "step"  # paused: it is
             await pilot.press("n")
@@ -165,10 +162,7 @@ async def test_at_80_columns_n_steps_while_paused_and_the_key_bar_keeps_quit(
         async with app.run_test(size=(80, 24)) as pilot:
             await loaded(pilot)
             await pilot.press("space")
-            await wait_until(
-                pilot,
-                lambda: app.dashboard.status is not None and app.dashboard.status.state == "paused",
-            )
+            await wait_until(pilot, app.dashboard.paused, what="the run paused")
             await keys_settled(pilot)
             words, cut = footer_words(app)
             assert cut == 0 and "q quit" in words and "n step" not in words, words

@@ -172,6 +172,7 @@ class Layout:
         for k in self.counts[0]:
             self.ranges.append(range(at, at + k))
             at += k
+        self.group_bytes = [sum(self.sizes[i] for i in r) for r in self.ranges]
 
     def holds(self, opt: Optimizer) -> bool:
         return self.reusable and _key(opt) == self.key
@@ -347,8 +348,7 @@ class Health:
         stopped (one too large for the share is passed over)."""
         sizes, out = layout.sizes, []
         for g, r in enumerate(layout.ranges):
-            group_bytes = sum(sizes[i] for i in r)
-            share = self.copy_limit * group_bytes / layout.bytes
+            share = self.copy_limit * layout.group_bytes[g] / layout.bytes
             taken: list[int] = []
             used, n = 0, len(r)
             start = self._turns[g] % n if n else 0

@@ -155,15 +155,19 @@ class ControlKeys(SteeringScreen):
         self.ask(forms.divergence_form(current if isinstance(current, dict) else {}), done)
 
     def action_pause(self) -> None:
-        paused = self.status is not None and self.status.state == "paused"
+        paused = self.paused()
         self.send("resume" if paused else "pause", {}, "resume" if paused else "pause", None)
+
+    def paused(self) -> bool:
+        """Whether the run is paused, as its last status said."""
+        return self.status is not None and self.status.state == "paused"
 
     def action_step_key(self) -> None:
         """n where the footer does not show it: not paused, or no room (see Key)."""
         self.action_step_once()
 
     def action_step_once(self) -> None:
-        if self.status is None or self.status.state != "paused":
+        if not self.paused():
             self.notify("n steps once while paused; space pauses", timeout=3)
             return
         self.send("step", {"n": 1}, "step 1", None)

@@ -234,9 +234,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
 
     def apply(self, u: FeedUpdate) -> None:
         before = needs_user(self.status)
-        was_paused = self._paused()
+        was_paused = self.paused()
         self.status = u.status
-        if self._paused() != was_paused:
+        if self.paused() != was_paused:
             self.refresh_bindings()  # n (one step) shows in the footer while paused
         now = needs_user(u.status)
         if self.settings.bell and not u.first and now is not None and now != before:
@@ -376,11 +376,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         if action == "step_once":
             # in the footer while paused, where there is room (80 columns has none); else
             # n is the hidden binding's, which steps while paused and otherwise says so
-            return self._paused() and not self.has_class("-compact")
+            return self.paused() and not self.has_class("-compact")
         return True
-
-    def _paused(self) -> bool:
-        return self.status is not None and self.status.state == "paused"
 
     def action_markers(self) -> None:
         from optitui.tui.screens.markers import MarkersScreen

@@ -110,6 +110,7 @@ class HistoryPlot(PlotextPlot):
         self.drawn_overlays: tuple[int, ...] = ()  # each overlay's length in the last frame
         self.drawn_x: tuple[float, float] | None = None  # the x axis's range in the last frame
         self.label_cells = 0  # the y labels take at least this many cells (see line_up)
+        self._lined: tuple[Text, Frame | None] | None = None  # line_up of the frame's text
 
     # -- inputs --------------------------------------------------------------------
     def show(self, view: HistoryView) -> None:
@@ -155,14 +156,16 @@ class HistoryPlot(PlotextPlot):
         """This plot's layout in its last frame, for a chart drawn under it to take (see
         :class:`~optitui.tui.chart_text.Frame`): None before a frame with data, and by
         time (the chart is by step)."""
-        if self._text is None or self.drawn_x is None or self.by_time() or not self.size.area:
+        text = self._text
+        if text is None or self.drawn_x is None or self.by_time() or not self.size.area:
             return None
-        lines = self._text.plain.split("\n")
-        top = lines[HEADER_ROWS] if len(lines) > HEADER_ROWS + 2 else ""
-        left, right = top.find("┌"), top.find("┐")
-        if left < 0 or right <= left + 1:
-            return None
-        return Frame(left, right - left - 1, self.drawn_x, lines[-1])
+        if self._lined is None or self._lined[0] is not text:  # read once a frame
+            lines = text.plain.split("\n")
+            top = lines[HEADER_ROWS] if len(lines) > HEADER_ROWS + 2 else ""
+            left, right = top.find("┌"), top.find("┐")
+            frame = Frame(left, right - left - 1, self.drawn_x, lines[-1])
+            self._lined = (text, frame if left >= 0 and right > left + 1 else None)
+        return self._lined[1]
 
     def shows(self, length: int, overlays: tuple[int, ...] | None = None) -> bool:
         """True once the plot has drawn a history of ``length`` rows (and overlays of
