@@ -30,6 +30,9 @@ from compare_variants import summarize_times, tool_hook
 from compare_worker import SyncCounter, package_dirs
 
 PROBE = "optitui probe.step"
+#: not a tool: the least any logger pays that keeps a step's tensors until a batched read
+#: every 64 steps (a list per step, each value read at the flush, one column per name)
+FLOOR = "floor: hold until a read every 64 steps"
 TOOLS = [PROBE, TB, TRACKIO, WANDB]
 FIVE = " + 5 scalars"
 LOOP = "empty"
@@ -107,6 +110,8 @@ def logging_hook(
             probe.step(loss, metrics=scalars)  # tensors: read in the flush's one read
 
         return log_probe, probe.close
+    if tool == FLOOR:
+        return floor_hook()
     if tool == TB:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -148,6 +153,29 @@ def logging_hook(
 
         return log_wandb, close
     raise ValueError(tool)
+
+
+def floor_hook(every: int = 64) -> tuple[Hook, Callable[[], None]]:
+    """The floor under optitui's cost for the scalars: each step's tensors kept (no
+    check, no copy) and read one by one every ``every`` steps into a column per name, as
+    optitui reads them on the CPU; the loss is kept and read with them. Nothing is
+    written anywhere."""
+    import torch
+
+    held: list[tuple[Any, Scalars | None]] = []
+    columns: dict[str, list[Any]] = {}
+    read: Callable[[Any], Any] = torch.Tensor.tolist  # (0-d tensors: a number each)
+
+    def log_floor(step: int, loss: Any, o: Any, scalars: Scalars | None) -> None:
+        held.append((loss.detach(), scalars))
+        if len(held) == every:
+            columns.setdefault("loss", []).extend(map(read, [x for x, _ in held]))
+            for row in (r for _, r in held if r):
+                for name, v in row.items():
+                    columns.setdefault(name, []).append(read(v))
+            held.clear()
+
+    return log_floor, held.clear
 
 
 def run_one(variant: str, steps: int, tmp: Path, tag: str) -> dict[str, Any]:

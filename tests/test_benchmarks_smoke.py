@@ -192,6 +192,28 @@ def test_metrics_blocks_benchmark_gives_the_added_time_and_its_share(control: bo
         assert line.endswith("of the step"), line
 
 
+def test_metrics_blocks_benchmark_measures_the_floor_beside_optitui() -> None:
+    """``--floor`` measures, beside optitui, a logger that only holds each step's tensors
+    and reads them every 64 steps: each gets its own step and added time."""
+    script = ROOT / "benchmarks" / "metrics_blocks.py"
+    flags = ["--pairs", "8", "--block", "8", "--floor"]
+    out = subprocess.run(
+        [sys.executable, str(script), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang guard
+        check=True,
+    ).stdout
+    head, *rest = out.splitlines()
+    assert head.startswith("5 tensor scalars: 8 pairs of 8-step"), head
+    assert len(rest) == 8, out
+    halves = (rest[:4], rest[4:])
+    for name, (tool, step, wall, cpu) in zip(("optitui", "floor"), halves, strict=True):
+        assert tool.startswith(name) and tool.endswith(":"), tool
+        assert float(step.split(":")[1].split()[0]) > 0, step
+        assert wall.strip().startswith("added wall") and cpu.strip().startswith("added cpu")
+
+
 @pytest.mark.slow
 def test_before_rows_come_from_the_other_checkout(tmp_path: Path) -> None:
     """``--before CHECKOUT`` measures that checkout's checkpoint writer in the same run
