@@ -592,7 +592,9 @@ def test_under_the_copy_limit_the_whole_model_is_copied(tmp_path: Path) -> None:
         assert [g, w, d / w] == pytest.approx(list(want), rel=1e-4)
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True, "1"])
+@pytest.mark.parametrize(
+    "bad", [0, -1.0, math.nan, math.inf, pytest.param(10**400, id="10**400"), True, "1"]
+)
 def test_a_bad_copy_limit_is_refused_naming_it(bad: Any) -> None:
     with pytest.raises(JobError, match="health_copy_gb"):
         tiny_job(health_copy_gb=bad).validate()

@@ -101,6 +101,10 @@ def test_json_round_trip_and_refusals() -> None:
         SweepConfig.from_json("{")
     with pytest.raises(ValueError, match=r"num_iter=20\.0"):
         SweepConfig.from_json('{"num_iter": 20.0}')
+    # an integer past a float's range is refused as out of range, never an OverflowError
+    for key in ("start_lr", "end_lr", "smooth_f", "diverge_th"):
+        with pytest.raises(ValueError, match=f"{key}=1111"):
+            SweepConfig.from_json(f'{{"{key}": {"1" * 400}}}')
 
 
 @given(

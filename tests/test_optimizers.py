@@ -19,7 +19,7 @@ import torch
 from jobs import command, make_trainer, tiny_job
 
 from optitui.store.commands import SWAPPABLE, CommandError
-from optitui.store.fields import FieldSpec
+from optitui.store.fields import FieldError, FieldSpec
 from optitui.trainer.control import commands as control
 from optitui.trainer.core import hparams
 from optitui.trainer.loop.trainer import Trainer
@@ -153,3 +153,9 @@ def test_user_subclass_fields_come_from_its_groups(tmp_path: Path) -> None:
     assert (g["boost"], g["warm"], g["window"]) == (2.5, False, 8)
     with pytest.raises(control.Rejection, match=r"window: got 2\.5"):
         control.apply(trainer, command("set", values={"window": 2.5}))
+
+
+def test_an_integer_past_a_floats_range_is_refused_as_a_field_value() -> None:
+    spec = FieldSpec("lr", "float", low=0.0)
+    with pytest.raises(FieldError, match="lr"):
+        spec.check(10**400)

@@ -758,3 +758,109 @@ def test_any_flush_records_each_value_under_its_name_at_its_step(
                 assert batch.columns[U + n][j] == true(*v)
     else:
         assert batch is None
+
+
+def _steps_and_warnings(run: Path) -> tuple[list[float], list[str]]:
+    with RunReader(run) as r:
+        steps = list(r.read_metrics().columns["step"])
+        return steps, [e.message for e in r.events() if e.kind == "warning"]
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["from-the-first-step", "at-a-later-step"])
+def test_a_meta_tensor_is_skipped_naming_it_and_the_flush_keeps_the_rest(
+    tmp_path: Path, first: bool
+) -> None:
+    """A tensor with no value (the meta device) is refused with one warning naming the
+    metric; the flush it is in still records its losses and the other metrics."""
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    meta = torch.zeros((), device="meta")
+    for s in range(1, 13):
+        ghost = meta if first or s == 6 else torch.tensor(0.5)
+        probe.step(torch.tensor(float(s)), metrics={"acc": torch.tensor(s / 10), "ghost": ghost})
+        if s == 7:
+            probe.log(later=meta, fine=torch.tensor(2.0))
+    probe.close()
+    steps, warnings = _steps_and_warnings(tmp_path / "r")
+    assert steps == [float(s) for s in range(1, 13)]
+    assert sum("'ghost'" in w and "meta device" in w for w in warnings) == 1
+    assert sum("'later'" in w and "meta device" in w for w in warnings) == 1
+    with RunReader(tmp_path / "r") as r:
+        cols = r.read_metrics()
+        assert list(cols.columns["loss"]) == [float(s) for s in range(1, 13)]
+        assert user(cols, "acc") == pytest.approx([s / 10 for s in range(1, 13)])
+        assert user(r.read_logged(), "fine") == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "said"),
+    [
+        ([1.0], "metrics must be a mapping of names to values, got a list"),
+        ("acc", "metrics must be a mapping of names to values, got a str"),
+        (5.0, "metrics must be a mapping of names to values, got a float"),
+        ({"tokens": 10**400}, "metric 'tokens' skipped: too large for a float"),
+    ],
+    ids=["list", "str", "float", "huge-int"],
+)
+def test_metrics_that_cannot_be_taken_warn_once_and_every_step_is_recorded(
+    tmp_path: Path, metrics: Any, said: str
+) -> None:
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    for _ in range(6):
+        probe.step(torch.tensor(1.0), metrics=metrics)  # never raises
+    probe.close()
+    steps, warnings = _steps_and_warnings(tmp_path / "r")
+    assert steps == [float(s) for s in range(1, 7)]
+    assert sum(said in w for w in warnings) == 1, warnings
+
+
+def test_metrics_whose_reading_fails_are_dropped_and_the_losses_kept(tmp_path: Path) -> None:
+    """Whatever a flush's metrics do when read, the flush's losses are recorded and the
+    metrics of those steps dropped with one warning naming the steps."""
+    from optitui.trainer.loop.user_metrics import UserMetrics
+
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    real = UserMetrics.stacked
+    calls = iter(range(100))
+
+    def flaky(self: UserMetrics, device: torch.device, dtype: torch.dtype) -> Any:
+        if next(calls) == 1:  # the second flush
+            raise RuntimeError("boom")
+        return real(self, device, dtype)
+
+    with mock.patch.object(UserMetrics, "stacked", flaky):
+        for s in range(1, 13):
+            probe.step(torch.tensor(float(s)), metrics={"acc": torch.tensor(float(s))})
+        probe.close()
+    steps, warnings = _steps_and_warnings(tmp_path / "r")
+    assert steps == [float(s) for s in range(1, 13)]
+    assert [w for w in warnings if "boom" in w] == [
+        "metrics of steps 5..8 could not be read (RuntimeError('boom')): skipped"
+    ]
+    with RunReader(tmp_path / "r") as r:
+        acc = user(r.read_metrics(), "acc")
+    assert acc[:4] + acc[8:] == [1.0, 2.0, 3.0, 4.0, 9.0, 10.0, 11.0, 12.0]
+    assert all(math.isnan(v) for v in acc[4:8])
+
+
+@pytest.mark.parametrize("name", ["grad_norm/fc", "param_norm/0", "update_ratio/head", "lr/1"])
+def test_the_names_of_the_health_series_are_refused(tmp_path: Path, name: str) -> None:
+    """``update_ratio/head`` is how the export names a group's health: a metric under that
+    name would be exported beside (or over) it."""
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    for _ in range(4):
+        probe.step(torch.tensor(1.0), metrics={name: torch.tensor(1.0), "ok": 1.0})
+        probe.log(**{name: 2.0})
+    probe.close()
+    _, warnings = _steps_and_warnings(tmp_path / "r")
+    assert sum(f"metric {name!r} skipped" in w and "records itself" in w for w in warnings) == 1
+    with RunReader(tmp_path / "r") as r:
+        assert [n for n in r.read_metrics().columns if n.startswith(U)] == [U + "ok"]
+        assert not [n for n in r.read_logged().columns if n.startswith(U)]

@@ -37,7 +37,12 @@ Mode = Literal["exp", "linear"]
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:  # an int past a float's range (10**400) is not a finite float
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -109,9 +114,9 @@ class SweepConfig:
         for key, value in data.items():
             # JSON has one number type: accept 1 for a float field, not 1.0 for an int one.
             if key in ("start_lr", "end_lr", "smooth_f", "diverge_th") and (
-                isinstance(value, int) and not isinstance(value, bool)
+                isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**1000
             ):
-                value = float(value)
+                value = float(value)  # (a larger int is left to the checks to refuse)
             clean[key] = value
         return cls(**clean)
 

@@ -93,7 +93,10 @@ class FieldSpec:
                 raise FieldError(self.name, value, self.allowed()) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise FieldError(self.name, value, self.allowed())
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an int past a float's range
+            raise FieldError(self.name, value, self.allowed()) from None
         if not math.isfinite(x):
             raise FieldError(self.name, value, self.allowed())
         if self.kind == "int" and x != int(x):

@@ -47,9 +47,24 @@ def titled(name: str, groups: Sequence[str]) -> str:
     when the group has a name; any other name as it is, its control characters escaped
     (a newline in a name would break the grid's rows)."""
     head, sep, tail = name.partition("/")
-    if sep and head in HEALTH and tail.isdigit() and int(tail) < len(groups) and groups[int(tail)]:
-        return f"{head}/{groups[int(tail)]}"
+    if sep and head in HEALTH and tail.isdigit() and int(tail) < len(groups):
+        label = groups[int(tail)]
+        if label and label != f"group {tail}":  # a group without a name: by its index
+            return f"{head}/{label}"
     return name if name.isprintable() else "".join(map(_printable, name))
+
+
+def column_of(name: str, groups: Sequence[str]) -> str:
+    """The metric a name given by the user is (``--pin update_ratio/head``): a health
+    series named by its group's name, or ``group N``, is the group's index's; any other
+    name is itself."""
+    head, sep, tail = name.partition("/")
+    if not sep or head not in HEALTH or tail.isdigit():
+        return name
+    if tail in groups:
+        return f"{head}/{groups.index(tail)}"
+    index = tail.removeprefix("group ")
+    return f"{head}/{index}" if index != tail and index.isdigit() else name
 
 
 def _printable(c: str) -> str:

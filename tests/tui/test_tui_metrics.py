@@ -443,3 +443,53 @@ async def test_health_series_are_named_by_their_group(tmp_path: Path) -> None:
 def test_metric_full_size_80x24(snap_compare: Any, tmp_path: Path) -> None:
     app = metrics_app(tmp_path)
     assert snap_compare(app, terminal_size=(80, 24), run_before=after("right", "enter"))
+
+
+@pilot_test
+async def test_a_health_series_pinned_by_its_groups_name_is_that_groups(tmp_path: Path) -> None:
+    """``--pin update_ratio/head`` (the name the export and the metrics screen give it)
+    draws group 1's series, titled by the group; the metrics screen's head names it so."""
+    paths, writer = write_fixed_store(tmp_path / "run", steps=0, keep_open=True)
+    assert isinstance(writer, StoreWriter)
+    writer.write(list(per_step(1, 200, {"update_ratio/1": 1e-3, "param_norm/0": 4.0})))
+    writer.close()
+    app = fixed_app(paths.root, pinned="update_ratio/head")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot, 200)
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        await wait_until(pilot, lambda: pinned.last is not None and pinned.last.y is not None)
+        assert app.dashboard.pinned == "update_ratio/1" == pinned.metric
+        assert pinned.last is not None and pinned.last.lines[0].plain.startswith(
+            " update_ratio/head  0.001"
+        )
+        grid = await open_metrics(pilot, 200)
+        assert grid.groups == ("body", "head")
+        assert "under the loss: update_ratio/head" in screen_text(app)
+
+
+@pilot_test
+async def test_a_pinned_name_nothing_is_recorded_under_says_so(tmp_path: Path) -> None:
+    paths = write_metrics_store(tmp_path / "digits-metrics")
+    app = fixed_app(paths.root, pinned="val_acx")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await loaded(pilot, 600)
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        await wait_until(pilot, lambda: pinned.last is not None)
+        assert pinned.last is not None
+        text = "\n".join(line.plain for line in pinned.last.lines)
+        assert "nothing recorded under this name yet (m lists the metrics)" in text
+
+
+def test_a_group_without_a_name_is_its_index_in_a_health_series_name() -> None:
+    """The dashboard labels a group without a name ``group 0``; its health series keep
+    the index the export names them by (``grad_norm/0``), and either form pins it."""
+    from optitui.tui.metric_history import column_of, titled
+
+    groups = ("group 0", "head")
+    assert titled("grad_norm/0", groups) == "grad_norm/0"
+    assert titled("grad_norm/1", groups) == "grad_norm/head"
+    assert column_of("grad_norm/head", groups) == "grad_norm/1"
+    assert column_of("grad_norm/group 0", groups) == "grad_norm/0"
+    assert column_of("grad_norm/0", groups) == "grad_norm/0"
+    assert column_of("update_ratio/nope", groups) == "update_ratio/nope"
+    assert column_of("acc/head", groups) == "acc/head"  # not a health series

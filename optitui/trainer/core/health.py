@@ -64,9 +64,13 @@ def column(series: str, group: int) -> str:
 def check_copy_gb(value: Any) -> float:
     """``value`` as GB > 0 the health may copy, or ValueError."""
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
+    try:  # an int past a float's range (10**400) is no number of GB either
+        gb = float(value) if ok else math.nan
+    except OverflowError:
+        gb = math.inf
+    if not math.isfinite(gb) or gb <= 0:
         raise ValueError(f"health_copy_gb must be a number of GB > 0, got {value!r}")
-    return float(value)
+    return gb
 
 
 def check_every(value: Any, what: str = "health_every") -> int:

@@ -478,7 +478,7 @@ class Taken:
         measured = health_values(self.health)
         if measured is not None:
             parts.append(measured.reshape(-1).to(device, wide, non_blocking=True))
-        user = self.user.stacked(device, wide)
+        user = self.user.stacked_or_dropped(device, wide)
         if user is not None:
             parts.append(user)
         return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -22,13 +22,21 @@ import torch
 
 from optitui.store.metrics import USER_PREFIX
 from optitui.store.records import LoggedBatch
+from optitui.trainer.core.health import SERIES as HEALTH_SERIES
 
 #: names the store's own columns (and the export's) already use
 RESERVED = frozenset(
     {"step", "epoch", "time", "loss", "branch", "run", "skipped", "grad_norm", "val_loss"}
 )
 
+#: the beginnings of the names of optitui's own per-group series (``lr/0``,
+#: ``update_ratio/head``): a metric of that name would be exported as one of them
+_OWN_PREFIXES = tuple(f"{series}/" for series in ("lr", *HEALTH_SERIES))
+
 Value = torch.Tensor | float
+#: the key of the warning about metrics that are not a mapping (no metric's name)
+_NOT_MAPPING = "\0not a mapping"
+_UNREADABLE = "\0unreadable"
 
 _DTYPE = attrgetter("dtype")
 #: a 0-d tensor's value (``item()`` would also let go of the GIL for each, and every
@@ -62,7 +70,7 @@ def bad_name(name: Any) -> str | None:
         return "a metric name must be non-empty text"
     if name == "val_loss":
         return "'val_loss' is recorded by probe.val_loss(value); choose another name"
-    if name in RESERVED or name.startswith("lr/"):
+    if name in RESERVED or name.startswith(_OWN_PREFIXES):
         return f"{name!r} is a name optitui records itself; choose another"
     return None
 
@@ -141,7 +149,10 @@ class UserMetrics:
                 if one is not None:
                     out[name] = one
             elif isinstance(v, numbers.Real) or _decimal(v):
-                out[name] = float(v)
+                try:
+                    out[name] = float(v)
+                except OverflowError:  # an int or a Fraction past a float's range
+                    self.warn_once(name, "too large for a float", at)
             elif is_array(v):  # numpy's (`acc.cpu().numpy()` is a 0-d one)
                 one_value = array_number(v)
                 if one_value is None:
@@ -159,6 +170,9 @@ class UserMetrics:
         dtype are checked at the flush, for all of a flush's tensors at once. The values
         belong to the step being taken: a warning names the step after the last recorded."""
         good = self._good
+        if type(values) is not dict and not isinstance(values, Mapping):
+            self.warn_mapping(values, self._now() + 1)
+            return {}
         out: dict[str, Value] = dict(values)  # a copy: the loop may reuse its dict
         if skip is not None:
             out.pop(skip, None)
@@ -178,9 +192,25 @@ class UserMetrics:
             out.update(self.check({name: v}, step=self._now() + 1))
         return out
 
+    def warn_mapping(self, values: object, step: int) -> None:
+        """One warning (per run) that a step's metrics were not a mapping."""
+        if _NOT_MAPPING not in self._warned:
+            self._warned.add(_NOT_MAPPING)
+            why = f"metrics must be a mapping of names to values, got a {type(values).__name__}"
+            self._warn(f"{why}: skipped (warned once)", step)
+
+    def warn_unreadable(self, error: Exception, step: int) -> None:
+        """One warning (per run) that a step's metrics could not be gone through."""
+        if _UNREADABLE not in self._warned:
+            self._warned.add(_UNREADABLE)
+            self._warn(f"metrics could not be read ({error!r}): skipped (warned once)", step)
+
     def one_number(self, name: str, v: torch.Tensor, step: int) -> torch.Tensor | None:
         """``v`` as a 0-d tensor that sums (bool as float), or None (warned once)."""
         # host-side checks only, each op skipped when it is not needed
+        if v.is_meta:
+            self.warn_once(name, "a tensor on the meta device has no value", step)
+            return None
         if v.numel() != 1 or v.dtype.is_complex:
             what = (
                 "a complex tensor" if v.dtype.is_complex else f"a tensor of shape {tuple(v.shape)}"
@@ -254,6 +284,20 @@ class UserMetrics:
         st, self._order = _stack(ts, device, dtype)
         return st.reshape(-1).to(dtype)
 
+    def stacked_or_dropped(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """:meth:`stacked`, or None with every buffered value dropped (and one warning)
+        when they cannot be read: a flush's losses never go with them."""
+        try:
+            return self.stacked(device, dtype)
+        except Exception as e:  # a value no check foresaw: the metrics, never the losses
+            first = self._now() - len(self.steps) + 1 if self.first is None else self.first
+            self.steps = [None] * len(self.steps)
+            self.logged = []
+            self._order = self._by_name = self._read = None
+            span = f"{first}..{first + len(self.steps) - 1}"
+            self._warn(f"metrics of steps {span} could not be read ({e!r}): skipped", first)
+            return None
+
     def _by_name_columns(self) -> tuple[tuple[str, ...], list[tuple[Any, ...]]] | None:
         """The names and each name's values, when every step gave values under the same
         names (the common case); None when the steps differ."""
@@ -294,7 +338,7 @@ class UserMetrics:
             read: list[Any] = [
                 *map(_READ, chain(chain.from_iterable(map(dict.values, rows)), logged))
             ]
-        except (AttributeError, TypeError):
+        except (AttributeError, TypeError, RuntimeError):  # RuntimeError: one without a value
             return False
         # floats, ints and bools, each stored as the float64 a stack would make of it;
         # never a list (not one number) nor a complex
@@ -481,7 +525,7 @@ def read_with(
     wide = torch.float32 if device.type == "mps" else torch.float64
     order = None
     if isinstance(extra, UserMetrics):
-        user = extra.stacked(device, wide)  # its take() puts the values back in order
+        user = extra.stacked_or_dropped(device, wide)  # its take() puts the values back in order
     elif extra:
         st, order = _stack(extra, device, wide)
         user = st.reshape(-1).to(wide)

@@ -36,6 +36,7 @@ from optitui.tui.live_groups import (
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.metric_charts import Look
+from optitui.tui.metric_history import column_of
 from optitui.tui.overlay_feed import OverlayRun
 from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.overlay_keys import OverlayKeys
@@ -305,6 +306,9 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             loss = self.query_one(LossPlot)
             pinned = self.query_one("#pinned", MetricChart)
             pinned.groups = tuple(self.steered_group_names())
+            # ``--pin update_ratio/head`` is the group's column once its name is known
+            self.pinned = column_of(self.pinned, pinned.groups)
+            pinned.set_metric(self.pinned)
             look = Look(loss.span)
             pinned.show(self.latest, self.markers, self.shown_overlays(), look, loss.line_up())
 

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from optitui.tui.metric_charts import Look
+from optitui.tui.metric_history import titled
 from optitui.tui.metrics_source import MetricsSource, window_words
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.span import toggle_last
@@ -90,7 +91,7 @@ class MetricsScreen(Screen[None]):
         t.append(f"  {shown} · {window_words(self.look.span)} · {LOG_WORDS[self.look.log_y]}")
         if self.source.pinned:
             t.append("  · under the loss: ")
-            t.append(self.source.pinned, "bold")
+            t.append(titled(self.source.pinned, self.source.steered_group_names()), "bold")
         for ov in self.source.shown_overlays():
             t.append("  ━ ", "rgb({},{},{})".format(*ov.color))
             t.append(ov.name)
