@@ -800,8 +800,9 @@ def test_a_meta_tensor_is_skipped_naming_it_and_the_flush_keeps_the_rest(
         ("acc", "metrics must be a mapping of names to values, got a str"),
         (5.0, "metrics must be a mapping of names to values, got a float"),
         ({"tokens": 10**400}, "metric 'tokens' skipped: too large for a float"),
+        ({None: 1.0}, "metric 'None' skipped: a metric name must be non-empty text"),
     ],
-    ids=["list", "str", "float", "huge-int"],
+    ids=["list", "str", "float", "huge-int", "none-name"],
 )
 def test_metrics_that_cannot_be_taken_warn_once_and_every_step_is_recorded(
     tmp_path: Path, metrics: Any, said: str

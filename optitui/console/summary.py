@@ -112,6 +112,8 @@ def summarize(
     max_steps = meta.get("max_steps") if isinstance(meta.get("max_steps"), int) else None
     # the dashboard's figures: the shown rate over the last 10 s, the ETA over the last minute
     rate = rate_over(times, len(times), WINDOW_S) or st.steps_per_s
+    if st.state == "paused":  # the rate of the steps before the pause is not the run's now
+        rate = 0.0
     steady = rate_over(times, len(times), ETA_WINDOW_S) or rate
     left = eta(st.step, max_steps, steady) if st.state == "running" else None
     vals = reader.val()
@@ -208,7 +210,7 @@ def render(s: dict[str, Any], style: Style) -> str:
         parts[0] += f" of {s['max_steps']:,} ({done}%)"
     if s["epoch"] is not None:
         parts.append(f"epoch {s['epoch']}")
-    if state in ("running", "paused", "lr-find", "race"):
+    if state in ("running", "lr-find", "race"):
         parts.append(f"{fmt.rate(s['steps_per_s'])} steps/s")
     if s["eta_s"] is not None:
         parts.append(f"ETA {fmt.duration(s['eta_s'])}")

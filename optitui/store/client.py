@@ -45,6 +45,8 @@ def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
             raise RunUnreadable(f"{run}: permission denied") from None
     if p.is_dir():
         raise RunUnreadable(f"{run}: not a run directory (no store.sqlite in it)")
+    if p.exists():
+        raise RunUnreadable(f"{run}: not a run directory (a file, not a folder)")
     raise RunUnreadable(f"{run}: not a run directory (no such folder, nor a run under {root}/)")
 
 

@@ -25,7 +25,7 @@ from textual.screen import Screen
 from optitui.store.access import LocalRun, RunAccess
 from optitui.store.layout import RunPaths
 from optitui.tui.feed import Feed, StoreFeed
-from optitui.tui.keys import KEYS
+from optitui.tui.keys import KEYS, Key
 from optitui.tui.messages import InlineJobEnded, JobExited, SwitchRun
 from optitui.tui.overlay_feed import OverlayRun, other_version, overlay_run
 from optitui.tui.screens.dashboard import COMPACT_BELOW, DashboardScreen
@@ -340,9 +340,16 @@ class DashboardApp(App[int]):
                 if key.listed:
                     title = key.long[0].upper() + key.long[1:]
                     help_text = f"key: {key.shown_as}"
-                    yield SystemCommand(
-                        title, help_text, partial(self.run_action, key.action, screen)
-                    )
+                    yield SystemCommand(title, help_text, partial(self._run_key, key, screen))
+
+    async def _run_key(self, key: Key, screen: Screen[Any]) -> None:
+        """What pressing ``key`` does on ``screen`` now: its action, or, while the screen
+        has that one off, the other binding of the same key that is on (space's
+        "resume" while paused, n's word on a running job)."""
+        for k in (key, *(k for k in KEYS if k.keys == key.keys and k is not key)):
+            if screen.check_action(k.action, ()):
+                await self.run_action(k.action, screen)
+                return
 
 
 def build_app(

@@ -55,6 +55,8 @@ KEYS = (
     Key("o", "swap_optimizer", "optim", "swap the optimizer class (state starts fresh)", False),
     Key("x", "divergence", "diverge", "divergence policy: pause / rollback / ignore", False),
     Key("space", "pause", "pause", "pause / resume training", True, "spc"),
+    # the footer's word for space while paused (the dashboard's check_action)
+    Key("space", "resume", "resume", "resume training", True, "spc", listed=False),
     # in the footer while paused (the dashboard's check_action); n's other binding steps
     # where the footer has no room for it, and says what n does while the run is going
     Key("n", "step_once", "step", "while paused: train one step, then pause again"),

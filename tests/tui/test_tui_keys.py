@@ -126,6 +126,7 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
         async with app.run_test(size=(100, 30)) as pilot:
             await loaded(pilot)
             assert "n" not in footer_keys(app)  # running: n is not in the key bar
+            assert footer_keys(app)["space"] == "pause"
             await pilot.press("n")  # running: nothing is sent, a hint says why
             assert app.dashboard.steering.changes == {}
             assert any("steps once while paused" in n.message for n in app._notifications)
@@ -133,6 +134,7 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
             await wait_until(pilot, app.dashboard.paused, what="the run paused")
             await keys_settled(pilot)
             assert footer_keys(app).get("n") == "step"  # paused: it is
+            assert footer_keys(app)["space"] == "resume"  # space says what it does now
             await pilot.press("n")
             await wait_until(
                 pilot, lambda: app.dashboard.status is not None and app.dashboard.status.step == 601
@@ -146,8 +148,33 @@ async def test_space_pauses_and_resumes_and_n_steps_only_while_paused(tmp_path: 
             )
             await keys_settled(pilot)
             assert "n" not in footer_keys(app)
+            assert footer_keys(app)["space"] == "pause"
     kinds = [(k, a) for k, a, o, _ in commands_table(paths) if o == "applied"]
     assert kinds == [("pause", {}), ("step", {"n": 1}), ("resume", {})]
+
+
+@pilot_test
+async def test_the_palettes_pause_and_step_do_what_their_keys_do_now(tmp_path: Path) -> None:
+    """The palette's "pause / resume" resumes a paused run, as space does then; its
+    "train one step" on a running job says why it cannot, as n does."""
+    paths, job = live(tmp_path)
+    with job:
+        app = fixed_app(paths.root)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await loaded(pilot)
+            commands = {c.title: c for c in app.get_system_commands(app.dashboard)}
+            await commands["Pause / resume training"].callback()
+            await wait_until(pilot, app.dashboard.paused, what="the run paused")
+            await commands["Pause / resume training"].callback()
+            await wait_until(pilot, lambda: not app.dashboard.paused(), what="the run resumed")
+            await commands["While paused: train one step, then pause again"].callback()
+            await wait_until(
+                pilot,
+                lambda: any("steps once while paused" in n.message for n in app._notifications),
+                what="the hint",
+            )
+    kinds = [k for k, _, o, _ in commands_table(paths) if o == "applied"]
+    assert kinds == ["pause", "resume"]
 
 
 @pilot_test

@@ -114,6 +114,7 @@ async def test_a_failed_run_shows_the_error_and_its_traceback(tmp_path: Path) ->
 @pilot_test
 async def test_a_dead_job_says_why(tmp_path: Path) -> None:
     paths, _ = write_fixed_store(tmp_path / "run")
+    paths.output.unlink()  # a job that ran in a terminal of its own: no output captured
     set_heartbeat(paths, FIXED_NOW - 100.0)  # silent for longer than the reader allows
     app = fixed_app(paths.root)
     async with app.run_test(size=(120, 34)) as pilot:
@@ -125,6 +126,21 @@ async def test_a_dead_job_says_why(tmp_path: Path) -> None:
             "✗ THE JOB DIED at step 600: no heartbeat for over 15 s from the job on fixed-host"
         ), text
         assert "judged by heartbeat only" in text and "(last heartbeat 1m40s ago)" in text
+        # no output of the job's was captured: the banner points elsewhere for it
+        assert text.endswith("the terminal or log it ran in may say more"), text
+
+
+@pilot_test
+async def test_a_dead_jobs_banner_points_to_its_output_when_there_is_some(tmp_path: Path) -> None:
+    paths, _ = write_fixed_store(tmp_path / "run")
+    paths.output.write_text("epoch 3\nKilled\n")
+    set_heartbeat(paths, FIXED_NOW - 100.0)
+    app = fixed_app(paths.root)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await loaded(pilot)
+        await wait_until(pilot, lambda: banner(app).display and app.dashboard.output_seen)
+        await wait_until(pilot, lambda: "in the log below" in banner(app).text)
+        assert banner(app).text.endswith("its last output, in the log below, may say more")
 
 
 @pilot_test

@@ -136,7 +136,7 @@ class UserMetrics:
         at = self._now() if step is None else step
         out: dict[str, Value] = {}
         for name, v in values.items():
-            if name == skip:
+            if name == skip and skip is not None:  # (None is a name to warn about)
                 continue
             if name not in self._good:
                 why = bad_name(name)
@@ -184,7 +184,7 @@ class UserMetrics:
                 return out
         out = {}
         for name, v in values.items():
-            if name == skip:
+            if name == skip and skip is not None:  # (None is a name to warn about)
                 continue
             if name in good and isinstance(v, torch.Tensor):
                 out[name] = v.detach() if v.requires_grad else v

@@ -158,6 +158,10 @@ class ControlKeys(SteeringScreen):
         paused = self.paused()
         self.send("resume" if paused else "pause", {}, "resume" if paused else "pause", None)
 
+    def action_resume(self) -> None:
+        """space while paused (the footer says "resume" then)."""
+        self.action_pause()
+
     def paused(self) -> bool:
         """Whether the run is paused, as its last status said."""
         return self.status is not None and self.status.state == "paused"

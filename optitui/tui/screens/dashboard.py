@@ -125,6 +125,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         self.latest: HistoryView = empty_view()  # the newest view of the whole history
         #: the metric drawn under the loss plot (u on the metrics screen)
         self.pinned: str | None = settings.pinned
+        self.output_seen = False  # the job's captured output has shown in the log
 
     # -- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -238,7 +239,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         was_paused = self.paused()
         self.status = u.status
         if self.paused() != was_paused:
-            self.refresh_bindings()  # n (one step) shows in the footer while paused
+            self.refresh_bindings()  # n (one step) and space's "resume" while paused
         now = needs_user(u.status)
         if self.settings.bell and not u.first and now is not None and now != before:
             self.app.bell()  # once per change: the run needs the user
@@ -281,6 +282,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
             self.query_one(RoutineLine).add_events(u.events)
         if u.output:
             log.add_output(u.output)
+            self.output_seen = True
         for ov in self.overlay_runs.values():  # an overlay read first waited for the names
             self._compare_groups(ov)
         if u.grew or u.first:
@@ -346,7 +348,12 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         banner = self.query_one(AlertBanner)
         traceback = self.last_traceback is not None
         banner.show(
-            self.status, self.store_problem, traceback, self.settings.clock(), self.link_problem
+            self.status,
+            self.store_problem,
+            traceback,
+            self.settings.clock(),
+            self.link_problem,
+            self.output_seen,
         )
 
     def steered_group_names(self) -> list[str]:
@@ -377,6 +384,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_plot":  # both plots show side by side when there is room
             return self.has_class("-compact")
+        if action in ("pause", "resume"):  # space says what it does now
+            return self.paused() == (action == "resume")
         if action == "step_once":
             # in the footer while paused, where there is room (80 columns has none); else
             # n is the hidden binding's, which steps while paused and otherwise says so

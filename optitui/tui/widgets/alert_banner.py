@@ -16,8 +16,10 @@ def alert(
     traceback: bool,
     now: float,
     link: str | None = None,
+    output: bool = False,
 ) -> tuple[str, str] | None:
-    """(text, level) of the banner to show, or None; level is "error" or "info"."""
+    """(text, level) of the banner to show, or None; level is "error" or "info".
+    ``output``: the job's output was captured (and shown in the log below)."""
     if store_problem:
         return (
             f"✗ this run store cannot be shown: {store_problem}. "
@@ -37,7 +39,11 @@ def alert(
         why = status.message or "the job stopped without a word"
         return (
             f"✗ THE JOB DIED {where}: {why} (last heartbeat {age} ago); "
-            "its output log may say more",
+            + (
+                "its last output, in the log below, may say more"
+                if output
+                else "the terminal or log it ran in may say more"
+            ),
             "error",
         )
     if status.state == "paused" and status.message:
@@ -93,8 +99,9 @@ class AlertBanner(Static):
         traceback: bool,
         now: float,
         link: str | None = None,
+        output: bool = False,
     ) -> None:
-        found = alert(status, store_problem, traceback, now, link)
+        found = alert(status, store_problem, traceback, now, link, output)
         text, level = found if found is not None else ("", "")
         if (text, level) == (self.text, self.level):
             return
