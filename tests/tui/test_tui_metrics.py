@@ -13,6 +13,7 @@ from test_tui_overlays import app_with
 from textual.widgets import Static
 from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_store
 
+from optitui.store.records import StatusUpdate
 from optitui.store.writer import StoreWriter
 from optitui.tui.app import DashboardApp
 from optitui.tui.chart_text import LABEL_CELLS
@@ -493,3 +494,28 @@ def test_a_group_without_a_name_is_its_index_in_a_health_series_name() -> None:
     assert column_of("grad_norm/0", groups) == "grad_norm/0"
     assert column_of("update_ratio/nope", groups) == "update_ratio/nope"
     assert column_of("acc/head", groups) == "acc/head"  # not a health series
+
+
+@pilot_test
+async def test_a_pinned_chart_gives_its_room_back_when_the_loss_plot_has_too_little(
+    tmp_path: Path,
+) -> None:
+    """At 80x24 a two-row banner leaves the plots too few rows to share: the pinned chart
+    goes (saying so) and the loss plot keeps its curve rows; it comes back with the room."""
+    paths, writer = write_fixed_store(tmp_path / "run", steps=0, keep_open=True)
+    assert isinstance(writer, StoreWriter)
+    writer.write(list(per_step(1, 600, {"update_ratio/1": 1e-3})))
+    app = fixed_app(paths.root, pinned="update_ratio/1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot, 600)
+        pinned = app.dashboard.query_one("#pinned", MetricChart)
+        loss = app.dashboard.query_one(LossPlot)
+        await wait_until(pilot, lambda: pinned.display and pinned.size.height >= 5)
+        why = "loss is nan at step 600; training paused by the divergence guard: " + "x" * 40
+        writer.write([StatusUpdate("paused", 600, 6, message=why)])
+        await wait_until(pilot, lambda: not pinned.display, what="the pinned chart gone")
+        assert loss.size.height >= 8  # title, frame, 3 rows of curve, markers, labels
+        assert any("is pinned" in n.message for n in app._notifications)
+        writer.write([StatusUpdate("running", 600, 6)])
+        await wait_until(pilot, lambda: pinned.display, what="the pinned chart back")
+    writer.close()

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.worker import Worker, WorkerState
 
 from optitui.store.access import RunAccess
@@ -54,6 +54,7 @@ from optitui.tui.widgets.key_footer import PALETTE_KEY_FROM, KeyFooter
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.lr_plot import LrPlot
 from optitui.tui.widgets.metric_chart import MetricChart
+from optitui.tui.widgets.plot_row import PlotRow
 from optitui.tui.widgets.probe_notice import ProbeNotice, probe
 from optitui.tui.widgets.ranks_line import RanksLine
 from optitui.tui.widgets.routine_line import RoutineLine
@@ -62,6 +63,11 @@ from optitui.tui.widgets.status_bar import StatusBar
 #: columns below which one plot shows at a time (the app's first horizontal breakpoint;
 #: the key bar drops the palette's key below the same width)
 COMPACT_BELOW = PALETTE_KEY_FROM
+
+
+#: the plots' rows the metric pinned under the loss plot needs: the loss plot's title,
+#: frame, three rows of curve, markers and step labels, and the chart's five rows
+PINNED_NEEDS_ROWS = 13
 
 
 class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
@@ -74,6 +80,8 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     DashboardScreen #pinned { display: none; height: 1fr; min-height: 5; }
     DashboardScreen.-pinned LossPlot { height: 2fr; }
     DashboardScreen.-pinned #pinned { display: block; }
+    DashboardScreen.-pinned.-no-room LossPlot { height: 1fr; }
+    DashboardScreen.-pinned.-no-room #pinned { display: none; }
     DashboardScreen EventLog {
         height: 1fr; min-height: 3; max-height: 12; scrollbar-size-horizontal: 0;
     }
@@ -136,7 +144,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         yield ControlsLine(id="controls")
         yield RanksLine(id="ranks")
         yield ProbeNotice(id="probe")
-        with Horizontal(id="plots"):
+        with PlotRow(id="plots"):
             with Vertical(id="loss-col"):
                 yield LossPlot(id="loss")
                 yield MetricChart(self.pinned or "", id="pinned")
@@ -321,6 +329,19 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     def want_metrics(self) -> None:
         """Have the feed keep every metric's pyramid from its next read on."""
         self._feed.history.extra.wanted = True
+
+    def on_plot_row_resized(self, message: PlotRow.Resized) -> None:
+        """The pinned chart gives its room back to the loss plot when sharing it would
+        leave the loss plot fewer than three rows of curve (a short terminal, a banner)."""
+        no_room = message.height < PINNED_NEEDS_ROWS
+        if no_room != self.has_class("-no-room"):
+            self.set_class(no_room, "-no-room")
+            if no_room and self.pinned:
+                self.notify(
+                    f"{self.pinned} is pinned: it shows under the loss plot when the "
+                    "terminal is taller",
+                    timeout=4,
+                )
 
     def pin_metric(self, name: str | None) -> None:
         """Draw metric ``name`` under the loss plot (None: nothing there)."""

@@ -84,6 +84,8 @@ class ControlsLine(Static):
     DEFAULT_CSS = """
     ControlsLine {
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         padding: 0 1;
     }
     """

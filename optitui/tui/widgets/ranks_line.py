@@ -83,6 +83,8 @@ class RanksLine(Static):
     DEFAULT_CSS = """
     RanksLine {
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         padding: 0 1;
         display: none;
     }

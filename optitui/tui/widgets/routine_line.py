@@ -18,6 +18,8 @@ class RoutineLine(Widget):
     DEFAULT_CSS = """
     RoutineLine {
         height: 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         display: none;
     }
     """
