@@ -11,7 +11,7 @@ import math
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -793,6 +793,19 @@ def test_a_meta_tensor_is_skipped_naming_it_and_the_flush_keeps_the_rest(
         assert user(r.read_logged(), "fine") == [2.0]
 
 
+class _Unreadable(Mapping[str, float]):
+    """A mapping whose values cannot be had."""
+
+    def __getitem__(self, key: str) -> float:
+        raise RuntimeError("no value")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["acc"])
+
+    def __len__(self) -> int:
+        return 1
+
+
 @pytest.mark.parametrize(
     ("metrics", "said"),
     [
@@ -801,8 +814,9 @@ def test_a_meta_tensor_is_skipped_naming_it_and_the_flush_keeps_the_rest(
         (5.0, "metrics must be a mapping of names to values, got a float"),
         ({"tokens": 10**400}, "metric 'tokens' skipped: too large for a float"),
         ({None: 1.0}, "metric 'None' skipped: a metric name must be non-empty text"),
+        (_Unreadable(), "metrics could not be read (RuntimeError('no value')): skipped"),
     ],
-    ids=["list", "str", "float", "huge-int", "none-name"],
+    ids=["list", "str", "float", "huge-int", "none-name", "raising-mapping"],
 )
 def test_metrics_that_cannot_be_taken_warn_once_and_every_step_is_recorded(
     tmp_path: Path, metrics: Any, said: str

@@ -55,7 +55,7 @@ from optitui.store.records import Event
 from optitui.trainer.control.saver import Answer
 from optitui.trainer.core import checkpoint
 from optitui.trainer.core.device import batch_size
-from optitui.trainer.loop.user_metrics import bad_name
+from optitui.trainer.loop.metric_checks import bad_name
 from optitui.trainer.probe.watch import Probe
 
 LIMITS = (

@@ -50,7 +50,7 @@ from optitui.store.records import Event
 from optitui.trainer.control.saver import Answer
 from optitui.trainer.core import checkpoint
 from optitui.trainer.entry.script_mode import innermost
-from optitui.trainer.loop.user_metrics import bad_name
+from optitui.trainer.loop.metric_checks import bad_name
 from optitui.trainer.probe.loss_tap import LossTap
 from optitui.trainer.probe.watch import Probe
 

@@ -10,7 +10,6 @@ skipped with one warning naming the metric (once per name); NaN is recorded as N
 
 from __future__ import annotations
 
-import decimal
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
@@ -22,16 +21,7 @@ import torch
 
 from optitui.store.metrics import USER_PREFIX
 from optitui.store.records import LoggedBatch
-from optitui.trainer.core.health import SERIES as HEALTH_SERIES
-
-#: names the store's own columns (and the export's) already use
-RESERVED = frozenset(
-    {"step", "epoch", "time", "loss", "branch", "run", "skipped", "grad_norm", "val_loss"}
-)
-
-#: the beginnings of the names of optitui's own per-group series (``lr/0``,
-#: ``update_ratio/head``): a metric of that name would be exported as one of them
-_OWN_PREFIXES = tuple(f"{series}/" for series in ("lr", *HEALTH_SERIES))
+from optitui.trainer.loop.metric_checks import array_number, bad_name, is_array, is_decimal, kind_of
 
 Value = torch.Tensor | float
 #: the key of the warning about metrics that are not a mapping (no metric's name)
@@ -50,41 +40,6 @@ _NUMBERS = frozenset({float, int, bool})
 READ_ONE_BY_ONE = frozenset({"cpu"})
 #: (a module global: ``torch.Tensor`` looked up per value is a sixth of a step's check)
 _TENSOR = torch.Tensor
-
-
-def _decimal(v: object) -> bool:
-    """A Decimal a float can be made of (every one but a signalling NaN)."""
-    return isinstance(v, decimal.Decimal) and not v.is_snan()
-
-
-def _what(v: object) -> str:
-    """A value's kind, for a warning: None, a complex number, a str, ..."""
-    if v is None:
-        return "None"
-    return "a complex number" if isinstance(v, numbers.Complex) else f"a {type(v).__name__}"
-
-
-def bad_name(name: Any) -> str | None:
-    """Why a metric name cannot be used, or None."""
-    if not isinstance(name, str) or not name.strip():
-        return "a metric name must be non-empty text"
-    if name == "val_loss":
-        return "'val_loss' is recorded by probe.val_loss(value); choose another name"
-    if name in RESERVED or name.startswith(_OWN_PREFIXES):
-        return f"{name!r} is a name optitui records itself; choose another"
-    return None
-
-
-def is_array(v: object) -> bool:
-    """Whether ``v`` is a numpy array (told without importing numpy)."""
-    return type(v).__module__ == "numpy" and hasattr(v, "dtype") and hasattr(v, "size")
-
-
-def array_number(v: Any) -> float | None:
-    """The one real number (bool as 0/1) a numpy array holds, or None."""
-    if v.size != 1 or v.dtype.kind not in "biuf":
-        return None
-    return float(v.reshape(()))
 
 
 class UserMetrics:
@@ -148,7 +103,7 @@ class UserMetrics:
                 one = self.one_number(name, v, at)
                 if one is not None:
                     out[name] = one
-            elif isinstance(v, numbers.Real) or _decimal(v):
+            elif isinstance(v, numbers.Real) or is_decimal(v):
                 try:
                     out[name] = float(v)
                 except OverflowError:  # an int or a Fraction past a float's range
@@ -161,7 +116,7 @@ class UserMetrics:
                 else:
                     out[name] = one_value
             else:
-                self.warn_once(name, f"{_what(v)} is not one real number", at)
+                self.warn_once(name, f"{kind_of(v)} is not one real number", at)
         return out
 
     def check_step(self, values: Mapping[Any, Any], skip: str | None = None) -> dict[str, Value]:
@@ -171,7 +126,8 @@ class UserMetrics:
         belong to the step being taken: a warning names the step after the last recorded."""
         good = self._good
         if type(values) is not dict and not isinstance(values, Mapping):
-            self.warn_mapping(values, self._now() + 1)
+            why = f"metrics must be a mapping of names to values, got a {type(values).__name__}"
+            self.warn_run_once(_NOT_MAPPING, why, self._now() + 1)
             return {}
         out: dict[str, Value] = dict(values)  # a copy: the loop may reuse its dict
         if skip is not None:
@@ -192,18 +148,11 @@ class UserMetrics:
             out.update(self.check({name: v}, step=self._now() + 1))
         return out
 
-    def warn_mapping(self, values: object, step: int) -> None:
-        """One warning (per run) that a step's metrics were not a mapping."""
-        if _NOT_MAPPING not in self._warned:
-            self._warned.add(_NOT_MAPPING)
-            why = f"metrics must be a mapping of names to values, got a {type(values).__name__}"
+    def warn_run_once(self, key: str, why: str, step: int) -> None:
+        """One warning per run about a step's metrics as a whole (``key``: no metric's)."""
+        if key not in self._warned:
+            self._warned.add(key)
             self._warn(f"{why}: skipped (warned once)", step)
-
-    def warn_unreadable(self, error: Exception, step: int) -> None:
-        """One warning (per run) that a step's metrics could not be gone through."""
-        if _UNREADABLE not in self._warned:
-            self._warned.add(_UNREADABLE)
-            self._warn(f"metrics could not be read ({error!r}): skipped (warned once)", step)
 
     def one_number(self, name: str, v: torch.Tensor, step: int) -> torch.Tensor | None:
         """``v`` as a 0-d tensor that sums (bool as float), or None (warned once)."""
@@ -225,6 +174,16 @@ class UserMetrics:
 
     def add_step(self, values: dict[str, Value] | None) -> None:
         self.steps.append(values or None)
+
+    def add_given(self, values: Any) -> None:
+        """A step's values as the loop gave them (``probe.step(metrics=)``): checked, then
+        buffered; the step has its entry whatever they are (its loss is recorded)."""
+        try:
+            got = self.check_step(values) if values is not None else None
+        except Exception as e:  # a mapping whose items() raises, ...
+            got = None
+            self.warn_run_once(_UNREADABLE, f"metrics could not be read ({e!r})", self._now() + 1)
+        self.steps.append(got or None)
 
     def log(self, step: int, epoch: int, when: float, values: Mapping[Any, Any]) -> None:
         got = self.check(values)
