@@ -162,6 +162,7 @@ def overhead_rows(sec: dict[str, Any], skipped: dict[str, str]) -> tuple[list[st
             + f" | {'; '.join(notes)} |"
         )
         numbers[v] = {
+            "viewer_cpu": med([x["viewer_cpu_pct"] for x, _ in pairs]) if v == ATTACHED else None,
             "added": med(added),
             "added_cpu": med(added_cpu),
             "ratio": med(ratio),

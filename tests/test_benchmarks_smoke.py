@@ -139,6 +139,26 @@ def test_quick_run_has_every_row(tmp_path: Path) -> None:
     (target,) = [r for r in text.splitlines() if r.startswith("| optitui: <= 5 us/step added")]
     assert "extra syncs per 1,000: +0.0" in target, target
 
+    # every target has a result, and each one not met points to its reason under the table
+    targets = text.split("## Targets")[1]
+    rows = [r for r in targets.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    for start in (
+        "| a frame at 160x48 <= 12 ms of CPU",
+        "| attach to the first full frame at",
+        "| the attached dashboard uses <= 5% of a core",
+        "| the whole run within 3% of the paired estimate",
+    ):
+        assert sum(r.startswith(start) for r in rows) == 1, start
+    for row in rows:
+        target, measured, result, ref = (c.strip() for c in row.strip().strip("|").split("|"))
+        assert target and measured and result, row
+        if result == "met":
+            assert ref == "", row
+        else:
+            assert ref.startswith("("), row
+            (reason,) = [r for r in targets.splitlines() if r.startswith(ref + " ")]
+            assert len(reason) > 40, reason
+
     for first in ("1,000", "10,000"):  # frame cost at each history length
         assert rows_of(text, first), first
     for measure in (
