@@ -61,7 +61,7 @@ def child_argv(opts: JobOptions, run_dir: Path) -> list[str]:
             "optitui",
         ]
     # the dashboard shows progress and events: its job's output.log keeps to the job's own
-    argv += ["--run-dir", str(run_dir), "--device", opts.device, "--quiet"]
+    argv += ["--run-dir", str(run_dir), "--device", opts.device, "--quiet", "--events-shown"]
     if opts.max_steps is not None:
         argv += ["--max-steps", str(opts.max_steps)]
     if opts.seed is not None:

@@ -123,6 +123,30 @@ def test_quiet_prints_the_first_and_the_last_line_only(tmp_path: Path, tiny_scri
     assert lines[1] == f"optitui: finished at step 30; run directory {run_dir}"
 
 
+def test_the_dashboards_job_leaves_a_metrics_warning_to_the_dashboard(tmp_path: Path) -> None:
+    """Started as the dashboard starts its job, a bad metric's warning is the run's event
+    only: the job's output.log keeps to its first and last line, so the dashboard does not
+    show the warning a second time (as captured output)."""
+    step_fn = (
+        'step_fn=lambda m, b: {"loss": nn.functional.mse_loss(m(b[0]), b[1]), "vec": torch.ones(3)}'
+    )
+    script = write_script(
+        tmp_path,
+        TINY_SCRIPT.replace(", STEP_DELAY", "").replace("loss_fn=nn.functional.mse_loss", step_fn),
+    )
+    run_dir, log = tmp_path / "runs" / "quiet", tmp_path / "train.log"
+    child = child_argv(JobOptions(script), run_dir)
+    shown = [a for a in child if a in ("--quiet", "--events-shown")]
+    assert shown == ["--quiet", "--events-shown"]
+    proc = start_without_terminal(script, run_dir, log, "--max-steps", "30", *shown)
+    assert proc.wait(60) == 0
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("optitui: finished at step 30"), lines
+    with RunReader(run_dir) as r:
+        said = [e.message for e in r.events() if e.kind == "warning"]
+    assert sum(m.startswith("metric 'vec' skipped") for m in said) == 1, said
+
+
 def test_attach_without_a_terminal_refuses_with_the_hint(tmp_path: Path) -> None:
     out = optitui("attach", str(tmp_path / "some-run"))
     assert out.returncode == 2 and out.stdout == ""

@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--quiet", action="store_true", help="headless: print only the first and the last line"
     )
+    # the dashboard's job: the viewer shows the run's warnings, which its output.log
+    # would show a second time
+    run.add_argument("--events-shown", action="store_true", help=argparse.SUPPRESS)
     run.add_argument(
         "--no-bell",
         action="store_true",
@@ -247,6 +250,7 @@ def _run_options(args: argparse.Namespace, mode: str) -> Any:
         mode=mode,
         log_every=args.log_every,
         quiet=args.quiet,
+        events_shown=args.events_shown,
         no_terminal=getattr(args, "no_terminal", False),
     )
 

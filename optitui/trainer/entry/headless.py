@@ -193,7 +193,8 @@ def _run_headless(opts: RunOptions) -> int:
     reporter = (
         reporter_for(trainer.paths.root, opts.log_every, opts.quiet) if trainer.leader else None
     )
-    Steering.echo_warnings = reporter is None  # the reporter prints the run's warnings
+    # the reporter prints the run's warnings; under the dashboard they are its events
+    Steering.echo_warnings = reporter is None and not opts.events_shown
     error: BaseException | None = None
     try:
         state = trainer.run()

@@ -28,5 +28,7 @@ class RunOptions:
     """Seconds between progress lines (None: 30 in a log, a live line on a terminal; 0: off)."""
     quiet: bool = False
     """Print only the first and the last line."""
+    events_shown: bool = False
+    """A viewer shows the run's events (the dashboard's job): warnings are not printed."""
     no_terminal: bool = False
     """Headless because there is no terminal (not by choice): the first line says so."""

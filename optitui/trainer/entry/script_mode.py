@@ -394,7 +394,8 @@ def run_script_mode(opts: RunOptions) -> int:
         )
     _install_signal_handlers()
     reporter = None if paths is None else reporter_for(paths.root, opts.log_every, opts.quiet)
-    Steering.echo_warnings = reporter is None  # the reporter prints the run's warnings
+    # the reporter prints the run's warnings; under the dashboard they are its events
+    Steering.echo_warnings = reporter is None and not opts.events_shown
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *opts.script_args]
     sys.path.insert(0, str(script.resolve().parent))
