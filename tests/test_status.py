@@ -128,7 +128,7 @@ def test_non_finite_losses_stay_valid_json_and_zero_code_shows_no_epoch(
     s = as_json(out)
     assert code == 0 and s["loss"]["now"] == "nan" and s["loss"]["smoothed"] == 0.5
     assert s["epoch"] is None  # zero-code mode sees no epochs: none is shown
-    assert s["steps_per_s"] == 0.0  # paused: the steps before the pause are not its pace
+    assert s["steps_per_s"] is None  # paused: the steps before the pause are not its pace
     code, text, _ = status(capsys, paths.root)
     assert "epoch" not in text and "loss is nan at step 2" in text
     assert "steps/s" not in text
@@ -143,7 +143,9 @@ def test_a_missing_or_damaged_run_is_one_line(
     a_file = tmp_path / "passwd"
     a_file.write_text("root:x:0:0::/root:/bin/sh\n")
     code, out, err = status(capsys, a_file)
-    assert code == 2 and out == "" and err.strip().endswith("(a file, not a folder)"), err
+    assert code == 2 and out == "" and err.strip().endswith("is a file, not a folder)"), err
+    code, out, err = main(["status", "passwd", "--root", str(tmp_path)]), *capsys.readouterr()
+    assert code == 2 and err.strip().endswith(f"({a_file} is a file, not a folder)"), err
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "store.sqlite").write_bytes(b"this is not a database" * 64)

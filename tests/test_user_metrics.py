@@ -832,6 +832,25 @@ def test_metrics_that_cannot_be_taken_warn_once_and_every_step_is_recorded(
     assert sum(said in w for w in warnings) == 1, warnings
 
 
+def test_each_kind_of_metrics_that_is_no_mapping_is_warned_about(tmp_path: Path) -> None:
+    """A list, then a str, then a float: one warning each, each naming its step."""
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = Probe(opt, model, run_dir=tmp_path / "r", flush_every=4, flush_seconds=1e9)
+    given: list[Any] = [[1.0], [2.0], "acc", 0.5, 7.0, {"ok": 1.0}]
+    for metrics in given:
+        probe.step(torch.tensor(1.0), metrics=metrics)
+    probe.close()
+    with RunReader(tmp_path / "r") as r:
+        said = [(e.step, e.message) for e in r.events() if e.kind == "warning"]
+        assert user(r.read_metrics(), "ok")[-1] == 1.0
+    assert [(s, m.split(", got ")[1]) for s, m in said] == [
+        (1, "a list: skipped (warned once)"),
+        (3, "a str: skipped (warned once)"),
+        (4, "a float: skipped (warned once)"),
+    ]
+
+
 def test_metrics_whose_reading_fails_are_dropped_and_the_losses_kept(tmp_path: Path) -> None:
     """Whatever a flush's metrics do when read, the flush's losses are recorded and the
     metrics of those steps dropped with one warning naming the steps."""

@@ -113,7 +113,7 @@ def summarize(
     # the dashboard's figures: the shown rate over the last 10 s, the ETA over the last minute
     rate = rate_over(times, len(times), WINDOW_S) or st.steps_per_s
     if st.state == "paused":  # the rate of the steps before the pause is not the run's now
-        rate = 0.0
+        rate = None
     steady = rate_over(times, len(times), ETA_WINDOW_S) or rate
     left = eta(st.step, max_steps, steady) if st.state == "running" else None
     vals = reader.val()

@@ -43,10 +43,12 @@ def resolve_run(run: str | Path, root: str | Path = "runs") -> RunPaths:
                 return RunPaths(cand)
         except PermissionError:
             raise RunUnreadable(f"{run}: permission denied") from None
-    if p.is_dir():
-        raise RunUnreadable(f"{run}: not a run directory (no store.sqlite in it)")
-    if p.exists():
-        raise RunUnreadable(f"{run}: not a run directory (a file, not a folder)")
+    for cand in (p, Path(root) / p):
+        if cand.is_dir():  # (a job starting has not made its store yet)
+            why = "no store.sqlite in it: not yet, if its job is starting"
+            raise RunUnreadable(f"{run}: not a run directory ({why})")
+        if cand.exists():
+            raise RunUnreadable(f"{run}: not a run directory ({cand} is a file, not a folder)")
     raise RunUnreadable(f"{run}: not a run directory (no such folder, nor a run under {root}/)")
 
 

@@ -176,12 +176,22 @@ def chart_for(
         frame=frame,
     )
     if not series:  # a name misspelt, or a metric not recorded yet
-        chart.empty = "nothing recorded under this name yet (m lists the metrics)"
+        chart.empty = _not_a_metric(name)
     elif series and value is None:
         chart.empty = "only NaN so far"
     elif series and not math.isfinite(value or 0.0) and not curves:
         chart.empty = "no finite value so far"
     return chart
+
+
+def _not_a_metric(name: str) -> str:
+    """What a chart of a name no metric has says: where else it is drawn, or that nothing
+    is recorded under it (a name misspelt, or a metric not recorded yet)."""
+    if name == "loss":
+        return "the loss is drawn in the loss plot"
+    if name.startswith("lr/"):
+        return "the lrs are drawn in the lr plot"
+    return "nothing recorded under this name (m lists the metrics)"
 
 
 def _logged_only(series: Sequence[MetricSeries]) -> bool:

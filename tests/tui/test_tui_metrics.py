@@ -478,7 +478,17 @@ async def test_a_pinned_name_nothing_is_recorded_under_says_so(tmp_path: Path) -
         await wait_until(pilot, lambda: pinned.last is not None)
         assert pinned.last is not None
         text = "\n".join(line.plain for line in pinned.last.lines)
-        assert "nothing recorded under this name yet (m lists the metrics)" in text
+        assert "nothing recorded under this name (m lists the metrics)" in text
+        # the loss and the lrs are no metrics of their own: the chart says where they are
+        for name, said in (
+            ("loss", "the loss is drawn in the loss plot"),
+            ("lr/body", "the lrs are drawn in the lr plot"),
+        ):
+            app.dashboard.pin_metric(name)
+            await wait_until(pilot, lambda n=name: pinned.last is not None and pinned.metric == n)
+            pinned.render()
+            assert pinned.last is not None
+            assert said in "\n".join(line.plain for line in pinned.last.lines), name
 
 
 def test_a_group_without_a_name_is_its_index_in_a_health_series_name() -> None:

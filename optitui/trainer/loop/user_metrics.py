@@ -126,8 +126,9 @@ class UserMetrics:
         belong to the step being taken: a warning names the step after the last recorded."""
         good = self._good
         if type(values) is not dict and not isinstance(values, Mapping):
-            why = f"metrics must be a mapping of names to values, got a {type(values).__name__}"
-            self.warn_run_once(_NOT_MAPPING, why, self._now() + 1)
+            kind = type(values).__name__  # one warning per kind: a list, a str, ...
+            why = f"metrics must be a mapping of names to values, got a {kind}"
+            self.warn_run_once(_NOT_MAPPING + kind, why, self._now() + 1)
             return {}
         out: dict[str, Value] = dict(values)  # a copy: the loop may reuse its dict
         if skip is not None:
