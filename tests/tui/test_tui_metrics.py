@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from metrics_support import per_step, write_metrics_store
+from rich.text import Text
 from test_tui_overlays import app_with
 from textual.widgets import Static
 from tui_support import fixed_app, loaded, pilot_test, wait_until, write_fixed_store
@@ -22,6 +23,7 @@ from optitui.tui.screens.markers import MarkersScreen
 from optitui.tui.screens.metric_full import MetricFullScreen
 from optitui.tui.screens.metrics import MetricsScreen
 from optitui.tui.widgets.chart_grid import ChartGrid
+from optitui.tui.widgets.command_status import CommandStatus
 from optitui.tui.widgets.loss_plot import LossPlot
 from optitui.tui.widgets.metric_chart import MetricChart
 from optitui.tui.widgets.system_panel import SystemPanel, gauges
@@ -525,7 +527,18 @@ async def test_a_pinned_chart_gives_its_room_back_when_the_loss_plot_has_too_lit
         writer.write([StatusUpdate("paused", 600, 6, message=why)])
         await wait_until(pilot, lambda: not pinned.display, what="the pinned chart gone")
         assert loss.size.height >= 8  # title, frame, 3 rows of curve, markers, labels
-        assert any("is pinned" in n.message for n in app._notifications)
+        assert not app.dashboard.pinned_fits()
+        await wait_until(
+            pilot,
+            lambda: any("update_ratio/head is pinned" in n.message for n in app._notifications),
+            what="the notice, naming the series by its group",
+        )
         writer.write([StatusUpdate("running", 600, 6)])
         await wait_until(pilot, lambda: pinned.display, what="the pinned chart back")
+        # two lines of command answers (a pause, then a resume) leave it room at 80x24
+        answers = app.dashboard.query_one(CommandStatus)
+        answers.update(Text("✓ pause: applied after step 600\n✓ resume: applied after step 600"))
+        await wait_until(pilot, lambda: answers.size.height == 2, what="two answer lines")
+        await pilot.pause()
+        assert pinned.display and app.dashboard.pinned_fits() and loss.size.height >= 8
     writer.close()

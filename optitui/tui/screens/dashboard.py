@@ -36,7 +36,7 @@ from optitui.tui.live_groups import (
 from optitui.tui.markers import Marker, marker_for
 from optitui.tui.messages import FeedProblem, StoreUnreadable, StoreUpdated
 from optitui.tui.metric_charts import Look
-from optitui.tui.metric_history import column_of
+from optitui.tui.metric_history import column_of, titled
 from optitui.tui.overlay_feed import OverlayRun
 from optitui.tui.screens.control_keys import ControlKeys
 from optitui.tui.screens.overlay_keys import OverlayKeys
@@ -80,6 +80,7 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
     DashboardScreen #pinned { display: none; height: 1fr; min-height: 5; }
     DashboardScreen.-pinned LossPlot { height: 2fr; }
     DashboardScreen.-pinned #pinned { display: block; }
+    DashboardScreen.-pinned.-compact EventLog { max-height: 3; }
     DashboardScreen.-pinned.-no-room LossPlot { height: 1fr; }
     DashboardScreen.-pinned.-no-room #pinned { display: none; }
     DashboardScreen EventLog {
@@ -337,11 +338,14 @@ class DashboardScreen(ControlKeys, RunKeys, ViewKeys, OverlayKeys):
         if no_room != self.has_class("-no-room"):
             self.set_class(no_room, "-no-room")
             if no_room and self.pinned:
+                name = titled(self.pinned, self.steered_group_names())
                 self.notify(
-                    f"{self.pinned} is pinned: it shows under the loss plot when the "
-                    "terminal is taller",
+                    f"{name} is pinned: it shows under the loss plot when the terminal is taller",
                     timeout=4,
                 )
+
+    def pinned_fits(self) -> bool:
+        return not self.has_class("-no-room")
 
     def pin_metric(self, name: str | None) -> None:
         """Draw metric ``name`` under the loss plot (None: nothing there)."""

@@ -147,7 +147,12 @@ class MetricsScreen(Screen[None]):
             self.notify(f"{name}: no longer under the loss plot", timeout=3)
         else:
             self.source.pin_metric(name)
-            self.notify(f"{name}: shown under the loss plot (u again removes it)", timeout=3)
+            where = (
+                "shown under the loss plot"
+                if self.source.pinned_fits()
+                else "pinned: it shows under the loss plot when the terminal is taller"
+            )
+            self.notify(f"{name}: {where} (u again removes it)", timeout=3)
         self._head()
 
     def action_log(self) -> None:
