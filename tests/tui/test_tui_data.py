@@ -300,6 +300,7 @@ def test_child_argv_passes_the_options_on(tmp_path: Path) -> None:
         "--device",
         "cuda:1",
         "--quiet",  # output.log keeps the script's own lines; the dashboard shows progress
+        "--events-shown",  # and the warnings, as the run's events
         "--max-steps",
         "5",
         "--seed",

@@ -159,7 +159,7 @@ async def overlays_drawn(pilot: Any, *lengths: int) -> None:
 
 
 def log_text(app: DashboardApp) -> str:
-    return "\n".join(str(line) for line in app.dashboard.query_one(EventLog).lines)
+    return "\n".join(app.dashboard.query_one(EventLog).shown_lines())
 
 
 @pilot_test

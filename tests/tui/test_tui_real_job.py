@@ -50,8 +50,9 @@ async def test_edits_against_a_real_job(tmp_path: Path) -> None:
             assert "momentum" in status_text(app)
             # the job's own command events reach the log; its output tail too
             log = screen.query_one(EventLog)
-            await wait_until(pilot, lambda: any("rejected" in str(line) for line in log.lines), 10)
-            assert any("training on cpu" in str(line) for line in log.lines)
+            rejected = lambda: any("rejected" in line for line in log.shown_lines())  # noqa: E731
+            await wait_until(pilot, rejected, 10)
+            assert any("training on cpu" in line for line in log.shown_lines())
             # history keeps arriving
             n = screen.plots[0].view.length
             await wait_until(pilot, lambda: screen.plots[0].view.length > n, 20)

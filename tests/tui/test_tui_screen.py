@@ -54,7 +54,7 @@ def dimmed(plot: HistoryPlot, every: bool = False) -> bool:
 
 
 def log_text(log: EventLog) -> str:
-    return "\n".join(line.text for line in log.lines)
+    return "\n".join(log.shown_lines())
 
 
 @pilot_test

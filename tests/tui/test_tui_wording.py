@@ -22,7 +22,7 @@ LONG_ID = "01796101694397184712-5235-fd0d9d"
 
 def log_text(app: object) -> str:
     log = app.dashboard.query_one(EventLog)  # type: ignore[attr-defined]
-    return "\n".join(line.text for line in log.lines)
+    return "\n".join(log.shown_lines())
 
 
 @pilot_test
@@ -95,3 +95,37 @@ def test_a_cancelled_range_test_prints_no_empty_table() -> None:
     cancelled = {"id": "fd0d9d", "status": "cancelled", "message": "cancelled", "suggestions": []}
     text = table(cancelled)
     assert "rule" not in text and "no suggestions (the test did not finish)" in text
+
+
+@pilot_test
+async def test_a_long_message_wraps_under_itself_and_is_laid_out_again_on_resize(
+    tmp_path: Path,
+) -> None:
+    """At 80 columns a warning longer than the log wraps under its message column, never
+    cut mid-word at the edge; past three rows it ends in an ellipsis; wider, it is one row."""
+    paths, writer = write_fixed_store(tmp_path / "run", keep_open=True)
+    app = fixed_app(paths.root)
+    said = (
+        "non-finite loss or gradient norm (nan) at step 150; training paused: "
+        "space resumes, c restores a checkpoint"
+    )
+    long = "metric 'x' skipped: " + " ".join(["a very long reason"] * 20)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        assert writer is not None
+        writer.write([Event(600, "error", said), Event(600, "warning", long)])
+        log = app.dashboard.query_one(EventLog)
+        await wait_until(pilot, lambda: said in "\n".join(log.shown_lines()))
+        await pilot.pause()
+        rows = [line.text.rstrip() for line in log.lines]
+        start = next(i for i, r in enumerate(rows) if "non-finite" in r)
+        first, second = rows[start], rows[start + 1]
+        assert first.startswith("     600 error      non-finite loss") and len(first) <= 78
+        assert second.startswith(" " * 20) and second.strip() and said.endswith(second.strip())
+        warned = rows[start + 2 :]  # the last line: three rows, the third cut short
+        assert len(warned) == 3, warned
+        assert warned[0].startswith("     600 warning    metric 'x' skipped")
+        assert warned[1].startswith(" " * 20) and warned[2].endswith("…"), warned
+        await pilot.resize_terminal(200, 30)
+        await wait_until(pilot, lambda: any(r.text.rstrip().endswith(said) for r in log.lines))
+    writer.close()
