@@ -21,7 +21,7 @@ from optitui.tui.chart_text import LEFT, Chart, Curve, Frame, last_finite, value
 from optitui.tui.decimate import Points
 from optitui.tui.history import HistoryView
 from optitui.tui.markers import Marker, in_view
-from optitui.tui.metric_history import MetricSeries, column_of, titled
+from optitui.tui.metric_history import MetricSeries, titled
 from optitui.tui.overlay import Overlay, final_pieces
 from optitui.tui.span import Span
 
@@ -148,7 +148,6 @@ def chart_for(
 ) -> Chart:
     """The chart of metric ``name`` at ``width`` cells (in ``frame``'s layout and steps,
     when given: see :class:`~optitui.tui.chart_text.Frame`)."""
-    name = column_of(name, groups)  # a health series named by its group's name
     series = view.metrics.of(name)
     if frame is not None:
         (lo, hi), cols = frame.x, frame.cols
@@ -177,9 +176,9 @@ def chart_for(
     )
     if not series:  # a name misspelt, or a metric not recorded yet
         chart.empty = _not_a_metric(name)
-    elif series and value is None:
+    elif value is None:
         chart.empty = "only NaN so far"
-    elif series and not math.isfinite(value or 0.0) and not curves:
+    elif not math.isfinite(value or 0.0) and not curves:
         chart.empty = "no finite value so far"
     return chart
 

@@ -24,9 +24,8 @@ from optitui.store.records import LoggedBatch
 from optitui.trainer.loop.metric_checks import array_number, bad_name, is_array, is_decimal, kind_of
 
 Value = torch.Tensor | float
-#: the key of the warning about metrics that are not a mapping (no metric's name)
-_NOT_MAPPING = "\0not a mapping"
-_UNREADABLE = "\0unreadable"
+#: the keys of the warnings about a step's metrics as a whole (no metric's name)
+_NOT_MAPPING, _UNREADABLE = "\0not a mapping", "\0unreadable"
 
 _DTYPE = attrgetter("dtype")
 #: a 0-d tensor's value (``item()`` would also let go of the GIL for each, and every
@@ -125,11 +124,6 @@ class UserMetrics:
         dtype are checked at the flush, for all of a flush's tensors at once. The values
         belong to the step being taken: a warning names the step after the last recorded."""
         good = self._good
-        if type(values) is not dict and not isinstance(values, Mapping):
-            kind = type(values).__name__  # one warning per kind: a list, a str, ...
-            why = f"metrics must be a mapping of names to values, got a {kind}"
-            self.warn_run_once(_NOT_MAPPING + kind, why, self._now() + 1)
-            return {}
         out: dict[str, Value] = dict(values)  # a copy: the loop may reuse its dict
         if skip is not None:
             out.pop(skip, None)
@@ -148,6 +142,10 @@ class UserMetrics:
                 continue
             out.update(self.check({name: v}, step=self._now() + 1))
         return out
+
+    def _first_step(self) -> int:
+        """The step of the first buffered step's values."""
+        return self._now() - len(self.steps) + 1 if self.first is None else self.first
 
     def warn_run_once(self, key: str, why: str, step: int) -> None:
         """One warning per run about a step's metrics as a whole (``key``: no metric's)."""
@@ -179,10 +177,14 @@ class UserMetrics:
     def add_given(self, values: Any) -> None:
         """A step's values as the loop gave them (``probe.step(metrics=)``): checked, then
         buffered; the step has its entry whatever they are (its loss is recorded)."""
+        got = None
         try:
-            got = self.check_step(values) if values is not None else None
+            if type(values) is dict or isinstance(values, Mapping):
+                got = self.check_step(values)
+            elif values is not None:  # one warning per kind: a list, a str, ...
+                why = f"metrics must be a mapping of names to values, got a {type(values).__name__}"
+                self.warn_run_once(_NOT_MAPPING + type(values).__name__, why, self._now() + 1)
         except Exception as e:  # a mapping whose items() raises, ...
-            got = None
             self.warn_run_once(_UNREADABLE, f"metrics could not be read ({e!r})", self._now() + 1)
         self.steps.append(got or None)
 
@@ -226,7 +228,7 @@ class UserMetrics:
                 return st.reshape(-1).to(dtype)
         except RuntimeError:  # shapes that do not stack
             pass
-        first = self._now() - len(self.steps) + 1 if self.first is None else self.first
+        first = self._first_step()
         for i, row in enumerate(self.steps):
             if row is None:
                 continue
@@ -250,12 +252,11 @@ class UserMetrics:
         try:
             return self.stacked(device, dtype)
         except Exception as e:  # a value no check foresaw: the metrics, never the losses
-            first = self._now() - len(self.steps) + 1 if self.first is None else self.first
-            self.steps = [None] * len(self.steps)
-            self.logged = []
+            first, n = self._first_step(), len(self.steps)
+            self.steps, self.logged = [None] * n, []
             self._order = self._by_name = self._read = None
-            span = f"{first}..{first + len(self.steps) - 1}"
-            self._warn(f"metrics of steps {span} could not be read ({e!r}): skipped", first)
+            why = f"metrics of steps {first}..{first + n - 1} could not be read ({e!r})"
+            self._warn(f"{why}: skipped", first)
             return None
 
     def _by_name_columns(self) -> tuple[tuple[str, ...], list[tuple[Any, ...]]] | None:
@@ -394,7 +395,7 @@ class UserMetrics:
             return
         rows = len(steps)
         at_last = {id(v): i for i, row in enumerate(steps) for v in (row or {}).values()}
-        first = self._now() - rows + 1 if self.first is None else self.first
+        first = self._first_step()
         for i, row in enumerate(steps):
             for name, v in (row or {}).items():
                 if not isinstance(v, torch.Tensor) or at_last[id(v)] == i:
